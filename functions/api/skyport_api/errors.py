@@ -1,0 +1,58 @@
+"""The one error handler: every failure leaves as the spec's JSON envelope."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from skyport.errors import NotFound, RegistryError, Unavailable, Unknown, Unsupported
+from skyport.storage.ports import StorageUnavailable
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+logger = logging.getLogger("skyport.api")
+
+
+def render(error: RegistryError) -> Response:
+    return Response(
+        content=json.dumps(error.envelope(), separators=(",", ":")).encode(),
+        status_code=error.status,
+        media_type="application/json",
+        headers=error.headers,
+    )
+
+
+async def _registry_error(request: Request, error: RegistryError) -> Response:
+    return render(error)
+
+
+async def _http_error(request: Request, error: HTTPException) -> Response:
+    # Routing failures from the framework: unknown path or method.
+    if error.status_code == 405:
+        return render(Unsupported({"method": request.method}, message="method not allowed"))
+    return render(NotFound({"path": request.url.path[:200]}))
+
+
+async def _validation_error(request: Request, error: RequestValidationError) -> Response:
+    return render(NotFound({"path": request.url.path[:200]}))
+
+
+async def _storage_unavailable(request: Request, error: StorageUnavailable) -> Response:
+    logger.warning("storage unavailable: %s", error)
+    return render(Unavailable())
+
+
+async def _unexpected(request: Request, error: Exception) -> Response:
+    # Logged with its traceback for the operator; the client sees no internals.
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return render(Unknown())
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RegistryError, _registry_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StorageUnavailable, _storage_unavailable)
+    app.add_exception_handler(Exception, _unexpected)

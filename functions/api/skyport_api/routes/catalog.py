@@ -1,0 +1,23 @@
+"""`GET /v2/_catalog` with `n`/`last` pagination."""
+
+import json
+
+from fastapi import APIRouter, Request
+from skyport.pagination import next_link, page_size
+from starlette.responses import Response
+
+from . import registry_of
+
+router = APIRouter()
+
+
+@router.get("/v2/_catalog")
+def list_repositories(request: Request) -> Response:
+    registry = registry_of(request)
+    limit = page_size(request.query_params.get("n"), registry.settings.default_page_size)
+    page = registry.catalog.list(limit, request.query_params.get("last"))
+    response = Response(content=json.dumps({"repositories": page.items}).encode(),
+                        media_type="application/json")
+    if page.has_more:
+        response.headers["Link"] = next_link("/v2/_catalog", limit, page.items[-1])
+    return response

@@ -1,0 +1,63 @@
+"""Manifest routes: GET, HEAD, PUT, DELETE by tag or digest."""
+
+from fastapi import APIRouter, Request
+from skyport.errors import PayloadTooLarge
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from . import registry_of
+
+router = APIRouter()
+PATH = "/v2/{name:path}/manifests/{reference}"
+
+
+def _manifest_response(request: Request, name: str, reference: str, include_body: bool) -> Response:
+    record, body = registry_of(request).manifests.fetch(
+        name, reference, request.headers.getlist("accept"), include_body=include_body)
+    headers = {
+        "Docker-Content-Digest": record.digest, "Content-Type": record.media_type,
+        "Content-Length": str(record.size), "ETag": f'"{record.digest}"',
+    }
+    return Response(content=body or b"", headers=headers)
+
+
+@router.get(PATH)
+def get_manifest(request: Request, name: str, reference: str) -> Response:
+    return _manifest_response(request, name, reference, include_body=True)
+
+
+@router.head(PATH)
+def head_manifest(request: Request, name: str, reference: str) -> Response:
+    return _manifest_response(request, name, reference, include_body=False)
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes ``limit`` (never buffered beyond)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge({"limit": limit}, message="manifest exceeds the size limit")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge({"limit": limit}, message="manifest exceeds the size limit")
+    return bytes(body)
+
+
+@router.put(PATH)
+async def put_manifest(request: Request, name: str, reference: str) -> Response:
+    registry = registry_of(request)
+    body = await _read_limited(request, registry.settings.max_manifest_size)
+    pushed = await run_in_threadpool(
+        registry.manifests.push, name, reference, request.headers.get("content-type"), body)
+    headers = {"Location": f"/v2/{name}/manifests/{pushed.digest}", "Docker-Content-Digest": pushed.digest}
+    if pushed.subject:
+        # distribution-spec 1.1: tells the client the registry handles referrers itself.
+        headers["OCI-Subject"] = pushed.subject
+    return Response(status_code=201, headers=headers)
+
+
+@router.delete(PATH)
+def delete_manifest(request: Request, name: str, reference: str) -> Response:
+    registry_of(request).manifests.delete(name, reference)
+    return Response(status_code=202)

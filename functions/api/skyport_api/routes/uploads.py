@@ -1,0 +1,80 @@
+"""Upload routes: POST (start, monolithic, mount), PATCH, PUT, GET status, DELETE."""
+
+from fastapi import APIRouter, Request
+from skyport.errors import DigestInvalid
+from skyport.storage.ports import BlobRecord, UploadSession
+from skyport.uploads import parse_content_range, range_header, upload_location
+from starlette.responses import Response
+
+from . import registry_of
+
+router = APIRouter()
+UPLOADS = "/v2/{name:path}/blobs/uploads/"
+UPLOAD = "/v2/{name:path}/blobs/uploads/{upload_id}"
+
+
+def _in_progress(name: str, session: UploadSession, status: int) -> Response:
+    return Response(status_code=status, headers={
+        "Location": upload_location(name, session.upload_id),
+        "Range": range_header(session.offset),
+        "Docker-Upload-UUID": session.upload_id,
+    })
+
+
+def _created(name: str, blob: BlobRecord) -> Response:
+    return Response(status_code=201, headers={
+        "Location": f"/v2/{name}/blobs/{blob.digest}", "Docker-Content-Digest": blob.digest})
+
+
+@router.post(UPLOADS)
+@router.post(UPLOADS.rstrip("/"))
+async def start_upload(request: Request, name: str) -> Response:
+    registry = registry_of(request)
+    query = request.query_params
+    if "mount" in query:
+        blob = await _thread(registry.blobs.mount, name, query["mount"], query.get("from"))
+        if blob is not None:
+            return _created(name, blob)
+    elif "digest" in query:
+        blob = await registry.uploads.upload_whole(name, query["digest"], request.stream())
+        return _created(name, blob)
+    session = await _thread(registry.uploads.start, name)
+    response = _in_progress(name, session, 202)
+    # Chunks smaller than a part are accepted, but parts are what S3 stores.
+    response.headers["OCI-Chunk-Min-Length"] = str(registry.settings.min_part_size)
+    return response
+
+
+@router.patch(UPLOAD)
+async def append_chunk(request: Request, name: str, upload_id: str) -> Response:
+    content_range = parse_content_range(request.headers.get("content-range"))
+    session = await registry_of(request).uploads.append(name, upload_id, request.stream(), content_range)
+    return _in_progress(name, session, 202)
+
+
+@router.put(UPLOAD)
+async def finish_upload(request: Request, name: str, upload_id: str) -> Response:
+    digest = request.query_params.get("digest")
+    if not digest:
+        raise DigestInvalid(message="the digest query parameter is required")
+    content_range = parse_content_range(request.headers.get("content-range"))
+    blob = await registry_of(request).uploads.finish(name, upload_id, digest, request.stream(), content_range)
+    return _created(name, blob)
+
+
+@router.get(UPLOAD)
+def upload_status(request: Request, name: str, upload_id: str) -> Response:
+    session = registry_of(request).uploads.status(name, upload_id)
+    return _in_progress(name, session, 204)
+
+
+@router.delete(UPLOAD)
+def cancel_upload(request: Request, name: str, upload_id: str) -> Response:
+    registry_of(request).uploads.cancel(name, upload_id)
+    return Response(status_code=204)
+
+
+async def _thread(fn, *args):
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(fn, *args)

@@ -1,0 +1,81 @@
+"""Blobs: existence, download and deletion (distribution-spec "Pulling blobs", "Deleting blobs")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .digest import Digest
+from .errors import BlobUnknown
+from .reference import validate_name
+from .storage.ports import BlobIndex, BlobRecord, ObjectStore
+
+
+@dataclass(frozen=True, slots=True)
+class BlobDownload:
+    blob: BlobRecord
+    url: str
+
+
+class BlobService:
+    def __init__(self, objects: ObjectStore, index: BlobIndex, presign_expiry_seconds: int) -> None:
+        self._objects = objects
+        self._index = index
+        self._expiry = presign_expiry_seconds
+
+    def stat(self, repository: str, digest: str) -> BlobRecord:
+        """HEAD: answered from the link item alone, no S3 call."""
+        validate_name(repository)
+        Digest.parse(digest)
+        record = self._index.get_link(repository, digest)
+        if record is None:
+            raise BlobUnknown({"digest": digest})
+        return record
+
+    def download(self, repository: str, digest: str) -> BlobDownload:
+        """GET: a presigned URL, signed locally, so one DynamoDB read in all."""
+        record = self.stat(repository, digest)
+        return BlobDownload(record, self._objects.presign_get(record.key, self._expiry))
+
+    def stream(self, repository: str, digest: str) -> tuple[BlobRecord, Iterator[bytes]]:
+        """GET when the server delivers blobs itself (local "proxy" mode)."""
+        record = self.stat(repository, digest)
+        return record, self._objects.stream(record.key)
+
+    def delete(self, repository: str, digest: str) -> None:
+        """Removes the blob from this repository only; the bytes stay for other
+        repositories and are reclaimed by garbage collection."""
+        validate_name(repository)
+        Digest.parse(digest)
+        if not self._index.unlink(repository, digest):
+            raise BlobUnknown({"digest": digest})
+
+    def mount(self, repository: str, digest: str, source: str | None) -> BlobRecord | None:
+        """Cross-repository mount (distribution-spec "Mounting a blob from another
+        repository"). Without ``source``, any blob the registry holds is mounted
+        (the caller may read every repository until permissions exist).
+        None means not mountable: the caller starts a normal upload instead."""
+        validate_name(repository)
+        Digest.parse(digest)
+        if source is not None:
+            try:
+                validate_name(source)
+            except Exception:
+                return None
+            record = self._index.get_link(source, digest)
+        else:
+            record = self._index.get_blob(digest)
+        if record is None:
+            return None
+        self._index.link(repository, record)
+        return record
+
+    def register(self, repository: str, record: BlobRecord) -> BlobRecord:
+        """Record a freshly uploaded blob and make it visible in ``repository``.
+        When the same digest was recorded first by someone else, theirs wins and
+        the caller's copy of the bytes is deleted."""
+        stored = self._index.add_blob(record)
+        if stored.key != record.key:
+            self._objects.delete(record.key)
+        self._index.link(repository, stored)
+        return stored

@@ -1,0 +1,118 @@
+"""THE table of OCI error codes, and the exceptions that carry them.
+
+Every error the registry reports is one row of ``ERROR_CODES``: the code the
+distribution-spec names (section "Error Codes"), a default message, and the
+HTTP status it is answered with. Code that raises picks an exception class;
+it never picks a status. The web layer has a single handler that renders any
+:class:`RegistryError` as the spec's JSON envelope::
+
+    {"errors": [{"code": "...", "message": "...", "detail": ...}]}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorCode:
+    code: str
+    status: int
+    message: str
+
+
+ERROR_CODES: dict[str, ErrorCode] = {
+    row.code: row
+    for row in (
+        # distribution-spec v1.1, "Error Codes" (code-1 … code-14)
+        ErrorCode("BLOB_UNKNOWN", 404, "blob unknown to registry"),
+        ErrorCode("BLOB_UPLOAD_INVALID", 400, "blob upload invalid"),
+        ErrorCode("BLOB_UPLOAD_UNKNOWN", 404, "blob upload unknown to registry"),
+        ErrorCode("DIGEST_INVALID", 400, "provided digest did not match uploaded content"),
+        ErrorCode("MANIFEST_BLOB_UNKNOWN", 404, "manifest references a manifest or blob unknown to registry"),
+        ErrorCode("MANIFEST_INVALID", 400, "manifest invalid"),
+        ErrorCode("MANIFEST_UNKNOWN", 404, "manifest unknown to registry"),
+        ErrorCode("NAME_INVALID", 400, "invalid repository name"),
+        ErrorCode("NAME_UNKNOWN", 404, "repository name not known to registry"),
+        ErrorCode("SIZE_INVALID", 400, "provided length did not match content length"),
+        ErrorCode("UNAUTHORIZED", 401, "authentication required"),
+        ErrorCode("DENIED", 403, "requested access to the resource is denied"),
+        ErrorCode("UNSUPPORTED", 405, "the operation is unsupported"),
+        ErrorCode("TOOMANYREQUESTS", 429, "too many requests"),
+        # Codes Distribution adds beyond the spec's list; clients know them.
+        ErrorCode("TAG_INVALID", 400, "manifest tag did not match URI"),
+        ErrorCode("RANGE_INVALID", 416, "invalid content range"),
+        ErrorCode("PAGINATION_NUMBER_INVALID", 400, "invalid number of results requested"),
+        # Skyport's own, for statuses the spec requires without naming a code.
+        ErrorCode("PAYLOAD_TOO_LARGE", 413, "request body too large"),
+        ErrorCode("NOT_FOUND", 404, "no such endpoint"),
+        ErrorCode("UPLOAD_BUSY", 409, "another request is writing to this upload"),
+        ErrorCode("UNAVAILABLE", 503, "storage is temporarily unavailable, retry"),
+        ErrorCode("UNKNOWN", 500, "unknown error"),
+    )
+}
+
+
+class RegistryError(Exception):
+    """Base of every error the registry reports to a client.
+
+    ``detail`` is free-form JSON-able data for the envelope; ``headers`` are
+    response headers the spec requires with this error (``Range`` and
+    ``Location`` on a 416, for instance).
+    """
+
+    code_name: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        detail: Any = None,
+        *,
+        message: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.code = ERROR_CODES[self.code_name]
+        self.message = message or self.code.message
+        self.detail = detail
+        self.headers = headers or {}
+        super().__init__(f"{self.code.code}: {self.message}")
+
+    @property
+    def status(self) -> int:
+        return self.code.status
+
+    def envelope(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code.code, "message": self.message}
+        if self.detail is not None:
+            error["detail"] = self.detail
+        return {"errors": [error]}
+
+
+def _error(name: str) -> type[RegistryError]:
+    # One exception class per row, named after the code in CamelCase.
+    class_name = "".join(part.capitalize() for part in name.split("_"))
+    return type(class_name, (RegistryError,), {"code_name": name, "__module__": __name__})
+
+
+BlobUnknown = _error("BLOB_UNKNOWN")
+BlobUploadInvalid = _error("BLOB_UPLOAD_INVALID")
+BlobUploadUnknown = _error("BLOB_UPLOAD_UNKNOWN")
+DigestInvalid = _error("DIGEST_INVALID")
+ManifestBlobUnknown = _error("MANIFEST_BLOB_UNKNOWN")
+ManifestInvalid = _error("MANIFEST_INVALID")
+ManifestUnknown = _error("MANIFEST_UNKNOWN")
+NameInvalid = _error("NAME_INVALID")
+NameUnknown = _error("NAME_UNKNOWN")
+SizeInvalid = _error("SIZE_INVALID")
+Unauthorized = _error("UNAUTHORIZED")
+Denied = _error("DENIED")
+Unsupported = _error("UNSUPPORTED")
+TooManyRequests = _error("TOOMANYREQUESTS")
+TagInvalid = _error("TAG_INVALID")
+RangeInvalid = _error("RANGE_INVALID")
+PaginationNumberInvalid = _error("PAGINATION_NUMBER_INVALID")
+PayloadTooLarge = _error("PAYLOAD_TOO_LARGE")
+NotFound = _error("NOT_FOUND")
+UploadBusy = _error("UPLOAD_BUSY")
+Unavailable = _error("UNAVAILABLE")
+Unknown = _error("UNKNOWN")

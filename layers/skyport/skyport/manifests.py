@@ -1,0 +1,219 @@
+"""Manifests (distribution-spec "Pulling manifests", "Pushing Manifests", "Deleting Manifests")."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from . import media_types
+from .config import Settings
+from .digest import CANONICAL_ALGORITHM, Digest, is_digest
+from .errors import (
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestInvalid,
+    ManifestUnknown,
+    PayloadTooLarge,
+)
+from .reference import validate_name, validate_tag
+from .storage import keys
+from .storage.ports import ManifestIndex, ManifestRecord, MissingReferences, ObjectStore
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedManifest:
+    media_type: str
+    blobs: dict[str, int]  # digest -> size the manifest claims
+    manifests: list[str]  # child manifests (indexes)
+    subject: str | None
+    artifact_type: str | None
+    annotations: dict[str, str] | None
+
+
+def _invalid(reason: str, **detail: Any) -> ManifestInvalid:
+    return ManifestInvalid({"reason": reason, **detail}, message=f"manifest invalid: {reason}")
+
+
+def _descriptor(value: Any, where: str) -> tuple[str, int, str]:
+    """Validate an image-spec descriptor; returns (digest, size, mediaType)."""
+    if not isinstance(value, dict):
+        raise _invalid(f"{where} is not a descriptor")
+    media_type, digest, size = value.get("mediaType"), value.get("digest"), value.get("size")
+    if not isinstance(media_type, str) or not media_type:
+        raise _invalid(f"{where} has no mediaType")
+    if not isinstance(digest, str):
+        raise _invalid(f"{where} has no digest")
+    try:
+        Digest.parse(digest)
+    except DigestInvalid as error:
+        raise _invalid(f"{where} has an invalid digest", digest=digest[:200]) from error
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise _invalid(f"{where} has no valid size")
+    return digest, size, media_type
+
+
+def _media_type(content_type: str | None) -> str | None:
+    if not content_type:
+        return None
+    return content_type.split(";", 1)[0].strip().lower() or None
+
+
+def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise _invalid("body is not JSON") from error
+    if not isinstance(document, dict):
+        raise _invalid("body is not a JSON object")
+    if document.get("schemaVersion") != 2:
+        raise _invalid("schemaVersion must be 2 (Docker schema 1 is not supported)")
+    declared = document.get("mediaType")
+    header = _media_type(content_type)
+    if declared is not None and not isinstance(declared, str):
+        raise _invalid("mediaType is not a string")
+    # image-spec: when mediaType is set it must match the Content-Type it was pushed with.
+    if declared and header and declared != header:
+        raise _invalid("mediaType does not match Content-Type", mediaType=declared, contentType=header)
+    media_type = declared or header
+    if media_type not in media_types.MANIFESTS:
+        raise _invalid("unsupported manifest media type", mediaType=media_type)
+
+    blobs: dict[str, int] = {}
+    children: list[str] = []
+
+    def need_blob(digest: str, size: int) -> None:
+        if blobs.setdefault(digest, size) != size:
+            raise _invalid("one digest is given two sizes", digest=digest)
+
+    if media_type in media_types.IMAGE_MANIFESTS:
+        digest, size, config_type = _descriptor(document.get("config"), "config")
+        need_blob(digest, size)
+        layers = document.get("layers")
+        if not isinstance(layers, list):
+            raise _invalid("layers is not a list")
+        for position, layer in enumerate(layers):
+            digest, size, layer_type = _descriptor(layer, f"layers[{position}]")
+            if layer_type not in media_types.NON_DISTRIBUTABLE_LAYERS:
+                need_blob(digest, size)
+        artifact_type = document.get("artifactType") or (
+            config_type if media_type == media_types.OCI_MANIFEST else None)
+    else:
+        manifests = document.get("manifests")
+        if not isinstance(manifests, list):
+            raise _invalid("manifests is not a list")
+        for position, child in enumerate(manifests):
+            digest, _, _ = _descriptor(child, f"manifests[{position}]")
+            children.append(digest)
+        artifact_type = document.get("artifactType")
+    if artifact_type is not None and not isinstance(artifact_type, str):
+        raise _invalid("artifactType is not a string")
+
+    subject = None
+    if document.get("subject") is not None:
+        subject, _, _ = _descriptor(document["subject"], "subject")
+    annotations = document.get("annotations")
+    if annotations is not None and not (
+            isinstance(annotations, dict) and all(isinstance(v, str) for v in annotations.values())):
+        raise _invalid("annotations must map strings to strings")
+    return ParsedManifest(media_type, blobs, children, subject, artifact_type, annotations or None)
+
+
+def accepts(media_type: str, accept_headers: Iterable[str]) -> bool:
+    """Whether the client's Accept headers admit ``media_type``. Clients send
+    several Accept lines (skopeo, podman) or comma lists (docker). A client
+    that names no manifest type at all (curl, plain HTTP tools) gets what is stored."""
+    offered = {
+        value.split(";", 1)[0].strip().lower()
+        for header in accept_headers for value in header.split(",") if value.strip()
+    }
+    if not offered & media_types.MANIFESTS or "*/*" in offered:
+        return True
+    return media_type in offered
+
+
+@dataclass(frozen=True, slots=True)
+class PushedManifest:
+    digest: str
+    subject: str | None
+
+
+class ManifestService:
+    def __init__(self, objects: ObjectStore, index: ManifestIndex, settings: Settings) -> None:
+        self._objects = objects
+        self._index = index
+        self._settings = settings
+
+    def resolve(self, repository: str, reference: str) -> ManifestRecord:
+        """HEAD and the first half of GET: by digest or by tag, one DynamoDB read."""
+        validate_name(repository)
+        if is_digest(reference):
+            Digest.parse(reference)
+            record = self._index.get_manifest(repository, reference)
+        else:
+            validate_tag(reference)
+            record = self._index.get_tag(repository, reference)
+        if record is None:
+            raise ManifestUnknown({"name": repository, "reference": reference})
+        return record
+
+    def fetch(self, repository: str, reference: str, accept: Iterable[str] = (),
+              include_body: bool = True) -> tuple[ManifestRecord, bytes | None]:
+        """GET (and HEAD, without the body): the manifest, if the client accepts its type."""
+        record = self.resolve(repository, reference)
+        if not accepts(record.media_type, accept):
+            raise ManifestUnknown(
+                {"name": repository, "reference": reference, "mediaType": record.media_type},
+                message="manifest exists, but not in a media type the client accepts")
+        if not include_body:
+            return record, None
+        body = record.body if record.body is not None else self._objects.read(record.body_key or "")
+        return record, body
+
+    def push(self, repository: str, reference: str, content_type: str | None, body: bytes) -> PushedManifest:
+        validate_name(repository)
+        if len(body) > self._settings.max_manifest_size:
+            raise PayloadTooLarge({"limit": self._settings.max_manifest_size},
+                                  message="manifest exceeds the size limit")
+        tag: str | None = None
+        if is_digest(reference):
+            given = Digest.parse(reference)
+            digest = Digest.of(body, given.algorithm)
+            if digest != given:
+                raise DigestInvalid({"digest": reference}, message="manifest body does not match the digest")
+        else:
+            tag = validate_tag(reference)
+            digest = Digest.of(body, CANONICAL_ALGORITHM)
+        parsed = parse_manifest(body, content_type)
+        digest_text = str(digest)
+        inline = len(body) <= self._settings.inline_manifest_limit
+        record = ManifestRecord(
+            digest=digest_text, media_type=parsed.media_type, size=len(body),
+            body=body if inline else None, body_key=None if inline else keys.manifest_object(digest_text),
+            subject=parsed.subject, artifact_type=parsed.artifact_type, annotations=parsed.annotations,
+        )
+        if not inline:
+            # Content-addressed, so writing it before the metadata is safe:
+            # a failed push leaves at most an unreferenced copy of a valid manifest.
+            self._objects.put(record.body_key, body)
+        try:
+            self._index.put_manifest(repository, record, tag, parsed.blobs, parsed.manifests, parsed.subject)
+        except MissingReferences as missing:
+            if missing.blobs:
+                raise ManifestBlobUnknown({"digests": missing.blobs}) from missing
+            raise ManifestUnknown({"digests": missing.manifests},
+                                  message="manifest references manifests unknown to the repository") from missing
+        return PushedManifest(digest_text, parsed.subject)
+
+    def delete(self, repository: str, reference: str) -> None:
+        """By digest: the manifest and its tags. By tag: only the tag (distribution-spec 1.1)."""
+        validate_name(repository)
+        if is_digest(reference):
+            Digest.parse(reference)
+            if self._index.delete_manifest(repository, reference) is None:
+                raise ManifestUnknown({"name": repository, "reference": reference})
+        else:
+            validate_tag(reference)
+            if not self._index.delete_tag(repository, reference):
+                raise ManifestUnknown({"name": repository, "reference": reference})

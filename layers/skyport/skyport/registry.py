@@ -1,0 +1,61 @@
+"""The composition root: settings in, services out. Nothing is created until used."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cached_property
+
+from .blobs import BlobService
+from .catalog import CatalogService
+from .config import Settings
+from .manifests import ManifestService
+from .referrers import ReferrerService
+from .storage.clients import AwsClients
+from .storage.dynamodb import DynamoBlobIndex, DynamoManifestIndex, DynamoUploadSessions
+from .storage.s3 import S3ObjectStore
+from .tags import TagService
+from .uploads import UploadService
+
+
+class Registry:
+    def __init__(self, settings: Settings, clients: AwsClients | None = None) -> None:
+        self.settings = settings
+        self.clients = clients or AwsClients(settings)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Registry:
+        return cls(Settings.from_env(env))
+
+    @cached_property
+    def _objects(self) -> S3ObjectStore:
+        return S3ObjectStore(self.clients.s3, self.settings.bucket)
+
+    @cached_property
+    def _manifest_index(self) -> DynamoManifestIndex:
+        return DynamoManifestIndex(self.clients.dynamodb, self.settings.table)
+
+    @cached_property
+    def blobs(self) -> BlobService:
+        index = DynamoBlobIndex(self.clients.dynamodb, self.settings.table)
+        return BlobService(self._objects, index, self.settings.presign_expiry_seconds)
+
+    @cached_property
+    def uploads(self) -> UploadService:
+        sessions = DynamoUploadSessions(self.clients.dynamodb, self.settings.table)
+        return UploadService(self._objects, sessions, self.blobs, self.settings)
+
+    @cached_property
+    def manifests(self) -> ManifestService:
+        return ManifestService(self._objects, self._manifest_index, self.settings)
+
+    @cached_property
+    def tags(self) -> TagService:
+        return TagService(self._manifest_index)
+
+    @cached_property
+    def referrers(self) -> ReferrerService:
+        return ReferrerService(self._manifest_index)
+
+    @cached_property
+    def catalog(self) -> CatalogService:
+        return CatalogService(self._manifest_index)

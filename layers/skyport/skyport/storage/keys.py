@@ -1,0 +1,101 @@
+"""Every S3 key and DynamoDB key Skyport uses, and nothing else builds one.
+
+::
+
+    S3 bucket
+    ├── blobs/<upload-id>                   a blob's bytes. Named after the upload that wrote
+    │                                       it: multipart upload fixes the key before the digest
+    │                                       is known, and renaming would copy the blob.
+    ├── manifests/<algorithm>/<encoded>     manifest bodies too big to live inline in DynamoDB
+    └── uploads/<upload-id>/tail-<offset>   the tail (< 5 MiB) of an upload in progress, kept
+                                            until enough data arrives for a part; ends at
+                                            <offset>. Expired by a lifecycle rule.
+
+    DynamoDB table, keys PK / SK (strings)
+    ├── BLOB#<digest>     / META                          the blob: S3 key and size. Global, the
+    │                                                     first writer wins (blob_is_new)
+    ├── REPO#<name>       / BLOB#<digest>                 link: the blob is visible in <name>
+    │                     / MANIFEST#<digest>             a manifest: media type, size, body (or
+    │                                                     its S3 key), subject, artifact type
+    │                     / TAG#<tag>                     tag -> digest, plus a copy of the
+    │                                                     manifest item: GET by tag is one read
+    │                     / REFERRER#<subject>#<digest>   descriptor of a manifest in <name>
+    │                                                     whose subject is <subject>
+    ├── CATALOG           / REPO#<name>                   <name> has had a manifest pushed
+    └── UPLOAD#<id>       / META                          an upload session (offset, parts, tail,
+                                                          hash state, lease); TTL `expires_at`
+
+Sort keys within a partition are compared bytewise, which is the lexical
+order the spec asks of tag and catalog listings.
+"""
+
+from __future__ import annotations
+
+PK = "PK"
+SK = "SK"
+TTL_ATTRIBUTE = "expires_at"
+
+META = "META"
+BLOB_PREFIX = "BLOB#"
+MANIFEST_PREFIX = "MANIFEST#"
+TAG_PREFIX = "TAG#"
+REFERRER_PREFIX = "REFERRER#"
+REPO_PREFIX = "REPO#"
+CATALOG = "CATALOG"
+
+
+# --- S3 ---------------------------------------------------------------------
+
+def blob_object(upload_id: str) -> str:
+    return f"blobs/{upload_id}"
+
+
+def manifest_object(digest: str) -> str:
+    algorithm, encoded = digest.split(":", 1)
+    return f"manifests/{algorithm}/{encoded}"
+
+
+def upload_tail_object(upload_id: str, end_offset: int) -> str:
+    return f"uploads/{upload_id}/tail-{end_offset}"
+
+
+# --- DynamoDB ---------------------------------------------------------------
+
+def _key(pk: str, sk: str) -> dict[str, dict[str, str]]:
+    return {PK: {"S": pk}, SK: {"S": sk}}
+
+
+def repository_partition(name: str) -> str:
+    return f"{REPO_PREFIX}{name}"
+
+
+def blob(digest: str) -> dict:
+    return _key(f"{BLOB_PREFIX}{digest}", META)
+
+
+def blob_link(name: str, digest: str) -> dict:
+    return _key(repository_partition(name), f"{BLOB_PREFIX}{digest}")
+
+
+def manifest(name: str, digest: str) -> dict:
+    return _key(repository_partition(name), f"{MANIFEST_PREFIX}{digest}")
+
+
+def tag(name: str, tag_name: str) -> dict:
+    return _key(repository_partition(name), f"{TAG_PREFIX}{tag_name}")
+
+
+def referrer_prefix(subject: str) -> str:
+    return f"{REFERRER_PREFIX}{subject}#"
+
+
+def referrer(name: str, subject: str, digest: str) -> dict:
+    return _key(repository_partition(name), f"{referrer_prefix(subject)}{digest}")
+
+
+def catalog_entry(name: str) -> dict:
+    return _key(CATALOG, f"{REPO_PREFIX}{name}")
+
+
+def upload(upload_id: str) -> dict:
+    return _key(f"UPLOAD#{upload_id}", META)

@@ -1,0 +1,174 @@
+"""The small interfaces the services need from storage, and the records they exchange.
+
+Adapters (``s3.py``, ``dynamodb.py``) translate their SDK's errors into the
+exceptions named here; services translate those into OCI errors. Any method
+may also raise :class:`StorageUnavailable` when the backend throttles or fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+# --- records ----------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class BlobRecord:
+    digest: str
+    size: int
+    key: str  # S3 key of the bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestRecord:
+    digest: str
+    media_type: str
+    size: int
+    body: bytes | None = None  # inline body; None when it lives at body_key
+    body_key: str | None = None
+    subject: str | None = None
+    artifact_type: str | None = None
+    annotations: dict[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Referrer:
+    """A descriptor as the referrers API lists it (distribution-spec "Listing Referrers")."""
+
+    digest: str
+    media_type: str
+    size: int
+    artifact_type: str | None = None
+    annotations: dict[str, str] | None = None
+
+
+@dataclass(slots=True)
+class UploadSession:
+    upload_id: str
+    repository: str
+    blob_key: str
+    offset: int = 0  # bytes received so far
+    hash_algorithm: str = "sha256"
+    hash_state: bytes = b""
+    multipart_id: str | None = None
+    part_etags: list[str] = field(default_factory=list)  # parts 1..n, in order
+    tail_key: str | None = None
+    tail_size: int = 0
+    expires_at: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[str]
+    has_more: bool
+
+
+# --- exceptions -------------------------------------------------------------
+
+class StorageError(Exception):
+    pass
+
+
+class StorageUnavailable(StorageError):
+    """Throttled, timed out or a 5xx: the request may be retried."""
+
+
+class ObjectMissing(StorageError):
+    """An S3 key that should exist does not."""
+
+
+class UploadMissing(StorageError):
+    """No upload session with that id (never created, finished, cancelled or expired)."""
+
+
+class UploadConflict(StorageError):
+    """The session is not in the state the writer expected (offset moved or leased)."""
+
+    def __init__(self, current: UploadSession | None, *, busy: bool = False) -> None:
+        super().__init__("upload session conflict")
+        self.current = current
+        self.busy = busy
+
+
+class MissingReferences(StorageError):
+    """A manifest references blobs or manifests the repository does not hold."""
+
+    def __init__(self, blobs: Sequence[str], manifests: Sequence[str]) -> None:
+        super().__init__("missing references")
+        self.blobs = list(blobs)
+        self.manifests = list(manifests)
+
+
+# --- interfaces -------------------------------------------------------------
+
+class ObjectStore(Protocol):
+    """Blob bytes in S3. Raises ObjectMissing for absent keys."""
+
+    def presign_get(self, key: str, expires_in: int) -> str: ...
+    def read(self, key: str) -> bytes: ...
+    def stream(self, key: str) -> Iterator[bytes]: ...
+    def put(self, key: str, data: bytes) -> None: ...
+    def delete(self, key: str) -> None: ...
+    def start_multipart(self, key: str) -> str: ...
+    def upload_part(self, key: str, multipart_id: str, number: int, data: bytes) -> str: ...
+    def complete_multipart(self, key: str, multipart_id: str, etags: Sequence[str]) -> None: ...
+    def abort_multipart(self, key: str, multipart_id: str) -> None: ...
+
+
+class BlobIndex(Protocol):
+    """Which blobs exist, and in which repositories they are visible."""
+
+    def get_link(self, repository: str, digest: str) -> BlobRecord | None: ...
+    def get_blob(self, digest: str) -> BlobRecord | None: ...
+    def add_blob(self, record: BlobRecord) -> BlobRecord:
+        """Record a blob unless one is recorded already; return the one that is."""
+        ...
+    def link(self, repository: str, record: BlobRecord) -> None: ...
+    def unlink(self, repository: str, digest: str) -> bool:
+        """False when there was no link."""
+        ...
+
+
+class UploadSessions(Protocol):
+    """Upload sessions, written only under a lease taken by ``claim``."""
+
+    def create(self, session: UploadSession) -> None: ...
+    def get(self, upload_id: str) -> UploadSession | None: ...
+    def claim(
+        self, upload_id: str, repository: str, token: str, now: int, lease_until: int,
+        expected_offset: int | None,
+    ) -> UploadSession:
+        """Lease the session for one request. Raises UploadMissing, or UploadConflict
+        when it is leased by another request or not at ``expected_offset``."""
+        ...
+    def save(self, session: UploadSession, token: str) -> None:
+        """Store the new state and drop the lease. Raises UploadConflict if the lease was lost."""
+        ...
+    def release(self, upload_id: str, token: str) -> None:
+        """Drop the lease, keeping the stored state (the request failed)."""
+        ...
+    def delete(self, upload_id: str, repository: str, token: str | None = None) -> UploadSession:
+        """Remove the session (held under ``token`` when given). Raises UploadMissing."""
+        ...
+
+
+class ManifestIndex(Protocol):
+    """Manifests, tags, referrers and the catalog of one registry."""
+
+    def get_manifest(self, repository: str, digest: str) -> ManifestRecord | None: ...
+    def get_tag(self, repository: str, tag: str) -> ManifestRecord | None: ...
+    def put_manifest(
+        self, repository: str, record: ManifestRecord, tag: str | None,
+        blobs: dict[str, int], manifests: Sequence[str], referrer_of: str | None,
+    ) -> None:
+        """Store atomically with its tag, catalog entry and referrer entry, provided every
+        blob (digest -> size) and child manifest is in the repository; else MissingReferences."""
+        ...
+    def delete_manifest(self, repository: str, digest: str) -> ManifestRecord | None: ...
+    def delete_tag(self, repository: str, tag: str) -> bool: ...
+    def list_tags(self, repository: str, limit: int, after: str | None) -> Page: ...
+    def list_referrers(self, repository: str, subject: str) -> list[Referrer]: ...
+    def repository_exists(self, repository: str) -> bool: ...
+    def list_repositories(self, limit: int, after: str | None) -> Page: ...

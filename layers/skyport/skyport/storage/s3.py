@@ -1,0 +1,71 @@
+"""ObjectStore on S3 (see ports.ObjectStore)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .ports import ObjectMissing, StorageUnavailable
+
+_MISSING = {"NoSuchKey", "404", "NotFound"}
+STREAM_CHUNK = 1024 * 1024
+
+
+class S3ObjectStore:
+    def __init__(self, client: Any, bucket: str) -> None:
+        self._client = client
+        self._bucket = bucket
+
+    def _call(self, operation: str, **kwargs: Any) -> Any:
+        try:
+            return getattr(self._client, operation)(Bucket=self._bucket, **kwargs)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code in _MISSING:
+                raise ObjectMissing(kwargs.get("Key", "")) from error
+            raise StorageUnavailable(f"S3 {operation}: {code}") from error
+        except BotoCoreError as error:
+            raise StorageUnavailable(f"S3 {operation}: {error}") from error
+
+    def presign_get(self, key: str, expires_in: int) -> str:
+        # Local signing: no network call.
+        return self._client.generate_presigned_url(
+            "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=expires_in
+        )
+
+    def read(self, key: str) -> bytes:
+        return self._call("get_object", Key=key)["Body"].read()
+
+    def stream(self, key: str) -> Iterator[bytes]:
+        body = self._call("get_object", Key=key)["Body"]
+        try:
+            yield from body.iter_chunks(STREAM_CHUNK)
+        finally:
+            body.close()
+
+    def put(self, key: str, data: bytes) -> None:
+        self._call("put_object", Key=key, Body=data)
+
+    def delete(self, key: str) -> None:
+        self._call("delete_object", Key=key)
+
+    def start_multipart(self, key: str) -> str:
+        return self._call("create_multipart_upload", Key=key)["UploadId"]
+
+    def upload_part(self, key: str, multipart_id: str, number: int, data: bytes) -> str:
+        response = self._call("upload_part", Key=key, UploadId=multipart_id, PartNumber=number, Body=data)
+        return response["ETag"]
+
+    def complete_multipart(self, key: str, multipart_id: str, etags: Sequence[str]) -> None:
+        parts = [{"PartNumber": number, "ETag": etag} for number, etag in enumerate(etags, start=1)]
+        self._call(
+            "complete_multipart_upload", Key=key, UploadId=multipart_id, MultipartUpload={"Parts": parts}
+        )
+
+    def abort_multipart(self, key: str, multipart_id: str) -> None:
+        try:
+            self._call("abort_multipart_upload", Key=key, UploadId=multipart_id)
+        except ObjectMissing:
+            pass  # already gone: aborting is idempotent for us
