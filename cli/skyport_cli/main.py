@@ -1,4 +1,5 @@
-"""The `skyport` command. `skyport serve` runs the registry locally."""
+"""The `skyport` command. `skyport serve` runs the registry locally; `skyport user|robot|
+grant|revoke|grants|repo` administer users, robots and permissions (admin.py)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,17 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--blob-delivery", choices=("redirect", "proxy"),
                        default=env.get("SKYPORT_BLOB_DELIVERY", "redirect"),
                        help="redirect blob GETs to S3 (default) or stream them through the server")
+    serve.add_argument("--gateway", choices=("asgi", "lambda"), default=env.get("SKYPORT_GATEWAY") or "asgi",
+                       help="serve the app directly (asgi, default) or as deployed: the Lambda handler "
+                            "behind a local API Gateway (lambda)")
+    serve.add_argument("--auth", choices=("on", "off"),
+                       default=(env.get("SKYPORT_AUTH") or "off").lower(),
+                       help="off (default): open, for trials; on: token auth, with an admin user "
+                            "`admin` whose password is SKYPORT_ADMIN_PASSWORD (generated and shown "
+                            "once when unset)")
+    from .admin import add_commands
+
+    add_commands(commands)
     return parser
 
 
@@ -38,6 +50,9 @@ def main(argv: list[str] | None = None) -> None:
         from .serve import serve
 
         sys.exit(serve(args))
+    from .admin import run
+
+    sys.exit(run(args))
 
 
 if __name__ == "__main__":

@@ -235,3 +235,25 @@ def ensure_stack(
     template = template if template is not None else load_template()
     _ensure_table(dynamodb_client, template, table)
     _ensure_bucket(s3_client, template, bucket, region)
+
+
+# ------------------------------------------------------------------- function
+
+FUNCTION_RESOURCE = "ApiFunction"
+
+
+def function_environment(template: dict[str, Any] | None = None,
+                         logical_id: str = FUNCTION_RESOURCE) -> dict[str, str]:
+    """The environment template.yaml gives the function, as far as it resolves locally
+    (references to the stack's own bucket and table do not: the caller sets those)."""
+    template = template if template is not None else load_template()
+    props = _properties(template, logical_id)
+    variables = props.get("Environment", {}).get("Variables", {})
+    return {name: str(value) for name, value in variables.items()}
+
+
+def function_timeout(template: dict[str, Any] | None = None,
+                     logical_id: str = FUNCTION_RESOURCE) -> float:
+    """The function's timeout in seconds (Lambda's default is 3)."""
+    template = template if template is not None else load_template()
+    return float(_properties(template, logical_id).get("Timeout", 3))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from skyport.registry import Registry
 
-from . import errors
+from . import auth, errors
 from .routes import base, blobs, catalog, manifests, referrers, tags, uploads
 
 API_VERSION_HEADER = (b"docker-distribution-api-version", b"registry/2.0")
@@ -30,15 +30,24 @@ class _ApiVersionHeader:
         await self.app(scope, receive, send_with_header)
 
 
-def create_app(registry: Registry) -> FastAPI:
+def create_app(registry: Registry, *, one_request_at_a_time: bool = False) -> FastAPI:
+    """``one_request_at_a_time``: the process serves one request at a time (Lambda), so
+    the hot read routes call storage inline (routes.blocking)."""
+    # Auth on: every registry route first passes the authorizer (auth.py); off, no
+    # dependency at all, so the open registry pays nothing for it.
+    dependencies = auth.install(registry) if registry.settings.auth_enabled else []
     app = FastAPI(
         title="Skyport", docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False,
+        dependencies=dependencies,
     )
     app.state.registry = registry
+    app.state.one_request_at_a_time = one_request_at_a_time
     errors.install(app)
     # Order matters: {name:path} is greedy, so the specific suffixes come
     # before the generic blob route.
     for module in (base, catalog, tags, referrers, manifests, uploads, blobs):
         app.include_router(module.router)
+    if registry.settings.auth_enabled:
+        app.include_router(auth.router)  # the token endpoint (the authorizer lets it through)
     app.add_middleware(_ApiVersionHeader)
     return app

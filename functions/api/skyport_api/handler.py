@@ -1,17 +1,14 @@
-"""The Lambda entry point: the FastAPI app behind Mangum."""
+"""The Lambda entry point (template.yaml: skyport_api.handler.handler).
+
+Everything here runs once per execution environment, in the init phase:
+settings are read from the environment, the app and the handler are built.
+boto3 clients are not: they are created on the first request that needs one.
+"""
 
 import os
 
-from mangum import Mangum
 from skyport.registry import Registry
 
-from .app import create_app
+from .lambda_adapter import lambda_handler
 
-# Settings are read once per process; boto3 clients are created on first use.
-app = create_app(Registry.from_env(os.environ))
-handler = Mangum(
-    app,
-    lifespan="off",
-    # Manifests are JSON under vendor media types: return them as text, not base64.
-    text_mime_types=["application/json", "application/vnd.oci.", "application/vnd.docker.", "+json"],
-)
+handler = lambda_handler(Registry.from_env(os.environ))

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from .digest import Digest
 from .errors import BlobUnknown
 from .reference import validate_name
 from .storage.ports import BlobIndex, BlobRecord, ObjectStore
+
+
+class ReadAccess(Protocol):
+    """Which repositories a caller may pull (access.Policy and access.TokenAccess are ones)."""
+
+    def may_pull(self, repository: str) -> bool: ...
+    @property
+    def pulls_everything(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +59,13 @@ class BlobService:
         if not self._index.unlink(repository, digest):
             raise BlobUnknown({"digest": digest})
 
-    def mount(self, repository: str, digest: str, source: str | None) -> BlobRecord | None:
+    def mount(self, repository: str, digest: str, source: str | None,
+              reader: ReadAccess | None = None) -> BlobRecord | None:
         """Cross-repository mount (distribution-spec "Mounting a blob from another
-        repository"). Without ``source``, any blob the registry holds is mounted
-        (the caller may read every repository until permissions exist).
+        repository"). ``reader`` says which repositories the caller may pull (None: all,
+        auth off): a blob is only mounted from one of those. Without ``source``, any
+        blob the registry holds is mounted if the caller may pull everything; else
+        only one already in ``repository``.
         None means not mountable: the caller starts a normal upload instead."""
         validate_name(repository)
         Digest.parse(digest)
@@ -62,9 +74,13 @@ class BlobService:
                 validate_name(source)
             except Exception:
                 return None
+            if reader is not None and not reader.may_pull(source):
+                return None  # as if absent: no hint that the blob is there
             record = self._index.get_link(source, digest)
-        else:
+        elif reader is None or reader.pulls_everything:
             record = self._index.get_blob(digest)
+        else:
+            record = self._index.get_link(repository, digest)
         if record is None:
             return None
         self._index.link(repository, record)

@@ -39,6 +39,49 @@ class Settings:
     upload_lease_seconds: int = 900
     # Default page size for tags and catalog when the client gives no `n`.
     default_page_size: int = 1000
+    # The largest request body one upload request may carry; 0 means no limit
+    # (a server of our own). Behind API Gateway and Lambda a body arrives
+    # base64-encoded inside a 6 MiB event, so the deployed stack sets a limit
+    # (template.yaml) and larger pushes must come in chunks of at most this.
+    max_request_body: int = 0
+    # --- auth (docs/auth.md) ---
+    # "off": anyone who reaches the registry may do anything (local trials).
+    # "on": Docker token auth, users and robots, per-repository grants.
+    auth: str = "off"
+    # Access tokens live this long (the token spec asks at least 60 s), refresh
+    # tokens (docker login's identity token) much longer.
+    token_ttl_seconds: int = 300
+    refresh_token_ttl_seconds: int = 30 * 24 * 3600
+    # The `service` of the challenge and the tokens' audience; their issuer.
+    token_service: str = "skyport"
+    token_issuer: str = "skyport"
+    # The token endpoint's absolute URL for challenges; None: derived from the
+    # request (scheme and Host, as API Gateway forwards them).
+    token_realm: str | None = None
+    # Where signing keys come from when deployed (Powertools Parameters, cached):
+    # a Secrets Manager secret (its previous version verifies too) or an SSM
+    # parameter. Neither: keys live in the table (local stacks).
+    signing_key_secret: str | None = None
+    signing_key_parameter: str | None = None
+    # A Secrets Manager secret {"username", "password"}: the first admin, created
+    # on its first login (template.yaml).
+    admin_secret: str | None = None
+    # After this many failed logins in a row an identity is locked for 1 s,
+    # then 2, 4, ... up to the cap.
+    lockout_threshold: int = 5
+    lockout_max_seconds: int = 900
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.auth == "on"
+
+    @property
+    def chunk_min_length(self) -> int:
+        """What `OCI-Chunk-Min-Length` advertises: chunks of a part's size cost the
+        fewest requests, but never more than one request may carry."""
+        if self.max_request_body:
+            return min(self.min_part_size, self.max_request_body)
+        return self.min_part_size
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -48,6 +91,9 @@ class Settings:
             value = env.get(name)
             return int(value) if value else defaults[field_name]
 
+        auth = (env.get("SKYPORT_AUTH") or "off").lower()
+        if auth not in ("on", "off"):
+            raise ValueError(f"SKYPORT_AUTH must be on or off, not {auth!r}")
         delivery = env.get("SKYPORT_BLOB_DELIVERY", "redirect")
         if delivery not in ("redirect", "proxy"):
             raise ValueError(f"SKYPORT_BLOB_DELIVERY must be redirect or proxy, not {delivery!r}")
@@ -60,4 +106,16 @@ class Settings:
             presign_expiry_seconds=integer("SKYPORT_PRESIGN_EXPIRES", "presign_expiry_seconds"),
             blob_delivery=delivery,
             part_size=max(integer("SKYPORT_PART_SIZE", "part_size"), defaults["min_part_size"]),
+            max_request_body=integer("SKYPORT_MAX_REQUEST_BODY", "max_request_body"),
+            auth=auth,
+            # The token spec: expires_in at least 60 seconds.
+            token_ttl_seconds=max(integer("SKYPORT_TOKEN_TTL", "token_ttl_seconds"), 60),
+            refresh_token_ttl_seconds=integer("SKYPORT_REFRESH_TOKEN_TTL",
+                                              "refresh_token_ttl_seconds"),
+            token_service=env.get("SKYPORT_TOKEN_SERVICE") or defaults["token_service"],
+            token_issuer=env.get("SKYPORT_TOKEN_ISSUER") or defaults["token_issuer"],
+            token_realm=env.get("SKYPORT_TOKEN_REALM") or None,
+            signing_key_secret=env.get("SKYPORT_SIGNING_KEY_SECRET") or None,
+            signing_key_parameter=env.get("SKYPORT_SIGNING_KEY_PARAMETER") or None,
+            admin_secret=env.get("SKYPORT_ADMIN_SECRET") or None,
         )

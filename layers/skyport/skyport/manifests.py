@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,15 @@ class ParsedManifest:
     annotations: dict[str, str] | None
 
 
+# RFC 6838 section 4.2 names: type "/" subtype, each 1-127 restricted-name characters.
+# image-spec: artifactType MUST comply; it is stored and listed by the referrers API.
+_RESTRICTED_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+_MEDIA_TYPE = re.compile(rf"^{_RESTRICTED_NAME}/{_RESTRICTED_NAME}$")
+# Descriptor media types are only length-checked (parameters seen in the wild stay
+# accepted); the bound keeps a config mediaType, stored as the artifact type, small.
+MAX_MEDIA_TYPE_LENGTH = 255
+
+
 def _invalid(reason: str, **detail: Any) -> ManifestInvalid:
     return ManifestInvalid({"reason": reason, **detail}, message=f"manifest invalid: {reason}")
 
@@ -43,6 +53,8 @@ def _descriptor(value: Any, where: str) -> tuple[str, int, str]:
     media_type, digest, size = value.get("mediaType"), value.get("digest"), value.get("size")
     if not isinstance(media_type, str) or not media_type:
         raise _invalid(f"{where} has no mediaType")
+    if len(media_type) > MAX_MEDIA_TYPE_LENGTH:
+        raise _invalid(f"{where} has a mediaType longer than {MAX_MEDIA_TYPE_LENGTH} characters")
     if not isinstance(digest, str):
         raise _invalid(f"{where} has no digest")
     try:
@@ -109,6 +121,8 @@ def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
         artifact_type = document.get("artifactType")
     if artifact_type is not None and not isinstance(artifact_type, str):
         raise _invalid("artifactType is not a string")
+    if document.get("artifactType") and not _MEDIA_TYPE.match(artifact_type or ""):
+        raise _invalid("artifactType is not a media type (RFC 6838)", artifactType=str(artifact_type)[:300])
 
     subject = None
     if document.get("subject") is not None:
@@ -200,10 +214,9 @@ class ManifestService:
         try:
             self._index.put_manifest(repository, record, tag, parsed.blobs, parsed.manifests, parsed.subject)
         except MissingReferences as missing:
-            if missing.blobs:
-                raise ManifestBlobUnknown({"digests": missing.blobs}) from missing
-            raise ManifestUnknown({"digests": missing.manifests},
-                                  message="manifest references manifests unknown to the repository") from missing
+            # distribution-spec "Pushing Manifests": a manifest refused for a reference
+            # to a blob *or manifest* the repository lacks MUST get MANIFEST_BLOB_UNKNOWN.
+            raise ManifestBlobUnknown({"digests": missing.blobs + missing.manifests}) from missing
         return PushedManifest(digest_text, parsed.subject)
 
     def delete(self, repository: str, reference: str) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from .blobs import BlobService
 from .catalog import CatalogService
@@ -16,11 +17,19 @@ from .storage.s3 import S3ObjectStore
 from .tags import TagService
 from .uploads import UploadService
 
+if TYPE_CHECKING:
+    from .auth import AuthService
+    from .tokens import KeySource
+
 
 class Registry:
     def __init__(self, settings: Settings, clients: AwsClients | None = None) -> None:
         self.settings = settings
         self.clients = clients or AwsClients(settings)
+        # Set by the front end before ``auth`` is first used: where token signing keys
+        # come from (default: the table), and the first admin's credentials (deployed).
+        self.signing_keys: KeySource | None = None
+        self.admin_bootstrap: Callable[[], tuple[str, str] | None] | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Registry:
@@ -54,8 +63,16 @@ class Registry:
 
     @cached_property
     def referrers(self) -> ReferrerService:
-        return ReferrerService(self._manifest_index)
+        return ReferrerService(self._manifest_index, self._objects)
 
     @cached_property
     def catalog(self) -> CatalogService:
         return CatalogService(self._manifest_index)
+
+    @cached_property
+    def auth(self) -> AuthService:
+        from .auth import AuthService  # only registries with auth on pay for the import
+        from .storage.dynamodb import DynamoAuthStore
+
+        store = DynamoAuthStore(self.clients.dynamodb, self.settings.table)
+        return AuthService(store, self.settings, self.signing_keys, bootstrap=self.admin_bootstrap)

@@ -62,6 +62,14 @@ async def _run(fn: Callable, *args):  # blocking SDK calls leave the event loop 
     return await asyncio.to_thread(fn, *args)
 
 
+def body_too_large(limit: int) -> PayloadTooLarge:
+    # Behind Lambda the client's only way forward is smaller requests: say so.
+    return PayloadTooLarge(
+        {"limit": limit},
+        message=f"request body larger than {limit} bytes, the most one request may carry here: "
+                f"push the blob in chunks (PATCH with Content-Range) of at most {limit} bytes")
+
+
 class _PartWriter:
     """Hashes a request body and streams it into the session's multipart upload."""
 
@@ -70,11 +78,13 @@ class _PartWriter:
         self.session = session
         self._part_size = settings.part_size
         self._min_part = settings.min_part_size
+        self._max_body = settings.max_request_body
         self.hash = ResumableHash(session.hash_algorithm, session.hash_state or None)
         self.buffer = bytearray()
         self.received = 0
         # One part uploads while the next one fills: network and body overlap.
         self._in_flight: asyncio.Future | None = None
+        self._started_multipart = False  # by this request: a failure must abort it
 
     async def load_tail(self) -> None:
         if self.session.tail_key and self.session.tail_size:
@@ -84,6 +94,10 @@ class _PartWriter:
         async for chunk in body:
             if not chunk:
                 continue
+            if self._max_body and self.received + len(chunk) > self._max_body:
+                # Refused before the chunk is hashed or stored: the caller's
+                # error path leaves the session as it was.
+                raise body_too_large(self._max_body)
             if not isinstance(chunk, bytes):
                 chunk = bytes(chunk)
             self.hash.update(chunk)
@@ -98,6 +112,7 @@ class _PartWriter:
         session = self.session
         if session.multipart_id is None:
             session.multipart_id = await _run(self._objects.start_multipart, session.blob_key)
+            self._started_multipart = True
         await self.drain()
         number = len(session.part_etags) + 1
         if number > MAX_PARTS:
@@ -118,6 +133,16 @@ class _PartWriter:
             except Exception:  # noqa: BLE001 - the request already failed for another reason
                 pass
             self._in_flight = None
+        if self._started_multipart:
+            # The stored session (if any) never learns of a multipart upload started by a
+            # failed request: abort it now rather than leave its parts billed until the
+            # bucket's lifecycle rule finds them.
+            self._started_multipart = False
+            try:
+                session = self.session
+                await _run(self._objects.abort_multipart, session.blob_key, session.multipart_id)
+            except Exception:  # noqa: BLE001 - best effort; the lifecycle rule is the backstop
+                pass
 
     async def park(self) -> str | None:
         """End of a PATCH: flush what makes a part, park the rest as the tail.
@@ -173,23 +198,27 @@ class UploadService:
 
     # --- sessions -------------------------------------------------------------------------
 
-    def start(self, repository: str) -> UploadSession:
+    # ``owner`` (auth on): the identity starting the upload; only it may use the session,
+    # to anyone else it is unknown. None (auth off): anyone with the id may.
+
+    def start(self, repository: str, owner: str | None = None) -> UploadSession:
         validate_name(repository)
-        session = self._new_session(repository)
+        session = replace(self._new_session(repository), owner=owner)
         self._sessions.create(session)
         return session
 
-    def status(self, repository: str, upload_id: str) -> UploadSession:
+    def status(self, repository: str, upload_id: str, owner: str | None = None) -> UploadSession:
         validate_name(repository)
         session = self._sessions.get(upload_id)
-        if session is None or session.repository != repository or session.expires_at <= self._clock():
+        if (session is None or session.repository != repository or session.expires_at <= self._clock()
+                or (owner is not None and session.owner != owner)):
             raise BlobUploadUnknown({"upload": upload_id})
         return session
 
-    def cancel(self, repository: str, upload_id: str) -> None:
+    def cancel(self, repository: str, upload_id: str, owner: str | None = None) -> None:
         validate_name(repository)
         try:
-            session = self._sessions.delete(upload_id, repository)
+            session = self._sessions.delete(upload_id, repository, owner=owner)
         except UploadMissing as missing:
             raise BlobUploadUnknown({"upload": upload_id}) from missing
         if session.multipart_id:
@@ -200,13 +229,16 @@ class UploadService:
     # --- writes ---------------------------------------------------------------------------
 
     def _claim(self, repository: str, upload_id: str, token: str,
-               content_range: tuple[int, int] | None) -> UploadSession:
+               content_range: tuple[int, int] | None, owner: str | None = None) -> UploadSession:
         validate_name(repository)
+        limit = self._settings.max_request_body
+        if limit and content_range and content_range[1] - content_range[0] + 1 > limit:
+            raise body_too_large(limit)  # announced too big: refused before the session is touched
         now = int(self._clock())
         try:
             return self._sessions.claim(
                 upload_id, repository, token, now, now + self._settings.upload_lease_seconds,
-                expected_offset=content_range[0] if content_range else None)
+                expected_offset=content_range[0] if content_range else None, owner=owner)
         except UploadMissing as missing:
             raise BlobUploadUnknown({"upload": upload_id}) from missing
         except UploadConflict as conflict:
@@ -222,22 +254,36 @@ class UploadService:
     @staticmethod
     def _check_length(writer: _PartWriter, content_range: tuple[int, int] | None) -> None:
         if content_range and writer.received != content_range[1] - content_range[0] + 1:
+            session = writer.session
+            # distribution-spec: a 416 carries Range and Location, so the client can resume.
             raise RangeInvalid(
                 {"received": writer.received}, message="chunk length does not match Content-Range",
-                headers={"Range": range_header(writer.session.offset)})
+                headers={"Range": range_header(session.offset),
+                         "Location": upload_location(session.repository, session.upload_id)})
+
+    def _save(self, session: UploadSession, token: str) -> None:
+        try:
+            self._sessions.save(session, token)
+        except UploadConflict as lost:
+            # The lease is gone: a DELETE cancelled the upload while this request wrote
+            # to it (or, past the lease time, another request took it over). What this
+            # request sent does not count; the client hears so as an OCI error.
+            if self._sessions.get(session.upload_id) is None:
+                raise BlobUploadUnknown({"upload": session.upload_id}) from lost
+            raise UploadBusy({"upload": session.upload_id}) from lost
 
     async def append(self, repository: str, upload_id: str, body: ByteStream,
-                     content_range: tuple[int, int] | None = None) -> UploadSession:
+                     content_range: tuple[int, int] | None = None, owner: str | None = None) -> UploadSession:
         """PATCH: append one chunk (or a whole streamed body) to the upload."""
         token = uuid.uuid4().hex
-        session = await _run(self._claim, repository, upload_id, token, content_range)
+        session = await _run(self._claim, repository, upload_id, token, content_range, owner)
         writer = _PartWriter(self._objects, session, self._settings)
         try:
             await writer.load_tail()
             await writer.consume(body)
             self._check_length(writer, content_range)
             stale_tail = await writer.park()
-            await _run(self._sessions.save, writer.session, token)
+            await _run(self._save, writer.session, token)
         except BaseException:
             await writer.abandon()
             await _run(self._sessions.release, upload_id, token)
@@ -247,11 +293,11 @@ class UploadService:
         return writer.session
 
     async def finish(self, repository: str, upload_id: str, digest: str, body: ByteStream,
-                     content_range: tuple[int, int] | None = None) -> BlobRecord:
+                     content_range: tuple[int, int] | None = None, owner: str | None = None) -> BlobRecord:
         """PUT ?digest=: the optional last chunk, verification, and the blob."""
         expected = Digest.parse(digest)
         token = uuid.uuid4().hex
-        session = await _run(self._claim, repository, upload_id, token, content_range)
+        session = await _run(self._claim, repository, upload_id, token, content_range, owner)
         if session.offset == 0 and session.hash_algorithm != expected.algorithm:
             # Nothing hashed yet: hash with the algorithm the client names.
             session = replace(session, hash_algorithm=expected.algorithm, hash_state=b"")
@@ -274,7 +320,10 @@ class UploadService:
             # algorithm: the one case that re-reads the blob.
             await self._verify_by_reading(record, expected, upload_id, repository, token)
         stored = await _run(self._blobs.register, repository, record)
-        await _run(self._sessions.delete, upload_id, repository, token)
+        try:
+            await _run(self._sessions.delete, upload_id, repository, token)
+        except UploadMissing:
+            pass  # cancelled concurrently, but the blob is complete and registered: 201 holds
         if session.tail_key:
             await _run(self._objects.delete, session.tail_key)
         return stored
@@ -305,9 +354,7 @@ class UploadService:
                 raise DigestInvalid({"digest": digest}, message="digest does not match the uploaded content")
             record = await writer.complete()
         except BaseException:
-            await writer.abandon()
-            if session.multipart_id:
-                await _run(self._objects.abort_multipart, session.blob_key, session.multipart_id)
+            await writer.abandon()  # aborts the multipart upload it started
             raise
         return await _run(self._blobs.register, repository, replace(record, digest=str(expected)))
 

@@ -3,15 +3,16 @@
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
-from . import registry_of
+from . import blocking, registry_of
 
 router = APIRouter()
 PATH = "/v2/{name:path}/blobs/{digest}"
 
 
+# async (as the other hot read routes): see routes.blocking.
 @router.head(PATH)
-def head_blob(request: Request, name: str, digest: str) -> Response:
-    blob = registry_of(request).blobs.stat(name, digest)
+async def head_blob(request: Request, name: str, digest: str) -> Response:
+    blob = await blocking(request, registry_of(request).blobs.stat, name, digest)
     return Response(headers={
         "Content-Length": str(blob.size), "Docker-Content-Digest": blob.digest,
         "Content-Type": "application/octet-stream",
@@ -19,13 +20,13 @@ def head_blob(request: Request, name: str, digest: str) -> Response:
 
 
 @router.get(PATH)
-def get_blob(request: Request, name: str, digest: str) -> Response:
+async def get_blob(request: Request, name: str, digest: str) -> Response:
     registry = registry_of(request)
     if registry.settings.blob_delivery == "proxy":
-        blob, chunks = registry.blobs.stream(name, digest)
+        blob, chunks = await blocking(request, registry.blobs.stream, name, digest)
         return StreamingResponse(chunks, media_type="application/octet-stream", headers={
             "Content-Length": str(blob.size), "Docker-Content-Digest": blob.digest})
-    download = registry.blobs.download(name, digest)
+    download = await blocking(request, registry.blobs.download, name, digest)
     # Image bytes never pass through the function: 307 keeps the method.
     return Response(status_code=307, headers={
         "Location": download.url, "Docker-Content-Digest": download.blob.digest})

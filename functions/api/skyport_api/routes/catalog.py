@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from skyport.pagination import next_link, page_size
 from starlette.responses import Response
 
-from . import registry_of
+from . import access_of, registry_of
 
 router = APIRouter()
 
@@ -15,7 +15,8 @@ router = APIRouter()
 def list_repositories(request: Request) -> Response:
     registry = registry_of(request)
     limit = page_size(request.query_params.get("n"), registry.settings.default_page_size)
-    page = registry.catalog.list(limit, request.query_params.get("last"))
+    # Only what the caller may pull (auth on).
+    page = registry.catalog.list(limit, request.query_params.get("last"), access_of(request))
     response = Response(content=json.dumps({"repositories": page.items}).encode(),
                         media_type="application/json")
     if page.has_more:

@@ -5,15 +5,15 @@ from skyport.errors import PayloadTooLarge
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from . import registry_of
+from . import blocking, registry_of
 
 router = APIRouter()
 PATH = "/v2/{name:path}/manifests/{reference}"
 
 
-def _manifest_response(request: Request, name: str, reference: str, include_body: bool) -> Response:
-    record, body = registry_of(request).manifests.fetch(
-        name, reference, request.headers.getlist("accept"), include_body=include_body)
+async def _manifest_response(request: Request, name: str, reference: str, include_body: bool) -> Response:
+    record, body = await blocking(request, registry_of(request).manifests.fetch,
+                                  name, reference, request.headers.getlist("accept"), include_body=include_body)
     headers = {
         "Docker-Content-Digest": record.digest, "Content-Type": record.media_type,
         "Content-Length": str(record.size), "ETag": f'"{record.digest}"',
@@ -21,14 +21,15 @@ def _manifest_response(request: Request, name: str, reference: str, include_body
     return Response(content=body or b"", headers=headers)
 
 
+# async (as the other hot read routes): see routes.blocking.
 @router.get(PATH)
-def get_manifest(request: Request, name: str, reference: str) -> Response:
-    return _manifest_response(request, name, reference, include_body=True)
+async def get_manifest(request: Request, name: str, reference: str) -> Response:
+    return await _manifest_response(request, name, reference, include_body=True)
 
 
 @router.head(PATH)
-def head_manifest(request: Request, name: str, reference: str) -> Response:
-    return _manifest_response(request, name, reference, include_body=False)
+async def head_manifest(request: Request, name: str, reference: str) -> Response:
+    return await _manifest_response(request, name, reference, include_body=False)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:

@@ -1,12 +1,12 @@
 """Upload routes: POST (start, monolithic, mount), PATCH, PUT, GET status, DELETE."""
 
 from fastapi import APIRouter, Request
-from skyport.errors import DigestInvalid
+from skyport.errors import DigestInvalid, RangeInvalid
 from skyport.storage.ports import BlobRecord, UploadSession
 from skyport.uploads import parse_content_range, range_header, upload_location
 from starlette.responses import Response
 
-from . import registry_of
+from . import access_of, owner_of, registry_of
 
 router = APIRouter()
 UPLOADS = "/v2/{name:path}/blobs/uploads/"
@@ -32,23 +32,43 @@ async def start_upload(request: Request, name: str) -> Response:
     registry = registry_of(request)
     query = request.query_params
     if "mount" in query:
-        blob = await _thread(registry.blobs.mount, name, query["mount"], query.get("from"))
+        # Only from a repository the caller may pull (auth on).
+        blob = await _thread(registry.blobs.mount, name, query["mount"], query.get("from"), access_of(request))
         if blob is not None:
             return _created(name, blob)
     elif "digest" in query:
         blob = await registry.uploads.upload_whole(name, query["digest"], request.stream())
         return _created(name, blob)
-    session = await _thread(registry.uploads.start, name)
+    session = await _thread(registry.uploads.start, name, owner_of(request))
     response = _in_progress(name, session, 202)
-    # Chunks smaller than a part are accepted, but parts are what S3 stores.
-    response.headers["OCI-Chunk-Min-Length"] = str(registry.settings.min_part_size)
+    # Chunks of any size are accepted (small ones are coalesced into S3 parts);
+    # this asks for ones that cost few requests yet fit in one (behind Lambda).
+    settings = registry.settings
+    response.headers["OCI-Chunk-Min-Length"] = str(settings.chunk_min_length)
+    if settings.max_request_body:
+        # A held distribution-spec proposal; some clients read it.
+        response.headers["OCI-Chunk-Max-Length"] = str(settings.max_request_body)
     return response
+
+
+async def _content_range(request: Request, name: str, upload_id: str) -> tuple[int, int] | None:
+    try:
+        return parse_content_range(request.headers.get("content-range"))
+    except RangeInvalid as error:
+        # distribution-spec: an invalid Content-Range is a 416, and a 416 carries
+        # Range and Location so the client can resume (unknown uploads stay 404).
+        session = await _thread(registry_of(request).uploads.status, name, upload_id,
+                                owner_of(request))
+        error.headers.update({"Range": range_header(session.offset),
+                              "Location": upload_location(name, session.upload_id)})
+        raise
 
 
 @router.patch(UPLOAD)
 async def append_chunk(request: Request, name: str, upload_id: str) -> Response:
-    content_range = parse_content_range(request.headers.get("content-range"))
-    session = await registry_of(request).uploads.append(name, upload_id, request.stream(), content_range)
+    content_range = await _content_range(request, name, upload_id)
+    session = await registry_of(request).uploads.append(
+        name, upload_id, request.stream(), content_range, owner=owner_of(request))
     return _in_progress(name, session, 202)
 
 
@@ -57,20 +77,21 @@ async def finish_upload(request: Request, name: str, upload_id: str) -> Response
     digest = request.query_params.get("digest")
     if not digest:
         raise DigestInvalid(message="the digest query parameter is required")
-    content_range = parse_content_range(request.headers.get("content-range"))
-    blob = await registry_of(request).uploads.finish(name, upload_id, digest, request.stream(), content_range)
+    content_range = await _content_range(request, name, upload_id)
+    blob = await registry_of(request).uploads.finish(
+        name, upload_id, digest, request.stream(), content_range, owner=owner_of(request))
     return _created(name, blob)
 
 
 @router.get(UPLOAD)
 def upload_status(request: Request, name: str, upload_id: str) -> Response:
-    session = registry_of(request).uploads.status(name, upload_id)
+    session = registry_of(request).uploads.status(name, upload_id, owner_of(request))
     return _in_progress(name, session, 204)
 
 
 @router.delete(UPLOAD)
 def cancel_upload(request: Request, name: str, upload_id: str) -> Response:
-    registry_of(request).uploads.cancel(name, upload_id)
+    registry_of(request).uploads.cancel(name, upload_id, owner_of(request))
     return Response(status_code=204)
 
 

@@ -41,11 +41,27 @@ class AwsClients:
 
     @cached_property
     def s3(self) -> Any:
-        s3_config: dict[str, Any] = {"addressing_style": "path" if self._settings.s3_endpoint else "virtual"}
-        # SigV4 explicitly: presigned URLs must be SigV4 (BRIEF §3), and the
-        # regional endpoint keeps redirect targets off the registry's domain.
+        s3_config: dict[str, Any] = {
+            "addressing_style": "path" if self._settings.s3_endpoint else "virtual",
+            # Presigned URLs name the bucket's regional endpoint
+            # (BUCKET.s3.REGION.amazonaws.com), never the global one, and never a
+            # host under the registry's own domain: Go clients would forward the
+            # registry's Authorization header to a subdomain, and S3 refuses it.
+            "us_east_1_regional_endpoint": "regional",
+        }
+        # SigV4 explicitly: presigned URLs must be SigV4 (BRIEF §3).
         return self._client("s3", self._settings.s3_endpoint, signature_version="s3v4", s3=s3_config)
 
     @cached_property
     def dynamodb(self) -> Any:
         return self._client("dynamodb", self._settings.dynamodb_endpoint)
+
+    # Token signing keys and the first admin's credentials (auth on, deployed). No
+    # endpoint of our own: AWS, or AWS_ENDPOINT_URL_SECRETS_MANAGER / _SSM.
+    @cached_property
+    def secretsmanager(self) -> Any:
+        return self._client("secretsmanager", None)
+
+    @cached_property
+    def ssm(self) -> Any:
+        return self._client("ssm", None)

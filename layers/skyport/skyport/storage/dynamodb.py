@@ -17,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from . import keys
 from .ports import (
     BlobRecord,
+    IdentityRecord,
     ManifestRecord,
     MissingReferences,
     Page,
@@ -49,9 +50,22 @@ LEASE_HELD = "lease_token = :token"
 # A tag is removed with its manifest only while it still points at it.
 TAG_POINTS_AT = "digest = :digest"
 UPLOAD_IN_REPO = "attribute_exists(PK) AND repo_name = :repo"
+# With auth on, an upload session is used only by the identity that started it.
+UPLOAD_OWNED_BY = "owner_name = :owner"
+# Identities and grants: created once, changed or removed only while they exist.
+IDENTITY_IS_NEW = "attribute_not_exists(PK)"
+# The first admin is bootstrapped once in the registry's life.
+BOOTSTRAP_NOT_DONE = "attribute_not_exists(PK)"
+# Signing keys are replaced only by a writer that saw the current one (no lost rotation).
+KEYS_ARE_NEW = "attribute_not_exists(PK)"
+KEYS_UNCHANGED = "current_key = :replacing"
 
 # DynamoDB transactions hold at most 100 actions.
 MAX_TRANSACTION_ITEMS = 100
+# Annotations ride in the manifest, tag and referrer items so the referrers API
+# answers from one query. A 4 MiB manifest may carry more than a 400 KB item
+# holds: past this size they are flagged and read from the manifest body.
+ANNOTATIONS_ITEM_LIMIT = 64 * 1024
 _THROTTLED = {
     "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
     "InternalServerError", "ServiceUnavailable", "TransactionInProgressException",
@@ -254,6 +268,8 @@ def _session_item(session: UploadSession) -> dict:
         item["multipart_id"] = _s(session.multipart_id)
     if session.tail_key:
         item["tail_key"] = _s(session.tail_key)
+    if session.owner is not None:
+        item["owner_name"] = _s(session.owner)
     return item
 
 
@@ -270,6 +286,7 @@ def _session(item: dict) -> UploadSession:
         tail_key=_str(item, "tail_key"),
         tail_size=_int(item, "tail_size"),
         expires_at=_int(item, keys.TTL_ATTRIBUTE),
+        owner=_str(item, "owner_name"),
     )
 
 
@@ -285,9 +302,12 @@ class DynamoUploadSessions:
         return _session(item) if item else None
 
     def claim(self, upload_id: str, repository: str, token: str, now: int, lease_until: int,
-              expected_offset: int | None) -> UploadSession:
+              expected_offset: int | None, owner: str | None = None) -> UploadSession:
         condition = UPLOAD_IS_FREE
         values = {":repo": _s(repository), ":now": _n(now), ":token": _s(token), ":until": _n(lease_until)}
+        if owner is not None:
+            condition = f"{condition} AND {UPLOAD_OWNED_BY}"
+            values[":owner"] = _s(owner)
         if expected_offset is not None:
             condition = f"{condition} AND {UPLOAD_AT_OFFSET}"
             values[":expected"] = _n(expected_offset)
@@ -298,7 +318,8 @@ class DynamoUploadSessions:
             ReturnValues="ALL_NEW", ReturnValuesOnConditionCheckFailure="ALL_OLD"))
         if ok:
             return _session(response["Attributes"])
-        if (not old or _str(old, "repo_name") != repository or _int(old, keys.TTL_ATTRIBUTE) <= now):
+        if (not old or _str(old, "repo_name") != repository or _int(old, keys.TTL_ATTRIBUTE) <= now
+                or (owner is not None and _str(old, "owner_name") != owner)):
             raise UploadMissing(upload_id)
         busy = "lease_token" in old and _int(old, "lease_until") >= now
         raise UploadConflict(_session(old), busy=busy)
@@ -315,8 +336,11 @@ class DynamoUploadSessions:
             UpdateExpression="REMOVE lease_token, lease_until", ConditionExpression=LEASE_HELD,
             ExpressionAttributeValues={":token": _s(token)}))
 
-    def delete(self, upload_id: str, repository: str, token: str | None = None) -> UploadSession:
+    def delete(self, upload_id: str, repository: str, token: str | None = None,
+               owner: str | None = None) -> UploadSession:
         condition, values = UPLOAD_IN_REPO, {":repo": _s(repository)}
+        if owner is not None:
+            condition, values = f"{condition} AND {UPLOAD_OWNED_BY}", {**values, ":owner": _s(owner)}
         if token is not None:
             condition, values = f"{condition} AND {LEASE_HELD}", {**values, ":token": _s(token)}
         ok, response, _ = _conditional(lambda: self._table.call(
@@ -344,7 +368,11 @@ def _manifest_attributes(record: ManifestRecord) -> dict:
     if record.artifact_type:
         item["artifact_type"] = _s(record.artifact_type)
     if record.annotations:
-        item["annotations"] = _s(json.dumps(record.annotations, separators=(",", ":")))
+        annotations = json.dumps(record.annotations, separators=(",", ":"))
+        if len(annotations) <= ANNOTATIONS_ITEM_LIMIT:  # ASCII: characters are bytes
+            item["annotations"] = _s(annotations)
+        else:
+            item["annotations_in_body"] = {"BOOL": True}
     return item
 
 
@@ -475,10 +503,12 @@ class DynamoManifestIndex:
     def list_referrers(self, repository: str, subject: str) -> list[Referrer]:
         referrers = []
         for item in self._table.query(keys.repository_partition(repository), keys.referrer_prefix(subject),
-                                      projection="digest, media_type, size_bytes, artifact_type, annotations"):
+                                      projection="digest, media_type, size_bytes, artifact_type, annotations,"
+                                                 " annotations_in_body"):
             record = _manifest_record(item)
             referrers.append(Referrer(record.digest, record.media_type, record.size,
-                                      record.artifact_type, record.annotations))
+                                      record.artifact_type, record.annotations,
+                                      annotations_in_body="annotations_in_body" in item))
         return referrers
 
     def repository_exists(self, repository: str) -> bool:
@@ -486,3 +516,167 @@ class DynamoManifestIndex:
 
     def list_repositories(self, limit: int, after: str | None) -> Page:
         return self._page(keys.CATALOG, keys.REPO_PREFIX, limit, after)
+
+
+# --- identities, grants, signing keys ---------------------------------------------------
+
+def _identity_item(record: IdentityRecord) -> dict:
+    return {
+        **keys.identity(record.name),
+        "kind": _s(record.kind),
+        "password_hash": _s(record.password_hash),
+        "admin": {"BOOL": record.admin},
+        "groups": {"L": [_s(group) for group in record.groups]},
+        "generation": _n(record.generation),
+        "created_at": _n(record.created_at),
+    }
+
+
+def _identity_record(item: dict) -> IdentityRecord:
+    return IdentityRecord(
+        name=item[keys.SK]["S"],
+        kind=_str(item, "kind") or "user",
+        password_hash=_str(item, "password_hash") or "",
+        admin=bool(item.get("admin", {}).get("BOOL", False)),
+        groups=tuple(value["S"] for value in item.get("groups", {}).get("L", [])),
+        generation=_int(item, "generation"),
+        failed_logins=_int(item, "failed_logins"),
+        locked_until=_int(item, "locked_until"),
+        created_at=_int(item, "created_at"),
+    )
+
+
+class DynamoAuthStore:
+    def __init__(self, client: Any, table: str) -> None:
+        self._table = _Table(client, table)
+
+    def _partition(self, pk: str) -> Iterator[dict]:
+        kwargs: dict[str, Any] = {"TableName": self._table.name,
+                                  "KeyConditionExpression": "PK = :pk",
+                                  "ExpressionAttributeValues": {":pk": _s(pk)}}
+        while True:
+            page = self._table.call("query", **kwargs)
+            yield from page.get("Items", [])
+            if not page.get("LastEvaluatedKey"):
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def get_identity(self, name: str) -> IdentityRecord | None:
+        item = self._table.get(keys.identity(name))
+        return _identity_record(item) if item else None
+
+    def create_identity(self, record: IdentityRecord) -> bool:
+        ok, _, _ = _conditional(lambda: self._table.put(_identity_item(record), IDENTITY_IS_NEW))
+        return ok
+
+    def update_identity(self, name: str, *, password_hash: str | None = None,
+                        admin: bool | None = None, groups: Sequence[str] | None = None) -> bool:
+        # Attribute names go through placeholders: ADMIN and others are reserved words.
+        sets, values, names = [], {}, {}
+        if password_hash is not None:
+            # A new secret: the generation moves on (refresh tokens of the old one die) and
+            # any lockout ends.
+            sets += ["#hash = :hash", "#gen = #gen + :one", "#failed = :zero", "#locked = :zero"]
+            values.update({":hash": _s(password_hash), ":one": _n(1), ":zero": _n(0)})
+            names.update({"#hash": "password_hash", "#gen": "generation",
+                          "#failed": "failed_logins", "#locked": "locked_until"})
+        if admin is not None:
+            sets.append("#admin = :admin")
+            values[":admin"] = {"BOOL": admin}
+            names["#admin"] = "admin"
+        if groups is not None:
+            sets.append("#groups = :groups")
+            values[":groups"] = {"L": [_s(group) for group in groups]}
+            names["#groups"] = "groups"
+        if not sets:
+            return self.get_identity(name) is not None
+        ok, _, _ = _conditional(lambda: self._table.call(
+            "update_item", TableName=self._table.name, Key=keys.identity(name),
+            UpdateExpression="SET " + ", ".join(sets), ConditionExpression=ITEM_EXISTS,
+            ExpressionAttributeValues=values, ExpressionAttributeNames=names))
+        return ok
+
+    def delete_identity(self, name: str) -> bool:
+        ok, _, _ = _conditional(lambda: self._table.call(
+            "delete_item", TableName=self._table.name, Key=keys.identity(name),
+            ConditionExpression=ITEM_EXISTS))
+        return ok
+
+    def list_identities(self) -> list[IdentityRecord]:
+        return [_identity_record(item) for item in self._partition(keys.IDENTITY)]
+
+    def record_failed_login(self, name: str, now: int, threshold: int,
+                            max_lock_seconds: int) -> None:
+        ok, response, _ = _conditional(lambda: self._table.call(
+            "update_item", TableName=self._table.name, Key=keys.identity(name),
+            UpdateExpression="ADD #failed :one", ConditionExpression=ITEM_EXISTS,
+            ExpressionAttributeNames={"#failed": "failed_logins"},
+            ExpressionAttributeValues={":one": _n(1)}, ReturnValues="UPDATED_NEW"))
+        if not ok:
+            return
+        failures = _int(response["Attributes"], "failed_logins")
+        if failures >= threshold:
+            # 1 s after the threshold-th failure, then 2, 4, ... up to the cap.
+            lock = min(2 ** min(failures - threshold, 30), max_lock_seconds)
+            _conditional(lambda: self._table.call(
+                "update_item", TableName=self._table.name, Key=keys.identity(name),
+                UpdateExpression="SET #locked = :until", ConditionExpression=ITEM_EXISTS,
+                ExpressionAttributeNames={"#locked": "locked_until"},
+                ExpressionAttributeValues={":until": _n(now + lock)}))
+
+    def clear_failed_logins(self, name: str) -> None:
+        _conditional(lambda: self._table.call(
+            "update_item", TableName=self._table.name, Key=keys.identity(name),
+            UpdateExpression="SET #failed = :zero, #locked = :zero",
+            ConditionExpression=ITEM_EXISTS,
+            ExpressionAttributeNames={"#failed": "failed_logins", "#locked": "locked_until"},
+            ExpressionAttributeValues={":zero": _n(0)}))
+
+    def list_grants(self) -> list[tuple[str, str, frozenset[str]]]:
+        return [(_str(item, "pattern") or "", _str(item, "principal") or "",
+                 frozenset(value["S"] for value in item.get("actions", {}).get("L", [])))
+                for item in self._partition(keys.GRANT)]
+
+    def put_grant(self, pattern: str, principal: str, actions: frozenset[str]) -> None:
+        self._table.put({**keys.grant(pattern, principal), "pattern": _s(pattern),
+                         "principal": _s(principal),
+                         "actions": {"L": [_s(a) for a in sorted(actions)]}})
+
+    def delete_grant(self, pattern: str, principal: str) -> bool:
+        ok, _, _ = _conditional(lambda: self._table.call(
+            "delete_item", TableName=self._table.name, Key=keys.grant(pattern, principal),
+            ConditionExpression=ITEM_EXISTS))
+        return ok
+
+    def get_signing_keys(self) -> tuple[bytes, bytes | None] | None:
+        item = self._table.get(keys.signing_keys())
+        if not item or _bytes(item, "current_key") is None:
+            return None
+        return _bytes(item, "current_key") or b"", _bytes(item, "previous_key")
+
+    def put_signing_keys(self, current: bytes, previous: bytes | None,
+                         replacing: bytes | None) -> bool:
+        item = {**keys.signing_keys(), "current_key": _b(current)}
+        if previous is not None:
+            item["previous_key"] = _b(previous)
+        if replacing is None:
+            ok, _, _ = _conditional(lambda: self._table.put(item, KEYS_ARE_NEW))
+        else:
+            ok, _, _ = _conditional(lambda: self._table.put(item, KEYS_UNCHANGED,
+                                                            {":replacing": _b(replacing)}))
+        return ok
+
+    def bootstrap_admin(self, record: IdentityRecord) -> bool:
+        name = self._table.name
+        try:
+            self._table.transact([
+                {"Put": {"TableName": name, "Item": keys.bootstrap_marker(),
+                         "ConditionExpression": BOOTSTRAP_NOT_DONE}},
+                {"Put": {"TableName": name, "Item": _identity_item(record),
+                         "ConditionExpression": IDENTITY_IS_NEW}},
+            ])
+        except ClientError as error:
+            if "ConditionalCheckFailed" in getattr(error, "reasons", []):
+                return False
+            raise
+        return True

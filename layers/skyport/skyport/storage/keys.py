@@ -22,8 +22,21 @@
     │                     / REFERRER#<subject>#<digest>   descriptor of a manifest in <name>
     │                                                     whose subject is <subject>
     ├── CATALOG           / REPO#<name>                   <name> has had a manifest pushed
-    └── UPLOAD#<id>       / META                          an upload session (offset, parts, tail,
-                                                          hash state, lease); TTL `expires_at`
+    ├── UPLOAD#<id>       / META                          an upload session (offset, parts, tail,
+    │                                                     hash state, lease, owner when auth is
+    │                                                     on); TTL `expires_at`
+    ├── IDENTITY          / <name>                        a user or robot account (robot+<name>):
+    │                                                     scrypt hash of its password or secret,
+    │                                                     admin flag, groups, generation (bumped
+    │                                                     when the secret changes: refresh tokens
+    │                                                     die), failed logins, locked until
+    ├── GRANT             / <pattern>#<principal>         actions on repositories matching
+    │                                                     <pattern> for <principal> (a name,
+    │                                                     group:<g>, or * = everyone: public pull)
+    └── AUTH              / SIGNING_KEYS                  token signing keys, current and previous
+                          │                               (local stacks only; deployed: Secrets
+                          │                               Manager or SSM)
+                          / BOOTSTRAP                     the first admin was made from its secret
 
 Sort keys within a partition are compared bytewise, which is the lexical
 order the spec asks of tag and catalog listings.
@@ -99,3 +112,26 @@ def catalog_entry(name: str) -> dict:
 
 def upload(upload_id: str) -> dict:
     return _key(f"UPLOAD#{upload_id}", META)
+
+
+# --- auth -------------------------------------------------------------------
+
+IDENTITY = "IDENTITY"
+GRANT = "GRANT"
+AUTH = "AUTH"
+
+
+def identity(name: str) -> dict:
+    return _key(IDENTITY, name)
+
+
+def grant(pattern: str, principal: str) -> dict:
+    return _key(GRANT, f"{pattern}#{principal}")
+
+
+def signing_keys() -> dict:
+    return _key(AUTH, "SIGNING_KEYS")
+
+
+def bootstrap_marker() -> dict:
+    return _key(AUTH, "BOOTSTRAP")

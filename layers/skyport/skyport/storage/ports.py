@@ -42,6 +42,8 @@ class Referrer:
     size: int
     artifact_type: str | None = None
     annotations: dict[str, str] | None = None
+    # Annotations too big for a DynamoDB item stay in the manifest body only.
+    annotations_in_body: bool = False
 
 
 @dataclass(slots=True)
@@ -57,6 +59,23 @@ class UploadSession:
     tail_key: str | None = None
     tail_size: int = 0
     expires_at: int = 0
+    # The identity that started the upload (auth on): nobody else may use the session.
+    owner: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityRecord:
+    """A user or robot account as stored (access.Identity is what requests see)."""
+
+    name: str
+    kind: str  # user | robot
+    password_hash: str
+    admin: bool = False
+    groups: tuple[str, ...] = ()
+    generation: int = 1
+    failed_logins: int = 0
+    locked_until: int = 0
+    created_at: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,10 +157,11 @@ class UploadSessions(Protocol):
     def get(self, upload_id: str) -> UploadSession | None: ...
     def claim(
         self, upload_id: str, repository: str, token: str, now: int, lease_until: int,
-        expected_offset: int | None,
+        expected_offset: int | None, owner: str | None = None,
     ) -> UploadSession:
-        """Lease the session for one request. Raises UploadMissing, or UploadConflict
-        when it is leased by another request or not at ``expected_offset``."""
+        """Lease the session for one request. Raises UploadMissing (also when ``owner`` is
+        given and the session is someone else's), or UploadConflict when it is leased by
+        another request or not at ``expected_offset``."""
         ...
     def save(self, session: UploadSession, token: str) -> None:
         """Store the new state and drop the lease. Raises UploadConflict if the lease was lost."""
@@ -149,8 +169,10 @@ class UploadSessions(Protocol):
     def release(self, upload_id: str, token: str) -> None:
         """Drop the lease, keeping the stored state (the request failed)."""
         ...
-    def delete(self, upload_id: str, repository: str, token: str | None = None) -> UploadSession:
-        """Remove the session (held under ``token`` when given). Raises UploadMissing."""
+    def delete(self, upload_id: str, repository: str, token: str | None = None,
+               owner: str | None = None) -> UploadSession:
+        """Remove the session (held under ``token``, owned by ``owner``, when given).
+        Raises UploadMissing."""
         ...
 
 
@@ -172,3 +194,34 @@ class ManifestIndex(Protocol):
     def list_referrers(self, repository: str, subject: str) -> list[Referrer]: ...
     def repository_exists(self, repository: str) -> bool: ...
     def list_repositories(self, limit: int, after: str | None) -> Page: ...
+
+
+class AuthStore(Protocol):
+    """Identities, grants and (local stacks only) token signing keys."""
+
+    def get_identity(self, name: str) -> IdentityRecord | None: ...
+    def create_identity(self, record: IdentityRecord) -> bool:
+        """False when an identity of that name exists."""
+        ...
+    def update_identity(self, name: str, *, password_hash: str | None = None, admin: bool | None = None,
+                        groups: Sequence[str] | None = None) -> bool:
+        """A new password hash also bumps the generation. False when there is no such identity."""
+        ...
+    def delete_identity(self, name: str) -> bool: ...
+    def list_identities(self) -> list[IdentityRecord]: ...
+    def record_failed_login(self, name: str, now: int, threshold: int, max_lock_seconds: int) -> None:
+        """Count a failure; from ``threshold`` failures on, lock for a doubling time."""
+        ...
+    def clear_failed_logins(self, name: str) -> None: ...
+    def list_grants(self) -> list[tuple[str, str, frozenset[str]]]:
+        """(pattern, principal, actions) of every grant."""
+        ...
+    def put_grant(self, pattern: str, principal: str, actions: frozenset[str]) -> None: ...
+    def delete_grant(self, pattern: str, principal: str) -> bool: ...
+    def get_signing_keys(self) -> tuple[bytes, bytes | None] | None: ...
+    def put_signing_keys(self, current: bytes, previous: bytes | None, replacing: bytes | None) -> bool:
+        """Store the keys if the current key is still ``replacing`` (None: no keys yet)."""
+        ...
+    def bootstrap_admin(self, record: IdentityRecord) -> bool:
+        """Create the first admin, once in the registry's life; False if done before."""
+        ...

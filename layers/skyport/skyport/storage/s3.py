@@ -9,7 +9,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .ports import ObjectMissing, StorageUnavailable
 
-_MISSING = {"NoSuchKey", "404", "NotFound"}
+# NoSuchUpload: a multipart upload already completed or aborted (abort is idempotent).
+_MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
 STREAM_CHUNK = 1024 * 1024
 
 

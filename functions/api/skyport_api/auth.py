@@ -1,0 +1,417 @@
+"""Token auth for the HTTP API (docs/auth.md): the Docker token endpoint, and one
+dependency that authorizes every registry route before it runs.
+
+Installed by ``create_app`` only when ``SKYPORT_AUTH=on``; the routes themselves
+know nothing of it beyond ``routes.access_of`` (the catalog filter, the mount
+source check and the upload owner). Decisions come from the core
+(``skyport.access``, ``skyport.auth``); this module maps each route to the
+scope it needs and speaks the protocol:
+
+- no credentials, or a token lacking the scope the identity could get:
+  ``401 UNAUTHORIZED`` with ``WWW-Authenticate: Bearer realm=…,service=…,scope=…``
+  (the client fetches a token for that scope and retries);
+- credentials that can never do it: ``403 DENIED``;
+- bad credentials or a bad token: ``401 UNAUTHORIZED``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Depends, Request
+from skyport import access
+from skyport.access import ANONYMOUS, Identity, TokenAccess, parse_scopes
+from skyport.errors import Denied, RegistryError, Unauthorized, Unsupported
+from skyport.registry import Registry
+from skyport.tokens import KeyRing, KeySource, SigningKey
+from starlette.responses import Response
+
+from .routes import blobs, blocking, manifests, registry_of, uploads
+
+TOKEN_PATH = "/auth/token"
+MAX_FORM_BYTES = 64 * 1024
+# Powertools Parameters keep fetched secrets this long (the core reloads keys at
+# most every few minutes, or when a token names a key it does not know).
+PARAMETER_MAX_AGE = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    type: str  # "base" (any caller who has authenticated), registry, repository
+    action: str = ""
+
+
+BASE = Requirement("base")
+CATALOG = Requirement(access.REGISTRY, access.ALL)
+PULL = Requirement(access.REPOSITORY, access.PULL)
+PUSH = Requirement(access.REPOSITORY, access.PUSH)
+DELETE = Requirement(access.REPOSITORY, access.DELETE)
+
+# (method, route path) -> what it needs. HEAD needs what GET needs. A route missing
+# here is refused to everyone but admins (tests/auth checks none is missing).
+REQUIREMENTS: dict[tuple[str, str], Requirement] = {
+    ("GET", "/v2/"): BASE,
+    ("GET", "/v2"): BASE,
+    ("GET", "/v2/_catalog"): CATALOG,
+    ("GET", "/v2/{name:path}/tags/list"): PULL,
+    ("GET", "/v2/{name:path}/referrers/{digest}"): PULL,
+    ("GET", manifests.PATH): PULL,
+    ("PUT", manifests.PATH): PUSH,
+    ("DELETE", manifests.PATH): DELETE,
+    ("GET", blobs.PATH): PULL,
+    ("DELETE", blobs.PATH): DELETE,
+    ("POST", uploads.UPLOADS): PUSH,
+    ("POST", uploads.UPLOADS.rstrip("/")): PUSH,
+    # Every use of an upload session needs push, and the session must be the caller's
+    # own (the upload service checks the owner).
+    ("PATCH", uploads.UPLOAD): PUSH,
+    ("PUT", uploads.UPLOAD): PUSH,
+    ("GET", uploads.UPLOAD): PUSH,
+    ("DELETE", uploads.UPLOAD): PUSH,
+}
+
+
+def requirement_of(method: str, path: str) -> Requirement | None:
+    return REQUIREMENTS.get(("GET" if method == "HEAD" else method, path))
+
+
+# --- challenges -----------------------------------------------------------------------
+
+_HOST = re.compile(r"^[A-Za-z0-9.\-:\[\]]{1,255}$")
+
+
+def _realm(request: Request, registry: Registry) -> str:
+    if registry.settings.token_realm:
+        return registry.settings.token_realm
+    host = request.headers.get("host", "")
+    if not _HOST.match(host):
+        host = request.url.netloc if _HOST.match(request.url.netloc) else "localhost"
+    scheme = "https" if request.url.scheme == "https" else "http"
+    return f"{scheme}://{host}{TOKEN_PATH}"
+
+
+def _challenge(
+    request: Request, registry: Registry, scope: str | None = None, error: str | None = None
+) -> str:
+    parts = [f'realm="{_realm(request, registry)}"', f'service="{registry.settings.token_service}"']
+    if scope:
+        parts.append(f'scope="{scope}"')
+    if error:
+        parts.append(f'error="{error}"')
+    return "Bearer " + ",".join(parts)
+
+
+def _unauthorized(
+    request: Request,
+    registry: Registry,
+    scope: str | None = None,
+    error: str | None = None,
+    detail: Any = None,
+    message: str | None = None,
+) -> Unauthorized:
+    return Unauthorized(
+        detail,
+        message=message,
+        headers={"WWW-Authenticate": _challenge(request, registry, scope, error)},
+    )
+
+
+# --- credentials ----------------------------------------------------------------------
+
+
+def _basic(value: str) -> tuple[str, str] | None:
+    """(username, password) from a Basic credential, or None when malformed."""
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    username, sep, password = decoded.partition(":")
+    return (username, password) if sep else None
+
+
+def _credentials(request: Request) -> tuple[str, str]:
+    """(scheme, credentials) of the Authorization header; ("", "") when there is none."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.strip().partition(" ")
+    return scheme.lower(), value.strip()
+
+
+async def _authenticate_basic(request: Request, registry: Registry, value: str) -> Identity:
+    pair = _basic(value)
+    if pair is None:
+        raise Unauthorized(message="malformed Basic credentials")
+    return await blocking(request, registry.auth.authenticate, *pair)
+
+
+# --- the dependency -------------------------------------------------------------------
+
+
+async def authorize(request: Request) -> None:
+    """Runs before every registry route (auth on): who is calling, and may they do this?
+    Sets ``request.state.access`` for the route (routes.access_of)."""
+    registry = registry_of(request)
+    path = getattr(request.scope.get("route"), "path", "")
+    if path == TOKEN_PATH:
+        return  # where credentials are exchanged for tokens: open to all
+    needed = requirement_of(request.method, path)
+    scheme, value = _credentials(request)
+    name = request.path_params.get("name", "")
+    scope = (
+        access.challenge_scope(needed.type, name, needed.action)
+        if needed and needed.type != "base"
+        else None
+    )
+    auth = registry.auth
+
+    grant: Any
+    if scheme == "bearer":
+        try:
+            claims = auth.verify_access(value)
+        except Unauthorized as error:
+            raise _unauthorized(
+                request, registry, scope, "invalid_token", message=error.message
+            ) from None
+        grant = TokenAccess(claims)
+        identity: Identity | None = None
+    elif scheme == "basic":
+        try:
+            identity = await _authenticate_basic(request, registry, value)
+        except Unauthorized as error:
+            raise _unauthorized(request, registry, scope, message=error.message) from None
+        grant = await blocking(request, auth.policy, identity)
+    elif needed is not None and needed.type == "base":
+        # GET /v2/ without credentials: the challenge that starts every client's login.
+        raise _unauthorized(request, registry)
+    else:
+        identity = ANONYMOUS
+        grant = await blocking(request, auth.policy, identity)
+
+    if needed is None:
+        allowed = False
+    elif needed.type == "base":
+        allowed = True
+    else:
+        allowed = grant.allows(needed.type, name or access.CATALOG, needed.action)
+    if not allowed:
+        raise await _refusal(request, registry, scheme, grant, identity, needed, scope)
+
+    if needed is CATALOG and isinstance(grant, TokenAccess):
+        # The token allows the catalog; which names it shows depends on the identity.
+        grant = await blocking(
+            request, auth.policy, await blocking(request, auth.identity, grant.subject)
+        )
+    request.state.access = grant
+
+
+async def _refusal(
+    request: Request,
+    registry: Registry,
+    scheme: str,
+    grant: Any,
+    identity: Identity | None,
+    needed: Requirement | None,
+    scope: str | None,
+) -> RegistryError:
+    if needed is None:
+        return Denied()
+    if scheme == "bearer":
+        # A token without the scope: worth fetching another if the identity may have it.
+        identity = await blocking(request, registry.auth.identity, grant.subject)
+        policy = await blocking(request, registry.auth.policy, identity)
+        target = request.path_params.get("name") or access.CATALOG
+        if identity.anonymous or policy.allows(needed.type, target, needed.action):
+            return _unauthorized(
+                request,
+                registry,
+                scope,
+                "insufficient_scope",
+                message="authentication required"
+                if identity.anonymous
+                else "the token does not grant this",
+            )
+        return Denied()
+    if scheme == "basic":
+        return Denied()
+    return _unauthorized(request, registry, scope)
+
+
+# --- the token endpoint -----------------------------------------------------------------
+
+router = APIRouter()
+
+
+def _token_response(body: dict[str, Any]) -> Response:
+    return Response(
+        json.dumps(body, separators=(",", ":")).encode(),
+        media_type="application/json",
+        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+    )
+
+
+@router.get(TOKEN_PATH)
+async def token(request: Request) -> Response:
+    """The Docker token spec's endpoint: Basic credentials or none (anonymous)."""
+    registry = registry_of(request)
+    scheme, value = _credentials(request)
+    identity = ANONYMOUS
+    if scheme == "basic":
+        identity = await _authenticate_basic(request, registry, value)
+    elif scheme:
+        raise Unauthorized(message="the token endpoint takes Basic credentials")
+    params = request.query_params
+    scopes = parse_scopes(params.getlist("scope"))
+    offline = params.get("offline_token", "").lower() == "true"
+    return _token_response(
+        await blocking(request, registry.auth.issue, identity, scopes, offline=offline)
+    )
+
+
+@router.post(TOKEN_PATH)
+async def oauth_token(request: Request) -> Response:
+    """OAuth2 token requests, as containerd and docker send them: the ``password`` and
+    ``refresh_token`` grants, form-encoded."""
+    registry = registry_of(request)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise Unsupported(message="token request too large")
+    form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+
+    def field(name: str) -> str:
+        return (form.get(name) or [""])[0]
+
+    grant_type = field("grant_type")
+    if grant_type == "password":
+        identity = await blocking(
+            request, registry.auth.authenticate, field("username"), field("password")
+        )
+        offline = field("access_type") == "offline"
+    elif grant_type == "refresh_token":
+        identity = await blocking(request, registry.auth.refresh, field("refresh_token"))
+        offline = False
+    else:
+        raise Unsupported({"grant_type": grant_type[:40]}, message="unsupported grant_type")
+    scopes = parse_scopes(form.get("scope", []))
+    return _token_response(
+        await blocking(request, registry.auth.issue, identity, scopes, offline=offline)
+    )
+
+
+# --- key sources and bootstrap (deployed: Powertools Parameters) -----------------------------
+
+
+def _key_from_value(value: Any) -> tuple[bytes, bytes | None]:
+    """A secret or parameter holding the key itself, or JSON {"current": …, "previous": …}."""
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        value = json.loads(value)
+    if isinstance(value, dict):
+        previous = value.get("previous")
+        return str(value["current"]).encode(), str(previous).encode() if previous else None
+    return str(value).encode(), None
+
+
+class SecretsManagerKeys(KeySource):
+    """The signing key is the secret's current version; its previous version (the
+    AWSPREVIOUS stage, kept by Secrets Manager on rotation) still verifies.
+    ``client()`` gives the boto3 client, on first use (never in Lambda's init phase)."""
+
+    def __init__(self, name: str, client: Callable[[], Any]) -> None:
+        self._name = name
+        self._client = client
+        self._providers: tuple[Any, Any] | None = None
+
+    def load(self) -> KeyRing:
+        from aws_lambda_powertools.utilities.parameters import SecretsProvider
+        from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+        if self._providers is None:
+            # Two providers: Powertools caches by name, whatever the version stage.
+            client = self._client()
+            self._providers = (
+                SecretsProvider(boto3_client=client),
+                SecretsProvider(boto3_client=client),
+            )
+        current_provider, previous_provider = self._providers
+        current, previous = _key_from_value(
+            current_provider.get(self._name, max_age=PARAMETER_MAX_AGE)
+        )
+        if previous is None:
+            try:
+                previous = _key_from_value(
+                    previous_provider.get(
+                        self._name, max_age=PARAMETER_MAX_AGE, VersionStage="AWSPREVIOUS"
+                    )
+                )[0]
+            except GetParameterError:
+                previous = None  # never rotated
+        return KeyRing(
+            SigningKey.from_secret(current), SigningKey.from_secret(previous) if previous else None
+        )
+
+
+class ParameterStoreKeys(KeySource):
+    """The signing key in an SSM parameter (SecureString): the key, or JSON
+    {"current": …, "previous": …} to rotate."""
+
+    def __init__(self, name: str, client: Callable[[], Any]) -> None:
+        self._name = name
+        self._client = client
+        self._provider: Any = None
+
+    def load(self) -> KeyRing:
+        from aws_lambda_powertools.utilities.parameters import SSMProvider
+
+        if self._provider is None:
+            self._provider = SSMProvider(boto3_client=self._client())
+        current, previous = _key_from_value(
+            self._provider.get(self._name, max_age=PARAMETER_MAX_AGE, decrypt=True)
+        )
+        return KeyRing(
+            SigningKey.from_secret(current), SigningKey.from_secret(previous) if previous else None
+        )
+
+
+def admin_bootstrap(name: str, client: Callable[[], Any]) -> Callable[[], tuple[str, str] | None]:
+    """The first admin's (username, password), from a secret {"username", "password"}."""
+    providers: list[Any] = []
+
+    def read() -> tuple[str, str] | None:
+        from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+        if not providers:
+            providers.append(SecretsProvider(boto3_client=client()))
+        value = providers[0].get(name, max_age=PARAMETER_MAX_AGE, transform="json")
+        if isinstance(value, dict) and value.get("username") and value.get("password"):
+            return str(value["username"]), str(value["password"])
+        return None
+
+    return read
+
+
+def install(registry: Registry) -> list:
+    """Prepare ``registry`` for auth (key source, bootstrap); returns the app's dependencies."""
+    settings = registry.settings
+    if registry.signing_keys is None:
+        if settings.signing_key_secret:
+            registry.signing_keys = SecretsManagerKeys(
+                settings.signing_key_secret, lambda: registry.clients.secretsmanager
+            )
+        elif settings.signing_key_parameter:
+            registry.signing_keys = ParameterStoreKeys(
+                settings.signing_key_parameter, lambda: registry.clients.ssm
+            )
+    if registry.admin_bootstrap is None and settings.admin_secret:
+        registry.admin_bootstrap = admin_bootstrap(
+            settings.admin_secret, lambda: registry.clients.secretsmanager
+        )
+    return [Depends(authorize)]
