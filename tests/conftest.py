@@ -2,6 +2,12 @@
 
 The bucket and table are created by the same code `make run` uses, from
 template.yaml. boto3 clients are created once for the whole session.
+
+``client`` comes twice: ``[asgi]`` talks to the FastAPI app directly, ``[lambda]``
+goes through the local API Gateway (skyport_cli.gateway) to the Lambda handler,
+configured as template.yaml configures the function (its request body limit
+included). A test whose request cannot fit in a Lambda event at all carries
+``@pytest.mark.asgi_only``.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from moto.server import ThreadedMotoServer
@@ -16,7 +23,9 @@ from skyport.config import Settings
 from skyport.registry import Registry
 from skyport.storage.clients import AwsClients
 from skyport_api.app import create_app
-from skyport_cli.stack import ensure_stack, load_template
+from skyport_api.lambda_adapter import lambda_handler
+from skyport_cli.gateway import LambdaGateway
+from skyport_cli.stack import ensure_stack, function_environment, function_timeout, load_template
 from starlette.testclient import TestClient
 
 REGION = "us-east-1"
@@ -59,9 +68,36 @@ def registry(settings: Settings, aws_clients: AwsClients) -> Registry:
     return Registry(settings, clients=aws_clients)
 
 
-@pytest.fixture
-def client(registry: Registry) -> Iterator[TestClient]:
-    with TestClient(create_app(registry), follow_redirects=False) as test_client:
+def lambda_settings(settings: Settings, template: dict) -> Settings:
+    """``settings`` as the deployed function reads them: template.yaml's environment."""
+    deployed = Settings.from_env({**function_environment(template), "SKYPORT_BUCKET": settings.bucket,
+                                  "SKYPORT_TABLE": settings.table})
+    return replace(deployed, region=settings.region, s3_endpoint=settings.s3_endpoint,
+                   dynamodb_endpoint=settings.dynamodb_endpoint)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``asgi_only`` tests get no ``[lambda]`` variant at all: deselected, not skipped,
+    since a request bigger than a Lambda event has nothing to test there."""
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        behind_lambda = callspec is not None and callspec.params.get("client") == "lambda"
+        (dropped if behind_lambda and item.get_closest_marker("asgi_only") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.fixture(params=["asgi", "lambda"])
+def client(request: pytest.FixtureRequest, registry: Registry, template: dict) -> Iterator[TestClient]:
+    if request.param == "asgi":
+        app = create_app(registry)
+    else:
+        behind_lambda = Registry(lambda_settings(registry.settings, template), clients=registry.clients)
+        app = LambdaGateway(lambda_handler(behind_lambda),
+                            function_timeout=function_timeout(template), region=REGION)
+    with TestClient(app, follow_redirects=False) as test_client:
         yield test_client
 
 

@@ -101,3 +101,110 @@ def push_image(client, repo: str, image: Image, reference: str | None = None) ->
                           headers={"Content-Type": image.media_type})
     assert response.status_code == 201, response.text
     return response.headers["Docker-Content-Digest"]
+
+
+# --- helpers for the API suite ------------------------------------------------------------
+
+OCI_EMPTY = "application/vnd.oci.empty.v1+json"
+EMPTY_JSON = b"{}"  # the image-spec "empty descriptor" blob, sha256:44136fa3…
+EMPTY_BLOB_SHA256 = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def sha512(data: bytes) -> str:
+    return "sha512:" + hashlib.sha512(data).hexdigest()
+
+
+def assert_error(response, status: int, code: str) -> dict:
+    """The spec's error envelope: {"errors": [{"code", "message", "detail"?}]} with ``code``."""
+    assert response.status_code == status, (response.status_code, response.text)
+    if response.request.method == "HEAD":
+        return {}  # no body on HEAD
+    assert response.headers["content-type"].startswith("application/json"), response.headers
+    body = response.json()
+    assert set(body) == {"errors"}, body
+    assert isinstance(body["errors"], list) and body["errors"], body
+    for error in body["errors"]:
+        assert isinstance(error.get("code"), str) and isinstance(error.get("message"), str), error
+        assert set(error) <= {"code", "message", "detail"}, error
+    assert code in [error["code"] for error in body["errors"]], body
+    return next(error for error in body["errors"] if error["code"] == code)
+
+
+def make_index(children: list[Image], *, docker: bool = False,
+               extra: dict | None = None) -> tuple[bytes, str]:
+    """An OCI image index (or Docker manifest list) over already built images."""
+    media_type = DOCKER_LIST if docker else OCI_INDEX
+    platforms = [{"architecture": arch, "os": "linux"} for arch in ("amd64", "arm64", "s390x")]
+    document = {
+        "schemaVersion": 2, "mediaType": media_type,
+        "manifests": [descriptor(child.media_type, child.manifest, platform=platforms[i % 3])
+                      for i, child in enumerate(children)],
+        **(extra or {}),
+    }
+    return json.dumps(document).encode(), media_type
+
+
+def make_artifact(subject: bytes | None = None, *, subject_type: str = OCI_MANIFEST,
+                  artifact_type: str = "application/vnd.example.sbom.v1",
+                  blobs: tuple[bytes, ...] = (), annotations: dict | None = None) -> Image:
+    """An OCI 1.1 artifact: artifactType, the empty config, optional subject."""
+    document: dict = {
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
+        "config": descriptor(OCI_EMPTY, EMPTY_JSON),
+        "layers": [descriptor("application/vnd.example.data", blob) for blob in blobs]
+        or [descriptor(OCI_EMPTY, EMPTY_JSON)],
+    }
+    if subject is not None:
+        document["subject"] = descriptor(subject_type, subject)
+    if annotations:
+        document["annotations"] = annotations
+    return Image(EMPTY_JSON, list(blobs), json.dumps(document).encode(), OCI_MANIFEST)
+
+
+def put_manifest(client, repo: str, reference: str, body: bytes, media_type: str | None):
+    headers = {"Content-Type": media_type} if media_type else {}
+    return client.put(f"/v2/{repo}/manifests/{reference}", content=body, headers=headers)
+
+
+def send_raw(client, method: str, raw_path: str, body: bytes = b"", headers: dict | None = None):
+    """Send ``raw_path`` byte for byte, straight to the ASGI app: httpx (and so the
+    TestClient) would normalise `..` segments away before the registry sees them,
+    while a real server hands them through as sent."""
+    import asyncio
+    from urllib.parse import unquote
+
+    import httpx
+
+    path, _, query = raw_path.partition("?")
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+        "scheme": "http", "path": unquote(path), "raw_path": path.encode(),
+        "query_string": query.encode(), "root_path": "",
+        "client": ("testclient", 50000), "server": ("testserver", 80),
+        "headers": [(b"host", b"testserver"), (b"content-length", str(len(body)).encode()),
+                    *((k.lower().encode(), v.encode()) for k, v in (headers or {}).items())],
+    }
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(client.app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    headers = [(k.decode(), v.decode()) for k, v in start["headers"]]
+    return httpx.Response(start["status"], headers=headers, content=content,
+                          request=httpx.Request(method, "http://testserver/"))
+
+
+def fetch(url: str) -> bytes:
+    """GET a presigned S3 URL (the target of a blob redirect) from the moto server."""
+    import httpx
+
+    response = httpx.get(url, timeout=30)
+    assert response.status_code == 200, (response.status_code, response.text[:500])
+    return response.content

@@ -1,0 +1,533 @@
+"""Blob uploads (distribution-spec "Pushing blobs"): POST (plain, monolithic, mount), PATCH
+(streamed or with Content-Range), PUT, GET status, DELETE."""
+
+import hashlib
+import os
+import uuid
+
+import pytest
+from oci import (
+    EMPTY_BLOB_SHA256,
+    MiB,
+    assert_error,
+    fetch,
+    push_blob,
+    sha256,
+    sha512,
+    upload_path,
+)
+
+
+def start(client, repo="team/app"):
+    response = client.post(f"/v2/{repo}/blobs/uploads/")
+    assert response.status_code == 202, response.text
+    return upload_path(response.headers["Location"])
+
+
+def patch(client, location, data, start_at=None, **headers):
+    if start_at is not None:
+        headers["Content-Range"] = f"{start_at}-{start_at + len(data) - 1}"
+    return client.patch(
+        location, content=data, headers={"Content-Type": "application/octet-stream", **headers}
+    )
+
+
+def patch_chunks(client, location, data, chunk=4 * MiB, start_at=0):
+    """Ranged PATCHes of at most ``chunk`` bytes (small enough for a Lambda event)."""
+    for offset in range(0, len(data), chunk):
+        piece = data[offset : offset + chunk]
+        response = patch(client, location, piece, start_at + offset)
+        assert response.status_code == 202, response.text
+        location = upload_path(response.headers["Location"])
+    return location
+
+
+def put(client, location, digest, data=b"", **headers):
+    separator = "&" if "?" in location else "?"
+    return client.put(f"{location}{separator}digest={digest}", content=data, headers=headers)
+
+
+def assert_blob(client, repo, data, digest=None):
+    digest = digest or sha256(data)
+    head = client.head(f"/v2/{repo}/blobs/{digest}")
+    assert head.status_code == 200, head.status_code
+    assert head.headers["Content-Length"] == str(len(data))
+    assert head.headers["Docker-Content-Digest"] == digest
+    response = client.get(f"/v2/{repo}/blobs/{digest}")
+    assert response.status_code == 307
+    assert fetch(response.headers["Location"]) == data
+
+
+def upload_leftovers(storage) -> dict:
+    """Anything an upload in progress keeps: its session, multipart uploads, tail objects."""
+    snapshot = storage.snapshot()
+    return {
+        "sessions": [i for i in snapshot["items"] if i["PK"]["S"].startswith("UPLOAD#")],
+        "multipart_uploads": snapshot["multipart_uploads"],
+        "tails": [o for o in snapshot["objects"] if o[0].startswith("uploads/")],
+    }
+
+
+NO_LEFTOVERS = {"sessions": [], "multipart_uploads": [], "tails": []}
+
+
+# --- POST ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/v2/team/app/blobs/uploads/", "/v2/team/app/blobs/uploads"])
+def test_post_starts_an_upload(client, path):
+    response = client.post(path)
+    assert response.status_code == 202
+    location = response.headers["Location"]
+    upload_id = response.headers["Docker-Upload-UUID"]
+    assert location == f"/v2/team/app/blobs/uploads/{upload_id}"
+    assert response.headers["Range"] == "0-0"
+    # A hint, at most S3's smallest part (smaller chunks are coalesced anyway).
+    assert 0 < int(response.headers["OCI-Chunk-Min-Length"]) <= 5 * MiB
+    # Each POST is a new session.
+    assert client.post(path).headers["Docker-Upload-UUID"] != upload_id
+
+
+def test_monolithic_post(client, storage):
+    data = os.urandom(20_000)
+    digest = sha256(data)
+    response = client.post(
+        f"/v2/team/app/blobs/uploads/?digest={digest}",
+        content=data,
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert response.status_code == 201
+    assert response.headers["Location"] == f"/v2/team/app/blobs/{digest}"
+    assert response.headers["Docker-Content-Digest"] == digest
+    assert_blob(client, "team/app", data)
+    assert upload_leftovers(storage) == NO_LEFTOVERS
+
+
+@pytest.mark.asgi_only
+def test_monolithic_post_spanning_parts(client, storage):
+    data = os.urandom(17 * MiB + 1)
+    push_blob(client, "team/app", data, mode="post")
+    assert_blob(client, "team/app", data)
+    assert upload_leftovers(storage) == NO_LEFTOVERS
+
+
+@pytest.mark.parametrize("size", [3 * MiB, pytest.param(12 * MiB + 5, marks=pytest.mark.asgi_only)])
+def test_post_then_put_with_the_whole_blob(client, storage, size):
+    data = os.urandom(size)
+    location = start(client)
+    response = put(client, location, sha256(data), data)
+    assert response.status_code == 201
+    assert response.headers["Location"] == f"/v2/team/app/blobs/{sha256(data)}"
+    assert response.headers["Docker-Content-Digest"] == sha256(data)
+    assert_blob(client, "team/app", data)
+    assert upload_leftovers(storage) == NO_LEFTOVERS
+
+
+# --- mount -----------------------------------------------------------------------------------
+
+
+def test_mount_from_another_repository(client):
+    data = os.urandom(5000)
+    digest = push_blob(client, "source/repo", data, mode="post")
+    response = client.post(f"/v2/target/repo/blobs/uploads/?mount={digest}&from=source/repo")
+    assert response.status_code == 201
+    assert response.headers["Location"] == f"/v2/target/repo/blobs/{digest}"
+    assert response.headers["Docker-Content-Digest"] == digest
+    assert_blob(client, "target/repo", data)
+    assert_blob(client, "source/repo", data)
+
+
+@pytest.mark.parametrize("source", ["empty/repo", "Not..Valid", "team/app"])
+def test_mount_from_a_repository_without_the_blob_starts_an_upload(client, source):
+    data = b"not in the source"
+    if source == "team/app":  # the target itself does not hold it either
+        push_blob(client, "elsewhere", b"something else", mode="post")
+    digest = sha256(data)
+    response = client.post(f"/v2/team/app/blobs/uploads/?mount={digest}&from={source}")
+    assert response.status_code == 202
+    assert response.headers["Range"] == "0-0"
+    location = upload_path(response.headers["Location"])
+    assert location.startswith("/v2/team/app/blobs/uploads/")
+    assert put(client, location, digest, data).status_code == 201
+    assert_blob(client, "team/app", data)
+
+
+def test_mount_from_a_repository_where_the_blob_was_deleted(client):
+    digest = push_blob(client, "source", b"deleted there", mode="post")
+    assert client.delete(f"/v2/source/blobs/{digest}").status_code == 202
+    response = client.post(f"/v2/target/blobs/uploads/?mount={digest}&from=source")
+    assert response.status_code == 202
+
+
+def test_mount_without_from_finds_the_blob_anywhere(client):
+    data = os.urandom(777)
+    digest = push_blob(client, "somewhere/else", data, mode="post")
+    response = client.post(f"/v2/team/app/blobs/uploads/?mount={digest}")
+    assert response.status_code == 201
+    assert response.headers["Docker-Content-Digest"] == digest
+    assert_blob(client, "team/app", data)
+
+
+def test_mount_without_from_of_an_unknown_blob_starts_an_upload(client):
+    response = client.post(f"/v2/team/app/blobs/uploads/?mount={sha256(b'nowhere')}")
+    assert response.status_code == 202
+    assert response.headers["Location"].startswith("/v2/team/app/blobs/uploads/")
+
+
+# --- PATCH -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "size", [MiB + 1, pytest.param(17 * MiB + 123, marks=pytest.mark.asgi_only)]
+)
+def test_streamed_patch_without_content_length(client, storage, size):
+    """docker, podman: one PATCH, chunked transfer encoding, then PUT ?digest=."""
+    data = os.urandom(size)
+    location = start(client)
+
+    def body():
+        for i in range(0, len(data), 256 * 1024):
+            yield data[i : i + 256 * 1024]
+
+    response = client.patch(location, content=body())
+    assert response.request.headers.get("Content-Length") is None
+    assert response.status_code == 202, response.text
+    assert response.headers["Range"] == f"0-{len(data) - 1}"
+    location = upload_path(response.headers["Location"])
+    assert location.startswith("/v2/team/app/blobs/uploads/")
+    response = put(client, location, sha256(data))
+    assert response.status_code == 201 and response.headers["Docker-Content-Digest"] == sha256(data)
+    assert_blob(client, "team/app", data)
+    assert upload_leftovers(storage) == NO_LEFTOVERS
+
+
+def test_small_chunks_coalesce_into_parts(client, storage):
+    data = os.urandom(11 * MiB + 300)  # 11 chunks of 1 MiB, then 300 bytes
+    location = start(client)
+    offset = 0
+    for number in range(1, 12):
+        piece = data[offset : offset + MiB]
+        response = patch(client, location, piece, offset)
+        assert response.status_code == 202, response.text
+        offset += len(piece)
+        assert response.headers["Range"] == f"0-{offset - 1}"
+        location = upload_path(response.headers["Location"])
+        leftovers = upload_leftovers(storage)
+        # Chunks wait in a tail object until 5 MiB (S3's smallest part) have come, then
+        # go out as one part: every 5th chunk empties the tail.
+        tail = [(number % 5) * MiB] if number % 5 else []
+        assert [size for _, size, _ in leftovers["tails"]] == tail
+        assert len(leftovers["multipart_uploads"]) == (1 if number >= 5 else 0)
+        if number in (3, 5):
+            status = client.get(location)
+            assert status.status_code == 204 and status.headers["Range"] == f"0-{offset - 1}"
+    response = patch(client, location, data[offset:], offset)  # a small last chunk
+    assert response.status_code == 202
+    response = put(client, upload_path(response.headers["Location"]), sha256(data))
+    assert response.status_code == 201, response.text
+    assert_blob(client, "team/app", data)
+    assert upload_leftovers(storage) == NO_LEFTOVERS
+
+
+@pytest.mark.asgi_only
+def test_chunks_bigger_than_a_part(client, storage):
+    data = os.urandom(2 * 6 * MiB + 1000)
+    location = start(client)
+    for offset in (0, 6 * MiB):
+        response = patch(client, location, data[offset : offset + 6 * MiB], offset)
+        assert response.status_code == 202, response.text
+        assert response.headers["Range"] == f"0-{offset + 6 * MiB - 1}"
+        location = upload_path(response.headers["Location"])
+    # The last chunk rides in the closing PUT, with its Content-Range.
+    rest = data[12 * MiB :]
+    response = put(
+        client, location, sha256(data), rest, **{"Content-Range": f"{12 * MiB}-{len(data) - 1}"}
+    )
+    assert response.status_code == 201, response.text
+    assert_blob(client, "team/app", data)
+    assert upload_leftovers(storage) == NO_LEFTOVERS
+
+
+def test_put_with_a_final_chunk_without_content_range(client):
+    data = os.urandom(3000)
+    location = start(client)
+    response = patch(client, location, data[:1000], 0)
+    response = put(client, upload_path(response.headers["Location"]), sha256(data), data[1000:])
+    assert response.status_code == 201, response.text
+    assert_blob(client, "team/app", data)
+
+
+def test_patch_after_patch_without_ranges_appends(client):
+    data = os.urandom(6 * MiB)
+    location = start(client)
+    for piece in (data[: 2 * MiB], data[2 * MiB :]):  # the second crosses a part's size
+        response = client.patch(location, content=piece)
+        assert response.status_code == 202
+        location = upload_path(response.headers["Location"])
+    assert response.headers["Range"] == f"0-{len(data) - 1}"
+    assert put(client, location, sha256(data)).status_code == 201
+    assert_blob(client, "team/app", data)
+
+
+# --- GET status, DELETE ----------------------------------------------------------------------
+
+
+def test_status(client):
+    location = start(client)
+    upload_id = location.rsplit("/", 1)[1]
+    response = client.get(location)
+    assert response.status_code == 204
+    assert response.headers["Range"] == "0-0"
+    assert upload_path(response.headers["Location"]) == location
+    assert response.headers["Docker-Upload-UUID"] == upload_id
+    patch(client, location, b"x" * 100, 0)
+    response = client.get(location)
+    assert response.status_code == 204 and response.headers["Range"] == "0-99"
+
+
+def test_cancel(client, storage):
+    data = os.urandom(6 * MiB + 10)
+    location = start(client)
+    patch_chunks(client, location, data[: 6 * MiB])  # a part is out...
+    patch(client, location, data[6 * MiB :], 6 * MiB)  # ...and a tail waits
+    leftovers = upload_leftovers(storage)
+    assert len(leftovers["multipart_uploads"]) == 1 and len(leftovers["tails"]) == 1
+    response = client.delete(location)
+    assert response.status_code == 204
+    assert upload_leftovers(storage) == NO_LEFTOVERS
+    assert_error(client.get(location), 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_error(patch(client, location, b"more"), 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_error(put(client, location, sha256(data)), 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_error(client.delete(location), 404, "BLOB_UPLOAD_UNKNOWN")
+    assert client.head(f"/v2/team/app/blobs/{sha256(data)}").status_code == 404
+
+
+def test_finished_upload_is_gone(client):
+    location = start(client)
+    assert put(client, location, sha256(b"done"), b"done").status_code == 201
+    assert_error(client.get(location), 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_error(patch(client, location, b"again"), 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_error(put(client, location, sha256(b"done"), b"done"), 404, "BLOB_UPLOAD_UNKNOWN")
+
+
+@pytest.mark.parametrize("upload_id", [str(uuid.uuid4()), "not-an-upload", "x" * 300])
+def test_unknown_upload(client, upload_id):
+    location = f"/v2/team/app/blobs/uploads/{upload_id}"
+    assert_error(client.get(location), 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_error(patch(client, location, b"data", 0), 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_error(put(client, location, sha256(b"data"), b"data"), 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_error(client.delete(location), 404, "BLOB_UPLOAD_UNKNOWN")
+
+
+def test_upload_id_under_another_repository_is_unknown(client, storage):
+    location = start(client, "team/app")
+    patch(client, location, b"first", 0)
+    upload_id = location.rsplit("/", 1)[1]
+    before = storage.snapshot()
+    for other in ("team/other", "team", "team/app/sub"):
+        stolen = f"/v2/{other}/blobs/uploads/{upload_id}"
+        assert_error(client.get(stolen), 404, "BLOB_UPLOAD_UNKNOWN")
+        assert_error(patch(client, stolen, b"evil", 5), 404, "BLOB_UPLOAD_UNKNOWN")
+        assert_error(patch(client, stolen, b"evil"), 404, "BLOB_UPLOAD_UNKNOWN")
+        assert_error(put(client, stolen, sha256(b"firstevil"), b"evil"), 404, "BLOB_UPLOAD_UNKNOWN")
+        assert_error(client.delete(stolen), 404, "BLOB_UPLOAD_UNKNOWN")
+    assert storage.snapshot() == before
+    response = put(client, location, sha256(b"first second"), b" second")
+    assert response.status_code == 201
+    assert_blob(client, "team/app", b"first second")
+    assert client.head(f"/v2/team/other/blobs/{sha256(b'first second')}").status_code == 404
+
+
+# --- 416 and bad ranges ----------------------------------------------------------------------
+
+
+def assert_416(response, location, end):
+    assert_error(response, 416, "RANGE_INVALID")
+    assert response.headers["Range"] == f"0-{end}"
+    assert upload_path(response.headers["Location"]) == location
+
+
+def test_out_of_order_and_overlapping_chunks(client, storage):
+    data = os.urandom(4096)
+    location = start(client)
+    assert_416(patch(client, location, data[5:10], 5), location, 0)  # first chunk must start at 0
+    response = patch(client, location, data[:1024], 0)
+    assert response.status_code == 202
+    before = storage.snapshot()
+    assert_416(patch(client, location, data[2048:3072], 2048), location, 1023)  # a gap
+    assert_416(patch(client, location, data[512:2048], 512), location, 1023)  # overlap
+    assert_416(patch(client, location, data[:1024], 0), location, 1023)  # the same chunk again
+    assert_416(
+        put(
+            client,
+            location,
+            sha256(data),
+            data[2048:],
+            **{"Content-Range": f"2048-{len(data) - 1}"},
+        ),
+        location,
+        1023,
+    )
+    assert storage.snapshot() == before
+    status = client.get(location)
+    assert status.status_code == 204 and status.headers["Range"] == "0-1023"
+    response = patch(client, location, data[1024:3000], 1024)  # resume where told
+    assert response.status_code == 202 and response.headers["Range"] == "0-2999"
+    response = put(
+        client, location, sha256(data), data[3000:], **{"Content-Range": f"3000-{len(data) - 1}"}
+    )
+    assert response.status_code == 201, response.text
+    assert_blob(client, "team/app", data)
+
+
+@pytest.mark.parametrize("sent", [50, 150])
+def test_chunk_length_not_matching_content_range(client, storage, sent):
+    data = os.urandom(300)
+    location = start(client)
+    assert patch(client, location, data[:100], 0).status_code == 202
+    before = storage.snapshot()
+    response = client.patch(
+        location, content=data[100 : 100 + sent], headers={"Content-Range": "100-199"}
+    )
+    assert_416(response, location, 99)
+    assert storage.snapshot() == before
+    assert patch(client, location, data[100:], 100).status_code == 202
+    assert put(client, location, sha256(data)).status_code == 201
+    assert_blob(client, "team/app", data)
+
+
+@pytest.mark.parametrize(
+    "content_range", ["abc", "5", "10-5", "-5", "1-", "bytes */100", "0x0-0x5"]
+)
+def test_malformed_content_range(client, storage, content_range):
+    location = start(client)
+    assert patch(client, location, b"0123456789", 0).status_code == 202
+    before = storage.snapshot()
+    response = client.patch(location, content=b"abcdef", headers={"Content-Range": content_range})
+    assert_416(response, location, 9)
+    assert storage.snapshot() == before
+    assert put(client, location, sha256(b"0123456789abcdef"), b"abcdef").status_code == 201
+
+
+def test_content_range_forms(client):
+    """The spec's `start-end`, and RFC 9110's `bytes start-end/total` some clients send."""
+    data = os.urandom(30)
+    location = start(client)
+    assert patch(client, location, data[:10], **{"Content-Range": "0-9"}).status_code == 202
+    assert (
+        patch(client, location, data[10:20], **{"Content-Range": "bytes 10-19/30"}).status_code
+        == 202
+    )
+    assert (
+        patch(client, location, data[20:], **{"Content-Range": "bytes 20-29/*"}).status_code == 202
+    )
+    assert put(client, location, sha256(data)).status_code == 201
+    assert_blob(client, "team/app", data)
+
+
+# --- digests ---------------------------------------------------------------------------------
+
+
+def test_empty_blob(client, storage):
+    assert sha256(b"") == EMPTY_BLOB_SHA256
+    push_blob(client, "mono", b"", mode="post")
+    push_blob(client, "put", b"", mode="put")
+    push_blob(client, "patch", b"", mode="patch")
+    location = start(client, "ranged")
+    assert put(client, location, EMPTY_BLOB_SHA256).status_code == 201
+    for repo in ("mono", "put", "patch", "ranged"):
+        assert_blob(client, repo, b"")
+    assert upload_leftovers(storage) == NO_LEFTOVERS
+
+
+def test_sha512_monolithic(client):
+    data = os.urandom(10_000)
+    digest = sha512(data)
+    response = client.post(f"/v2/team/app/blobs/uploads/?digest={digest}", content=data)
+    assert response.status_code == 201, response.text
+    assert response.headers["Docker-Content-Digest"] == digest
+    assert_blob(client, "team/app", data, digest)
+
+
+def test_sha512_post_then_put(client):
+    data = os.urandom(3 * MiB + 1)
+    digest = sha512(data)
+    response = put(client, start(client), digest, data)
+    assert response.status_code == 201, response.text
+    assert response.headers["Docker-Content-Digest"] == digest
+    assert_blob(client, "team/app", data, digest)
+
+
+def test_sha512_after_chunks(client, storage):
+    data = os.urandom(6 * MiB + 1)
+    location = start(client)
+    patch_chunks(client, location, data[: 6 * MiB])
+    response = put(client, location, sha512(data), data[6 * MiB :])
+    assert response.status_code == 201, response.text
+    assert_blob(client, "team/app", data, sha512(data))
+    assert upload_leftovers(storage) == NO_LEFTOVERS
+
+
+def test_sha512_after_chunks_mismatch(client, storage):
+    data = os.urandom(2000)
+    location = start(client)
+    assert patch(client, location, data, 0).status_code == 202
+    wrong = "sha512:" + hashlib.sha512(b"other").hexdigest()
+    assert_error(put(client, location, wrong), 400, "DIGEST_INVALID")
+    assert client.head(f"/v2/team/app/blobs/{wrong}").status_code == 404
+    assert not [o for o in storage.snapshot()["objects"] if o[0].startswith("blobs/")]
+
+
+@pytest.mark.parametrize("size", [100, 6 * MiB + 100])
+def test_digest_mismatch_at_put_leaves_the_upload_usable(client, storage, size):
+    data = os.urandom(size)
+    location = start(client)
+    patch_chunks(client, location, data)
+    before = storage.snapshot()
+    assert_error(put(client, location, sha256(b"something else")), 400, "DIGEST_INVALID")
+    assert_error(put(client, location, sha256(data + b"?"), b"!"), 400, "DIGEST_INVALID")
+    assert storage.snapshot() == before
+    assert client.head(f"/v2/team/app/blobs/{sha256(data)}").status_code == 404
+    status = client.get(location)
+    assert status.status_code == 204 and status.headers["Range"] == f"0-{size - 1}"
+    response = put(client, location, sha256(data))
+    assert response.status_code == 201, response.text
+    assert_blob(client, "team/app", data)
+    assert upload_leftovers(storage) == NO_LEFTOVERS
+
+
+def test_put_without_digest(client, storage):
+    location = start(client)
+    before = storage.snapshot()
+    assert_error(client.put(location, content=b"data"), 400, "DIGEST_INVALID")
+    assert storage.snapshot() == before
+    assert put(client, location, sha256(b"data"), b"data").status_code == 201
+
+
+def test_same_blob_pushed_twice_is_one_blob(client, storage):
+    data = os.urandom(2000)
+    push_blob(client, "a", data, mode="post")
+    push_blob(client, "b", data, mode="patch")
+    push_blob(client, "a", data, mode="put")
+    snapshot = storage.snapshot()
+    assert len([o for o in snapshot["objects"] if o[0].startswith("blobs/")]) == 1
+    assert [i["PK"]["S"] for i in snapshot["items"] if i["SK"]["S"] == "META"] == [
+        f"BLOB#{sha256(data)}"
+    ]
+    assert_blob(client, "a", data)
+    assert_blob(client, "b", data)
+
+
+@pytest.mark.asgi_only
+def test_refused_request_leaves_no_multipart_upload_behind(client, storage):
+    """A request that fills a part, then is refused, must not leave the part's multipart
+    upload behind (nothing would ever point to it again)."""
+    data = os.urandom(9 * MiB)
+    location = start(client)
+    before = storage.snapshot()
+    response = client.patch(location, content=data, headers={"Content-Range": f"0-{len(data)}"})
+    assert_error(response, 416, "RANGE_INVALID")
+    assert_error(put(client, location, sha256(b"wrong"), data), 400, "DIGEST_INVALID")
+    assert storage.snapshot() == before
+    assert put(client, location, sha256(data), data).status_code == 201
+    assert upload_leftovers(storage) == NO_LEFTOVERS
