@@ -95,6 +95,10 @@ class Settings:
         if auth not in ("on", "off"):
             raise ValueError(f"SKYPORT_AUTH must be on or off, not {auth!r}")
         delivery = env.get("SKYPORT_BLOB_DELIVERY", "redirect")
+        expiry = integer("SKYPORT_PRESIGN_EXPIRES", "presign_expiry_seconds")
+        if not 1 <= expiry <= 604800:
+            # SigV4 presigned URLs live at most 7 days; refuse at start, not at first pull.
+            raise ValueError(f"SKYPORT_PRESIGN_EXPIRES must be 1..604800 seconds, not {expiry}")
         if delivery not in ("redirect", "proxy"):
             raise ValueError(f"SKYPORT_BLOB_DELIVERY must be redirect or proxy, not {delivery!r}")
         return cls(
@@ -103,7 +107,7 @@ class Settings:
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
             s3_endpoint=env.get("SKYPORT_S3_ENDPOINT") or None,
             dynamodb_endpoint=env.get("SKYPORT_DYNAMODB_ENDPOINT") or None,
-            presign_expiry_seconds=integer("SKYPORT_PRESIGN_EXPIRES", "presign_expiry_seconds"),
+            presign_expiry_seconds=expiry,
             blob_delivery=delivery,
             part_size=max(integer("SKYPORT_PART_SIZE", "part_size"), defaults["min_part_size"]),
             max_request_body=integer("SKYPORT_MAX_REQUEST_BODY", "max_request_body"),
