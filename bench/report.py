@@ -196,3 +196,39 @@ def write(result: dict, out: Path) -> tuple[Path, Path]:
     latest.write_text(text)
     dated.write_text(text)
     return latest, dated
+
+
+def markdown(result: dict) -> str:
+    """Section 1 as a Markdown table, for bench/README.md and the top-level README."""
+    lines = ["| | Skyport | Distribution (S3) | ratio | Distribution (fs) "
+             "| runs, s (Skyport \\| Distribution) |",
+             "|---|---:|---:|---:|---:|---|"]
+    for r in result["rows"]:
+        samples = r.get("samples_s", {})
+        ratio = _x(r["ratio"])
+        if r["ratio"] is not None and r["ratio"] > 1.0:
+            ratio = f"**{ratio}** (slower)"
+        lines.append(f"| {r['name']} | {_s(r['skyport_s'])} | {_s(r['distribution_s'])} "
+                     f"| {ratio} | {_s(r.get('distribution_fs_s'))} "
+                     f"| {_spread(samples.get('skyport'))} \\| "
+                     f"{_spread(samples.get('distribution'))} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.report",
+                                     description="Print the tables of a results file again.")
+    parser.add_argument("results", nargs="?", type=Path,
+                        default=Path(__file__).resolve().parent / "results" / "latest.json")
+    parser.add_argument("--markdown", action="store_true",
+                        help="section 1 only, as a Markdown table (for the README)")
+    args = parser.parse_args(argv)
+    result = json.loads(args.results.read_text())
+    print(markdown(result) if args.markdown else render(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -69,6 +69,9 @@ def test_tiny_bench_writes_results(tmp_path: Path) -> None:
         assert case["skyport"]["peak_rss_bytes"] >= case["skyport"]["idle_rss_bytes"] > 0
 
     assert "skipped" in latest["lambda"]
+    from bench.report import markdown
+
+    assert len(markdown(latest).splitlines()) == 2 + len(rows)
     for title in ("1. Push and pull wall time", "2. AWS calls per operation", "3. Memory",
                   "4. Lambda"):
         assert title in result.stdout
