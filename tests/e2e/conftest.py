@@ -57,6 +57,31 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def spawn_server(request: pytest.FixtureRequest, port: int, log: Path, **env: str
+                 ) -> tuple[subprocess.Popen, list[str], dict[str, str]]:
+    """Start ``python -m skyport_cli serve`` (the path `make run` takes) on ``port``,
+    its output in ``log``; ``env`` adds environment variables (auth, state dir).
+    Returns the process, its argv and its environment."""
+    # The subprocess sees the same import roots as pytest (pyproject's `pythonpath`),
+    # so it runs from the source tree whether or not the package is installed.
+    roots = [str(p) for p in request.config.getini("pythonpath")]
+    inherited = os.environ.get("PYTHONPATH")
+    paths = os.pathsep.join(roots + ([inherited] if inherited else []))
+    environment = base_env(PYTHONPATH=paths, **env)
+    argv = [sys.executable, "-m", "skyport_cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            argv,
+            cwd=request.config.rootpath,
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C in the terminal reaches it only through us
+        )
+    return proc, argv, environment
+
+
 def _stop(proc: subprocess.Popen, what: str) -> None:
     """SIGTERM, then SIGKILL if it has not stopped in time (warns: it should stop)."""
     if proc.poll() is not None:
@@ -158,31 +183,7 @@ def registry(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 
     port = _free_port()
     log = tmp_path_factory.mktemp("registry") / "skyport.log"
-    # The subprocess sees the same import roots as pytest (pyproject's `pythonpath`),
-    # so it runs from the source tree whether or not the package is installed.
-    roots = [str(p) for p in request.config.getini("pythonpath")]
-    inherited = os.environ.get("PYTHONPATH")
-    env = base_env(PYTHONPATH=os.pathsep.join(roots + ([inherited] if inherited else [])))
-    argv = [
-        sys.executable,
-        "-m",
-        "skyport_cli",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            argv,
-            cwd=request.config.rootpath,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # a Ctrl-C in the terminal reaches it only through us
-        )
+    proc, argv, _ = spawn_server(request, port, log)
     reg = Registry(host=f"127.0.0.1:{port}", proc=proc, log=log)
     why = _wait_ready(reg, time.monotonic() + READY_TIMEOUT)
     if why:

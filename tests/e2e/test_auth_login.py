@@ -21,8 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .clients import TRANSFER_TIMEOUT, Client, base_env, unique
-from .conftest import READY_TIMEOUT, _free_port, _log_tail, _stop
+from .clients import TRANSFER_TIMEOUT, Client, unique
+from .conftest import READY_TIMEOUT, _free_port, _log_tail, _stop, spawn_server
 from .images import MiB, build_docker_archive, build_oci_layout, read_oci_layout
 
 pytestmark = pytest.mark.e2e
@@ -58,33 +58,9 @@ def auth_registry(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[
     port = _free_port()
     base = tmp_path_factory.mktemp("auth-registry")
     log = base / "skyport.log"
-    roots = [str(p) for p in request.config.getini("pythonpath")]
-    env = base_env(
-        PYTHONPATH=os.pathsep.join(roots),
-        SKYPORT_AUTH="on",
-        SKYPORT_ADMIN_PASSWORD=ADMIN_PASSWORD,
-        SKYPORT_STATE_DIR=str(base / "state"),
-    )
-    argv = [
-        sys.executable,
-        "-m",
-        "skyport_cli",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            argv,
-            cwd=request.config.rootpath,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    proc, _, env = spawn_server(
+        request, port, log, SKYPORT_AUTH="on", SKYPORT_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        SKYPORT_STATE_DIR=str(base / "state"))
     url = f"http://127.0.0.1:{port}"
     deadline, last = time.monotonic() + READY_TIMEOUT, "no answer"
     try:
