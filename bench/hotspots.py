@@ -13,7 +13,8 @@ beside them):
    tag and by digest, ``HEAD`` and ``GET`` of a blob), client to registry, the
    redirect not followed; and the median of one DynamoDB ``GetItem`` and one S3
    ``GetObject`` on this moto from a plain boto3 client (the backend's floor);
-2. the CPU each registry process burns per request (``/proc/PID/stat``);
+2. the CPU each registry process, and the moto process behind it, burns per request
+   (``/proc/PID/stat``): on a machine short of CPU, that is what a request costs;
 3. a py-spy profile of the Skyport server while it answers the requests a
    ``skopeo copy`` of a tiny image makes: the time on CPU by package of the leaf
    frame (where the CPU goes), and the functions most present on the stack;
@@ -100,10 +101,12 @@ GENERIC = ("<module>", "runpy", "threading.py", "skyport_cli/", "uvicorn/main.py
 
 
 def summarize_profile(raw: str, top: int = 14) -> dict:
-    """From py-spy's raw (collapsed) stacks: samples by package of the leaf frame (self
-    time), and the functions found on the most stacks (inclusive time)."""
+    """From py-spy's raw (collapsed) stacks: samples split by what the request is doing,
+    by package of the leaf frame (self time), and the functions found on the most
+    stacks (inclusive time)."""
     by_package: Counter = Counter()
     inclusive: Counter = Counter()
+    split: Counter = Counter()
     total = 0
     for line in raw.splitlines():
         stack, _, count = line.rpartition(" ")
@@ -117,8 +120,18 @@ def summarize_profile(raw: str, top: int = 14) -> dict:
         by_package[_package(frames[-1])] += n
         for frame in set(frames):
             inclusive[frame] += n
+        stack_text = ";".join(frames)
+        if "skyport/storage/" in stack_text:
+            split["storage call (botocore, to moto and back)"] += n
+        elif "anyio/" in stack_text or "concurrent/futures" in stack_text:
+            split["thread hand-off (anyio worker threads)"] += n
+        elif "skyport/" in frames[-1] or "skyport_api/" in frames[-1]:
+            split["Skyport's own code (self time), outside storage calls"] += n
+        else:
+            split["HTTP server and framework (uvicorn, Starlette, FastAPI)"] += n
     return {
         "samples": total,
+        "split": [(name, n) for name, n in split.most_common()],
         "self_by_package": [(name, n) for name, n in by_package.most_common()],
         "inclusive_top": [(frame, n) for frame, n in inclusive.most_common()
                           if not any(g in frame for g in GENERIC)][:top],
@@ -239,10 +252,14 @@ def run(requests: int, rate: int, parallel: int) -> tuple[dict, str]:
                             assert response.status_code < 400, (url, response.status_code)
 
                         cpu = _cpu_seconds(reg.process.pid)
+                        moto_cpu = _cpu_seconds(backend.process.pid)
                         ms = _median_ms(call, requests)
-                        cpu_ms = (_cpu_seconds(reg.process.pid) - cpu) * 1000 / (requests + 20)
+                        n = requests + 20
+                        cpu_ms = (_cpu_seconds(reg.process.pid) - cpu) * 1000 / n
+                        moto_ms = (_cpu_seconds(backend.process.pid) - moto_cpu) * 1000 / n
                         latency.setdefault(label, {})[reg.label] = {
-                            "median_ms": round(ms, 2), "cpu_ms": round(cpu_ms, 2)}
+                            "median_ms": round(ms, 2), "cpu_ms": round(cpu_ms, 2),
+                            "backend_cpu_ms": round(moto_ms, 2)}
             client_s3 = services.boto_client("s3", backend.endpoint)
             client_ddb = services.boto_client("dynamodb", backend.endpoint)
             bucket = "distribution-hot-blobs"
@@ -259,13 +276,13 @@ def run(requests: int, rate: int, parallel: int) -> tuple[dict, str]:
             out["latency"] = latency
             out["backend_floor_ms"] = {k: round(v, 2) for k, v in floor.items()}
             labels = [reg.label for reg in started]
-            lines.append(f"per request, median of {requests} (ms; CPU ms of the registry process "
-                         "per request in brackets):")
-            lines.append(f"  {'':26}" + "".join(f"{label:>24}" for label in labels))
+            lines.append(f"per request, median of {requests} ms (CPU ms per request: the "
+                         "registry process + the moto process, in brackets):")
+            lines.append(f"  {'':24}" + "".join(f"{label:>28}" for label in labels))
             for label, per in latency.items():
-                cells = "".join(f"{per[x]['median_ms']:>14.2f} ({per[x]['cpu_ms']:5.2f})   "
-                                for x in labels)
-                lines.append(f"  {label:26}{cells}")
+                cells = "".join(f"{per[x]['median_ms']:>11.2f} ({per[x]['cpu_ms']:4.2f} + "
+                                f"{per[x]['backend_cpu_ms']:4.2f})" for x in labels)
+                lines.append(f"  {label:24}{cells}")
             lines.append("  backend floor, plain boto3 on this moto: " + ", ".join(
                 f"{k} {v:.2f}" for k, v in out["backend_floor_ms"].items()))
 
@@ -297,12 +314,12 @@ def run(requests: int, rate: int, parallel: int) -> tuple[dict, str]:
             lines.append(f"py-spy {rate} Hz on the Skyport server, {pulls} x (GET /v2/, "
                          f"GET manifest, GET config blob, GET layer blob) in {elapsed:.1f} s: "
                          f"{total} samples holding the GIL (Python at work)")
-            lines.append("  by package of the innermost frame:")
-            for name, n in profile["self_by_package"][:12]:
+            lines.append("  by what the request is doing (the stack holds):")
+            for name, n in profile["split"]:
                 lines.append(f"    {100 * n / total:5.1f}%  {name}")
-            lines.append("  most present on the stack (inclusive):")
-            for frame, n in profile["inclusive_top"]:
-                lines.append(f"    {100 * n / total:5.1f}%  {frame}")
+            lines.append("  by package of the innermost frame:")
+            for name, n in profile["self_by_package"][:10]:
+                lines.append(f"    {100 * n / total:5.1f}%  {name}")
 
             # 4: the same requests while `parallel` pulls of the 3-layer image run.
             if parallel:

@@ -128,3 +128,6 @@ def test_profile_summary_reads_py_spy_raw_stacks() -> None:
     assert summary["samples"] == 50
     assert dict(summary["self_by_package"]) == {"botocore": 30, "socket": 10, "uvicorn": 10}
     assert ("_Table.get (skyport/storage/dynamodb.py:129)", 40) in summary["inclusive_top"]
+    assert dict(summary["split"]) == {
+        "storage call (botocore, to moto and back)": 40,
+        "HTTP server and framework (uvicorn, Starlette, FastAPI)": 10}
