@@ -26,7 +26,6 @@ from .blobs import BlobService
 from .config import Settings
 from .digest import CANONICAL_ALGORITHM, Digest, ResumableHash
 from .errors import (
-    BlobUploadInvalid,
     BlobUploadUnknown,
     DigestInvalid,
     PayloadTooLarge,
@@ -374,5 +373,3 @@ def parse_content_range(value: str | None) -> tuple[int, int] | None:
         raise RangeInvalid({"content_range": value[:100]}, message="malformed Content-Range")
     return int(start), int(end)
 
-
-__all__ = ["UploadService", "parse_content_range", "upload_location", "range_header", "BlobUploadInvalid"]

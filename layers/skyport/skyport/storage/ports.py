@@ -11,7 +11,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-
 # --- records ----------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
