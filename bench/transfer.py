@@ -130,10 +130,12 @@ def rows(profile: Profile, samples: Samples) -> list[dict]:
         sky, dist, fs = med.get("skyport"), med.get("distribution"), med.get("distribution-fs")
         out.append({
             "name": name,
-            "skyport_s": round(sky, 3) if sky is not None else None,
-            "distribution_s": round(dist, 3) if dist is not None else None,
+            # Seconds keep microseconds: the tiny profile's medians are a few
+            # milliseconds, where rounding to 3 places would skew the ratio.
+            "skyport_s": round(sky, 6) if sky is not None else None,
+            "distribution_s": round(dist, 6) if dist is not None else None,
             "ratio": round(sky / dist, 3) if sky and dist else None,
-            "distribution_fs_s": round(fs, 3) if fs is not None else None,
+            "distribution_fs_s": round(fs, 6) if fs is not None else None,
             "ratio_fs": round(sky / fs, 3) if sky and fs else None,
             "runs": len(per.get("skyport", [])),
             "samples_s": {label: [round(t, 3) for t in times] for label, times in per.items()},
