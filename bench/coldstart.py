@@ -63,9 +63,7 @@ import time
 t0 = time.perf_counter()
 import skyport_api.handler
 t1 = time.perf_counter()
-import gc
-# The registry the handler module built (the module keeps no name for it).
-registry = next(o for o in gc.get_objects() if type(o).__name__ == "Registry")
+registry = skyport_api.handler.registry
 registry.clients.s3; registry.clients.dynamodb  # what the first request creates
 t2 = time.perf_counter()
 print((t1 - t0) * 1000, (t2 - t0) * 1000)

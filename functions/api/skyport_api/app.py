@@ -45,9 +45,11 @@ def create_app(registry: Registry, *, one_request_at_a_time: bool = False) -> Fa
     errors.install(app)
     # Order matters: {name:path} is greedy, so the specific suffixes come
     # before the generic blob route.
-    for module in (base, catalog, tags, referrers, manifests, uploads, blobs):
-        app.include_router(module.router)
+    concepts = [base, catalog, tags, referrers, manifests, uploads, blobs]
     if registry.settings.auth_enabled:
-        app.include_router(auth.router)  # the token endpoint (the authorizer lets it through)
+        concepts.append(auth)  # the token endpoint (the authorizer lets it through)
+    for concept in concepts:
+        for method, path, endpoint in concept.routes:
+            app.add_api_route(path, endpoint, methods=[method])
     app.add_middleware(_ApiVersionHeader)
     return app

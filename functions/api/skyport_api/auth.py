@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from skyport import access
 from skyport.access import ANONYMOUS, Identity, TokenAccess, parse_scopes
 from skyport.errors import Denied, RegistryError, Unauthorized, Unsupported
@@ -33,7 +33,7 @@ from skyport.registry import Registry
 from skyport.tokens import KeyRing, KeySource, SigningKey
 from starlette.responses import Response
 
-from .routes import blobs, blocking, manifests, registry_of, uploads
+from .routes import Routes, blobs, blocking, manifests, registry_of, uploads
 
 TOKEN_PATH = "/auth/token"
 MAX_FORM_BYTES = 64 * 1024
@@ -244,7 +244,7 @@ async def _refusal(
 
 # --- the token endpoint -----------------------------------------------------------------
 
-router = APIRouter()
+routes = Routes()
 
 
 def _token_response(body: dict[str, Any]) -> Response:
@@ -255,7 +255,7 @@ def _token_response(body: dict[str, Any]) -> Response:
     )
 
 
-@router.get(TOKEN_PATH)
+@routes.get(TOKEN_PATH)
 async def token(request: Request) -> Response:
     """The Docker token spec's endpoint: Basic credentials or none (anonymous)."""
     registry = registry_of(request)
@@ -273,7 +273,7 @@ async def token(request: Request) -> Response:
     )
 
 
-@router.post(TOKEN_PATH)
+@routes.post(TOKEN_PATH)
 async def oauth_token(request: Request) -> Response:
     """OAuth2 token requests, as containerd and docker send them: the ``password`` and
     ``refresh_token`` grants, form-encoded."""

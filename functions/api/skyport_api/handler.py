@@ -11,4 +11,5 @@ from skyport.registry import Registry
 
 from .lambda_adapter import lambda_handler
 
-handler = lambda_handler(Registry.from_env(os.environ))
+registry = Registry.from_env(os.environ)
+handler = lambda_handler(registry)

@@ -1,8 +1,70 @@
 """HTTP routes, one module per OCI concept: parse the request, call one service, render."""
 
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+
 from fastapi import Request
 from skyport.registry import Registry
 from starlette.concurrency import run_in_threadpool
+
+
+class Routes:
+    """The routes of one OCI concept, added to the app once by ``create_app``.
+
+    Not an ``APIRouter``, for the cold start: FastAPI analyses every endpoint
+    parameter into a pydantic field (and imports ``pydantic.v1`` to rule out v1
+    models), and ``include_router`` builds every route a second time. Here FastAPI
+    sees endpoints that take only the ``Request``, so it builds no fields; the path
+    parameters (always strings) reach the endpoint as keyword arguments.
+    """
+
+    def __init__(self) -> None:
+        self._entries: list[tuple[str, str, Callable]] = []
+
+    def __iter__(self) -> Iterator[tuple[str, str, Callable]]:
+        return iter(self._entries)
+
+    def route(self, method: str, path: str) -> Callable[[Callable], Callable]:
+        def register(endpoint: Callable) -> Callable:
+            self._entries.append((method, path, _request_only(endpoint)))
+            return endpoint
+
+        return register
+
+    def get(self, path: str):
+        return self.route("GET", path)
+
+    def head(self, path: str):
+        return self.route("HEAD", path)
+
+    def post(self, path: str):
+        return self.route("POST", path)
+
+    def put(self, path: str):
+        return self.route("PUT", path)
+
+    def patch(self, path: str):
+        return self.route("PATCH", path)
+
+    def delete(self, path: str):
+        return self.route("DELETE", path)
+
+
+def _request_only(endpoint: Callable) -> Callable:
+    """``endpoint(request, **path_params)`` behind a signature of just the request.
+    Sync stays sync (FastAPI runs it in its threadpool), async stays async. No
+    functools.wraps: FastAPI would follow ``__wrapped__`` back to the parameters."""
+    if inspect.iscoroutinefunction(endpoint):
+        async def call(request: Request):
+            return await endpoint(request, **request.path_params)
+    else:
+        def call(request: Request):
+            return endpoint(request, **request.path_params)
+    call.__name__, call.__qualname__ = endpoint.__name__, endpoint.__qualname__
+    call.__doc__ = endpoint.__doc__
+    return call
 
 
 def registry_of(request: Request) -> Registry:

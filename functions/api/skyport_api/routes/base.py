@@ -1,12 +1,14 @@
 """`GET /v2/`: the API version check (distribution-spec "Determining support")."""
 
-from fastapi import APIRouter
+from starlette.requests import Request
 from starlette.responses import Response
 
-router = APIRouter()
+from . import Routes
+
+routes = Routes()
 
 
-@router.get("/v2/")
-@router.get("/v2")
-def version_check() -> Response:
+@routes.get("/v2/")
+@routes.get("/v2")
+def version_check(request: Request) -> Response:
     return Response(content=b"{}", media_type="application/json")

@@ -1,16 +1,16 @@
 """Blob routes: HEAD, GET (307 to S3, or streamed in proxy mode), DELETE."""
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from starlette.responses import Response, StreamingResponse
 
-from . import blocking, registry_of
+from . import Routes, blocking, registry_of
 
-router = APIRouter()
+routes = Routes()
 PATH = "/v2/{name:path}/blobs/{digest}"
 
 
 # async (as the other hot read routes): see routes.blocking.
-@router.head(PATH)
+@routes.head(PATH)
 async def head_blob(request: Request, name: str, digest: str) -> Response:
     blob = await blocking(request, registry_of(request).blobs.stat, name, digest)
     return Response(headers={
@@ -19,7 +19,7 @@ async def head_blob(request: Request, name: str, digest: str) -> Response:
     })
 
 
-@router.get(PATH)
+@routes.get(PATH)
 async def get_blob(request: Request, name: str, digest: str) -> Response:
     registry = registry_of(request)
     if registry.settings.blob_delivery == "proxy":
@@ -32,7 +32,7 @@ async def get_blob(request: Request, name: str, digest: str) -> Response:
         "Location": download.url, "Docker-Content-Digest": download.blob.digest})
 
 
-@router.delete(PATH)
+@routes.delete(PATH)
 def delete_blob(request: Request, name: str, digest: str) -> Response:
     registry_of(request).blobs.delete(name, digest)
     return Response(status_code=202)

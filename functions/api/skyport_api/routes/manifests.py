@@ -1,13 +1,13 @@
 """Manifest routes: GET, HEAD, PUT, DELETE by tag or digest."""
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from skyport.errors import PayloadTooLarge
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from . import blocking, registry_of
+from . import Routes, blocking, registry_of
 
-router = APIRouter()
+routes = Routes()
 PATH = "/v2/{name:path}/manifests/{reference}"
 
 
@@ -22,12 +22,12 @@ async def _manifest_response(request: Request, name: str, reference: str, includ
 
 
 # async (as the other hot read routes): see routes.blocking.
-@router.get(PATH)
+@routes.get(PATH)
 async def get_manifest(request: Request, name: str, reference: str) -> Response:
     return await _manifest_response(request, name, reference, include_body=True)
 
 
-@router.head(PATH)
+@routes.head(PATH)
 async def head_manifest(request: Request, name: str, reference: str) -> Response:
     return await _manifest_response(request, name, reference, include_body=False)
 
@@ -45,7 +45,7 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-@router.put(PATH)
+@routes.put(PATH)
 async def put_manifest(request: Request, name: str, reference: str) -> Response:
     registry = registry_of(request)
     body = await _read_limited(request, registry.settings.max_manifest_size)
@@ -58,7 +58,7 @@ async def put_manifest(request: Request, name: str, reference: str) -> Response:
     return Response(status_code=201, headers=headers)
 
 
-@router.delete(PATH)
+@routes.delete(PATH)
 def delete_manifest(request: Request, name: str, reference: str) -> Response:
     registry_of(request).manifests.delete(name, reference)
     return Response(status_code=202)

@@ -2,16 +2,16 @@
 
 import json
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from skyport.media_types import OCI_INDEX
 from starlette.responses import Response
 
-from . import registry_of
+from . import Routes, registry_of
 
-router = APIRouter()
+routes = Routes()
 
 
-@router.get("/v2/{name:path}/referrers/{digest}")
+@routes.get("/v2/{name:path}/referrers/{digest}")
 def list_referrers(request: Request, name: str, digest: str) -> Response:
     artifact_type = request.query_params.get("artifactType")
     referrers = registry_of(request).referrers.list(name, digest, artifact_type)

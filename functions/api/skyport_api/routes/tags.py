@@ -2,16 +2,16 @@
 
 import json
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from skyport.pagination import next_link, page_size
 from starlette.responses import Response
 
-from . import registry_of
+from . import Routes, registry_of
 
-router = APIRouter()
+routes = Routes()
 
 
-@router.get("/v2/{name:path}/tags/list")
+@routes.get("/v2/{name:path}/tags/list")
 def list_tags(request: Request, name: str) -> Response:
     registry = registry_of(request)
     limit = page_size(request.query_params.get("n"), registry.settings.default_page_size)

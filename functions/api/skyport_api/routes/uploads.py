@@ -1,14 +1,14 @@
 """Upload routes: POST (start, monolithic, mount), PATCH, PUT, GET status, DELETE."""
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from skyport.errors import DigestInvalid, RangeInvalid
 from skyport.storage.ports import BlobRecord, UploadSession
 from skyport.uploads import parse_content_range, range_header, upload_location
 from starlette.responses import Response
 
-from . import access_of, owner_of, registry_of
+from . import Routes, access_of, owner_of, registry_of
 
-router = APIRouter()
+routes = Routes()
 UPLOADS = "/v2/{name:path}/blobs/uploads/"
 UPLOAD = "/v2/{name:path}/blobs/uploads/{upload_id}"
 
@@ -26,8 +26,8 @@ def _created(name: str, blob: BlobRecord) -> Response:
         "Location": f"/v2/{name}/blobs/{blob.digest}", "Docker-Content-Digest": blob.digest})
 
 
-@router.post(UPLOADS)
-@router.post(UPLOADS.rstrip("/"))
+@routes.post(UPLOADS)
+@routes.post(UPLOADS.rstrip("/"))
 async def start_upload(request: Request, name: str) -> Response:
     registry = registry_of(request)
     query = request.query_params
@@ -64,7 +64,7 @@ async def _content_range(request: Request, name: str, upload_id: str) -> tuple[i
         raise
 
 
-@router.patch(UPLOAD)
+@routes.patch(UPLOAD)
 async def append_chunk(request: Request, name: str, upload_id: str) -> Response:
     content_range = await _content_range(request, name, upload_id)
     session = await registry_of(request).uploads.append(
@@ -72,7 +72,7 @@ async def append_chunk(request: Request, name: str, upload_id: str) -> Response:
     return _in_progress(name, session, 202)
 
 
-@router.put(UPLOAD)
+@routes.put(UPLOAD)
 async def finish_upload(request: Request, name: str, upload_id: str) -> Response:
     digest = request.query_params.get("digest")
     if not digest:
@@ -83,13 +83,13 @@ async def finish_upload(request: Request, name: str, upload_id: str) -> Response
     return _created(name, blob)
 
 
-@router.get(UPLOAD)
+@routes.get(UPLOAD)
 def upload_status(request: Request, name: str, upload_id: str) -> Response:
     session = registry_of(request).uploads.status(name, upload_id, owner_of(request))
     return _in_progress(name, session, 204)
 
 
-@router.delete(UPLOAD)
+@routes.delete(UPLOAD)
 def cancel_upload(request: Request, name: str, upload_id: str) -> Response:
     registry_of(request).uploads.cancel(name, upload_id, owner_of(request))
     return Response(status_code=204)
