@@ -55,7 +55,8 @@ def push_blob(client, repo: str, data: bytes, *, mode: str = "patch", chunk: int
         for start in range(0, len(data), chunk):
             piece = data[start:start + chunk]
             response = client.patch(location, content=piece, headers={
-                "Content-Range": f"{start}-{start + len(piece) - 1}", "Content-Type": "application/octet-stream"})
+                "Content-Range": f"{start}-{start + len(piece) - 1}",
+                "Content-Type": "application/octet-stream"})
             assert response.status_code == 202, response.text
             location = upload_path(response.headers["Location"])
         data_in_put = b""

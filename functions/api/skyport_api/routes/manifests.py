@@ -12,8 +12,9 @@ PATH = "/v2/{name:path}/manifests/{reference}"
 
 
 async def _manifest_response(request: Request, name: str, reference: str, include_body: bool) -> Response:
+    accept = request.headers.getlist("accept")
     record, body = await blocking(request, registry_of(request).manifests.fetch,
-                                  name, reference, request.headers.getlist("accept"), include_body=include_body)
+                                  name, reference, accept, include_body=include_body)
     headers = {
         "Docker-Content-Digest": record.digest, "Content-Type": record.media_type,
         "Content-Length": str(record.size), "ETag": f'"{record.digest}"',

@@ -33,7 +33,8 @@ async def start_upload(request: Request, name: str) -> Response:
     query = request.query_params
     if "mount" in query:
         # Only from a repository the caller may pull (auth on).
-        blob = await _thread(registry.blobs.mount, name, query["mount"], query.get("from"), access_of(request))
+        blob = await _thread(registry.blobs.mount, name, query["mount"], query.get("from"),
+                             access_of(request))
         if blob is not None:
             return _created(name, blob)
     elif "digest" in query:

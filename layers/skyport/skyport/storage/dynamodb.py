@@ -472,7 +472,8 @@ class DynamoManifestIndex:
         for tag_item in self._table.query(
                 keys.repository_partition(repository), keys.TAG_PREFIX, projection="PK, SK, digest",
                 filter_expression=TAG_POINTS_AT, values={":digest": _s(digest)}):
-            deletes.append({"Delete": {"TableName": name, "Key": {keys.PK: tag_item[keys.PK], keys.SK: tag_item[keys.SK]},
+            tag_key = {keys.PK: tag_item[keys.PK], keys.SK: tag_item[keys.SK]}
+            deletes.append({"Delete": {"TableName": name, "Key": tag_key,
                                        "ConditionExpression": TAG_POINTS_AT,
                                        "ExpressionAttributeValues": {":digest": _s(digest)}}})
         for start in range(0, len(deletes), MAX_TRANSACTION_ITEMS):
