@@ -186,12 +186,13 @@ def run(endpoint: str, profile: Profile) -> dict:
         location = ok(http.patch(start, content=data), 202).headers["Location"]
         ok(http.put(location, params={"digest": _digest(data)}), 201)
         tail = size % part
-        parked = (f"; the PATCH ends with {human(tail)} left, under S3's "
-                  f"{human(settings.min_part_size)} minimum part: parked as an object "
-                  "(PutObject), read back and deleted by the PUT"
-                  if 0 < tail < settings.min_part_size else "")
+        short = (f"; the PATCH (no Content-Range) ends with {human(tail)} left, under S3's "
+                 f"{human(settings.min_part_size)} minimum part: uploaded at once as a short "
+                 "last part, which the empty PUT only completes (had another chunk come, it "
+                 "would be folded in server-side: CompleteMPU + CreateMPU + UploadPartCopy)"
+                 if 0 < tail < settings.min_part_size else "")
         row("push blob: POST + PATCH + PUT (skopeo, docker)", counting.take(), push_budget,
-            detail + parked)
+            detail + short)
 
         data = os.urandom(size)
         chunk = profile.calls_chunk
@@ -204,7 +205,10 @@ def run(endpoint: str, profile: Profile) -> dict:
                 "Location"]
         ok(http.put(location, params={"digest": _digest(data)}), 201)
         row(f"push blob in {human(chunk)} chunks (POST + {math.ceil(size / chunk)} PATCH + PUT)",
-            counting.take(), None, detail)
+            counting.take(), None,
+            detail + "; a chunk that leaves less than a part parks it as a tail object, read "
+            "back by the next chunk; the empty PUT puts the last tail in server-side "
+            "(UploadPartCopy)")
 
     return {
         "part_size": part,

@@ -1,6 +1,7 @@
 """Blob uploads (distribution-spec "Pushing blobs"): POST (plain, monolithic, mount), PATCH
 (streamed or with Content-Range), PUT, GET status, DELETE."""
 
+import contextlib
 import hashlib
 import os
 import uuid
@@ -16,6 +17,7 @@ from oci import (
     sha512,
     upload_path,
 )
+from skyport import uploads
 
 
 def start(client, repo="team/app"):
@@ -531,3 +533,329 @@ def test_refused_request_leaves_no_multipart_upload_behind(client, storage):
     assert storage.snapshot() == before
     assert put(client, location, sha256(data), data).status_code == 201
     assert upload_leftovers(storage) == NO_LEFTOVERS
+
+
+# --- what a request leaves over: a short last part, a tail object, a fold ------------------
+# An upload's first request, a PATCH without Content-Range (docker, podman, skopeo stream the
+# whole blob), uploads what is left over as a short last part, so the empty PUT only
+# completes. Otherwise the leftover is parked as a tail object, which an empty PUT puts in
+# server-side. Bytes that follow a short last part fold the upload into a new one,
+# server-side. A short last part needs a first PATCH of more than a part: such tests are
+# too big for a Lambda event (asgi_only).
+
+PART = 8 * MiB  # the part size, in both client flavours (config default, template.yaml)
+MIN_PART = 5 * MiB
+SHORT = PART + MiB + 5  # one full part and a short one
+
+
+@contextlib.contextmanager
+def s3_calls(registry):
+    """The S3 API calls the registry makes meanwhile, in order (botocore's before-call
+    event on the registry's own client, which both client flavours share)."""
+    calls: list[str] = []
+
+    def record(event_name, **_):
+        calls.append(event_name.rsplit(".", 1)[-1])
+
+    events = registry.clients.s3.meta.events
+    events.register("before-call.s3", record)
+    try:
+        yield calls
+    finally:
+        events.unregister("before-call.s3", record)
+
+
+def multipart_parts(registry) -> dict[str, list[int]]:
+    """Open multipart uploads, straight from S3: upload id -> part sizes, in order."""
+    s3, bucket = registry.clients.s3, registry.settings.bucket
+    found = {}
+    for upload in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+        parts = s3.list_parts(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+        found[upload["UploadId"]] = [part["Size"] for part in parts.get("Parts", [])]
+    return found
+
+
+def objects(registry, prefix="") -> dict[str, int]:
+    s3, bucket = registry.clients.s3, registry.settings.bucket
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    return {o["Key"]: o["Size"] for o in listing}
+
+
+def session_item(storage, location) -> dict:
+    upload_id = location.rsplit("/", 1)[1]
+    [item] = [i for i in storage.snapshot()["items"] if i["PK"]["S"] == f"UPLOAD#{upload_id}"]
+    return item
+
+
+def stream_whole(client, data):
+    """POST, then one PATCH with ``data``, chunked transfer encoding and no Content-Length
+    or Content-Range, as docker sends a layer. Returns the upload's location."""
+    location = start(client)
+    response = client.patch(location, content=(data[i : i + MiB] for i in range(0, len(data), MiB)))
+    assert response.status_code == 202, response.text
+    assert response.headers["Range"] == f"0-{len(data) - 1}"
+    return upload_path(response.headers["Location"])
+
+
+@pytest.mark.asgi_only
+def test_streamed_patch_leaves_a_short_last_part_that_the_empty_put_completes(
+    client, registry, storage
+):
+    data = os.urandom(2 * PART + 4 * MiB)  # the bench's push: 20 MiB in 8 MiB parts
+    with s3_calls(registry) as calls:
+        location = stream_whole(client, data)
+    assert calls == ["CreateMultipartUpload", "UploadPart", "UploadPart", "UploadPart"]
+    # The last part went out short and nothing is parked; the session says so (a tail
+    # size, no tail object).
+    assert list(multipart_parts(registry).values()) == [[PART, PART, 4 * MiB]]
+    assert objects(registry) == {}
+    item = session_item(storage, location)
+    assert item["tail_size"] == {"N": str(4 * MiB)} and "tail_key" not in item
+    with s3_calls(registry) as calls:
+        response = put(client, location, sha256(data))
+    assert response.status_code == 201, response.text
+    assert response.headers["Docker-Content-Digest"] == sha256(data)
+    assert calls == ["CompleteMultipartUpload"]  # no read-back, no copy
+    assert_blob(client, "team/app", data)
+    assert upload_leftovers(storage) == NO_LEFTOVERS
+    assert len(objects(registry)) == len(objects(registry, "blobs/")) == 1
+
+
+def test_streamed_patch_after_the_first_request_parks_a_tail(client, registry, storage):
+    """Only an upload's first request bets on a short last part: a client that streams
+    several PATCHes gets tails (and an upload is folded at most once)."""
+    data = os.urandom(SHORT)
+    location = patch_chunks(client, start(client), data[:PART])  # 4 + 4 MiB: a part
+    response = client.patch(location, content=data[PART:])
+    assert response.status_code == 202, response.text
+    assert list(multipart_parts(registry).values()) == [[PART]]
+    assert list(objects(registry, "uploads/").values()) == [SHORT - PART]
+    with s3_calls(registry) as calls:
+        response = put(client, upload_path(response.headers["Location"]), sha256(data))
+    assert response.status_code == 201, response.text
+    assert calls == ["UploadPartCopy", "CompleteMultipartUpload", "DeleteObject"]
+    assert_blob(client, "team/app", data)
+    assert upload_leftovers(storage) == NO_LEFTOVERS
+
+
+def expected_parts(more: int) -> tuple[list[int], int]:
+    """Parts a chunk of ``more`` bytes adds after a fold, and the tail it parks."""
+    parts, rest = [PART] * (more // PART), more % PART
+    if rest >= MIN_PART:
+        return [*parts, rest], 0
+    return parts, rest
+
+
+@pytest.mark.asgi_only
+@pytest.mark.parametrize("ranged", [True, False], ids=["content-range", "streamed"])
+@pytest.mark.parametrize(
+    "more",
+    [MiB + 7, 6 * MiB, PART + MiB + 3],  # under 5 MiB: a tail; over: a part; a part and a tail
+)
+def test_patch_after_a_short_last_part_folds_the_upload(client, registry, storage, ranged, more):
+    data = os.urandom(SHORT + more)
+    location = stream_whole(client, data[:SHORT])
+    [old_upload] = multipart_parts(registry)
+    with s3_calls(registry) as calls:
+        response = patch(client, location, data[SHORT:], SHORT if ranged else None)
+    assert response.status_code == 202, response.text
+    assert response.headers["Range"] == f"0-{len(data) - 1}"
+    location = upload_path(response.headers["Location"])
+    assert "GetObject" not in calls  # the bytes before were copied server-side
+    # One multipart upload, a new one: the old one, completed, copied in as its first part.
+    parts, tail = expected_parts(more)
+    uploads_now = multipart_parts(registry)
+    assert list(uploads_now.values()) == [[SHORT, *parts]]
+    assert old_upload not in uploads_now
+    # The staging object is gone; what is left over waits as a tail.
+    assert list(objects(registry, "blobs/")) == []
+    assert list(objects(registry, "uploads/").values()) == ([tail] if tail else [])
+    response = put(client, location, sha256(data))
+    assert response.status_code == 201, response.text
+    assert response.headers["Docker-Content-Digest"] == sha256(data)
+    assert_blob(client, "team/app", data)
+    assert upload_leftovers(storage) == NO_LEFTOVERS
+    assert len(objects(registry)) == 1
+
+
+@pytest.mark.asgi_only
+def test_patches_of_both_kinds_after_a_short_last_part(client, registry, storage):
+    data = os.urandom(SHORT + 12 * MiB)
+    location = stream_whole(client, data[:SHORT])
+    offset = SHORT
+    for ranged in (False, True, False, True):
+        piece = data[offset : offset + 3 * MiB]
+        response = patch(client, location, piece, offset if ranged else None)
+        assert response.status_code == 202, response.text
+        offset += 3 * MiB
+        assert response.headers["Range"] == f"0-{offset - 1}"
+        location = upload_path(response.headers["Location"])
+        assert list(objects(registry, "blobs/")) == []
+    assert put(client, location, sha256(data)).status_code == 201
+    assert_blob(client, "team/app", data)
+    assert upload_leftovers(storage) == NO_LEFTOVERS
+    assert len(objects(registry)) == 1
+
+
+@pytest.mark.asgi_only
+@pytest.mark.parametrize("final", [MiB + 3, PART + 11])
+@pytest.mark.parametrize("with_range", [True, False], ids=["content-range", "no-range"])
+def test_put_with_a_final_chunk_after_a_short_last_part(
+    client, registry, storage, final, with_range
+):
+    data = os.urandom(SHORT + final)
+    location = stream_whole(client, data[:SHORT])
+    headers = {"Content-Range": f"{SHORT}-{len(data) - 1}"} if with_range else {}
+    with s3_calls(registry) as calls:
+        response = put(client, location, sha256(data), data[SHORT:], **headers)
+    assert response.status_code == 201, response.text
+    assert response.headers["Docker-Content-Digest"] == sha256(data)
+    assert "GetObject" not in calls and "UploadPartCopy" in calls
+    assert "DeleteObject" not in calls  # the blob's completion replaced the staging object
+    assert_blob(client, "team/app", data)
+    assert upload_leftovers(storage) == NO_LEFTOVERS
+    assert len(objects(registry)) == 1
+
+
+@pytest.mark.asgi_only
+def test_refused_requests_after_a_short_last_part_change_nothing(client, registry, storage):
+    """Checks that fail come before the fold: the upload stays as it was, and usable."""
+    data = os.urandom(SHORT + 3000)
+    location = stream_whole(client, data[:SHORT])
+    before = storage.snapshot()
+    assert_error(put(client, location, sha256(b"other"), data[SHORT:]), 400, "DIGEST_INVALID")
+    assert storage.snapshot() == before
+    announced = {"Content-Range": f"{SHORT}-{SHORT + 99}"}
+    response = client.patch(location, content=data[SHORT : SHORT + 10], headers=announced)
+    assert_error(response, 416, "RANGE_INVALID")
+    assert storage.snapshot() == before
+    assert put(client, location, sha256(data), data[SHORT:]).status_code == 201
+    assert_blob(client, "team/app", data)
+    assert upload_leftovers(storage) == NO_LEFTOVERS
+
+
+@pytest.mark.asgi_only
+def test_fold_copies_in_parts_of_at_most_the_copy_limit(client, registry, storage, monkeypatch):
+    """UploadPartCopy copies at most 5 GiB a part: a bigger staging object goes in as
+    several parts, near-equal. Shown with the limit lowered to 10 MiB."""
+    monkeypatch.setattr(uploads, "MAX_COPY_PART", 10 * MiB)
+    first = 3 * PART + MiB + 5
+    data = os.urandom(first + MiB)
+    location = stream_whole(client, data[:first])
+    response = patch(client, location, data[first:], first)
+    assert response.status_code == 202, response.text
+    [parts] = multipart_parts(registry).values()
+    assert len(parts) == 3 and sum(parts) == first and max(parts) - min(parts) <= 1
+    assert put(client, upload_path(response.headers["Location"]), sha256(data)).status_code == 201
+    assert_blob(client, "team/app", data)
+    assert upload_leftovers(storage) == NO_LEFTOVERS
+
+
+def test_copy_ranges():
+    GiB = 1024 * MiB
+    assert uploads.copy_ranges(6 * MiB) == [(0, 6 * MiB - 1)]
+    assert uploads.copy_ranges(5 * GiB) == [(0, 5 * GiB - 1)]
+    ranges = uploads.copy_ranges(5 * GiB + 1)
+    assert len(ranges) == 2 and ranges[0][0] == 0 and ranges[-1][1] == 5 * GiB
+    assert all(b[0] == a[1] + 1 for a, b in zip(ranges, ranges[1:], strict=False))
+    assert all(MIN_PART <= last - first + 1 <= 5 * GiB for first, last in ranges)
+
+
+@pytest.mark.parametrize("size", [3 * MiB, MiB + 1])
+@pytest.mark.parametrize("ranged", [True, False], ids=["content-range", "streamed"])
+def test_small_upload_tail_goes_in_server_side(client, registry, storage, size, ranged):
+    """Less than a part in all: no multipart upload, the tail object is the blob's bytes;
+    the empty PUT copies it (CopyObject) rather than reading it back."""
+    data = os.urandom(size)
+    location = start(client)
+    with s3_calls(registry) as calls:
+        response = patch(client, location, data, 0 if ranged else None)
+    assert response.status_code == 202, response.text
+    assert calls == ["PutObject"]
+    with s3_calls(registry) as calls:
+        response = put(client, upload_path(response.headers["Location"]), sha256(data))
+    assert response.status_code == 201, response.text
+    assert calls == ["CopyObject", "DeleteObject"]
+    assert_blob(client, "team/app", data)
+    assert upload_leftovers(storage) == NO_LEFTOVERS
+
+
+def test_chunks_then_empty_put_put_the_tail_in_server_side(client, registry, storage):
+    data = os.urandom(SHORT)
+    location = start(client)
+    location = patch_chunks(client, location, data)  # 4 + 4 MiB: a part; then a tail
+    assert list(multipart_parts(registry).values()) == [[PART]]
+    assert list(objects(registry, "uploads/").values()) == [SHORT - PART]
+    with s3_calls(registry) as calls:
+        response = put(client, location, sha256(data))
+    assert response.status_code == 201, response.text
+    assert calls == ["UploadPartCopy", "CompleteMultipartUpload", "DeleteObject"]
+    assert_blob(client, "team/app", data)
+    assert upload_leftovers(storage) == NO_LEFTOVERS
+    assert len(objects(registry)) == 1
+
+
+@pytest.mark.asgi_only
+def test_cancel_after_a_short_last_part(client, registry, storage):
+    location = stream_whole(client, os.urandom(SHORT))
+    assert len(multipart_parts(registry)) == 1
+    response = client.delete(location)
+    assert response.status_code == 204
+    assert upload_leftovers(storage) == NO_LEFTOVERS
+    assert multipart_parts(registry) == {} and objects(registry) == {}
+    assert_error(client.get(location), 404, "BLOB_UPLOAD_UNKNOWN")
+
+
+def the_open_multipart_upload(registry) -> dict:
+    s3, bucket = registry.clients.s3, registry.settings.bucket
+    [upload] = s3.list_multipart_uploads(Bucket=bucket)["Uploads"]
+    return {"Bucket": bucket, "Key": upload["Key"], "UploadId": upload["UploadId"]}
+
+
+@pytest.mark.asgi_only
+@pytest.mark.parametrize("then", ["patch", "put"])
+def test_request_that_died_after_a_folds_first_step_is_resumed(client, registry, storage, then):
+    """A request that died right after a fold's first step (the old multipart upload
+    completed into the staging object at the blob's key) leaves the session as it was.
+    S3 (and moto) complete an upload again while the object it made is still there, so
+    the next request carries on."""
+    data = os.urandom(SHORT + 100)
+    location = stream_whole(client, data[:SHORT])
+    s3, upload = registry.clients.s3, the_open_multipart_upload(registry)
+    listed = s3.list_parts(**upload)["Parts"]
+    parts = [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in listed]
+    s3.complete_multipart_upload(**upload, MultipartUpload={"Parts": parts})
+    if then == "patch":
+        response = patch(client, location, data[SHORT:], SHORT)
+        assert response.status_code == 202, response.text
+        assert list(objects(registry, "blobs/")) == []  # the staging object is gone
+        response = put(client, upload_path(response.headers["Location"]), sha256(data))
+    else:
+        data = data[:SHORT]
+        response = put(client, location, sha256(data))
+    assert response.status_code == 201, response.text
+    assert_blob(client, "team/app", data)
+    assert upload_leftovers(storage) == NO_LEFTOVERS
+    assert len(objects(registry)) == 1
+
+
+@pytest.mark.parametrize("then", ["patch", "put"])
+def test_upload_whose_stored_state_is_gone_fails_cleanly(client, registry, storage, then):
+    """A session naming S3 state that is gone (here its tail object, deleted behind its
+    back; likewise a multipart upload S3 answers NoSuchUpload for) cannot go on: the next
+    request says so (BLOB_UPLOAD_UNKNOWN: start over) and removes the session and what it
+    kept, its multipart upload included."""
+    data = os.urandom(SHORT + 100)
+    location = start(client)
+    location = patch_chunks(client, location, data[:SHORT])  # a part, and a tail
+    [tail] = objects(registry, "uploads/")
+    registry.clients.s3.delete_object(Bucket=registry.settings.bucket, Key=tail)
+    if then == "patch":
+        response = patch(client, location, data[SHORT:], SHORT)
+    else:
+        response = put(client, location, sha256(data[:SHORT]))
+    assert_error(response, 404, "BLOB_UPLOAD_UNKNOWN")
+    assert upload_leftovers(storage) == NO_LEFTOVERS
+    assert objects(registry) == {}
+    assert client.head(f"/v2/team/app/blobs/{sha256(data[:SHORT])}").status_code == 404
+    assert_error(client.get(location), 404, "BLOB_UPLOAD_UNKNOWN")

@@ -6,9 +6,15 @@
     ├── blobs/<upload-id>                   a blob's bytes. Named after the upload that wrote
     │                                       it: multipart upload fixes the key before the digest
     │                                       is known, and renaming would copy the blob.
+    │                                       Also, for the length of one request, the staging
+    │                                       object of a fold (uploads.py): a multipart upload
+    │                                       that ended in a short part, completed (S3 completes
+    │                                       it only at this key) to be copied into a new one,
+    │                                       then deleted before the session is saved.
     ├── manifests/<algorithm>/<encoded>     manifest bodies too big to live inline in DynamoDB
     └── uploads/<upload-id>/tail-<offset>   the tail (< 5 MiB) of an upload in progress, kept
-                                            until enough data arrives for a part; ends at
+                                            until enough data arrives for a part (or put in as
+                                            the last part by the closing PUT); ends at
                                             <offset>. Expired by a lifecycle rule.
 
     DynamoDB table, keys PK / SK (strings)

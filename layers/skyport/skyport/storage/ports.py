@@ -55,11 +55,20 @@ class UploadSession:
     hash_state: bytes = b""
     multipart_id: str | None = None
     part_etags: list[str] = field(default_factory=list)  # parts 1..n, in order
+    # The bytes after the last part of at least 5 MiB ("tail"), tail_size of them: in the
+    # object tail_key, or, when tail_key is None, uploaded as a short last part (the last
+    # of part_etags; see short_last_part). tail_size 0: no such bytes.
     tail_key: str | None = None
     tail_size: int = 0
     expires_at: int = 0
     # The identity that started the upload (auth on): nobody else may use the session.
     owner: str | None = None
+
+    @property
+    def short_last_part(self) -> bool:
+        """The last part (number len(part_etags), tail_size bytes) is under S3's minimum
+        part size: valid only while it stays last (uploads.py, "short last part")."""
+        return self.tail_size > 0 and self.tail_key is None and self.multipart_id is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,10 +138,25 @@ class ObjectStore(Protocol):
     def stream(self, key: str) -> Iterator[bytes]: ...
     def put(self, key: str, data: bytes) -> None: ...
     def delete(self, key: str) -> None: ...
+    def copy(self, source_key: str, key: str) -> None:
+        """Server-side copy of a whole object (at most 5 GiB)."""
+        ...
     def start_multipart(self, key: str) -> str: ...
     def upload_part(self, key: str, multipart_id: str, number: int, data: bytes) -> str: ...
-    def complete_multipart(self, key: str, multipart_id: str, etags: Sequence[str]) -> None: ...
-    def abort_multipart(self, key: str, multipart_id: str) -> None: ...
+    def copy_part(self, key: str, multipart_id: str, number: int, source_key: str,
+                  first: int | None = None, last: int | None = None) -> str:
+        """Part ``number`` copied server-side from ``source_key``: bytes first..last
+        (inclusive), or the whole object; at most 5 GiB. Returns its ETag. ObjectMissing
+        when the multipart upload or the source is gone."""
+        ...
+    def complete_multipart(self, key: str, multipart_id: str, etags: Sequence[str]) -> None:
+        """ObjectMissing when S3 no longer has the multipart upload (aborted, or completed
+        and its object since replaced; completing it again while the object it made is
+        still there succeeds)."""
+        ...
+    def abort_multipart(self, key: str, multipart_id: str) -> None:
+        """Idempotent: an upload already gone is not an error."""
+        ...
 
 
 class BlobIndex(Protocol):

@@ -63,12 +63,24 @@ class S3ObjectStore:
     def delete(self, key: str) -> None:
         self._call("delete_object", Key=key)
 
+    def copy(self, source_key: str, key: str) -> None:
+        self._call("copy_object", Key=key, CopySource={"Bucket": self._bucket, "Key": source_key})
+
     def start_multipart(self, key: str) -> str:
         return self._call("create_multipart_upload", Key=key)["UploadId"]
 
     def upload_part(self, key: str, multipart_id: str, number: int, data: bytes) -> str:
         response = self._call("upload_part", Key=key, UploadId=multipart_id, PartNumber=number, Body=data)
         return response["ETag"]
+
+    def copy_part(self, key: str, multipart_id: str, number: int, source_key: str,
+                  first: int | None = None, last: int | None = None) -> str:
+        extra = {} if first is None else {"CopySourceRange": f"bytes={first}-{last}"}
+        response = self._call(
+            "upload_part_copy", Key=key, UploadId=multipart_id, PartNumber=number,
+            CopySource={"Bucket": self._bucket, "Key": source_key}, **extra,
+        )
+        return response["CopyPartResult"]["ETag"]
 
     def complete_multipart(self, key: str, multipart_id: str, etags: Sequence[str]) -> None:
         parts = [{"PartNumber": number, "ETag": etag} for number, etag in enumerate(etags, start=1)]
