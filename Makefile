@@ -52,6 +52,7 @@ run: $(STAMP)
 	$(BIN)/skyport serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP) $(SAM_STAMP) system-deps
+	$(BIN)/ruff check layers functions cli tests bench
 	$(BIN)/python -m pytest
 
 # Everything but the real-client end-to-end tests.
