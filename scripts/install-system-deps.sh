@@ -11,6 +11,8 @@ set -euo pipefail
 # package:command that proves it is installed
 wanted=(skopeo:skopeo podman:podman docker.io:dockerd docker.io:docker uidmap:newuidmap
         docker-registry:docker-registry)
+# ip (iproute2): the bridge that tests/e2e/test_sam_local.py gives its dockerd.
+wanted+=(iproute2:ip)
 
 missing=()
 for pair in "${wanted[@]}"; do

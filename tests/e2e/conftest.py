@@ -38,6 +38,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -254,16 +255,19 @@ class Docker:
     storage_driver: str
 
 
-@pytest.fixture(scope="session")
-def dockerd() -> Iterator[Docker]:
-    """A private dockerd (no iptables, no bridge) for the session, and a client for it."""
+@contextmanager
+def private_dockerd(*network: str, prefix: str = "skyport-dockerd-") -> Iterator[Docker]:
+    """Start a private dockerd (no iptables) and a client for it; stop it and remove
+    its state on exit. Skips, saying why, when it cannot run here. ``network``: the
+    daemon's options for its default network, none unless a caller brings a bridge of
+    its own (tests/e2e/test_sam_local.py)."""
     why = _missing("dockerd", "docker")
     if why:
         pytest.skip(why)
     if os.geteuid() != 0:
         pytest.skip("dockerd needs root here (rootless docker is not set up for the tests)")
     # Under /tmp with a short name: a unix socket path is limited to 107 bytes.
-    base = Path(tempfile.mkdtemp(prefix="skyport-dockerd-", dir="/tmp"))
+    base = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     config = base / "client"
     config.mkdir()
     (config / "config.json").write_text("{}")
@@ -279,7 +283,7 @@ def dockerd() -> Iterator[Docker]:
                 "dockerd",
                 "--iptables=false",
                 "--ip6tables=false",
-                "--bridge=none",
+                *(network or ("--bridge=none",)),
                 f"--storage-driver={driver}",
                 f"--data-root={base / ('data-' + driver)}",
                 f"--exec-root={base / 'exec'}",
@@ -314,6 +318,13 @@ def dockerd() -> Iterator[Docker]:
             _stop(proc, "dockerd")
         _unmount_under(base)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def dockerd() -> Iterator[Docker]:
+    """A private dockerd (no iptables, no bridge) for the session, and a client for it."""
+    with private_dockerd() as docker:
+        yield docker
 
 
 @pytest.fixture(scope="session")
