@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 
 from .admin import remove_state, write_state
-from .stack import ensure_stack
+from .stack import ensure_stack, function_environment
 
 # Settings this command takes from the environment as they are.
 _PASSED_THROUGH = ("SKYPORT_PRESIGN_EXPIRES", "SKYPORT_PART_SIZE", "SKYPORT_TOKEN_TTL",
@@ -37,8 +37,24 @@ def embedded_moto(port: int = 0) -> Iterator[str]:
         server.stop()
 
 
+def _allocator_as_on_lambda() -> None:
+    """The function's glibc tuning from template.yaml (``MALLOC_MMAP_THRESHOLD_``, which
+    glibc reads when a process starts, as on Lambda), applied to this running process."""
+    value = function_environment().get("MALLOC_MMAP_THRESHOLD_")
+    if not value or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return  # glibc already read the environment's
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-3, int(value))  # -3: M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass  # not glibc: that allocator's defaults
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
+
+    _allocator_as_on_lambda()
     from skyport.config import Settings
     from skyport.registry import Registry
     from skyport_api.app import create_app

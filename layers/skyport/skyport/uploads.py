@@ -177,6 +177,9 @@ class _PartWriter:
             self.buffer += chunk
             self.received += len(chunk)
             while len(self.buffer) >= self._part_size:
+                # The part in flight finishes before the next is cut from the buffer:
+                # one part uploading while the buffer fills the next, never a third.
+                await self.drain()
                 part = bytes(memoryview(self.buffer)[: self._part_size])
                 del self.buffer[: self._part_size]
                 await self._send_part(part)
