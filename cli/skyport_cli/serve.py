@@ -17,8 +17,8 @@ ADMIN_USER = "admin"
 
 
 @contextlib.contextmanager
-def embedded_moto(port: int = 0) -> Iterator[str]:
-    """A moto server on loopback for S3 and DynamoDB; yields its endpoint."""
+def embedded_moto(port: int = 0, host: str = "127.0.0.1") -> Iterator[str]:
+    """A moto server for S3 and DynamoDB, on loopback unless told; yields its endpoint."""
     import logging
 
     from moto.server import ThreadedMotoServer
@@ -28,7 +28,7 @@ def embedded_moto(port: int = 0) -> Iterator[str]:
     # moto accepts any credentials, but boto3 wants some; never override real ones.
     for name, value in (("AWS_ACCESS_KEY_ID", "skyport-local"), ("AWS_SECRET_ACCESS_KEY", "skyport-local")):
         os.environ.setdefault(name, value)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     host, bound_port = server.get_host_and_port()
     try:

@@ -28,7 +28,6 @@ Auth is off, as in tests/functions (the deployed default is on: Auth parameter).
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
 import json
 import os
@@ -46,11 +45,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
-from moto.server import ThreadedMotoServer
+from handler_module import import_handler
 from skyport.config import Settings
 from skyport.storage.clients import AwsClients
 from skyport_cli import sample_events
 from skyport_cli.gateway import LambdaContext
+from skyport_cli.serve import embedded_moto
 from skyport_cli.stack import TEMPLATE_PATH, ensure_stack, function_environment, load_template
 
 from .clients import run
@@ -188,15 +188,8 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def moto_on_bridge(bridge: Bridge) -> Iterator[str]:
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    server = ThreadedMotoServer(ip_address=bridge.gateway, port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with embedded_moto(host=bridge.gateway) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="module")
@@ -217,16 +210,7 @@ def stack(moto_on_bridge: str) -> Stack:
 def in_process(stack: Stack):
     """The handler as tests/functions imports it: once, with the function's environment;
     then the image the invokes read is pushed through it (SEED)."""
-    saved = {name: os.environ.get(name) for name in stack.env}
-    os.environ.update(stack.env)
-    try:
-        module = importlib.reload(importlib.import_module("skyport_api.handler"))
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    module = import_handler(stack.env)
 
     def invoke(event: dict) -> dict:
         return module.handler(event, LambdaContext())

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib
 import io
 import json
 import os
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from handler_module import import_handler
 from skyport.config import Settings
 from skyport.registry import Registry
 from skyport_api import lambda_adapter
@@ -51,18 +51,7 @@ def function_env(moto_endpoint, aws_clients, template):
 
 @pytest.fixture(scope="module")
 def handler(function_env):
-    saved = {name: os.environ.get(name) for name in function_env}
-    os.environ.update(function_env)
-    try:
-        module = importlib.import_module("skyport_api.handler")
-        module = importlib.reload(module)  # built from this environment, whatever ran before
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-    return module.handler
+    return import_handler(function_env).handler
 
 
 @pytest.fixture(scope="module")
