@@ -137,7 +137,11 @@ def server_for(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
             _stop(proc, "the registry")
             pytest.fail(f"`{' '.join(argv)}` ({env}) did not start: {why}\n"
                         f"--- registry log ---\n{_log_tail(server.log)}", pytrace=False)
+        # The mode is what it claims: API Gateway's request id header only behind the gateway.
+        with httpx.Client(trust_env=False, timeout=10) as http:
+            behind_gateway = "apigw-requestid" in http.get(f"{server.url}/v2/").headers
         started[key] = server
+        assert behind_gateway == (env.get("SKYPORT_GATEWAY") == "lambda"), (key, env)
         return server
 
     try:
