@@ -72,36 +72,45 @@ POWERTOOLS = {"SecretsProvider": ("secretsmanager", "GetSecretValue"),
               "SSMProvider": ("ssm", "GetParameter")}
 
 
-def _names_in(tree) -> set[str]:
+def _names_in(tree) -> tuple[set[str], set[str]]:
     """What a module may call AWS with: string constants (``_call("put_object", ...)``,
-    presigned operations), called attributes (``table.query(...)``) and called names."""
-    names = set()
+    presigned operations), called attributes (``table.query(...)``) and called names;
+    and the string keys of its dict literals (the items of a DynamoDB transaction)."""
+    names, keys = set(), set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             names.add(node.value)
         elif isinstance(node, ast.Call):
             func = node.func
             names.add(func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", ""))
-    return names
+        elif isinstance(node, ast.Dict):
+            keys.update(k.value for k in node.keys if isinstance(k, ast.Constant))
+    return names, keys
 
 
 def aws_calls_in_code() -> dict[tuple[str, str], list[str]]:
-    """(service, Operation) -> the files that call it, for the services the role covers."""
+    """(service, Operation) -> the files that call it, for the services the role covers.
+    The items of a DynamoDB transaction appear as ("dynamodb", "<Put|Update|...>@transact"),
+    wherever the dicts that hold them are built."""
     session = botocore.session.get_session()
     operations = {}  # snake_case name -> [(service, Operation)]
     for service in SERVICES:
         for operation in session.get_service_model(service).operation_names:
             operations.setdefault(xform_name(operation), []).append((service, operation))
     calls: dict[tuple[str, str], list[str]] = {}
+    transact_items: dict[tuple[str, str], list[str]] = {}
     for root in DEPLOYED_CODE:
         for path in sorted(root.rglob("*.py")):
-            names = _names_in(ast.parse(path.read_text(), str(path)))
+            where = str(path.relative_to(TEMPLATE_PATH.parent))
+            names, keys = _names_in(ast.parse(path.read_text(), str(path)))
             found = [c for name in names for c in operations.get(name, [])]
             found += [POWERTOOLS[name] for name in names if name in POWERTOOLS]
-            if "transact_write_items" in names:
-                found += [("dynamodb", f"{key}@transact") for key in names if key in TRANSACT_ITEMS]
             for call in found:
-                calls.setdefault(call, []).append(str(path.relative_to(TEMPLATE_PATH.parent)))
+                calls.setdefault(call, []).append(where)
+            for key in keys & set(TRANSACT_ITEMS):
+                transact_items.setdefault(("dynamodb", f"{key}@transact"), []).append(where)
+    if ("dynamodb", "TransactWriteItems") in calls:
+        calls.update(transact_items)
     return calls
 
 
