@@ -12,7 +12,8 @@ from .stack import ensure_stack, function_environment
 
 # Settings this command takes from the environment as they are.
 _PASSED_THROUGH = ("SKYPORT_PRESIGN_EXPIRES", "SKYPORT_PART_SIZE", "SKYPORT_TOKEN_TTL",
-                   "SKYPORT_REFRESH_TOKEN_TTL", "SKYPORT_TOKEN_SERVICE", "SKYPORT_TOKEN_REALM")
+                   "SKYPORT_REFRESH_TOKEN_TTL", "SKYPORT_TOKEN_SERVICE", "SKYPORT_TOKEN_REALM",
+                   "SKYPORT_AUTOMATIC_MOUNT")
 ADMIN_USER = "admin"
 
 

@@ -213,7 +213,9 @@ CASES: dict[str, Case] = {
     # --- tags -----------------------------------------------------------------------------
     "tag-leading-dot": push(the_image, 400, "TAG_INVALID", at=f"{MANIFESTS}/.v1"),
     "tag-129-chars": push(the_image, 400, "TAG_INVALID", at=f"{MANIFESTS}/" + "t" * 129),
-    "tag-get": get(f"{MANIFESTS}/-v1", 400, "TAG_INVALID"),
+    # GET of a reference that is no tag: no such manifest can exist (distribution-spec
+    # "Pulling manifests", the conformance suite's `.INVALID_MANIFEST_NAME`).
+    "tag-get": get(f"{MANIFESTS}/-v1", 404, "MANIFEST_UNKNOWN"),
     "tag-delete": Case("DELETE", f"{MANIFESTS}/v1!", 400, "TAG_INVALID"),
 
     # --- manifests: not a manifest, invalid, or referring to what is not there --------------

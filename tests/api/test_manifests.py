@@ -235,6 +235,20 @@ def test_unknown_manifest(client):
     assert_error(client.get("/v2/other/manifests/exists"), 404, "MANIFEST_UNKNOWN")
 
 
+def test_a_reference_neither_tag_nor_digest_names_no_manifest(client):
+    """distribution-spec "Pulling manifests": GET and HEAD of a manifest that cannot exist
+    answer 404 MANIFEST_UNKNOWN (the conformance suite's `.INVALID_MANIFEST_NAME`); a PUT
+    under such a tag is refused with TAG_INVALID and stores nothing."""
+    image = make_image()
+    push_image(client, "team/app", image, "v1")
+    for reference in (".INVALID_MANIFEST_NAME", "-v1", "a+b", "t" * 129):
+        assert_error(client.get(f"/v2/team/app/manifests/{reference}"), 404, "MANIFEST_UNKNOWN")
+        assert client.head(f"/v2/team/app/manifests/{reference}").status_code == 404
+        response = put_manifest(client, "team/app", reference, image.manifest, OCI_MANIFEST)
+        assert_error(response, 400, "TAG_INVALID")
+    assert client.get("/v2/team/app/tags/list").json()["tags"] == ["v1"]
+
+
 def test_manifest_is_only_visible_in_its_repository(client):
     image = make_image()
     push_image(client, "team/app", image, "v1")

@@ -5,6 +5,7 @@ import contextlib
 import hashlib
 import os
 import uuid
+from dataclasses import replace
 
 import pytest
 from oci import (
@@ -18,6 +19,9 @@ from oci import (
     upload_path,
 )
 from skyport import uploads
+from skyport.registry import Registry
+from skyport_api.app import create_app
+from starlette.testclient import TestClient
 
 
 def start(client, repo="team/app"):
@@ -174,6 +178,24 @@ def test_mount_without_from_of_an_unknown_blob_starts_an_upload(client):
     response = client.post(f"/v2/team/app/blobs/uploads/?mount={sha256(b'nowhere')}")
     assert response.status_code == 202
     assert response.headers["Location"].startswith("/v2/team/app/blobs/uploads/")
+
+
+def test_mount_without_from_with_automatic_mount_off_starts_an_upload(registry):
+    """SKYPORT_AUTOMATIC_MOUNT=off (the conformance suite's OCI_AUTOMATIC_CROSSMOUNT=0): a
+    `mount` without `from` always opens an upload session, even for a blob the target
+    repository holds; a mount with `from` still mounts."""
+    off = Registry(replace(registry.settings, automatic_mount=False), clients=registry.clients)
+    with TestClient(create_app(off), follow_redirects=False) as client:
+        data = os.urandom(777)
+        digest = push_blob(client, "somewhere/else", data, mode="post")
+        for target in ("team/app", "somewhere/else"):
+            response = client.post(f"/v2/{target}/blobs/uploads/?mount={digest}")
+            assert response.status_code == 202, target
+            assert response.headers["Location"].startswith(f"/v2/{target}/blobs/uploads/")
+        assert_error(client.head(f"/v2/team/app/blobs/{digest}"), 404, "BLOB_UNKNOWN")
+        response = client.post(f"/v2/team/app/blobs/uploads/?mount={digest}&from=somewhere/else")
+        assert response.status_code == 201
+        assert_blob(client, "team/app", data)
 
 
 # --- PATCH -----------------------------------------------------------------------------------

@@ -27,10 +27,12 @@ class BlobDownload:
 
 
 class BlobService:
-    def __init__(self, objects: ObjectStore, index: BlobIndex, presign_expiry_seconds: int) -> None:
+    def __init__(self, objects: ObjectStore, index: BlobIndex, presign_expiry_seconds: int,
+                 automatic_mount: bool = True) -> None:
         self._objects = objects
         self._index = index
         self._expiry = presign_expiry_seconds
+        self._automatic_mount = automatic_mount
 
     def stat(self, repository: str, digest: str) -> BlobRecord:
         """HEAD: answered from the link item alone, no S3 call."""
@@ -65,7 +67,7 @@ class BlobService:
         repository"). ``reader`` says which repositories the caller may pull (None: all,
         auth off): a blob is only mounted from one of those. Without ``source``, any
         blob the registry holds is mounted if the caller may pull everything; else
-        only one already in ``repository``.
+        only one already in ``repository``; and never with ``automatic_mount`` off.
         None means not mountable: the caller starts a normal upload instead."""
         validate_name(repository)
         Digest.parse(digest)
@@ -77,6 +79,8 @@ class BlobService:
             if reader is not None and not reader.may_pull(source):
                 return None  # as if absent: no hint that the blob is there
             record = self._index.get_link(source, digest)
+        elif not self._automatic_mount:
+            return None
         elif reader is None or reader.pulls_everything:
             record = self._index.get_blob(digest)
         else:

@@ -37,6 +37,10 @@ class Settings:
     # How long one request may hold an upload session before another may
     # take it over (a crashed writer must not block the upload for ever).
     upload_lease_seconds: int = 900
+    # distribution-spec "Mounting a blob from another repository": a `mount` without
+    # `from` may be answered from any repository holding the blob (201) or with a new
+    # upload session (202). False: always the session, never a mount without `from`.
+    automatic_mount: bool = True
     # Default page size for tags and catalog when the client gives no `n`.
     default_page_size: int = 1000
     # The largest request body one upload request may carry; 0 means no limit
@@ -94,6 +98,9 @@ class Settings:
         auth = (env.get("SKYPORT_AUTH") or "off").lower()
         if auth not in ("on", "off"):
             raise ValueError(f"SKYPORT_AUTH must be on or off, not {auth!r}")
+        automatic_mount = (env.get("SKYPORT_AUTOMATIC_MOUNT") or "on").lower()
+        if automatic_mount not in ("on", "off"):
+            raise ValueError(f"SKYPORT_AUTOMATIC_MOUNT must be on or off, not {automatic_mount!r}")
         delivery = env.get("SKYPORT_BLOB_DELIVERY", "redirect")
         expiry = integer("SKYPORT_PRESIGN_EXPIRES", "presign_expiry_seconds")
         if not 1 <= expiry <= 604800:
@@ -111,6 +118,7 @@ class Settings:
             blob_delivery=delivery,
             part_size=max(integer("SKYPORT_PART_SIZE", "part_size"), defaults["min_part_size"]),
             max_request_body=integer("SKYPORT_MAX_REQUEST_BODY", "max_request_body"),
+            automatic_mount=automatic_mount == "on",
             auth=auth,
             # The token spec: expires_in at least 60 seconds.
             token_ttl_seconds=max(integer("SKYPORT_TOKEN_TTL", "token_ttl_seconds"), 60),

@@ -17,6 +17,7 @@ from .errors import (
     ManifestInvalid,
     ManifestUnknown,
     PayloadTooLarge,
+    TagInvalid,
 )
 from .reference import validate_name, validate_tag
 from .storage import keys
@@ -166,7 +167,14 @@ class ManifestService:
             Digest.parse(reference)
             record = self._index.get_manifest(repository, reference)
         else:
-            validate_tag(reference)
+            try:
+                validate_tag(reference)
+            except TagInvalid:
+                # distribution-spec "Pulling manifests": a GET or HEAD of a manifest that
+                # does not exist answers 404 MANIFEST_UNKNOWN, and one named by neither a
+                # tag nor a digest cannot exist (the conformance suite asks this of
+                # `.INVALID_MANIFEST_NAME`). A PUT with such a tag stays TAG_INVALID.
+                raise ManifestUnknown({"name": repository, "reference": reference[:256]}) from None
             record = self._index.get_tag(repository, reference)
         if record is None:
             raise ManifestUnknown({"name": repository, "reference": reference})

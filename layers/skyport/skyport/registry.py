@@ -46,7 +46,8 @@ class Registry:
     @cached_property
     def blobs(self) -> BlobService:
         index = DynamoBlobIndex(self.clients.dynamodb, self.settings.table)
-        return BlobService(self._objects, index, self.settings.presign_expiry_seconds)
+        return BlobService(self._objects, index, self.settings.presign_expiry_seconds,
+                           self.settings.automatic_mount)
 
     @cached_property
     def uploads(self) -> UploadService:
