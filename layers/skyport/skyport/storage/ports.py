@@ -1,6 +1,6 @@
 """The small interfaces the services need from storage, and the records they exchange.
 
-Adapters (``s3.py``, ``dynamodb.py``) translate their SDK's errors into the
+Adapters (``s3.py``, the ``dynamodb`` package) translate their SDK's errors into the
 exceptions named here; services translate those into OCI errors. Any method
 may also raise :class:`StorageUnavailable` when the backend throttles or fails.
 """
