@@ -17,7 +17,7 @@ from oci import (
     sha512,
     upload_path,
 )
-from skyport import uploads
+from skyport.storage import multipart
 
 
 def start(client, repo="team/app"):
@@ -738,7 +738,7 @@ def test_refused_requests_after_a_short_last_part_change_nothing(client, registr
 def test_fold_copies_in_parts_of_at_most_the_copy_limit(client, registry, storage, monkeypatch):
     """UploadPartCopy copies at most 5 GiB a part: a bigger staging object goes in as
     several parts, near-equal. Shown with the limit lowered to 10 MiB."""
-    monkeypatch.setattr(uploads, "MAX_COPY_PART", 10 * MiB)
+    monkeypatch.setattr(multipart, "MAX_COPY_PART", 10 * MiB)
     first = 3 * PART + MiB + 5
     data = os.urandom(first + MiB)
     location = stream_whole(client, data[:first])
@@ -753,9 +753,9 @@ def test_fold_copies_in_parts_of_at_most_the_copy_limit(client, registry, storag
 
 def test_copy_ranges():
     GiB = 1024 * MiB
-    assert uploads.copy_ranges(6 * MiB) == [(0, 6 * MiB - 1)]
-    assert uploads.copy_ranges(5 * GiB) == [(0, 5 * GiB - 1)]
-    ranges = uploads.copy_ranges(5 * GiB + 1)
+    assert multipart.copy_ranges(6 * MiB) == [(0, 6 * MiB - 1)]
+    assert multipart.copy_ranges(5 * GiB) == [(0, 5 * GiB - 1)]
+    ranges = multipart.copy_ranges(5 * GiB + 1)
     assert len(ranges) == 2 and ranges[0][0] == 0 and ranges[-1][1] == 5 * GiB
     assert all(b[0] == a[1] + 1 for a, b in zip(ranges, ranges[1:], strict=False))
     assert all(MIN_PART <= last - first + 1 <= 5 * GiB for first, last in ranges)
