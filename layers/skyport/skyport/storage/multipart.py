@@ -113,7 +113,7 @@ class PartWriter:
             session.part_etags = [""] * reserved  # filled by _fold
             session.tail_size = 0
         elif session.tail_key and session.tail_size:
-            self.buffer += await run_blocking(self._objects.read, session.tail_key)
+            self.buffer += await run_blocking(self._objects.read, session.tail_key, may_be_missing=True)
 
     async def consume(self, body: ByteStream) -> None:
         async for chunk in body:
