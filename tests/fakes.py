@@ -163,13 +163,17 @@ class MemoryObjectStore:
     def presign_get(self, key: str, expires_in: int) -> str:
         return f"memory://{key}?expires={expires_in}"
 
-    def read(self, key: str, *, may_be_missing: bool = False) -> bytes:
+    def _get(self, key: str) -> bytes:
+        # Internal reads do not go through the fault plan: one call, one fault chance.
         if key not in self.objects:
             raise ObjectMissing(key)
         return self.objects[key]
 
+    def read(self, key: str, *, may_be_missing: bool = False) -> bytes:
+        return self._get(key)
+
     def stream(self, key: str) -> Iterator[bytes]:
-        data = self.read(key)
+        data = self._get(key)
         return iter([data[i:i + MiB] for i in range(0, len(data), MiB)] or [b""])
 
     def put(self, key: str, data: bytes) -> None:
@@ -179,7 +183,7 @@ class MemoryObjectStore:
         self.objects.pop(key, None)
 
     def copy(self, source_key: str, key: str) -> None:
-        self.objects[key] = self.read(source_key)
+        self.objects[key] = self._get(source_key)
 
     def start_multipart(self, key: str) -> str:
         self._ids += 1
@@ -200,7 +204,7 @@ class MemoryObjectStore:
     def copy_part(self, key: str, multipart_id: str, number: int, source_key: str,
                   first: int | None = None, last: int | None = None) -> str:
         upload = self._upload(key, multipart_id)
-        data = self.read(source_key)
+        data = self._get(source_key)
         if first is not None:
             data = data[first:(last or 0) + 1]
         upload.parts[number] = data

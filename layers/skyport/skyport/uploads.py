@@ -47,6 +47,7 @@ from .storage.ports import (
     BlobRecord,
     ObjectMissing,
     ObjectStore,
+    StorageUnavailable,
     UploadConflict,
     UploadMissing,
     UploadSession,
@@ -169,13 +170,32 @@ class UploadService:
     def _save(self, session: UploadSession, token: str) -> None:
         try:
             self._sessions.save(session, token)
-        except UploadConflict as lost:
+        except (UploadConflict, StorageUnavailable) as error:
+            # A save whose answer was lost (a timeout, or an SDK retry refused because
+            # the first attempt had landed and dropped the lease) may have stored the
+            # new state: it did if that is what is stored, and then the request succeeded.
+            try:
+                current = self._sessions.get(session.upload_id)
+            except StorageUnavailable:
+                raise error from None
+            if current == session:
+                return
+            if isinstance(error, StorageUnavailable):
+                raise
             # The lease is gone: a DELETE cancelled the upload while this request wrote
             # to it (or, past the lease time, another request took it over). What this
             # request sent does not count; the client hears so as an OCI error.
-            if self._sessions.get(session.upload_id) is None:
-                raise BlobUploadUnknown({"upload": session.upload_id}) from lost
-            raise UploadBusy({"upload": session.upload_id}) from lost
+            if current is None:
+                raise BlobUploadUnknown({"upload": session.upload_id}) from error
+            raise UploadBusy({"upload": session.upload_id}) from error
+
+    def _delete_stale(self, key: str) -> None:
+        """A tail object no session names any more, once the new state is stored. Best
+        effort: the request has succeeded, and the bucket's lifecycle rule removes tails."""
+        try:
+            self._objects.delete(key)
+        except StorageUnavailable:
+            pass
 
     async def append(self, repository: str, upload_id: str, body: ByteStream,
                      content_range: tuple[int, int] | None = None, owner: str | None = None) -> UploadSession:
@@ -196,7 +216,7 @@ class UploadService:
                 raise BlobUploadUnknown({"upload": upload_id}) from error
             raise
         if stale_tail:
-            await run_blocking(self._objects.delete, stale_tail)
+            await run_blocking(self._delete_stale, stale_tail)
         return writer.session
 
     async def finish(self, repository: str, upload_id: str, digest: str, body: ByteStream,
@@ -235,10 +255,11 @@ class UploadService:
             await run_blocking(self._sessions.delete, upload_id, repository, token)
         except UploadMissing:
             pass  # cancelled concurrently, but the blob is complete: 201 holds
-        registered = await run_blocking(self._blobs.register, repository, record)
         if stored.tail_key:
-            await run_blocking(self._objects.delete, stored.tail_key)  # in the blob now
-        return registered
+            # In the blob now, and named by no session: gone before the blob is
+            # registered, so a failure to register leaves no tail behind.
+            await run_blocking(self._delete_stale, stored.tail_key)
+        return await run_blocking(self._blobs.register, repository, record)
 
     async def _verify_by_reading(self, record: BlobRecord, expected: Digest, stored: UploadSession,
                                  token: str) -> None:

@@ -240,8 +240,10 @@ class PartWriter:
             await self.drain()
         elif self.buffer:
             session.tail_key = keys.upload_tail_object(session.upload_id, end)
-            await run_blocking(self._objects.put, session.tail_key, bytes(self.buffer))
+            # Ours to delete on failure from before the call: a put that fails may
+            # have stored the object all the same (its answer lost).
             self._written_tail = session.tail_key
+            await run_blocking(self._objects.put, session.tail_key, bytes(self.buffer))
         self.buffer.clear()
         await self._fold()
         await self._delete_staging_object()  # before the save: a crash leaks no staging object then
