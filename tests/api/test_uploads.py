@@ -17,7 +17,9 @@ from oci import (
     sha512,
     upload_path,
 )
+from skyport.errors import RangeInvalid
 from skyport.storage import multipart
+from skyport_api.routes.uploads import parse_content_range
 
 
 def start(client, repo="team/app"):
@@ -409,6 +411,16 @@ def test_malformed_content_range(client, storage, content_range):
     assert_416(response, location, 9)
     assert storage.snapshot() == before
     assert put(client, location, sha256(b"0123456789abcdef"), b"abcdef").status_code == 201
+
+
+@pytest.mark.parametrize("content_range", ["\u00b2-5", "0-\u00b3", "bytes=\u00b9-2/10", "\u0663-\u0665"])
+def test_content_range_of_non_ascii_digits_is_malformed(content_range):
+    """Unicode digits pass str.isdigit but not int(): refused as malformed (a 416),
+    never a 500. A server hands header bytes through as Latin-1 (so "\u00b2" arrives),
+    the TestClient re-encodes them as UTF-8: the parser is called directly."""
+    with pytest.raises(RangeInvalid):
+        parse_content_range(content_range)
+    assert parse_content_range("bytes 3-5/10") == (3, 5)
 
 
 def test_content_range_forms(client):
