@@ -550,7 +550,7 @@ def test_refused_request_leaves_no_multipart_upload_behind(client, storage):
 # --- what a request leaves over: a short last part, a tail object, a fold ------------------
 # An upload's first request, a PATCH without Content-Range (docker, podman, skopeo stream the
 # whole blob), uploads what is left over as a short last part, so the empty PUT only
-# completes. Otherwise the leftover is parked as a tail object, which an empty PUT puts in
+# completes. Otherwise the leftover is kept as a tail object, which an empty PUT puts in
 # server-side. Bytes that follow a short last part fold the upload into a new one,
 # server-side. A short last part needs a first PATCH of more than a part: such tests are
 # too big for a Lambda event (asgi_only).
@@ -617,7 +617,7 @@ def test_streamed_patch_leaves_a_short_last_part_that_the_empty_put_completes(
     with s3_calls(registry) as calls:
         location = stream_whole(client, data)
     assert calls == ["CreateMultipartUpload", "UploadPart", "UploadPart", "UploadPart"]
-    # The last part went out short and nothing is parked; the session says so (a tail
+    # The last part went out short and no tail object is kept; the session says so (a tail
     # size, no tail object).
     assert list(multipart_parts(registry).values()) == [[PART, PART, 4 * MiB]]
     assert objects(registry) == {}
@@ -633,7 +633,7 @@ def test_streamed_patch_leaves_a_short_last_part_that_the_empty_put_completes(
     assert len(objects(registry)) == len(objects(registry, "blobs/")) == 1
 
 
-def test_streamed_patch_after_the_first_request_parks_a_tail(client, registry, storage):
+def test_streamed_patch_after_the_first_request_keeps_a_tail(client, registry, storage):
     """Only an upload's first request bets on a short last part: a client that streams
     several PATCHes gets tails (and an upload is folded at most once)."""
     data = os.urandom(SHORT)
@@ -651,7 +651,7 @@ def test_streamed_patch_after_the_first_request_parks_a_tail(client, registry, s
 
 
 def expected_parts(more: int) -> tuple[list[int], int]:
-    """Parts a chunk of ``more`` bytes adds after a fold, and the tail it parks."""
+    """Parts a chunk of ``more`` bytes adds after a fold, and the tail it leaves."""
     parts, rest = [PART] * (more // PART), more % PART
     if rest >= MIN_PART:
         return [*parts, rest], 0
