@@ -1,4 +1,4 @@
-"""In-memory storage ports (ObjectStore, BlobIndex, UploadSessions, ManifestIndex) that
+"""In-memory storage ports (ObjectStore, BlobIndex, UploadSessions, ManifestIndex, AuthStore) that
 fail on demand, for tests that drive a core service directly.
 
 They keep the contract of the S3 and DynamoDB adapters (``tests/unit/test_storage_contract.py``
@@ -26,11 +26,12 @@ import functools
 import hashlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from skyport.storage.ports import (
     BlobRecord,
+    IdentityRecord,
     ManifestRecord,
     MissingReferences,
     ObjectMissing,
@@ -383,6 +384,91 @@ class MemoryManifestIndex:
         return self._page(list(self.repositories), limit, after)
 
 
+@_through_plan("AuthStore")
+class MemoryAuthStore:
+    """The conditions of ``storage/dynamodb/identities.py``, on dicts."""
+
+    def __init__(self, plan: FaultPlan) -> None:
+        self.plan = plan
+        self.identities: dict[str, IdentityRecord] = {}
+        self.grants: dict[tuple[str, str], frozenset[str]] = {}
+        self.signing_keys: tuple[bytes, bytes | None] | None = None
+        self.bootstrapped = False
+
+    def get_identity(self, name: str) -> IdentityRecord | None:
+        return self.identities.get(name)
+
+    def create_identity(self, record: IdentityRecord) -> bool:
+        if record.name in self.identities:
+            return False
+        # As the table stores it: the failure counters start empty.
+        self.identities[record.name] = replace(record, failed_logins=0, locked_until=0)
+        return True
+
+    def update_identity(self, name: str, *, password_hash: str | None = None, admin: bool | None = None,
+                        groups: Sequence[str] | None = None) -> bool:
+        record = self.identities.get(name)
+        if record is None:
+            return False
+        if password_hash is not None:
+            record = replace(record, password_hash=password_hash, generation=record.generation + 1,
+                             failed_logins=0, locked_until=0)
+        if admin is not None:
+            record = replace(record, admin=admin)
+        if groups is not None:
+            record = replace(record, groups=tuple(groups))
+        self.identities[name] = record
+        return True
+
+    def delete_identity(self, name: str) -> bool:
+        return self.identities.pop(name, None) is not None
+
+    def list_identities(self) -> list[IdentityRecord]:
+        return [self.identities[name] for name in sorted(self.identities, key=str.encode)]
+
+    def record_failed_login(self, name: str, now: int, threshold: int, max_lock_seconds: int) -> None:
+        record = self.identities.get(name)
+        if record is None:
+            return
+        failures = record.failed_logins + 1
+        record = replace(record, failed_logins=failures)
+        if failures >= threshold:
+            record = replace(record, locked_until=now + min(2 ** min(failures - threshold, 30),
+                                                            max_lock_seconds))
+        self.identities[name] = record
+
+    def clear_failed_logins(self, name: str) -> None:
+        if name in self.identities:
+            self.identities[name] = replace(self.identities[name], failed_logins=0, locked_until=0)
+
+    def list_grants(self) -> list[tuple[str, str, frozenset[str]]]:
+        return [(pattern, principal, actions)
+                for (pattern, principal), actions in sorted(self.grants.items())]
+
+    def put_grant(self, pattern: str, principal: str, actions: frozenset[str]) -> None:
+        self.grants[(pattern, principal)] = frozenset(actions)
+
+    def delete_grant(self, pattern: str, principal: str) -> bool:
+        return self.grants.pop((pattern, principal), None) is not None
+
+    def get_signing_keys(self) -> tuple[bytes, bytes | None] | None:
+        return self.signing_keys
+
+    def put_signing_keys(self, current: bytes, previous: bytes | None, replacing: bytes | None) -> bool:
+        stored = self.signing_keys[0] if self.signing_keys else None
+        if stored != replacing:
+            return False
+        self.signing_keys = (current, previous)
+        return True
+
+    def bootstrap_admin(self, record: IdentityRecord) -> bool:
+        if self.bootstrapped or record.name in self.identities:
+            return False
+        self.bootstrapped = True
+        self.identities[record.name] = record
+        return True
+
+
 class MemoryStorage:
     """One registry's storage in memory, every port sharing one fault plan."""
 
@@ -392,6 +478,7 @@ class MemoryStorage:
         self.blobs = MemoryBlobIndex(self.plan)
         self.sessions = MemoryUploadSessions(self.plan)
         self.manifests = MemoryManifestIndex(self.plan, self.blobs)
+        self.auth = MemoryAuthStore(self.plan)
 
     def snapshot(self) -> dict:
         """Everything stored, leases included, to compare before and after."""

@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 from fakes import MemoryStorage
 from skyport.storage.dynamodb.blobs import DynamoBlobIndex
+from skyport.storage.dynamodb.identities import DynamoAuthStore
 from skyport.storage.dynamodb.manifests import DynamoManifestIndex
 from skyport.storage.dynamodb.uploads import DynamoUploadSessions
 from skyport.storage.ports import (
     BlobRecord,
+    IdentityRecord,
     ManifestRecord,
     MissingReferences,
     ObjectMissing,
@@ -35,19 +37,21 @@ class Ports:
     blobs: Any
     sessions: Any
     manifests: Any
+    auth: Any
 
 
 @pytest.fixture(params=["memory", "moto"])
 def ports(request: pytest.FixtureRequest) -> Ports:
     if request.param == "memory":
         memory = MemoryStorage()
-        return Ports(memory.objects, memory.blobs, memory.sessions, memory.manifests)
+        return Ports(memory.objects, memory.blobs, memory.sessions, memory.manifests, memory.auth)
     settings = request.getfixturevalue("settings")
     clients = request.getfixturevalue("aws_clients")
     return Ports(S3ObjectStore(clients.s3, settings.bucket),
                  DynamoBlobIndex(clients.dynamodb, settings.table),
                  DynamoUploadSessions(clients.dynamodb, settings.table),
-                 DynamoManifestIndex(clients.dynamodb, settings.table))
+                 DynamoManifestIndex(clients.dynamodb, settings.table),
+                 DynamoAuthStore(clients.dynamodb, settings.table))
 
 
 def digest(data: bytes) -> str:
@@ -225,3 +229,49 @@ def test_manifests_tags_referrers_catalog(ports):
     assert index.delete_manifest("team/app", one.digest) is None
     assert index.delete_manifest("team/app", signature.digest) == signature
     assert index.list_referrers("team/app", one.digest) == []
+
+
+# --- AuthStore --------------------------------------------------------------------------
+
+def test_identities_lockout_grants_keys_bootstrap(ports):
+    auth = ports.auth
+    alice = IdentityRecord("alice", "user", "hash-1", groups=("dev",), created_at=5)
+    assert auth.create_identity(alice) is True
+    assert auth.create_identity(replace(alice, password_hash="other")) is False
+    assert auth.get_identity("alice") == alice
+    assert auth.update_identity("alice", admin=True, groups=["ops"]) is True
+    assert auth.get_identity("alice") == replace(alice, admin=True, groups=("ops",))
+    for now in (100, 101, 102):
+        auth.record_failed_login("alice", now, threshold=2, max_lock_seconds=60)
+    assert (auth.get_identity("alice").failed_logins, auth.get_identity("alice").locked_until) == (3, 104)
+    auth.record_failed_login("nobody", 100, threshold=2, max_lock_seconds=60)
+    assert auth.get_identity("nobody") is None
+    # A new password: the generation moves on, the lockout ends.
+    assert auth.update_identity("alice", password_hash="hash-2") is True
+    changed = auth.get_identity("alice")
+    assert (changed.generation, changed.failed_logins, changed.locked_until) == (2, 0, 0)
+    auth.record_failed_login("alice", 200, threshold=1, max_lock_seconds=60)
+    auth.clear_failed_logins("alice")
+    assert auth.get_identity("alice").failed_logins == 0
+    assert auth.update_identity("bob", admin=True) is False
+    auth.create_identity(IdentityRecord("robot+ci", "robot", "h"))
+    assert [r.name for r in auth.list_identities()] == ["alice", "robot+ci"]
+    assert auth.delete_identity("robot+ci") is True and auth.delete_identity("robot+ci") is False
+
+    auth.put_grant("team/*", "alice", frozenset({"pull", "push"}))
+    auth.put_grant("*", "*", frozenset({"pull"}))
+    assert sorted(auth.list_grants()) == [("*", "*", frozenset({"pull"})),
+                                          ("team/*", "alice", frozenset({"pull", "push"}))]
+    assert auth.delete_grant("*", "*") is True and auth.delete_grant("*", "*") is False
+
+    assert auth.get_signing_keys() is None
+    assert auth.put_signing_keys(b"k1", None, replacing=b"other") is False
+    assert auth.put_signing_keys(b"k1", None, replacing=None) is True
+    assert auth.put_signing_keys(b"k2", b"k1", replacing=None) is False
+    assert auth.put_signing_keys(b"k2", b"k1", replacing=b"k1") is True
+    assert auth.get_signing_keys() == (b"k2", b"k1")
+
+    admin = IdentityRecord("admin", "user", "h", admin=True)
+    assert auth.bootstrap_admin(admin) is True
+    assert auth.bootstrap_admin(replace(admin, name="admin2")) is False
+    assert auth.get_identity("admin") == admin

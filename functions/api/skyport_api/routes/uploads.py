@@ -66,7 +66,7 @@ async def start_upload(request: Request, name: str) -> Response:
     if "mount" in query:
         # Only from a repository the caller may pull (auth on).
         blob = await run_blocking(registry.blobs.mount, name, query["mount"], query.get("from"),
-                             access_of(request))
+                                  access_of(request))
         if blob is not None:
             return _created(name, blob)
     elif "digest" in query:
