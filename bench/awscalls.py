@@ -206,7 +206,7 @@ def run(endpoint: str, profile: Profile) -> dict:
         ok(http.put(location, params={"digest": _digest(data)}), 201)
         row(f"push blob in {human(chunk)} chunks (POST + {math.ceil(size / chunk)} PATCH + PUT)",
             counting.take(), None,
-            detail + "; a chunk that leaves less than a part parks it as a tail object, read "
+            detail + "; a chunk that leaves less than a part keeps it as a tail object, read "
             "back by the next chunk; the empty PUT puts the last tail in server-side "
             "(UploadPartCopy)")
 

@@ -18,9 +18,11 @@ from oci import (
     sha512,
     upload_path,
 )
-from skyport import uploads
+from skyport.errors import RangeInvalid
 from skyport.registry import Registry
+from skyport.storage import multipart
 from skyport_api.app import create_app
+from skyport_api.routes.uploads import parse_content_range
 from starlette.testclient import TestClient
 
 
@@ -433,6 +435,16 @@ def test_malformed_content_range(client, storage, content_range):
     assert put(client, location, sha256(b"0123456789abcdef"), b"abcdef").status_code == 201
 
 
+@pytest.mark.parametrize("content_range", ["\u00b2-5", "0-\u00b3", "bytes=\u00b9-2/10", "\u0663-\u0665"])
+def test_content_range_of_non_ascii_digits_is_malformed(content_range):
+    """Unicode digits pass str.isdigit but not int(): refused as malformed (a 416),
+    never a 500. A server hands header bytes through as Latin-1 (so "\u00b2" arrives),
+    the TestClient re-encodes them as UTF-8: the parser is called directly."""
+    with pytest.raises(RangeInvalid):
+        parse_content_range(content_range)
+    assert parse_content_range("bytes 3-5/10") == (3, 5)
+
+
 def test_content_range_forms(client):
     """The spec's `start-end`, and RFC 9110's `bytes start-end/total` some clients send."""
     data = os.urandom(30)
@@ -560,7 +572,7 @@ def test_refused_request_leaves_no_multipart_upload_behind(client, storage):
 # --- what a request leaves over: a short last part, a tail object, a fold ------------------
 # An upload's first request, a PATCH without Content-Range (docker, podman, skopeo stream the
 # whole blob), uploads what is left over as a short last part, so the empty PUT only
-# completes. Otherwise the leftover is parked as a tail object, which an empty PUT puts in
+# completes. Otherwise the leftover is kept as a tail object, which an empty PUT puts in
 # server-side. Bytes that follow a short last part fold the upload into a new one,
 # server-side. A short last part needs a first PATCH of more than a part: such tests are
 # too big for a Lambda event (asgi_only).
@@ -627,7 +639,7 @@ def test_streamed_patch_leaves_a_short_last_part_that_the_empty_put_completes(
     with s3_calls(registry) as calls:
         location = stream_whole(client, data)
     assert calls == ["CreateMultipartUpload", "UploadPart", "UploadPart", "UploadPart"]
-    # The last part went out short and nothing is parked; the session says so (a tail
+    # The last part went out short and no tail object is kept; the session says so (a tail
     # size, no tail object).
     assert list(multipart_parts(registry).values()) == [[PART, PART, 4 * MiB]]
     assert objects(registry) == {}
@@ -643,7 +655,7 @@ def test_streamed_patch_leaves_a_short_last_part_that_the_empty_put_completes(
     assert len(objects(registry)) == len(objects(registry, "blobs/")) == 1
 
 
-def test_streamed_patch_after_the_first_request_parks_a_tail(client, registry, storage):
+def test_streamed_patch_after_the_first_request_keeps_a_tail(client, registry, storage):
     """Only an upload's first request bets on a short last part: a client that streams
     several PATCHes gets tails (and an upload is folded at most once)."""
     data = os.urandom(SHORT)
@@ -661,7 +673,7 @@ def test_streamed_patch_after_the_first_request_parks_a_tail(client, registry, s
 
 
 def expected_parts(more: int) -> tuple[list[int], int]:
-    """Parts a chunk of ``more`` bytes adds after a fold, and the tail it parks."""
+    """Parts a chunk of ``more`` bytes adds after a fold, and the tail it leaves."""
     parts, rest = [PART] * (more // PART), more % PART
     if rest >= MIN_PART:
         return [*parts, rest], 0
@@ -760,7 +772,7 @@ def test_refused_requests_after_a_short_last_part_change_nothing(client, registr
 def test_fold_copies_in_parts_of_at_most_the_copy_limit(client, registry, storage, monkeypatch):
     """UploadPartCopy copies at most 5 GiB a part: a bigger staging object goes in as
     several parts, near-equal. Shown with the limit lowered to 10 MiB."""
-    monkeypatch.setattr(uploads, "MAX_COPY_PART", 10 * MiB)
+    monkeypatch.setattr(multipart, "MAX_COPY_PART", 10 * MiB)
     first = 3 * PART + MiB + 5
     data = os.urandom(first + MiB)
     location = stream_whole(client, data[:first])
@@ -775,9 +787,9 @@ def test_fold_copies_in_parts_of_at_most_the_copy_limit(client, registry, storag
 
 def test_copy_ranges():
     GiB = 1024 * MiB
-    assert uploads.copy_ranges(6 * MiB) == [(0, 6 * MiB - 1)]
-    assert uploads.copy_ranges(5 * GiB) == [(0, 5 * GiB - 1)]
-    ranges = uploads.copy_ranges(5 * GiB + 1)
+    assert multipart.copy_ranges(6 * MiB) == [(0, 6 * MiB - 1)]
+    assert multipart.copy_ranges(5 * GiB) == [(0, 5 * GiB - 1)]
+    ranges = multipart.copy_ranges(5 * GiB + 1)
     assert len(ranges) == 2 and ranges[0][0] == 0 and ranges[-1][1] == 5 * GiB
     assert all(b[0] == a[1] + 1 for a, b in zip(ranges, ranges[1:], strict=False))
     assert all(MIN_PART <= last - first + 1 <= 5 * GiB for first, last in ranges)

@@ -33,6 +33,7 @@ from skyport.registry import Registry
 from skyport.tokens import KeyRing, KeySource, SigningKey
 from starlette.responses import Response
 
+from .errors import Challenge
 from .routes import Routes, blobs, blocking, manifests, registry_of, uploads
 
 TOKEN_PATH = "/auth/token"
@@ -116,10 +117,10 @@ def _unauthorized(
     detail: Any = None,
     message: str | None = None,
 ) -> Unauthorized:
-    return Unauthorized(
+    return Challenge(
         detail,
         message=message,
-        headers={"WWW-Authenticate": _challenge(request, registry, scope, error)},
+        challenge=_challenge(request, registry, scope, error),
     )
 
 

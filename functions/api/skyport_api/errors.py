@@ -7,12 +7,47 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from skyport.errors import NotFound, RegistryError, Unavailable, Unknown, Unsupported
+from skyport.errors import (
+    NotFound,
+    RangeInvalid,
+    RegistryError,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+    Unknown,
+    Unsupported,
+)
 from skyport.storage.ports import StorageUnavailable
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from .routes.uploads import range_header, upload_location
+
 logger = logging.getLogger("skyport.api")
+
+
+class Challenge(Unauthorized):
+    """UNAUTHORIZED raised by the function's authorizer, with the challenge the 401
+    must carry as ``WWW-Authenticate`` (Docker token spec, "How to authenticate")."""
+
+    def __init__(self, detail: object = None, *, message: str | None = None, challenge: str) -> None:
+        super().__init__(detail, message=message)
+        self.challenge = challenge
+
+
+def _headers(error: RegistryError) -> dict[str, str]:
+    """The response headers the spec requires with ``error``, from what it carries."""
+    if isinstance(error, RangeInvalid) and error.upload is not None:
+        # distribution-spec: a 416 on an upload carries Range and Location, so the
+        # client can resume.
+        upload = error.upload
+        return {"Range": range_header(upload.offset),
+                "Location": upload_location(upload.repository, upload.upload_id)}
+    if isinstance(error, TooManyRequests) and error.retry_after is not None:
+        return {"Retry-After": str(error.retry_after)}
+    if isinstance(error, Challenge):
+        return {"WWW-Authenticate": error.challenge}
+    return {}
 
 
 def render(error: RegistryError) -> Response:
@@ -20,7 +55,7 @@ def render(error: RegistryError) -> Response:
         content=json.dumps(error.envelope(), separators=(",", ":")).encode(),
         status_code=error.status,
         media_type="application/json",
-        headers=error.headers,
+        headers=_headers(error),
     )
 
 

@@ -141,7 +141,7 @@ class AuthService:
             retry = int(record.locked_until - now) + 1
             raise TooManyRequests(
                 message="too many failed logins: try again later",
-                headers={"Retry-After": str(retry)},
+                retry_after=retry,
             )
         cache_key = self._credential_key(username, password)
         cached = self._credentials.get(cache_key)

@@ -57,9 +57,9 @@ ERROR_CODES: dict[str, ErrorCode] = {
 class RegistryError(Exception):
     """Base of every error the registry reports to a client.
 
-    ``detail`` is free-form JSON-able data for the envelope; ``headers`` are
-    response headers the spec requires with this error (``Range`` and
-    ``Location`` on a 416, for instance).
+    ``detail`` is free-form JSON-able data for the envelope. An error the spec
+    answers with response headers carries what they are made of, not the headers
+    (the core speaks no HTTP): see :class:`RangeInvalid`, :class:`TooManyRequests`.
     """
 
     code_name: ClassVar[str] = ""
@@ -69,12 +69,10 @@ class RegistryError(Exception):
         detail: Any = None,
         *,
         message: str | None = None,
-        headers: dict[str, str] | None = None,
     ) -> None:
         self.code = ERROR_CODES[self.code_name]
         self.message = message or self.code.message
         self.detail = detail
-        self.headers = headers or {}
         super().__init__(f"{self.code.code}: {self.message}")
 
     @property
@@ -107,12 +105,45 @@ SizeInvalid = _error("SIZE_INVALID")
 Unauthorized = _error("UNAUTHORIZED")
 Denied = _error("DENIED")
 Unsupported = _error("UNSUPPORTED")
-TooManyRequests = _error("TOOMANYREQUESTS")
 TagInvalid = _error("TAG_INVALID")
-RangeInvalid = _error("RANGE_INVALID")
 PaginationNumberInvalid = _error("PAGINATION_NUMBER_INVALID")
 PayloadTooLarge = _error("PAYLOAD_TOO_LARGE")
 NotFound = _error("NOT_FOUND")
 UploadBusy = _error("UPLOAD_BUSY")
 Unavailable = _error("UNAVAILABLE")
 Unknown = _error("UNKNOWN")
+
+
+@dataclass(frozen=True, slots=True)
+class UploadPosition:
+    """Where an upload stands: ``offset`` bytes received by upload ``upload_id`` of
+    ``repository``."""
+
+    repository: str
+    upload_id: str
+    offset: int
+
+
+class RangeInvalid(RegistryError):
+    """RANGE_INVALID. On a chunk of a known upload it carries ``upload``, where that
+    upload stands: the 416 must tell the client where to resume (distribution-spec,
+    "Pushing a blob in chunks": the response has ``Range`` and ``Location``)."""
+
+    code_name = "RANGE_INVALID"
+
+    def __init__(self, detail: Any = None, *, message: str | None = None,
+                 upload: UploadPosition | None = None) -> None:
+        super().__init__(detail, message=message)
+        self.upload = upload
+
+
+class TooManyRequests(RegistryError):
+    """TOOMANYREQUESTS; ``retry_after``, when known, is how many seconds the client
+    should wait (answered as ``Retry-After``, RFC 9110 section 10.2.3)."""
+
+    code_name = "TOOMANYREQUESTS"
+
+    def __init__(self, detail: Any = None, *, message: str | None = None,
+                 retry_after: int | None = None) -> None:
+        super().__init__(detail, message=message)
+        self.retry_after = retry_after

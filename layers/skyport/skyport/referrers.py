@@ -24,7 +24,7 @@ class ReferrerService:
         self._objects = objects
 
     def _annotations_from_body(self, repository: str, digest: str) -> dict[str, str] | None:
-        """Annotations too big for the index (see dynamodb.ANNOTATIONS_ITEM_LIMIT)."""
+        """Annotations too big for the index (see storage/dynamodb/manifests.py: ANNOTATIONS_ITEM_LIMIT)."""
         record = self._index.get_manifest(repository, digest)
         if record is None:
             return None  # deleted meanwhile

@@ -12,7 +12,9 @@ from .config import Settings
 from .manifests import ManifestService
 from .referrers import ReferrerService
 from .storage.clients import AwsClients
-from .storage.dynamodb import DynamoBlobIndex, DynamoManifestIndex, DynamoUploadSessions
+from .storage.dynamodb.blobs import DynamoBlobIndex
+from .storage.dynamodb.manifests import DynamoManifestIndex
+from .storage.dynamodb.uploads import DynamoUploadSessions
 from .storage.s3 import S3ObjectStore
 from .tags import TagService
 from .uploads import UploadService
@@ -73,7 +75,7 @@ class Registry:
     @cached_property
     def auth(self) -> AuthService:
         from .auth import AuthService  # only registries with auth on pay for the import
-        from .storage.dynamodb import DynamoAuthStore
+        from .storage.dynamodb.identities import DynamoAuthStore
 
         store = DynamoAuthStore(self.clients.dynamodb, self.settings.table)
         return AuthService(store, self.settings, self.signing_keys, bootstrap=self.admin_bootstrap)

@@ -1,9 +1,14 @@
-"""Upload routes: POST (start, monolithic, mount), PATCH, PUT, GET status, DELETE."""
+"""Upload routes: POST (start, monolithic, mount), PATCH, PUT, GET status, DELETE.
+
+The HTTP side of uploads lives here: the ``Location`` and ``Range`` an upload is
+answered with, and ``Content-Range`` parsing."""
+
+import re
 
 from fastapi import Request
-from skyport.errors import DigestInvalid, RangeInvalid
+from skyport.concurrency import run_blocking
+from skyport.errors import DigestInvalid, RangeInvalid, UploadPosition
 from skyport.storage.ports import BlobRecord, UploadSession
-from skyport.uploads import parse_content_range, range_header, upload_location
 from starlette.responses import Response
 
 from . import Routes, access_of, owner_of, registry_of
@@ -11,6 +16,33 @@ from . import Routes, access_of, owner_of, registry_of
 routes = Routes()
 UPLOADS = "/v2/{name:path}/blobs/uploads/"
 UPLOAD = "/v2/{name:path}/blobs/uploads/{upload_id}"
+# ASCII digits only: str.isdigit accepts other Unicode digits ("²"), which int() refuses.
+_CONTENT_RANGE = re.compile(r"([0-9]+)-([0-9]+)")
+
+
+def upload_location(repository: str, upload_id: str) -> str:
+    return f"/v2/{repository}/blobs/uploads/{upload_id}"
+
+
+def range_header(offset: int) -> str:
+    # Inclusive end of what was received (distribution-spec); Distribution
+    # answers "0-0" for an empty upload, and clients expect that.
+    return f"0-{max(offset - 1, 0)}"
+
+
+def parse_content_range(value: str | None) -> tuple[int, int] | None:
+    """``Content-Range: <start>-<end>`` (inclusive; distribution-spec chunked upload).
+    Also accepts the RFC 9110 forms ``bytes <start>-<end>/<total>`` and ``bytes=``."""
+    if value is None:
+        return None
+    text = value.strip()
+    for prefix in ("bytes=", "bytes "):
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+    match = _CONTENT_RANGE.fullmatch(text.split("/", 1)[0])
+    if not match or int(match[2]) < int(match[1]):
+        raise RangeInvalid({"content_range": value[:100]}, message="malformed Content-Range")
+    return int(match[1]), int(match[2])
 
 
 def _in_progress(name: str, session: UploadSession, status: int) -> Response:
@@ -33,14 +65,14 @@ async def start_upload(request: Request, name: str) -> Response:
     query = request.query_params
     if "mount" in query:
         # Only from a repository the caller may pull (auth on).
-        blob = await _thread(registry.blobs.mount, name, query["mount"], query.get("from"),
-                             access_of(request))
+        blob = await run_blocking(registry.blobs.mount, name, query["mount"], query.get("from"),
+                                  access_of(request))
         if blob is not None:
             return _created(name, blob)
     elif "digest" in query:
         blob = await registry.uploads.upload_whole(name, query["digest"], request.stream())
         return _created(name, blob)
-    session = await _thread(registry.uploads.start, name, owner_of(request))
+    session = await run_blocking(registry.uploads.start, name, owner_of(request))
     response = _in_progress(name, session, 202)
     # Chunks of any size are accepted (small ones are coalesced into S3 parts);
     # this asks for ones that cost few requests yet fit in one (behind Lambda).
@@ -58,10 +90,9 @@ async def _content_range(request: Request, name: str, upload_id: str) -> tuple[i
     except RangeInvalid as error:
         # distribution-spec: an invalid Content-Range is a 416, and a 416 carries
         # Range and Location so the client can resume (unknown uploads stay 404).
-        session = await _thread(registry_of(request).uploads.status, name, upload_id,
-                                owner_of(request))
-        error.headers.update({"Range": range_header(session.offset),
-                              "Location": upload_location(name, session.upload_id)})
+        session = await run_blocking(registry_of(request).uploads.status, name, upload_id,
+                                     owner_of(request))
+        error.upload = UploadPosition(name, session.upload_id, session.offset)
         raise
 
 
@@ -85,18 +116,12 @@ async def finish_upload(request: Request, name: str, upload_id: str) -> Response
 
 
 @routes.get(UPLOAD)
-def upload_status(request: Request, name: str, upload_id: str) -> Response:
-    session = registry_of(request).uploads.status(name, upload_id, owner_of(request))
+async def upload_status(request: Request, name: str, upload_id: str) -> Response:
+    session = await run_blocking(registry_of(request).uploads.status, name, upload_id, owner_of(request))
     return _in_progress(name, session, 204)
 
 
 @routes.delete(UPLOAD)
-def cancel_upload(request: Request, name: str, upload_id: str) -> Response:
-    registry_of(request).uploads.cancel(name, upload_id, owner_of(request))
+async def cancel_upload(request: Request, name: str, upload_id: str) -> Response:
+    await run_blocking(registry_of(request).uploads.cancel, name, upload_id, owner_of(request))
     return Response(status_code=204)
-
-
-async def _thread(fn, *args):
-    from starlette.concurrency import run_in_threadpool
-
-    return await run_in_threadpool(fn, *args)

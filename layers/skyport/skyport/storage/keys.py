@@ -7,7 +7,7 @@
     │                                       it: multipart upload fixes the key before the digest
     │                                       is known, and renaming would copy the blob.
     │                                       Also, for the length of one request, the staging
-    │                                       object of a fold (uploads.py): a multipart upload
+    │                                       object of a fold (multipart.py): a multipart upload
     │                                       that ended in a short part, completed (S3 completes
     │                                       it only at this key) to be copied into a new one,
     │                                       then deleted before the session is saved.

@@ -1,6 +1,6 @@
 """The small interfaces the services need from storage, and the records they exchange.
 
-Adapters (``s3.py``, ``dynamodb.py``) translate their SDK's errors into the
+Adapters (``s3.py``, the ``dynamodb`` package) translate their SDK's errors into the
 exceptions named here; services translate those into OCI errors. Any method
 may also raise :class:`StorageUnavailable` when the backend throttles or fails.
 """
@@ -67,7 +67,7 @@ class UploadSession:
     @property
     def short_last_part(self) -> bool:
         """The last part (number len(part_etags), tail_size bytes) is under S3's minimum
-        part size: valid only while it stays last (uploads.py, "short last part")."""
+        part size: valid only while it stays last (storage/multipart.py, "short last part")."""
         return self.tail_size > 0 and self.tail_key is None and self.multipart_id is not None
 
 
@@ -131,10 +131,16 @@ class MissingReferences(StorageError):
 # --- interfaces -------------------------------------------------------------
 
 class ObjectStore(Protocol):
-    """Blob bytes in S3. Raises ObjectMissing for absent keys."""
+    """Blob bytes in S3. Raises ObjectMissing for absent keys.
+
+    S3 answers 403 AccessDenied, not 404, for an absent key to a role without
+    s3:ListBucket (the deployed one). Where a key can legitimately be absent (an
+    upload's tail object, the fold's staging object), that 403 is ObjectMissing
+    too: ``read(..., may_be_missing=True)``, ``copy`` and ``copy_part`` (whose
+    sources are only ever those). Elsewhere it stays StorageUnavailable."""
 
     def presign_get(self, key: str, expires_in: int) -> str: ...
-    def read(self, key: str) -> bytes: ...
+    def read(self, key: str, *, may_be_missing: bool = False) -> bytes: ...
     def stream(self, key: str) -> Iterator[bytes]: ...
     def put(self, key: str, data: bytes) -> None: ...
     def delete(self, key: str) -> None: ...

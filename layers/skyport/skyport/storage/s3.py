@@ -13,6 +13,8 @@ from .presign import S3Presigner
 
 # NoSuchUpload: a multipart upload already completed or aborted (abort is idempotent).
 _MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
+# What S3 answers for an absent key to a role without s3:ListBucket (see ports.ObjectStore).
+_DENIED = {"AccessDenied", "403"}
 STREAM_CHUNK = 1024 * 1024
 
 
@@ -21,12 +23,12 @@ class S3ObjectStore:
         self._client = client
         self._bucket = bucket
 
-    def _call(self, operation: str, **kwargs: Any) -> Any:
+    def _call(self, operation: str, *, may_be_missing: bool = False, **kwargs: Any) -> Any:
         try:
             return getattr(self._client, operation)(Bucket=self._bucket, **kwargs)
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
-            if code in _MISSING:
+            if code in _MISSING or (may_be_missing and code in _DENIED):
                 raise ObjectMissing(kwargs.get("Key", "")) from error
             raise StorageUnavailable(f"S3 {operation}: {code}") from error
         except BotoCoreError as error:
@@ -47,8 +49,8 @@ class S3ObjectStore:
             "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=expires_in
         )
 
-    def read(self, key: str) -> bytes:
-        return self._call("get_object", Key=key)["Body"].read()
+    def read(self, key: str, *, may_be_missing: bool = False) -> bytes:
+        return self._call("get_object", may_be_missing=may_be_missing, Key=key)["Body"].read()
 
     def stream(self, key: str) -> Iterator[bytes]:
         body = self._call("get_object", Key=key)["Body"]
@@ -64,7 +66,8 @@ class S3ObjectStore:
         self._call("delete_object", Key=key)
 
     def copy(self, source_key: str, key: str) -> None:
-        self._call("copy_object", Key=key, CopySource={"Bucket": self._bucket, "Key": source_key})
+        self._call("copy_object", may_be_missing=True, Key=key,
+                   CopySource={"Bucket": self._bucket, "Key": source_key})
 
     def start_multipart(self, key: str) -> str:
         return self._call("create_multipart_upload", Key=key)["UploadId"]
@@ -77,7 +80,7 @@ class S3ObjectStore:
                   first: int | None = None, last: int | None = None) -> str:
         extra = {} if first is None else {"CopySourceRange": f"bytes={first}-{last}"}
         response = self._call(
-            "upload_part_copy", Key=key, UploadId=multipart_id, PartNumber=number,
+            "upload_part_copy", may_be_missing=True, Key=key, UploadId=multipart_id, PartNumber=number,
             CopySource={"Bucket": self._bucket, "Key": source_key}, **extra,
         )
         return response["CopyPartResult"]["ETag"]

@@ -1,0 +1,202 @@
+"""ManifestIndex on the table: manifests, tags, referrers and the catalog."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from .. import keys
+from ..ports import ManifestRecord, MissingReferences, Page, Referrer
+from .table import (
+    ITEM_EXISTS,
+    MAX_TRANSACTION_ITEMS,
+    B,
+    N,
+    S,
+    Table,
+    conditional,
+    get_bytes,
+    get_int,
+    get_str,
+)
+
+# A manifest may only reference a blob linked into its repository, at the size it claims.
+LINK_EXISTS_WITH_SIZE = "attribute_exists(PK) AND size_bytes = :size"
+# A tag is removed with its manifest only while it still points at it.
+TAG_POINTS_AT = "digest = :digest"
+
+# Annotations ride in the manifest, tag and referrer items so the referrers API
+# answers from one query. A 4 MiB manifest may carry more than a 400 KB item
+# holds: past this size they are flagged and read from the manifest body.
+ANNOTATIONS_ITEM_LIMIT = 64 * 1024
+
+
+def _manifest_attributes(record: ManifestRecord) -> dict:
+    item: dict[str, Any] = {
+        "digest": S(record.digest),
+        "media_type": S(record.media_type),
+        "size_bytes": N(record.size),
+    }
+    if record.body is not None:
+        item["body_inline"] = B(record.body)
+    if record.body_key:
+        item["body_key"] = S(record.body_key)
+    if record.subject:
+        item["subject"] = S(record.subject)
+    if record.artifact_type:
+        item["artifact_type"] = S(record.artifact_type)
+    if record.annotations:
+        annotations = json.dumps(record.annotations, separators=(",", ":"))
+        if len(annotations) <= ANNOTATIONS_ITEM_LIMIT:  # ASCII: characters are bytes
+            item["annotations"] = S(annotations)
+        else:
+            item["annotations_in_body"] = {"BOOL": True}
+    return item
+
+
+def _manifest_record(item: dict) -> ManifestRecord:
+    annotations = get_str(item, "annotations")
+    return ManifestRecord(
+        digest=get_str(item, "digest") or "",
+        media_type=get_str(item, "media_type") or "",
+        size=get_int(item, "size_bytes"),
+        body=get_bytes(item, "body_inline"),
+        body_key=get_str(item, "body_key"),
+        subject=get_str(item, "subject"),
+        artifact_type=get_str(item, "artifact_type"),
+        annotations=json.loads(annotations) if annotations else None,
+    )
+
+
+class DynamoManifestIndex:
+    def __init__(self, client: Any, table: str) -> None:
+        self._table = Table(client, table)
+
+    def get_manifest(self, repository: str, digest: str) -> ManifestRecord | None:
+        item = self._table.get(keys.manifest(repository, digest))
+        return _manifest_record(item) if item else None
+
+    def get_tag(self, repository: str, tag: str) -> ManifestRecord | None:
+        item = self._table.get(keys.tag(repository, tag))
+        return _manifest_record(item) if item else None
+
+    def put_manifest(self, repository: str, record: ManifestRecord, tag: str | None,
+                     blobs: dict[str, int], manifests: Sequence[str], referrer_of: str | None) -> None:
+        name = self._table.name
+        attributes = _manifest_attributes(record)
+        writes: list[dict] = [
+            {"Put": {"TableName": name, "Item": {**keys.manifest(repository, record.digest), **attributes}}},
+            {"Put": {"TableName": name, "Item": keys.catalog_entry(repository)}},
+        ]
+        if tag is not None:
+            writes.append({"Put": {"TableName": name, "Item": {**keys.tag(repository, tag), **attributes}}})
+        if referrer_of is not None:
+            writes.append({"Put": {"TableName": name, "Item": {
+                **keys.referrer(repository, referrer_of, record.digest),
+                **{k: v for k, v in attributes.items() if k not in ("body_inline", "body_key")}}}})
+        checks: list[tuple[str, str, dict]] = [
+            ("blob", digest, {"ConditionCheck": {
+                "TableName": name, "Key": keys.blob_link(repository, digest),
+                "ConditionExpression": LINK_EXISTS_WITH_SIZE,
+                "ExpressionAttributeValues": {":size": N(size)}}})
+            for digest, size in blobs.items()
+        ] + [
+            ("manifest", digest, {"ConditionCheck": {
+                "TableName": name, "Key": keys.manifest(repository, digest),
+                "ConditionExpression": ITEM_EXISTS}})
+            for digest in dict.fromkeys(manifests) if digest != record.digest
+        ]
+        room = MAX_TRANSACTION_ITEMS - len(writes)
+        # References beyond what one transaction holds are checked by reads
+        # first (not atomic with the write; only manifests with ~95+ parts).
+        self._check_by_reading(repository, checks[room:], blobs)
+        atomic = checks[:room]
+        try:
+            self._table.transact(writes + [check for _, _, check in atomic])
+        except ClientError as error:
+            reasons = getattr(error, "reasons", [])
+            failed = [atomic[i - len(writes)] for i, code in enumerate(reasons)
+                      if code == "ConditionalCheckFailed" and i >= len(writes)]
+            if not failed:
+                raise
+            raise MissingReferences([d for kind, d, _ in failed if kind == "blob"],
+                                    [d for kind, d, _ in failed if kind == "manifest"]) from error
+
+    def _check_by_reading(self, repository: str, checks: list[tuple[str, str, dict]],
+                          blobs: dict[str, int]) -> None:
+        missing_blobs, missing_manifests = [], []
+        for kind, digest, _ in checks:
+            if kind == "blob":
+                item = self._table.get(keys.blob_link(repository, digest), "size_bytes")
+                if not item or get_int(item, "size_bytes") != blobs[digest]:
+                    missing_blobs.append(digest)
+            elif not self._table.get(keys.manifest(repository, digest), "PK"):
+                missing_manifests.append(digest)
+        if missing_blobs or missing_manifests:
+            raise MissingReferences(missing_blobs, missing_manifests)
+
+    def delete_manifest(self, repository: str, digest: str) -> ManifestRecord | None:
+        item = self._table.get(keys.manifest(repository, digest))
+        if not item:
+            return None
+        record = _manifest_record(item)
+        name = self._table.name
+        deletes: list[dict] = [{"Delete": {"TableName": name, "Key": keys.manifest(repository, digest),
+                                           "ConditionExpression": ITEM_EXISTS}}]
+        if record.subject:
+            deletes.append({"Delete": {"TableName": name,
+                                       "Key": keys.referrer(repository, record.subject, digest)}})
+        # Tags pointing at the manifest go with it (distribution-spec "Deleting Manifests").
+        for tag_item in self._table.query(
+                keys.repository_partition(repository), keys.TAG_PREFIX, projection="PK, SK, digest",
+                filter_expression=TAG_POINTS_AT, values={":digest": S(digest)}):
+            tag_key = {keys.PK: tag_item[keys.PK], keys.SK: tag_item[keys.SK]}
+            deletes.append({"Delete": {"TableName": name, "Key": tag_key,
+                                       "ConditionExpression": TAG_POINTS_AT,
+                                       "ExpressionAttributeValues": {":digest": S(digest)}}})
+        for start in range(0, len(deletes), MAX_TRANSACTION_ITEMS):
+            try:
+                self._table.transact(deletes[start:start + MAX_TRANSACTION_ITEMS])
+            except ClientError:
+                if start == 0:
+                    return None  # deleted concurrently by someone else
+                raise
+        return record
+
+    def delete_tag(self, repository: str, tag: str) -> bool:
+        ok, _, _ = conditional(lambda: self._table.call(
+            "delete_item", TableName=self._table.name, Key=keys.tag(repository, tag),
+            ConditionExpression=ITEM_EXISTS))
+        return ok
+
+    def _page(self, pk: str, prefix: str, limit: int, after: str | None) -> Page:
+        items = list(self._table.query(
+            pk, prefix, limit=limit + 1, after=f"{prefix}{after}" if after is not None else None,
+            projection="SK"))
+        names = [item[keys.SK]["S"][len(prefix):] for item in items]
+        return Page(names[:limit], has_more=len(names) > limit)
+
+    def list_tags(self, repository: str, limit: int, after: str | None) -> Page:
+        return self._page(keys.repository_partition(repository), keys.TAG_PREFIX, limit, after)
+
+    def list_referrers(self, repository: str, subject: str) -> list[Referrer]:
+        referrers = []
+        for item in self._table.query(keys.repository_partition(repository), keys.referrer_prefix(subject),
+                                      projection="digest, media_type, size_bytes, artifact_type, annotations,"
+                                                 " annotations_in_body"):
+            record = _manifest_record(item)
+            referrers.append(Referrer(record.digest, record.media_type, record.size,
+                                      record.artifact_type, record.annotations,
+                                      annotations_in_body="annotations_in_body" in item))
+        return referrers
+
+    def repository_exists(self, repository: str) -> bool:
+        return self._table.get(keys.catalog_entry(repository), "PK") is not None
+
+    def list_repositories(self, limit: int, after: str | None) -> Page:
+        return self._page(keys.CATALOG, keys.REPO_PREFIX, limit, after)
+
+

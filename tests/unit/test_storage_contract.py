@@ -1,0 +1,277 @@
+"""One behaviour suite for the storage ports, run against the in-memory fakes
+(tests/fakes.py) and the S3 and DynamoDB adapters on moto: the fakes cannot drift
+from what the adapters do."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pytest
+from fakes import MemoryStorage
+from skyport.storage.dynamodb.blobs import DynamoBlobIndex
+from skyport.storage.dynamodb.identities import DynamoAuthStore
+from skyport.storage.dynamodb.manifests import DynamoManifestIndex
+from skyport.storage.dynamodb.uploads import DynamoUploadSessions
+from skyport.storage.ports import (
+    BlobRecord,
+    IdentityRecord,
+    ManifestRecord,
+    MissingReferences,
+    ObjectMissing,
+    UploadConflict,
+    UploadMissing,
+    UploadSession,
+)
+from skyport.storage.s3 import S3ObjectStore
+
+MiB = 1024 * 1024
+NOW = 1_000_000
+
+
+@dataclass
+class Ports:
+    objects: Any
+    blobs: Any
+    sessions: Any
+    manifests: Any
+    auth: Any
+
+
+@pytest.fixture(params=["memory", "moto"])
+def ports(request: pytest.FixtureRequest) -> Ports:
+    if request.param == "memory":
+        memory = MemoryStorage()
+        return Ports(memory.objects, memory.blobs, memory.sessions, memory.manifests, memory.auth)
+    settings = request.getfixturevalue("settings")
+    clients = request.getfixturevalue("aws_clients")
+    return Ports(S3ObjectStore(clients.s3, settings.bucket),
+                 DynamoBlobIndex(clients.dynamodb, settings.table),
+                 DynamoUploadSessions(clients.dynamodb, settings.table),
+                 DynamoManifestIndex(clients.dynamodb, settings.table),
+                 DynamoAuthStore(clients.dynamodb, settings.table))
+
+
+def digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+# --- ObjectStore ------------------------------------------------------------------------
+
+def test_objects_put_read_copy_delete(ports):
+    objects = ports.objects
+    objects.put("a", b"hello")
+    assert objects.read("a") == b"hello"
+    assert b"".join(objects.stream("a")) == b"hello"
+    objects.copy("a", "b")
+    assert objects.read("b") == b"hello"
+    objects.delete("a")
+    objects.delete("a")  # absent: not an error
+    with pytest.raises(ObjectMissing):
+        objects.read("a")
+    with pytest.raises(ObjectMissing):
+        objects.read("a", may_be_missing=True)
+    with pytest.raises(ObjectMissing):
+        objects.copy("a", "c")
+
+
+def test_multipart_upload_with_a_short_last_part_and_copied_parts(ports):
+    objects = ports.objects
+    first, last = os.urandom(5 * MiB), os.urandom(100)
+    upload = objects.start_multipart("blob")
+    etags = [objects.upload_part("blob", upload, 1, first), objects.upload_part("blob", upload, 2, last)]
+    objects.complete_multipart("blob", upload, etags)
+    assert objects.read("blob") == first + last
+    # Completed again while the object it made is still there: succeeds.
+    objects.complete_multipart("blob", upload, etags)
+    # Copied server-side into a new upload (a byte range), then a whole object as the last part.
+    again = objects.start_multipart("blob")
+    copied = [objects.copy_part("blob", again, 1, "blob", 0, 5 * MiB + 99)]
+    objects.put("tail", b"xyz")
+    copied.append(objects.copy_part("blob", again, 2, "tail"))
+    objects.complete_multipart("blob", again, copied)
+    assert objects.read("blob") == first + last + b"xyz"
+    # Every part but the last must be at least 5 MiB.
+    small = objects.start_multipart("small")
+    etags = [objects.upload_part("small", small, 1, b"a"), objects.upload_part("small", small, 2, b"b")]
+    with pytest.raises(Exception) as too_small:
+        objects.complete_multipart("small", small, etags)
+    assert "EntityTooSmall" in str(too_small.value)
+    objects.abort_multipart("small", small)
+
+
+def test_multipart_upload_gone(ports):
+    objects = ports.objects
+    upload = objects.start_multipart("blob")
+    objects.upload_part("blob", upload, 1, b"x")
+    objects.abort_multipart("blob", upload)
+    objects.abort_multipart("blob", upload)  # idempotent
+    # UploadPart and CompleteMultipartUpload on an aborted upload are NoSuchUpload on S3
+    # (ObjectMissing, as the fake answers) but a 500 on moto: not compared here.
+    live = objects.start_multipart("blob")
+    with pytest.raises(ObjectMissing):
+        objects.copy_part("blob", live, 1, "no-such-source")
+    objects.abort_multipart("blob", live)
+
+
+# --- BlobIndex --------------------------------------------------------------------------
+
+def test_blob_index_first_writer_wins_and_links(ports):
+    blobs = ports.blobs
+    first = BlobRecord(digest(b"a"), 1, "blobs/one")
+    assert blobs.get_blob(first.digest) is None
+    assert blobs.add_blob(first) == first
+    assert blobs.add_blob(replace(first, key="blobs/two")) == first
+    assert blobs.get_link("r", first.digest) is None
+    blobs.link("r", first)
+    assert blobs.get_link("r", first.digest) == first
+    assert blobs.unlink("r", first.digest) is True
+    assert blobs.unlink("r", first.digest) is False
+    assert blobs.get_link("r", first.digest) is None
+
+
+# --- UploadSessions ---------------------------------------------------------------------
+
+def session(upload_id: str = "u1", **changes: Any) -> UploadSession:
+    return replace(UploadSession(upload_id=upload_id, repository="team/app", blob_key=f"blobs/{upload_id}",
+                                 hash_state=b"state", expires_at=NOW + 3600), **changes)
+
+
+def test_sessions_lease(ports):
+    sessions = ports.sessions
+    sessions.create(session())
+    assert sessions.get("u1") == session()
+    claimed = sessions.claim("u1", "team/app", "t1", NOW, NOW + 60, expected_offset=0)
+    assert claimed == session()
+    # A second writer while the lease holds: busy.
+    with pytest.raises(UploadConflict) as busy:
+        sessions.claim("u1", "team/app", "t2", NOW + 1, NOW + 61, expected_offset=None)
+    assert busy.value.busy is True and busy.value.current == session()
+    # Past the lease time, another request takes it over; the first one's save fails.
+    sessions.claim("u1", "team/app", "t2", NOW + 61, NOW + 121, expected_offset=None)
+    with pytest.raises(UploadConflict):
+        sessions.save(session(offset=5), "t1")
+    # Saving drops the lease: the next claim needs no waiting.
+    saved = session(offset=5, multipart_id="m", part_etags=['"00112233445566778899aabbccddeeff"'],
+                    tail_key="uploads/u1/tail-5", tail_size=5)
+    sessions.save(saved, "t2")
+    assert sessions.get("u1") == saved
+    assert sessions.claim("u1", "team/app", "t3", NOW + 62, NOW + 122, expected_offset=5) == saved
+    sessions.release("u1", "t3")
+    sessions.release("u1", "t3")  # released already: nothing happens
+    sessions.claim("u1", "team/app", "t4", NOW + 63, NOW + 123, expected_offset=5)
+
+
+def test_sessions_conditions(ports):
+    sessions = ports.sessions
+    sessions.create(session(offset=10, owner="alice"))
+    with pytest.raises(UploadConflict) as wrong_offset:
+        sessions.claim("u1", "team/app", "t", NOW, NOW + 60, expected_offset=3)
+    assert wrong_offset.value.busy is False and wrong_offset.value.current.offset == 10
+    for repository, now, owner in (("team/other", NOW, None), ("team/app", NOW + 3600, None),
+                                   ("team/app", NOW, "bob")):
+        with pytest.raises(UploadMissing):
+            sessions.claim("u1", repository, "t", now, now + 60, expected_offset=None, owner=owner)
+    with pytest.raises(UploadMissing):
+        sessions.claim("nope", "team/app", "t", NOW, NOW + 60, expected_offset=None)
+    sessions.claim("u1", "team/app", "t", NOW, NOW + 60, expected_offset=10, owner="alice")
+    with pytest.raises(UploadMissing):
+        sessions.delete("u1", "team/app", token="other")
+    with pytest.raises(UploadMissing):
+        sessions.delete("u1", "team/other")
+    with pytest.raises(UploadMissing):
+        sessions.delete("u1", "team/app", owner="bob")
+    assert sessions.delete("u1", "team/app", token="t", owner="alice").offset == 10
+    assert sessions.get("u1") is None
+    with pytest.raises(UploadMissing):
+        sessions.delete("u1", "team/app")
+
+
+# --- ManifestIndex ----------------------------------------------------------------------
+
+def manifest(body: bytes, subject: str | None = None) -> ManifestRecord:
+    return ManifestRecord(digest(body), "application/vnd.oci.image.manifest.v1+json", len(body), body=body,
+                          subject=subject)
+
+
+def test_manifests_tags_referrers_catalog(ports):
+    index, blobs = ports.manifests, ports.blobs
+    layer = BlobRecord(digest(b"layer"), 5, "blobs/x")
+    one = manifest(b"one")
+    with pytest.raises(MissingReferences) as missing:
+        index.put_manifest("team/app", one, "v1", {layer.digest: 5}, [digest(b"child")], None)
+    assert missing.value.blobs == [layer.digest] and missing.value.manifests == [digest(b"child")]
+    assert index.get_manifest("team/app", one.digest) is None
+    assert not index.repository_exists("team/app")
+    blobs.link("team/app", layer)
+    with pytest.raises(MissingReferences):
+        index.put_manifest("team/app", one, "v1", {layer.digest: 6}, [], None)  # wrong size
+    index.put_manifest("team/app", one, "v1", {layer.digest: 5}, [], None)
+    index.put_manifest("team/app", one, "latest", {}, [], None)
+    signature = manifest(b"sig", subject=one.digest)
+    index.put_manifest("team/app", signature, None, {}, [one.digest], one.digest)
+    assert index.get_tag("team/app", "v1") == one
+    assert index.get_manifest("team/app", signature.digest) == signature
+    assert [r.digest for r in index.list_referrers("team/app", one.digest)] == [signature.digest]
+    page = index.list_tags("team/app", 1, None)
+    assert page.items == ["latest"] and page.has_more
+    assert index.list_tags("team/app", 5, "latest").items == ["v1"]
+    index.put_manifest("team/zzz", manifest(b"z"), None, {}, [], None)
+    assert index.list_repositories(10, None).items == ["team/app", "team/zzz"]
+    assert index.list_repositories(10, "team/app").items == ["team/zzz"]
+    # Deleting a manifest takes its tags with it; its referrers' entry goes with the referrer.
+    assert index.delete_tag("team/app", "latest") is True
+    assert index.delete_tag("team/app", "latest") is False
+    assert index.delete_manifest("team/app", one.digest) == one
+    assert index.get_tag("team/app", "v1") is None
+    assert index.delete_manifest("team/app", one.digest) is None
+    assert index.delete_manifest("team/app", signature.digest) == signature
+    assert index.list_referrers("team/app", one.digest) == []
+
+
+# --- AuthStore --------------------------------------------------------------------------
+
+def test_identities_lockout_grants_keys_bootstrap(ports):
+    auth = ports.auth
+    alice = IdentityRecord("alice", "user", "hash-1", groups=("dev",), created_at=5)
+    assert auth.create_identity(alice) is True
+    assert auth.create_identity(replace(alice, password_hash="other")) is False
+    assert auth.get_identity("alice") == alice
+    assert auth.update_identity("alice", admin=True, groups=["ops"]) is True
+    assert auth.get_identity("alice") == replace(alice, admin=True, groups=("ops",))
+    for now in (100, 101, 102):
+        auth.record_failed_login("alice", now, threshold=2, max_lock_seconds=60)
+    assert (auth.get_identity("alice").failed_logins, auth.get_identity("alice").locked_until) == (3, 104)
+    auth.record_failed_login("nobody", 100, threshold=2, max_lock_seconds=60)
+    assert auth.get_identity("nobody") is None
+    # A new password: the generation moves on, the lockout ends.
+    assert auth.update_identity("alice", password_hash="hash-2") is True
+    changed = auth.get_identity("alice")
+    assert (changed.generation, changed.failed_logins, changed.locked_until) == (2, 0, 0)
+    auth.record_failed_login("alice", 200, threshold=1, max_lock_seconds=60)
+    auth.clear_failed_logins("alice")
+    assert auth.get_identity("alice").failed_logins == 0
+    assert auth.update_identity("bob", admin=True) is False
+    auth.create_identity(IdentityRecord("robot+ci", "robot", "h"))
+    assert [r.name for r in auth.list_identities()] == ["alice", "robot+ci"]
+    assert auth.delete_identity("robot+ci") is True and auth.delete_identity("robot+ci") is False
+
+    auth.put_grant("team/*", "alice", frozenset({"pull", "push"}))
+    auth.put_grant("*", "*", frozenset({"pull"}))
+    assert sorted(auth.list_grants()) == [("*", "*", frozenset({"pull"})),
+                                          ("team/*", "alice", frozenset({"pull", "push"}))]
+    assert auth.delete_grant("*", "*") is True and auth.delete_grant("*", "*") is False
+
+    assert auth.get_signing_keys() is None
+    assert auth.put_signing_keys(b"k1", None, replacing=b"other") is False
+    assert auth.put_signing_keys(b"k1", None, replacing=None) is True
+    assert auth.put_signing_keys(b"k2", b"k1", replacing=None) is False
+    assert auth.put_signing_keys(b"k2", b"k1", replacing=b"k1") is True
+    assert auth.get_signing_keys() == (b"k2", b"k1")
+
+    admin = IdentityRecord("admin", "user", "h", admin=True)
+    assert auth.bootstrap_admin(admin) is True
+    assert auth.bootstrap_admin(replace(admin, name="admin2")) is False
+    assert auth.get_identity("admin") == admin
