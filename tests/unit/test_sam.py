@@ -9,9 +9,12 @@ tests skip and say why, or under CI=true fail saying why (tests/machine.py).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 
+import botocore
 from machine import cannot_run, runtime_python
+from packaging.utils import canonicalize_name
 from skyport_cli.stack import TEMPLATE_PATH, load_template
 
 ROOT = TEMPLATE_PATH.parent
@@ -27,6 +30,17 @@ def _sam(*args: str, path_prefix: str | None = None, timeout: float = 300) -> su
         env["PATH"] = f"{path_prefix}{os.pathsep}{env['PATH']}"
     return subprocess.run([str(SAM), *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout, check=False)
+
+
+def _pinned(requirements) -> dict[str, str]:
+    pins = re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", requirements.read_text(), re.MULTILINE)
+    return {canonicalize_name(name): version for name, version in pins}
+
+
+def _installed(target) -> dict[str, str]:
+    """name -> version of what pip installed into a built package (its .dist-info)."""
+    found = (path.name.removesuffix(".dist-info").rsplit("-", 1) for path in target.glob("*.dist-info"))
+    return {canonicalize_name(name): version for name, version in found}
 
 
 def test_sam_validate_lint():
@@ -59,5 +73,11 @@ def test_sam_build(tmp_path):
         [p.name for p in build.rglob("*.so")]
     function = build / "ApiFunction"
     assert (function / "skyport_api" / "handler.py").exists()
+    # Exactly the pinned packages (requirements.txt, from requirements/lock.txt), so the
+    # function ships the botocore these tests run with.
+    for package, requirements in ((layer, ROOT / "layers" / "skyport" / "requirements.txt"),
+                                  (function, ROOT / "functions" / "api" / "requirements.txt")):
+        assert _installed(package) == _pinned(requirements), package
+        assert _installed(package)["botocore"] == botocore.__version__
     assert not (function / "skyport").exists()
     assert not (function / "skyport_cli").exists() and not (layer / "skyport_cli").exists()
