@@ -43,7 +43,7 @@ $(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --no-deps -r $(LOCK)
 	$(BIN)/python -m pip install --quiet --no-deps -e .
-	$(BIN)/python -m pip check
+	@$(BIN)/python -m pip check || { echo "$(LOCK) lacks a dependency of pyproject.toml: run make lock" >&2; exit 1; }
 	@rm -f $(VENV)/.installed-*; touch $@
 
 # Container clients for the end-to-end tests, from Debian packages.
