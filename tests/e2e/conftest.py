@@ -19,8 +19,9 @@ redirects as Skyport does; unset AWS_CA_BUNDLE for that process.)
 ``SKYPORT_E2E_DOCKER_STORAGE_DRIVER`` (default ``overlay2,vfs``: the first that
 starts) picks the storage driver of the private dockerd.
 
-``dockerd``, ``podman`` and ``skopeo`` skip with the reason when the client is
-missing (``scripts/install-system-deps.sh`` installs them) or cannot run here.
+When the client is missing (``scripts/install-system-deps.sh`` installs them) or
+cannot run here, ``dockerd``, ``podman`` and ``skopeo`` skip with the reason, or
+fail with it under ``CI=true`` (tests/machine.py).
 Each daemon and client gets its own state under a temporary directory; nothing on
 the host (``~/.docker``, ``/var/lib/containers``, credentials) is read or changed.
 """
@@ -44,6 +45,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from machine import cannot_run
 
 from .clients import Client, base_env, run
 
@@ -227,7 +229,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 def skopeo(tmp_path_factory: pytest.TempPathFactory) -> Client:
     why = _missing("skopeo")
     if why:
-        pytest.skip(why)
+        cannot_run(why)
     home = tmp_path_factory.mktemp("skopeo")
     policy = home / "policy.json"
     policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
@@ -258,14 +260,14 @@ class Docker:
 @contextmanager
 def private_dockerd(*network: str, prefix: str = "skyport-dockerd-") -> Iterator[Docker]:
     """Start a private dockerd (no iptables) and a client for it; stop it and remove
-    its state on exit. Skips, saying why, when it cannot run here. ``network``: the
+    its state on exit. When it cannot run here: cannot_run, saying why. ``network``: the
     daemon's options for its default network, none unless a caller brings a bridge of
     its own (tests/e2e/test_sam_local.py)."""
     why = _missing("dockerd", "docker")
     if why:
-        pytest.skip(why)
+        cannot_run(why)
     if os.geteuid() != 0:
-        pytest.skip("dockerd needs root here (rootless docker is not set up for the tests)")
+        cannot_run("dockerd needs root here (rootless docker is not set up for the tests)")
     # Under /tmp with a short name: a unix socket path is limited to 107 bytes.
     base = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     config = base / "client"
@@ -308,7 +310,7 @@ def private_dockerd(*network: str, prefix: str = "skyport-dockerd-") -> Iterator
             failures.append(f"--storage-driver={driver}:\n{_log_tail(log, max_bytes=3000)}")
             proc = None
         if proc is None:
-            pytest.skip("dockerd did not start:\n" + "\n".join(failures))
+            cannot_run("dockerd did not start:\n" + "\n".join(failures))
         host = f"unix://{sock}"
         client = Client(["docker"], base_env(DOCKER_HOST=host, DOCKER_CONFIG=str(config)))
         client("version")  # the client talks to this daemon (API version negotiated)
@@ -332,9 +334,9 @@ def podman() -> Iterator[Client]:
     """podman with private storage (vfs) and state, as BRIEF section 7 runs it."""
     why = _missing("podman")
     if why:
-        pytest.skip(why)
+        cannot_run(why)
     if os.geteuid() != 0:
-        pytest.skip("podman runs as root in these tests (rootless needs subuid setup)")
+        cannot_run("podman runs as root in these tests (rootless needs subuid setup)")
     base = Path(tempfile.mkdtemp(prefix="skyport-podman-", dir="/tmp"))
     (base / "tmp").mkdir()
     (base / "auth.json").write_text("{}")  # no credentials: anonymous push and pull
@@ -360,7 +362,7 @@ def podman() -> Iterator[Client]:
     try:
         result = client("info", "--format", "{{.Store.GraphDriverName}}", check=False)
         if result.returncode != 0:
-            pytest.skip(f"podman cannot run here:\n{result.stderr[-2000:]}")
+            cannot_run(f"podman cannot run here:\n{result.stderr[-2000:]}")
         yield client
     finally:
         run(["podman", *client.argv[1:], "system", "reset", "--force"], env=env, check=False)

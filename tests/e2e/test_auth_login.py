@@ -20,9 +20,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from machine import cannot_run
 
 from .clients import TRANSFER_TIMEOUT, Client, unique
-from .conftest import READY_TIMEOUT, _free_port, _log_tail, _stop, spawn_server
+from .conftest import READY_TIMEOUT, REGISTRY_ENV, _free_port, _log_tail, _stop, spawn_server
 from .images import MiB, build_docker_archive, build_oci_layout, read_oci_layout
 
 pytestmark = pytest.mark.e2e
@@ -53,8 +54,8 @@ class AuthRegistry:
 
 @pytest.fixture(scope="module")
 def auth_registry(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[AuthRegistry]:
-    if os.environ.get("SKYPORT_E2E_REGISTRY"):
-        pytest.skip("runs its own registry with auth on")
+    if os.environ.get(REGISTRY_ENV):
+        cannot_run(f"runs its own registry with auth on, not the one {REGISTRY_ENV} names")
     port = _free_port()
     base = tmp_path_factory.mktemp("auth-registry")
     log = base / "skyport.log"

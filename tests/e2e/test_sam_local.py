@@ -46,6 +46,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pytest
 from handler_module import import_handler
+from machine import cannot_run, runtime_python
 from skyport.config import Settings
 from skyport.storage.clients import AwsClients
 from skyport_cli import sample_events
@@ -75,23 +76,6 @@ BUILD_TIMEOUT = 300.0
 def host_arch() -> str:
     return {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[
         platform.machine().lower()]
-
-
-def runtime_python(version: str) -> Path | None:
-    """A working pythonX.Y for the function's runtime, looked for as tests/unit/test_sam.py does."""
-    candidates = []
-    if shutil.which("pyenv"):
-        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True, check=False)
-        if root.returncode == 0:
-            candidates += sorted(Path(root.stdout.strip(), "versions").glob(
-                f"{version}*/bin/python{version}"))
-    found = shutil.which(f"python{version}")
-    if found:
-        candidates.append(Path(found))
-    for candidate in candidates:
-        if subprocess.run([str(candidate), "-c", ""], capture_output=True, check=False).returncode == 0:
-            return candidate
-    return None
 
 
 def local_template(arch: str) -> dict:
@@ -151,15 +135,15 @@ def bridge() -> Iterator[Bridge]:
     """A Linux bridge of our own, the SAM daemon's default network (unique name and a
     subnet no one uses, so that concurrent runs and other daemons never clash)."""
     if shutil.which("ip") is None:
-        pytest.skip("ip (iproute2) not installed: scripts/install-system-deps.sh installs it")
+        cannot_run("ip (iproute2) not installed: scripts/install-system-deps.sh installs it")
     if os.geteuid() != 0:
-        pytest.skip("creating a network bridge needs root")
+        cannot_run("creating a network bridge needs root")
     name = f"skysam{secrets.token_hex(4)}"  # at most 15 characters
     subnet = _free_subnet()
     gateway = f"{subnet.network_address + 1}/{subnet.prefixlen}"
     created = run(["ip", "link", "add", name, "type", "bridge"], check=False)
     if created.returncode != 0:
-        pytest.skip(f"cannot create a network bridge here: {created.stderr.strip()}")
+        cannot_run(f"cannot create a network bridge here: {created.stderr.strip()}")
     try:
         run(["ip", "addr", "add", gateway, "dev", name])
         run(["ip", "link", "set", name, "up"])
@@ -266,11 +250,11 @@ def sam_python() -> Path:
     """The function runtime's Python, for `sam build` and the base image (checked before
     any daemon starts, with aws-sam-cli)."""
     if not SAM.exists():
-        pytest.skip("aws-sam-cli is not installed: `make sam` installs it into .venv-sam")
+        cannot_run("aws-sam-cli is not installed: `make sam` installs it into .venv-sam")
     runtime = load_template()["Resources"][FUNCTION]["Properties"]["Runtime"]
     python = runtime_python(runtime.removeprefix("python"))
     if python is None:
-        pytest.skip(f"sam build needs {runtime} (the function's runtime) on PATH or under pyenv")
+        cannot_run(f"sam build needs {runtime} (the function's runtime) on PATH or under pyenv")
     return python
 
 

@@ -175,3 +175,80 @@ def test_the_url_fetches_the_object_from_s3(registry):
         s3.put_object(Bucket=settings.bucket, Key=key, Body=data)
         url = store.presign_get(key, 60)
         assert fetch(url) == data, key
+
+
+# --------------------------------------------------------------------------- the fallback
+# The presigner reads botocore internals (the client's request signer and its
+# credentials). A botocore where they are missing or of another shape, or where the
+# client signs differently, must get botocore's own URL, never an error or a wrong URL.
+
+
+class PublicOnly:
+    """An S3 client with botocore's public surface and none of its private attributes."""
+
+    def __init__(self, client):
+        self._wrapped = client
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._wrapped, name)
+
+
+class SignerWithout:
+    """botocore's request signer with one attribute gone (as a botocore that renamed it
+    would be): its own methods, bound to the real signer, still work."""
+
+    def __init__(self, signer, hidden: str):
+        self._signer, self._hidden = signer, hidden
+
+    def __getattr__(self, name):
+        if name == self._hidden:
+            raise AttributeError(name)
+        return getattr(self._signer, name)
+
+
+def _fallback_store(registry, monkeypatch, shape: str):
+    s3 = registry.clients.s3
+    if shape == "no-private-attributes":
+        assert S3Presigner.for_client(s3, registry.settings.bucket) is not None  # unwrapped: ours
+        return S3ObjectStore(PublicOnly(s3), registry.settings.bucket), s3
+    # A client of its own: the session's shared one stays as it is.
+    client = AwsClients(registry.settings).s3
+    assert S3Presigner.for_client(client, registry.settings.bucket) is not None  # before: ours
+    hidden = shape.removeprefix("signer-without-")
+    monkeypatch.setattr(client, "_request_signer", SignerWithout(client._request_signer, hidden))
+    return S3ObjectStore(client, registry.settings.bucket), client
+
+
+@pytest.mark.parametrize("shape", ["no-private-attributes", "signer-without-_credentials",
+                                   "signer-without-signature_version", "signer-without-signing_name"])
+def test_other_internals_fall_back_to_botocore(registry, monkeypatch, shape):
+    store, client = _fallback_store(registry, monkeypatch, shape)
+    assert store._presigner is None
+    key = "blobs/fallback/a b+ü"
+    data = os.urandom(1500)
+    registry.clients.s3.put_object(Bucket=registry.settings.bucket, Key=key, Body=data)
+    url = store.presign_get(key, 60)
+    assert fetch(url) == data
+    # and it is botocore's URL, signature included (moto does not check signatures)
+    instant = dt.datetime(2030, 3, 4, 5, 6, 7)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *args, **kwargs: instant)
+    assert store.presign_get(key, 60) == client.generate_presigned_url(
+        "get_object", Params={"Bucket": registry.settings.bucket, "Key": key}, ExpiresIn=60)
+
+
+def test_a_client_that_signs_differently_falls_back_to_botocore(registry, monkeypatch):
+    """The first URL is compared with botocore's: a client whose requests something else
+    rewrites (here an event handler that prefixes every key) is not signed by us."""
+    client = AwsClients(registry.settings).s3
+
+    def prefixed(params, **kwargs):
+        params["Key"] = f"tenant-a/{params['Key']}"
+
+    client.meta.events.register("before-parameter-build.s3.GetObject", prefixed)
+    store = S3ObjectStore(client, registry.settings.bucket)
+    assert store._presigner is None
+    data = os.urandom(700)
+    registry.clients.s3.put_object(Bucket=registry.settings.bucket, Key="tenant-a/blobs/k", Body=data)
+    assert fetch(store.presign_get("blobs/k", 60)) == data

@@ -1,50 +1,46 @@
 """template.yaml passes `sam validate --lint` and `sam build`, offline (no AWS account).
 
-aws-sam-cli lives in its own venv (`make sam`, which `make test` depends on);
-without it these tests skip and say so. `sam build` needs the function's runtime,
-python3.12, which is looked for on PATH and under pyenv.
+aws-sam-cli lives in its own venv (`make sam`, which `make test` depends on).
+`sam build` needs the function's runtime, python3.12, which is looked for on PATH
+(`make test` puts the one it finds first) and under pyenv. Without either, these
+tests skip and say why, or under CI=true fail saying why (tests/machine.py).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
+import re
 import subprocess
-from pathlib import Path
 
-import pytest
+import botocore
+from machine import cannot_run, runtime_python
+from packaging.utils import canonicalize_name
 from skyport_cli.stack import TEMPLATE_PATH, load_template
 
 ROOT = TEMPLATE_PATH.parent
 SAM = ROOT / ".venv-sam" / "bin" / "sam"
 
 
-def _runtime_python_dir(version: str) -> str | None:
-    """A directory holding a working pythonX.Y for the function's runtime."""
-    candidates = []
-    root = subprocess.run(["pyenv", "root"], capture_output=True, text=True, check=False) \
-        if shutil.which("pyenv") else None
-    if root and root.returncode == 0:
-        candidates += sorted(Path(root.stdout.strip(), "versions").glob(f"{version}*/bin/python{version}"))
-    found = shutil.which(f"python{version}")
-    if found:
-        candidates.append(Path(found))
-    for candidate in candidates:
-        # A pyenv shim exists for every installed version but may refuse to run.
-        if subprocess.run([str(candidate), "-c", ""], capture_output=True, check=False).returncode == 0:
-            return str(candidate.parent)
-    return None
-
-
 def _sam(*args: str, path_prefix: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     if not SAM.exists():
-        pytest.skip("aws-sam-cli is not installed: `make sam` installs it into .venv-sam")
+        cannot_run("aws-sam-cli is not installed: `make sam` installs it into .venv-sam")
     env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1",
            "AWS_REGION": "us-east-1"}
     if path_prefix:
         env["PATH"] = f"{path_prefix}{os.pathsep}{env['PATH']}"
     return subprocess.run([str(SAM), *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout, check=False)
+
+
+def _pinned(requirements) -> dict[str, str]:
+    pins = re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", requirements.read_text(), re.MULTILINE)
+    return {canonicalize_name(name): version for name, version in pins}
+
+
+def _installed(target) -> dict[str, str]:
+    """name -> version of what pip installed into a built package (its .dist-info)."""
+    found = (path.name.removesuffix(".dist-info").rsplit("-", 1) for path in target.glob("*.dist-info"))
+    return {canonicalize_name(name): version for name, version in found}
 
 
 def test_sam_validate_lint():
@@ -56,12 +52,12 @@ def test_sam_validate_lint():
 def test_sam_build(tmp_path):
     runtime = load_template()["Resources"]["ApiFunction"]["Properties"]["Runtime"]
     version = runtime.removeprefix("python")
-    python_dir = _runtime_python_dir(version)
-    if python_dir is None:
-        pytest.skip(f"sam build needs python{version} (the function's runtime) on PATH or under pyenv")
+    python = runtime_python(version)
+    if python is None:
+        cannot_run(f"sam build needs python{version} (the function's runtime) on PATH or under pyenv")
     build = tmp_path / "build"
     result = _sam("build", "--template", str(TEMPLATE_PATH), "--build-dir", str(build),
-                  "--cache-dir", str(ROOT / ".aws-sam" / "cache"), "--cached", path_prefix=python_dir)
+                  "--cache-dir", str(ROOT / ".aws-sam" / "cache"), "--cached", path_prefix=str(python.parent))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Build Succeeded" in result.stdout + result.stderr
     # The layer holds the core and its dependencies, built for arm64; the
@@ -77,5 +73,11 @@ def test_sam_build(tmp_path):
         [p.name for p in build.rglob("*.so")]
     function = build / "ApiFunction"
     assert (function / "skyport_api" / "handler.py").exists()
+    # Exactly the pinned packages (requirements.txt, from requirements/lock.txt), so the
+    # function ships the botocore these tests run with.
+    for package, requirements in ((layer, ROOT / "layers" / "skyport" / "requirements.txt"),
+                                  (function, ROOT / "functions" / "api" / "requirements.txt")):
+        assert _installed(package) == _pinned(requirements), package
+        assert _installed(package)["botocore"] == botocore.__version__
     assert not (function / "skyport").exists()
     assert not (function / "skyport_cli").exists() and not (layer / "skyport_cli").exists()

@@ -15,6 +15,13 @@ Any other configuration (FIPS, dual-stack, accelerate, non-DNS bucket names,
 an endpoint with a path, no credentials, ...) gets no S3Presigner, and the
 caller keeps using botocore.
 
+The credentials are read from botocore internals (the client's request signer):
+botocore has no public way to them from a client. Every read of the client is
+made in ``for_client`` and guarded: an internal that is missing or of another
+shape, or a first URL that is not byte for byte the one botocore gives for the
+same instant (a botocore that signs differently), also means no S3Presigner, so
+the caller falls back to botocore's generate_presigned_url, which always works.
+
 References (AWS documentation):
   [QS]  Amazon S3 API Reference, "Authenticating Requests: Using Query Parameters
         (AWS Signature Version 4)" (sigv4-query-string-auth.html).
@@ -32,7 +39,7 @@ import hmac
 import re
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "s3"
@@ -49,6 +56,10 @@ SIGNED_HEADERS = "host"
 # dots allowed over https); directory buckets (--x-s3) have their own endpoints.
 _VIRTUAL_HOSTABLE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# What for_client signs once, with botocore and with us, to compare: a key that needs
+# encoding ([CR]), never fetched (presigning makes no request).
+_CHECK_KEY = "presign-check/a b+c=d/ü~"
+_CHECK_EXPIRES = 60
 
 
 def _quote(value: str, safe: str = "") -> str:
@@ -93,19 +104,29 @@ class S3Presigner:
     @classmethod
     def for_client(cls, client: Any, bucket: str) -> S3Presigner | None:
         """A presigner matching ``client.generate_presigned_url`` for ``bucket``, or None
-        when the client is configured in a way we do not reproduce."""
+        when the client is configured in a way we do not reproduce, or its internals
+        are not what we read (the caller then uses botocore's generate_presigned_url)."""
         try:
-            meta = client.meta
-            config = meta.config
-            signer = client._request_signer  # botocore keeps the credentials there
-            credentials = signer._credentials
-            region = meta.region_name
-            endpoint = meta.endpoint_url
-        except AttributeError:
+            presigner = cls._from_client(client, bucket)
+            if presigner is None or not presigner._agrees_with(client, bucket):
+                return None
+            return presigner
+        except Exception:  # any botocore other than the one read above: its own presigning
             return None
+
+    @classmethod
+    def _from_client(cls, client: Any, bucket: str) -> S3Presigner | None:
+        meta = client.meta
+        config = meta.config
+        signer = client._request_signer  # internal: botocore keeps the credentials there
+        credentials = signer._credentials  # internal, a botocore Credentials (or None)
+        region = meta.region_name
+        endpoint = meta.endpoint_url
         s3 = config.s3 or {}
-        if (credentials is None or not region or config.signature_version != "s3v4"
-                or signer._signature_version != "s3v4" or signer._signing_name != SERVICE
+        if (credentials is None or not callable(getattr(credentials, "get_frozen_credentials", None))
+                or not isinstance(region, str) or not region or not isinstance(endpoint, str)
+                or not isinstance(s3, dict) or config.signature_version != "s3v4"
+                or signer.signature_version != "s3v4" or signer.signing_name != SERVICE
                 or s3.get("use_accelerate_endpoint") or s3.get("use_dualstack_endpoint")
                 or getattr(config, "use_dualstack_endpoint", None)
                 or getattr(config, "use_fips_endpoint", None)):
@@ -128,6 +149,16 @@ class S3Presigner:
             host = f"{bucket}.s3.{region}.amazonaws.com"
             return cls(credentials, region, f"https://{host}", host)
         return None
+
+    def _agrees_with(self, client: Any, bucket: str) -> bool:
+        """Sign one URL with botocore and with us at botocore's instant: equal, byte for
+        byte, or we do not sign for this client. Costs one botocore presign per client."""
+        expected = client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": _CHECK_KEY}, ExpiresIn=_CHECK_EXPIRES)
+        # [QS] X-Amz-Date: the instant botocore signed at.
+        stamp = parse_qs(urlsplit(expected).query)["X-Amz-Date"][0]
+        now = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        return self.presign_get(_CHECK_KEY, _CHECK_EXPIRES, now=now) == expected
 
     def _scope_for(self, access_key: str, secret_key: str, token: str | None, date: str) -> _Scope:
         scope = self._scope
