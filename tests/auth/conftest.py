@@ -90,7 +90,7 @@ def auth_client(auth_registry: Registry) -> Iterator[TestClient]:
 def populate(registry: Registry) -> dict[str, Caller]:
     """The matrix's identities: an admin, a reader of team-a/* (through a group), a
     pusher of team-a/* (a robot), a pusher of team-b/*; pub/* is public."""
-    auth = registry.auth
+    auth = registry.identities
     auth.add_user("root", PASSWORDS["root"], admin=True)
     auth.add_user("reader", PASSWORDS["reader"], groups=["readers-a"])
     auth.add_user("bob", PASSWORDS["bob"])

@@ -7,7 +7,15 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from skyport.errors import NotFound, RegistryError, Unavailable, Unknown, Unsupported
+from skyport.errors import (
+    NotFound,
+    RegistryError,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+    Unknown,
+    Unsupported,
+)
 from skyport.storage.ports import StorageUnavailable
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
@@ -15,12 +23,31 @@ from starlette.responses import Response
 logger = logging.getLogger("skyport.api")
 
 
+class Challenge(Unauthorized):
+    """UNAUTHORIZED raised by the function's authorizer, with the challenge the 401
+    must carry as ``WWW-Authenticate`` (Docker token spec, "How to authenticate")."""
+
+    def __init__(self, detail: object = None, *, message: str | None = None, challenge: str) -> None:
+        super().__init__(detail, message=message)
+        self.challenge = challenge
+
+
+def _headers(error: RegistryError) -> dict[str, str]:
+    """The response headers the spec requires with ``error``, from what it carries."""
+    headers = dict(error.headers)
+    if isinstance(error, TooManyRequests) and error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
+    if isinstance(error, Challenge):
+        headers["WWW-Authenticate"] = error.challenge
+    return headers
+
+
 def render(error: RegistryError) -> Response:
     return Response(
         content=json.dumps(error.envelope(), separators=(",", ":")).encode(),
         status_code=error.status,
         media_type="application/json",
-        headers=error.headers,
+        headers=_headers(error),
     )
 
 

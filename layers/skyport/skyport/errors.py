@@ -107,7 +107,6 @@ SizeInvalid = _error("SIZE_INVALID")
 Unauthorized = _error("UNAUTHORIZED")
 Denied = _error("DENIED")
 Unsupported = _error("UNSUPPORTED")
-TooManyRequests = _error("TOOMANYREQUESTS")
 TagInvalid = _error("TAG_INVALID")
 RangeInvalid = _error("RANGE_INVALID")
 PaginationNumberInvalid = _error("PAGINATION_NUMBER_INVALID")
@@ -116,3 +115,15 @@ NotFound = _error("NOT_FOUND")
 UploadBusy = _error("UPLOAD_BUSY")
 Unavailable = _error("UNAVAILABLE")
 Unknown = _error("UNKNOWN")
+
+
+class TooManyRequests(RegistryError):
+    """TOOMANYREQUESTS; ``retry_after``, when known, is how many seconds the client
+    should wait (answered as ``Retry-After``, RFC 9110 section 10.2.3)."""
+
+    code_name = "TOOMANYREQUESTS"
+
+    def __init__(self, detail: Any = None, *, message: str | None = None,
+                 retry_after: int | None = None) -> None:
+        super().__init__(detail, message=message)
+        self.retry_after = retry_after

@@ -1,4 +1,8 @@
-"""HTTP routes, one module per OCI concept: parse the request, call one service, render."""
+"""HTTP routes, one module per OCI concept: parse the request, call one service, render.
+
+Every route is ``async def`` and runs each blocking service call as
+``skyport.concurrency`` documents: ``await run_blocking(fn, ..., inline=inline(request))``.
+"""
 
 from __future__ import annotations
 
@@ -54,8 +58,9 @@ class Routes:
 
 def _request_only(endpoint: Callable) -> Callable:
     """``endpoint(request, **path_params)`` behind a signature of just the request.
-    Sync stays sync (FastAPI runs it in its threadpool), async stays async. No
-    functools.wraps: FastAPI would follow ``__wrapped__`` back to the parameters."""
+    Async stays async; a sync endpoint would stay sync (FastAPI would run it in its own
+    threadpool, outside skyport.concurrency). No functools.wraps: FastAPI would follow
+    ``__wrapped__`` back to the parameters."""
     if inspect.iscoroutinefunction(endpoint):
         async def call(request: Request):
             return await endpoint(request, **request.path_params)
@@ -72,7 +77,7 @@ def registry_of(request: Request) -> Registry:
 
 
 def access_of(request: Request):
-    """What the caller may do (skyport.access.Access), as the auth dependency decided;
+    """What the caller may do (skyport.auth.policy.Access), as the auth dependency decided;
     None when auth is off (everything is allowed)."""
     return getattr(request.state, "access", None)
 
@@ -81,6 +86,13 @@ def owner_of(request: Request) -> str | None:
     """Who owns the upload sessions this request starts or uses (None: auth off)."""
     access = access_of(request)
     return access.subject if access is not None else None
+
+
+def inline(request: Request) -> bool:
+    """``run_blocking``'s ``inline`` for this request: true where each request has the
+    process to itself (Lambda; ``create_app(one_request_at_a_time=True)``), where the
+    thread hop would cost more than the call it carries (skyport.concurrency)."""
+    return request.app.state.one_request_at_a_time
 
 
 async def blocking(request: Request, fn, /, *args, **kwargs):
