@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator
 
 from fastapi import Request
 from skyport.registry import Registry
-from starlette.concurrency import run_in_threadpool
 
 
 class Routes:
@@ -93,13 +92,3 @@ def inline(request: Request) -> bool:
     process to itself (Lambda; ``create_app(one_request_at_a_time=True)``), where the
     thread hop would cost more than the call it carries (skyport.concurrency)."""
     return request.app.state.one_request_at_a_time
-
-
-async def blocking(request: Request, fn, /, *args, **kwargs):
-    """Run a blocking storage call from an ``async def`` route. Where each request has
-    the process to itself (Lambda), inline: the thread hop a plain ``def`` route pays
-    costs more than the route's own work. Under a server (uvicorn), in the threadpool,
-    so that one slow call does not hold up the other requests."""
-    if request.app.state.one_request_at_a_time:
-        return fn(*args, **kwargs)
-    return await run_in_threadpool(fn, *args, **kwargs)
