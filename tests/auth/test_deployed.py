@@ -14,7 +14,6 @@ from oci import assert_error, push_blob, sha256
 from skyport.auth.keys import ParameterStoreKeys, SecretsManagerKeys
 from skyport.config import Settings
 from skyport.registry import Registry
-from skyport.storage.clients import AwsClients
 from skyport_api.app import create_app
 from skyport_api.auth import REQUIREMENTS
 from skyport_api.lambda_adapter import lambda_handler
@@ -22,22 +21,6 @@ from skyport_cli.gateway import LambdaGateway
 from starlette.testclient import TestClient
 
 from .conftest import REGION, basic, bearer, make_auth_settings
-
-
-@pytest.fixture
-def aws(moto_endpoint, monkeypatch) -> AwsClients:
-    """Clients whose Secrets Manager and SSM are the moto server (as AWS_ENDPOINT_URL_* do)."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_endpoint)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", moto_endpoint)
-    return AwsClients(
-        Settings(
-            bucket="-",
-            table="-",
-            region=REGION,
-            s3_endpoint=moto_endpoint,
-            dynamodb_endpoint=moto_endpoint,
-        )
-    )
 
 
 def test_settings_from_the_environment():
