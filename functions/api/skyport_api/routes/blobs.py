@@ -25,19 +25,20 @@ async def head_blob(request: Request, name: str, digest: str) -> Response:
 async def get_blob(request: Request, name: str, digest: str) -> Response:
     registry = registry_of(request)
     if registry.settings.blob_delivery == "proxy":
-        blob, chunks = await run_blocking(registry.blobs.stream, name, digest, inline=inline(request))
-        return StreamingResponse(_each(chunks), media_type="application/octet-stream", headers={
-            "Content-Length": str(blob.size), "Docker-Content-Digest": blob.digest})
+        one_at_a_time = inline(request)
+        blob, chunks = await run_blocking(registry.blobs.stream, name, digest, inline=one_at_a_time)
+        return StreamingResponse(_each(chunks, one_at_a_time), media_type="application/octet-stream",
+                                 headers={"Content-Length": str(blob.size),
+                                          "Docker-Content-Digest": blob.digest})
     download = await run_blocking(registry.blobs.download, name, digest, inline=inline(request))
     # Image bytes never pass through the function: 307 keeps the method.
     return Response(status_code=307, headers={
         "Location": download.url, "Docker-Content-Digest": download.blob.digest})
 
 
-async def _each(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
-    # Each read from S3 blocks: off the loop, as every storage call (never inline: the
-    # body is sent while the next chunk is read).
-    while (chunk := await run_blocking(next, chunks, None)) is not None:
+async def _each(chunks: Iterator[bytes], inline: bool) -> AsyncIterator[bytes]:
+    # Each read from S3 blocks, as any storage call (not Starlette's own threadpool).
+    while (chunk := await run_blocking(next, chunks, None, inline=inline)) is not None:
         yield chunk
 
 

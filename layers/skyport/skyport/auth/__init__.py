@@ -10,7 +10,7 @@ routes to scopes, reads credentials from headers and answers with challenges.
 - ``identities``: identity admin (``IdentityAdmin``: what `skyport user|robot|grant|…` does);
 - ``bootstrap``: the first admin of a deployed registry, from its secret.
 
-``Registry`` (registry.py) builds the service and the admin its settings name. This
-module imports nothing, so that a request with auth off loads only ``policy`` (the
-type of what the routes pass to the catalog and the mount check).
+``Registry`` (registry.py) builds the service and the admin with what its settings
+name. This module imports none of them: the API function loads ``policy`` in its
+init phase (the scopes its routes need), the rest on the first request with auth on.
 """

@@ -26,6 +26,8 @@ def identity_of(record: IdentityRecord) -> Identity:
 
 
 class IdentityAdmin:
+    """Creates, changes and removes identities and grants, in the registry's table."""
+
     def __init__(self, store: AuthStore, *, clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._clock = clock
