@@ -110,7 +110,7 @@ def resolve_target(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _auth_service(args: argparse.Namespace):
+def _identities(args: argparse.Namespace):
     from skyport.config import Settings
     from skyport.registry import Registry
 
@@ -120,7 +120,7 @@ def _auth_service(args: argparse.Namespace):
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "skyport-local")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "skyport-local")
     settings = Settings.from_env({k: v for k, v in target.items() if k != "where"})
-    return Registry(settings).auth
+    return Registry(settings).identities
 
 
 def _read_password(args: argparse.Namespace, prompt: str) -> tuple[str, bool]:
@@ -139,7 +139,7 @@ def _read_password(args: argparse.Namespace, prompt: str) -> tuple[str, bool]:
 
 
 def user_add(args: argparse.Namespace) -> None:
-    service = _auth_service(args)
+    service = _identities(args)
     password, generated = _read_password(args, f"password for {args.name}: ")
     service.add_user(args.name, password, admin=args.admin, groups=args.group)
     print(f"user {args.name} created" + (" (admin)" if args.admin else ""))
@@ -148,7 +148,7 @@ def user_add(args: argparse.Namespace) -> None:
 
 
 def user_passwd(args: argparse.Namespace) -> None:
-    service = _auth_service(args)
+    service = _identities(args)
     password, generated = _read_password(args, f"new password for {args.name}: ")
     service.set_password(args.name, password)
     print(f"password of {args.name} changed; its refresh tokens (docker logins) no longer work")
@@ -158,22 +158,22 @@ def user_passwd(args: argparse.Namespace) -> None:
 
 def user_set(args: argparse.Namespace) -> None:
     groups = None if args.groups is None else [g for g in args.groups.split(",") if g]
-    _auth_service(args).update(args.name, admin=args.admin, groups=groups)
+    _identities(args).update(args.name, admin=args.admin, groups=groups)
     print(f"{args.name} updated")
 
 
 def user_delete(args: argparse.Namespace) -> None:
-    _auth_service(args).delete(args.name)
+    _identities(args).delete(args.name)
     print(f"{args.name} deleted, with the grants made to it")
 
 
 def user_unlock(args: argparse.Namespace) -> None:
-    _auth_service(args).unlock(args.name)
+    _identities(args).unlock(args.name)
     print(f"{args.name} unlocked")
 
 
 def identities_list(args: argparse.Namespace, kind: str) -> None:
-    rows = [r for r in _auth_service(args).list_identities() if r.kind == kind]
+    rows = [r for r in _identities(args).list_identities() if r.kind == kind]
     if args.json:
         print(
             json.dumps(
@@ -198,7 +198,7 @@ def identities_list(args: argparse.Namespace, kind: str) -> None:
 
 
 def robot_add(args: argparse.Namespace) -> None:
-    identity, secret = _auth_service(args).add_robot(args.name, groups=args.group)
+    identity, secret = _identities(args).add_robot(args.name, groups=args.group)
     print(
         f"robot {identity.name} created\n"
         f"secret (shown once, store it in your CI's secrets): {secret}\n"
@@ -207,13 +207,13 @@ def robot_add(args: argparse.Namespace) -> None:
 
 
 def robot_rotate(args: argparse.Namespace) -> None:
-    secret = _auth_service(args).rotate_robot(args.name)
+    secret = _identities(args).rotate_robot(args.name)
     print(f"new secret (shown once; the old one no longer works): {secret}")
 
 
 def robot_revoke(args: argparse.Namespace) -> None:
     name = args.name if args.name.startswith("robot+") else f"robot+{args.name}"
-    _auth_service(args).delete(name)
+    _identities(args).delete(name)
     print(
         f"{name} revoked: its secret and tokens no longer work (access tokens already issued "
         f"expire within minutes)"
@@ -221,23 +221,23 @@ def robot_revoke(args: argparse.Namespace) -> None:
 
 
 def grant(args: argparse.Namespace) -> None:
-    actions = _auth_service(args).grant(args.pattern, args.to, args.actions.split(","))
+    actions = _identities(args).grant(args.pattern, args.to, args.actions.split(","))
     print(f"{args.to} may {','.join(sorted(actions))} on {args.pattern}")
 
 
 def revoke(args: argparse.Namespace) -> None:
-    _auth_service(args).revoke(args.pattern, getattr(args, "from"))
+    _identities(args).revoke(args.pattern, getattr(args, "from"))
     print(f"grant on {args.pattern} to {getattr(args, 'from')} removed")
 
 
 def grants_list(args: argparse.Namespace) -> None:
-    for g in _auth_service(args).list_grants():
+    for g in _identities(args).list_grants():
         who = "everyone (public)" if g.principal == "*" else g.principal
         print(f"{g.pattern}\t{who}\t{','.join(sorted(g.actions))}")
 
 
 def repo_public(args: argparse.Namespace) -> None:
-    service = _auth_service(args)
+    service = _identities(args)
     if args.list:
         for g in service.list_grants():
             if g.principal == "*":
@@ -250,7 +250,7 @@ def repo_public(args: argparse.Namespace) -> None:
 
 
 def repo_private(args: argparse.Namespace) -> None:
-    _auth_service(args).set_public(args.pattern, False)
+    _identities(args).set_public(args.pattern, False)
     print(f"{args.pattern}: private again")
 
 
@@ -435,8 +435,8 @@ ADMIN_COMMANDS = ("user", "robot", "grant", "revoke", "grants", "repo")
 
 
 def run(args: argparse.Namespace) -> int:
-    from skyport.access import InvalidName
-    from skyport.auth import AuthError
+    from skyport.auth.identities import AuthError
+    from skyport.auth.policy import InvalidName
 
     try:
         args.run(args)

@@ -134,11 +134,11 @@ def _prepare_auth(registry, address: str) -> str:
     password = os.environ.get("SKYPORT_ADMIN_PASSWORD")
     shown = ""
     if password:
-        registry.auth.ensure_admin(ADMIN_USER, password)
+        registry.identities.ensure_admin(ADMIN_USER, password)
         shown = "password from SKYPORT_ADMIN_PASSWORD"
     elif registry.auth.identity(ADMIN_USER).anonymous:
         password = secrets.token_urlsafe(18)
-        registry.auth.ensure_admin(ADMIN_USER, password)
+        registry.identities.ensure_admin(ADMIN_USER, password)
         shown = f"generated password (shown once): {password}"
     else:
         shown = "exists already, password unchanged"

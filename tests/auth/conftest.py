@@ -76,6 +76,22 @@ def make_auth_settings(
 
 
 @pytest.fixture
+def aws(moto_endpoint, monkeypatch) -> AwsClients:
+    """Clients whose Secrets Manager and SSM are the moto server (as AWS_ENDPOINT_URL_* do)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", moto_endpoint)
+    return AwsClients(
+        Settings(
+            bucket="-",
+            table="-",
+            region=REGION,
+            s3_endpoint=moto_endpoint,
+            dynamodb_endpoint=moto_endpoint,
+        )
+    )
+
+
+@pytest.fixture
 def auth_registry(moto_endpoint: str, aws_clients: AwsClients, template: dict) -> Registry:
     """A fresh registry with auth on (one test)."""
     return Registry(make_auth_settings(moto_endpoint, aws_clients, template), clients=aws_clients)
@@ -90,7 +106,7 @@ def auth_client(auth_registry: Registry) -> Iterator[TestClient]:
 def populate(registry: Registry) -> dict[str, Caller]:
     """The matrix's identities: an admin, a reader of team-a/* (through a group), a
     pusher of team-a/* (a robot), a pusher of team-b/*; pub/* is public."""
-    auth = registry.auth
+    auth = registry.identities
     auth.add_user("root", PASSWORDS["root"], admin=True)
     auth.add_user("reader", PASSWORDS["reader"], groups=["readers-a"])
     auth.add_user("bob", PASSWORDS["bob"])

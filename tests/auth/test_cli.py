@@ -157,7 +157,7 @@ def test_the_local_registry_is_found_through_its_state_file(
             "dynamodb_endpoint": settings.dynamodb_endpoint,
         }
     )
-    auth_registry.auth.add_user("alice", "alice-password-1")
+    auth_registry.identities.add_user("alice", "alice-password-1")
     assert run(capsys, "user", "list")[1].split() == ["alice"]
     admin.remove_state(path)
     assert not path.exists()
@@ -184,6 +184,6 @@ def test_a_deployed_stack_is_found_through_its_outputs(capsys, monkeypatch, auth
     monkeypatch.setattr(admin, "_stack_outputs", outputs)
     # On AWS the table is at AWS's endpoint; here the stack's table is on moto.
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", settings.dynamodb_endpoint)
-    auth_registry.auth.add_user("alice", "alice-password-1")
+    auth_registry.identities.add_user("alice", "alice-password-1")
     code, out, _ = run(capsys, "user", "list", "--stack", "skyport-prod", "--region", REGION)
     assert code == 0 and out.split() == ["alice"] and asked == [("skyport-prod", REGION)]

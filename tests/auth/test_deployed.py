@@ -1,4 +1,4 @@
-"""Auth as deployed: keys from Secrets Manager or SSM (Powertools Parameters), the first
+"""Auth as deployed: keys from Secrets Manager or SSM, the first
 admin bootstrapped from its secret, the Lambda handler behind the local API Gateway;
 and nothing secret in logs, metrics or error bodies."""
 
@@ -11,32 +11,16 @@ from dataclasses import replace
 
 import pytest
 from oci import assert_error, push_blob, sha256
+from skyport.auth.keys import ParameterStoreKeys, SecretsManagerKeys
 from skyport.config import Settings
 from skyport.registry import Registry
-from skyport.storage.clients import AwsClients
 from skyport_api.app import create_app
-from skyport_api.auth import REQUIREMENTS, ParameterStoreKeys, SecretsManagerKeys
+from skyport_api.auth import REQUIREMENTS
 from skyport_api.lambda_adapter import lambda_handler
 from skyport_cli.gateway import LambdaGateway
 from starlette.testclient import TestClient
 
 from .conftest import REGION, basic, bearer, make_auth_settings
-
-
-@pytest.fixture
-def aws(moto_endpoint, monkeypatch) -> AwsClients:
-    """Clients whose Secrets Manager and SSM are the moto server (as AWS_ENDPOINT_URL_* do)."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_endpoint)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", moto_endpoint)
-    return AwsClients(
-        Settings(
-            bucket="-",
-            table="-",
-            region=REGION,
-            s3_endpoint=moto_endpoint,
-            dynamodb_endpoint=moto_endpoint,
-        )
-    )
 
 
 def test_settings_from_the_environment():
@@ -152,8 +136,8 @@ def test_first_admin_logs_in_through_the_lambda_handler(deployed):
 def test_nothing_secret_reaches_logs_metrics_or_error_bodies(deployed, capfd, caplog):
     client, registry, admin_password, signing_key = deployed
     caplog.set_level("INFO")  # the deployed level (POWERTOOLS_LOG_LEVEL, template.yaml)
-    robot, robot_secret = registry.auth.add_robot("ci")
-    registry.auth.grant("team/*", robot.name, ["push"])
+    robot, robot_secret = registry.identities.add_robot("ci")
+    registry.identities.grant("team/*", robot.name, ["push"])
     bodies = []
 
     def call(method, path, **kwargs):

@@ -8,8 +8,9 @@ from dataclasses import replace
 
 import pytest
 from oci import assert_error
-from skyport import passwords
-from skyport.auth import AuthError, AuthService
+from skyport.auth import passwords
+from skyport.auth.identities import AuthError
+from skyport.auth.service import AuthService
 
 from .conftest import basic, bearer
 
@@ -18,9 +19,9 @@ PASSWORD = "alice-password-1"
 
 @pytest.fixture
 def alice(auth_registry):
-    auth_registry.auth.add_user("alice", PASSWORD, groups=["team"])
-    auth_registry.auth.grant("team/*", "group:team", ["push"])
-    return auth_registry.auth
+    auth_registry.identities.add_user("alice", PASSWORD, groups=["team"])
+    auth_registry.identities.grant("team/*", "group:team", ["push"])
+    return auth_registry.identities
 
 
 def oauth(client, **form):
@@ -141,7 +142,7 @@ def test_basic_credentials_directly_on_the_routes(alice, auth_client):
 
 
 def test_robot_secret_is_shown_once_and_can_be_rotated_and_revoked(auth_registry, auth_client):
-    auth = auth_registry.auth
+    auth = auth_registry.identities
     robot, secret = auth.add_robot("ci")
     assert robot.name == "robot+ci" and robot.kind == "robot" and secret.startswith("skp_")
     auth.grant("team/*", robot.name, ["push"])
@@ -183,7 +184,7 @@ def test_repeated_failures_lock_the_identity_with_growing_delays(auth_registry):
     settings = auth_registry.settings
     now = [1_000_000.0]
     auth = AuthService(auth_registry.auth._store, settings, clock=lambda: now[0])
-    auth.add_user("alice", PASSWORD)
+    auth_registry.identities.add_user("alice", PASSWORD)
     from skyport.errors import TooManyRequests, Unauthorized
 
     for _ in range(settings.lockout_threshold):
@@ -214,12 +215,12 @@ def test_repeated_failures_lock_the_identity_with_growing_delays(auth_registry):
     assert (
         record.failed_logins == settings.lockout_threshold + 4 and record.locked_until - now[0] == 4
     )
-    auth.unlock("alice")
+    auth_registry.identities.unlock("alice")
     assert auth.authenticate("alice", PASSWORD).name == "alice"
 
 
 def test_lockout_over_http_is_429(auth_registry, auth_client):
-    auth_registry.auth.add_user("alice", PASSWORD)
+    auth_registry.identities.add_user("alice", PASSWORD)
     for _ in range(auth_registry.settings.lockout_threshold):
         assert_error(
             auth_client.get("/auth/token", headers=basic("alice", "bad-password")),
@@ -261,7 +262,7 @@ def test_passwords_are_salted_scrypt_checked_in_constant_time(monkeypatch):
 
 
 def test_admin_operations_validate_their_input(auth_registry):
-    auth = auth_registry.auth
+    auth = auth_registry.identities
     with pytest.raises(ValueError):
         auth.add_user("Not Valid", PASSWORD)
     with pytest.raises(AuthError):
@@ -284,7 +285,6 @@ def test_admin_operations_validate_their_input(auth_registry):
 
 
 def test_deployed_first_admin_is_bootstrapped_once(auth_registry, auth_client):
-    auth_registry.admin_bootstrap = None
     store = auth_registry.auth._store
     auth = AuthService(
         store,
@@ -293,7 +293,7 @@ def test_deployed_first_admin_is_bootstrapped_once(auth_registry, auth_client):
         bootstrap=lambda: ("admin", "bootstrap-password"),
     )
     assert auth.authenticate("admin", "bootstrap-password").admin
-    auth.delete("admin")
+    auth_registry.identities.delete("admin")
     from skyport.errors import Unauthorized
 
     with pytest.raises(Unauthorized):  # once in the registry's life: not re-created

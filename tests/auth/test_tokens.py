@@ -11,9 +11,9 @@ import time
 
 import pytest
 from oci import assert_error
-from skyport import tokens
-from skyport.access import Identity, Scope
-from skyport.tokens import KeyRing, SigningKey, StaticKeys, TokenInvalid
+from skyport.auth import tokens
+from skyport.auth.policy import Identity, Scope
+from skyport.auth.tokens import KeyRing, SigningKey, StaticKeys, TokenInvalid
 
 from .conftest import basic, bearer
 
@@ -145,7 +145,7 @@ def test_short_keys_are_refused():
 
 
 def test_a_service_picks_up_a_rotated_key(auth_registry):
-    from skyport.auth import AuthService
+    from skyport.auth.service import AuthService
 
     store_keys = StaticKeys(KeyRing(OLD))
     auth = auth_registry.auth
@@ -161,7 +161,7 @@ def test_a_service_picks_up_a_rotated_key(auth_registry):
 
 
 def test_table_keys_rotate(auth_registry):
-    from skyport.auth import TableKeys
+    from skyport.auth.keys import TableKeys
 
     keys = TableKeys(auth_registry.auth._store)
     first = keys.load()
@@ -174,8 +174,8 @@ def test_table_keys_rotate(auth_registry):
 
 
 def test_forged_and_expired_tokens_are_unauthorized_over_http(auth_registry, auth_client):
-    auth_registry.auth.add_user("alice", "alice-password")
-    auth_registry.auth.grant("team/*", "alice", ["push"])
+    auth_registry.identities.add_user("alice", "alice-password")
+    auth_registry.identities.grant("team/*", "alice", ["push"])
     ring = auth_registry.auth.keys.load()
     now = int(time.time())
     good = dict(
@@ -208,8 +208,8 @@ def test_forged_and_expired_tokens_are_unauthorized_over_http(auth_registry, aut
 
 
 def test_a_token_grants_only_what_was_asked_and_allowed(auth_registry, auth_client):
-    auth_registry.auth.add_user("alice", "alice-password")
-    auth_registry.auth.grant("team/*", "alice", ["pull"])
+    auth_registry.identities.add_user("alice", "alice-password")
+    auth_registry.identities.grant("team/*", "alice", ["pull"])
     response = auth_client.get(
         "/auth/token",
         headers=basic("alice", "alice-password"),
@@ -235,7 +235,7 @@ def test_a_token_grants_only_what_was_asked_and_allowed(auth_registry, auth_clie
 
 
 def test_a_scope_in_the_challenge_parses_back(auth_client):
-    from skyport.access import parse_scopes
+    from skyport.auth.policy import parse_scopes
 
     assert parse_scopes(["repository:team/app:pull,push repository(plugin):x:pull"]) == [
         Scope("repository", "team/app", ("pull", "push")),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from skyport.registry import Registry
 
 from . import auth, errors
@@ -32,10 +32,10 @@ class _ApiVersionHeader:
 
 def create_app(registry: Registry, *, one_request_at_a_time: bool = False) -> FastAPI:
     """``one_request_at_a_time``: the process serves one request at a time (Lambda), so
-    the hot read routes call storage inline (routes.blocking)."""
+    the routes run their blocking calls inline (routes.inline, skyport.concurrency)."""
     # Auth on: every registry route first passes the authorizer (auth.py); off, no
     # dependency at all, so the open registry pays nothing for it.
-    dependencies = auth.install(registry) if registry.settings.auth_enabled else []
+    dependencies = [Depends(auth.authorize)] if registry.settings.auth_enabled else []
     app = FastAPI(
         title="Skyport", docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False,
         dependencies=dependencies,

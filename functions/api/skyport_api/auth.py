@@ -4,14 +4,17 @@ dependency that authorizes every registry route before it runs.
 Installed by ``create_app`` only when ``SKYPORT_AUTH=on``; the routes themselves
 know nothing of it beyond ``routes.access_of`` (the catalog filter, the mount
 source check and the upload owner). Decisions come from the core
-(``skyport.access``, ``skyport.auth``); this module maps each route to the
-scope it needs and speaks the protocol:
+(``skyport.auth``); this module maps each route to the scope it needs and speaks
+the protocol:
 
 - no credentials, or a token lacking the scope the identity could get:
   ``401 UNAUTHORIZED`` with ``WWW-Authenticate: Bearer realm=…,service=…,scope=…``
   (the client fetches a token for that scope and retries);
 - credentials that can never do it: ``403 DENIED``;
 - bad credentials or a bad token: ``401 UNAUTHORIZED``.
+
+The auth service's calls block (storage, the key source, scrypt): they run as
+``skyport.concurrency`` says, like every route's storage call.
 """
 
 from __future__ import annotations
@@ -20,27 +23,23 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from fastapi import Depends, Request
-from skyport import access
-from skyport.access import ANONYMOUS, Identity, TokenAccess, parse_scopes
+from fastapi import Request
+from skyport.auth import policy as access
+from skyport.auth.policy import ANONYMOUS, Identity, TokenAccess, parse_scopes
+from skyport.concurrency import run_blocking
 from skyport.errors import Denied, RegistryError, Unauthorized, Unsupported
 from skyport.registry import Registry
-from skyport.tokens import KeyRing, KeySource, SigningKey
 from starlette.responses import Response
 
 from .errors import Challenge
-from .routes import Routes, blobs, blocking, manifests, registry_of, uploads
+from .routes import Routes, blobs, inline, manifests, registry_of, uploads
 
 TOKEN_PATH = "/auth/token"
 MAX_FORM_BYTES = 64 * 1024
-# Powertools Parameters keep fetched secrets this long (the core reloads keys at
-# most every few minutes, or when a token names a key it does not know).
-PARAMETER_MAX_AGE = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +147,7 @@ async def _authenticate_basic(request: Request, registry: Registry, value: str) 
     pair = _basic(value)
     if pair is None:
         raise Unauthorized(message="malformed Basic credentials")
-    return await blocking(request, registry.auth.authenticate, *pair)
+    return await run_blocking(registry.auth.authenticate, *pair, inline=inline(request))
 
 
 # --- the dependency -------------------------------------------------------------------
@@ -174,7 +173,8 @@ async def authorize(request: Request) -> None:
     grant: Any
     if scheme == "bearer":
         try:
-            claims = auth.verify_access(value)
+            # May load the signing keys (the table, Secrets Manager or SSM): off the loop.
+            claims = await run_blocking(auth.verify_access, value, inline=inline(request))
         except Unauthorized as error:
             raise _unauthorized(
                 request, registry, scope, "invalid_token", message=error.message
@@ -186,13 +186,13 @@ async def authorize(request: Request) -> None:
             identity = await _authenticate_basic(request, registry, value)
         except Unauthorized as error:
             raise _unauthorized(request, registry, scope, message=error.message) from None
-        grant = await blocking(request, auth.policy, identity)
+        grant = await run_blocking(auth.policy, identity, inline=inline(request))
     elif needed is not None and needed.type == "base":
         # GET /v2/ without credentials: the challenge that starts every client's login.
         raise _unauthorized(request, registry)
     else:
         identity = ANONYMOUS
-        grant = await blocking(request, auth.policy, identity)
+        grant = await run_blocking(auth.policy, identity, inline=inline(request))
 
     if needed is None:
         allowed = False
@@ -205,9 +205,8 @@ async def authorize(request: Request) -> None:
 
     if needed is CATALOG and isinstance(grant, TokenAccess):
         # The token allows the catalog; which names it shows depends on the identity.
-        grant = await blocking(
-            request, auth.policy, await blocking(request, auth.identity, grant.subject)
-        )
+        identity = await run_blocking(auth.identity, grant.subject, inline=inline(request))
+        grant = await run_blocking(auth.policy, identity, inline=inline(request))
     request.state.access = grant
 
 
@@ -224,8 +223,8 @@ async def _refusal(
         return Denied()
     if scheme == "bearer":
         # A token without the scope: worth fetching another if the identity may have it.
-        identity = await blocking(request, registry.auth.identity, grant.subject)
-        policy = await blocking(request, registry.auth.policy, identity)
+        identity = await run_blocking(registry.auth.identity, grant.subject, inline=inline(request))
+        policy = await run_blocking(registry.auth.policy, identity, inline=inline(request))
         target = request.path_params.get("name") or access.CATALOG
         if identity.anonymous or policy.allows(needed.type, target, needed.action):
             return _unauthorized(
@@ -270,7 +269,9 @@ async def token(request: Request) -> Response:
     scopes = parse_scopes(params.getlist("scope"))
     offline = params.get("offline_token", "").lower() == "true"
     return _token_response(
-        await blocking(request, registry.auth.issue, identity, scopes, offline=offline)
+        await run_blocking(
+            registry.auth.issue, identity, scopes, offline=offline, inline=inline(request)
+        )
     )
 
 
@@ -291,128 +292,20 @@ async def oauth_token(request: Request) -> Response:
 
     grant_type = field("grant_type")
     if grant_type == "password":
-        identity = await blocking(
-            request, registry.auth.authenticate, field("username"), field("password")
+        identity = await run_blocking(
+            registry.auth.authenticate, field("username"), field("password"), inline=inline(request)
         )
         offline = field("access_type") == "offline"
     elif grant_type == "refresh_token":
-        identity = await blocking(request, registry.auth.refresh, field("refresh_token"))
+        identity = await run_blocking(
+            registry.auth.refresh, field("refresh_token"), inline=inline(request)
+        )
         offline = False
     else:
         raise Unsupported({"grant_type": grant_type[:40]}, message="unsupported grant_type")
     scopes = parse_scopes(form.get("scope", []))
     return _token_response(
-        await blocking(request, registry.auth.issue, identity, scopes, offline=offline)
+        await run_blocking(
+            registry.auth.issue, identity, scopes, offline=offline, inline=inline(request)
+        )
     )
-
-
-# --- key sources and bootstrap (deployed: Powertools Parameters) -----------------------------
-
-
-def _key_from_value(value: Any) -> tuple[bytes, bytes | None]:
-    """A secret or parameter holding the key itself, or JSON {"current": …, "previous": …}."""
-    if isinstance(value, bytes):
-        value = value.decode()
-    if isinstance(value, str) and value.lstrip().startswith("{"):
-        value = json.loads(value)
-    if isinstance(value, dict):
-        previous = value.get("previous")
-        return str(value["current"]).encode(), str(previous).encode() if previous else None
-    return str(value).encode(), None
-
-
-class SecretsManagerKeys(KeySource):
-    """The signing key is the secret's current version; its previous version (the
-    AWSPREVIOUS stage, kept by Secrets Manager on rotation) still verifies.
-    ``client()`` gives the boto3 client, on first use (never in Lambda's init phase)."""
-
-    def __init__(self, name: str, client: Callable[[], Any]) -> None:
-        self._name = name
-        self._client = client
-        self._providers: tuple[Any, Any] | None = None
-
-    def load(self) -> KeyRing:
-        from aws_lambda_powertools.utilities.parameters import SecretsProvider
-        from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
-
-        if self._providers is None:
-            # Two providers: Powertools caches by name, whatever the version stage.
-            client = self._client()
-            self._providers = (
-                SecretsProvider(boto3_client=client),
-                SecretsProvider(boto3_client=client),
-            )
-        current_provider, previous_provider = self._providers
-        current, previous = _key_from_value(
-            current_provider.get(self._name, max_age=PARAMETER_MAX_AGE)
-        )
-        if previous is None:
-            try:
-                previous = _key_from_value(
-                    previous_provider.get(
-                        self._name, max_age=PARAMETER_MAX_AGE, VersionStage="AWSPREVIOUS"
-                    )
-                )[0]
-            except GetParameterError:
-                previous = None  # never rotated
-        return KeyRing(
-            SigningKey.from_secret(current), SigningKey.from_secret(previous) if previous else None
-        )
-
-
-class ParameterStoreKeys(KeySource):
-    """The signing key in an SSM parameter (SecureString): the key, or JSON
-    {"current": …, "previous": …} to rotate."""
-
-    def __init__(self, name: str, client: Callable[[], Any]) -> None:
-        self._name = name
-        self._client = client
-        self._provider: Any = None
-
-    def load(self) -> KeyRing:
-        from aws_lambda_powertools.utilities.parameters import SSMProvider
-
-        if self._provider is None:
-            self._provider = SSMProvider(boto3_client=self._client())
-        current, previous = _key_from_value(
-            self._provider.get(self._name, max_age=PARAMETER_MAX_AGE, decrypt=True)
-        )
-        return KeyRing(
-            SigningKey.from_secret(current), SigningKey.from_secret(previous) if previous else None
-        )
-
-
-def admin_bootstrap(name: str, client: Callable[[], Any]) -> Callable[[], tuple[str, str] | None]:
-    """The first admin's (username, password), from a secret {"username", "password"}."""
-    providers: list[Any] = []
-
-    def read() -> tuple[str, str] | None:
-        from aws_lambda_powertools.utilities.parameters import SecretsProvider
-
-        if not providers:
-            providers.append(SecretsProvider(boto3_client=client()))
-        value = providers[0].get(name, max_age=PARAMETER_MAX_AGE, transform="json")
-        if isinstance(value, dict) and value.get("username") and value.get("password"):
-            return str(value["username"]), str(value["password"])
-        return None
-
-    return read
-
-
-def install(registry: Registry) -> list:
-    """Prepare ``registry`` for auth (key source, bootstrap); returns the app's dependencies."""
-    settings = registry.settings
-    if registry.signing_keys is None:
-        if settings.signing_key_secret:
-            registry.signing_keys = SecretsManagerKeys(
-                settings.signing_key_secret, lambda: registry.clients.secretsmanager
-            )
-        elif settings.signing_key_parameter:
-            registry.signing_keys = ParameterStoreKeys(
-                settings.signing_key_parameter, lambda: registry.clients.ssm
-            )
-    if registry.admin_bootstrap is None and settings.admin_secret:
-        registry.admin_bootstrap = admin_bootstrap(
-            settings.admin_secret, lambda: registry.clients.secretsmanager
-        )
-    return [Depends(authorize)]

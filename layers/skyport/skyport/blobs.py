@@ -4,20 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from .digest import Digest
 from .errors import BlobUnknown
 from .reference import validate_name
 from .storage.ports import BlobIndex, BlobRecord, ObjectStore
 
-
-class ReadAccess(Protocol):
-    """Which repositories a caller may pull (access.Policy and access.TokenAccess are ones)."""
-
-    def may_pull(self, repository: str) -> bool: ...
-    @property
-    def pulls_everything(self) -> bool: ...
+if TYPE_CHECKING:
+    from .auth.policy import Access
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +57,7 @@ class BlobService:
             raise BlobUnknown({"digest": digest})
 
     def mount(self, repository: str, digest: str, source: str | None,
-              reader: ReadAccess | None = None) -> BlobRecord | None:
+              reader: Access | None = None) -> BlobRecord | None:
         """Cross-repository mount (distribution-spec "Mounting a blob from another
         repository"). ``reader`` says which repositories the caller may pull (None: all,
         auth off): a blob is only mounted from one of those. Without ``source``, any

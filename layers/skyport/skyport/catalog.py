@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from .blobs import ReadAccess
+from typing import TYPE_CHECKING
+
 from .storage.ports import ManifestIndex, Page
+
+if TYPE_CHECKING:
+    from .auth.policy import Access
 
 
 class CatalogService:
     def __init__(self, index: ManifestIndex) -> None:
         self._index = index
 
-    def list(self, limit: int, last: str | None, reader: ReadAccess | None = None) -> Page:
+    def list(self, limit: int, last: str | None, reader: Access | None = None) -> Page:
         """A page of repository names; with ``reader``, only those it may pull (the
         others are skipped as if absent, and pages fill up past them)."""
         if not limit:

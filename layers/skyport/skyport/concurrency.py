@@ -13,6 +13,12 @@ there, on the loop. Work that must overlap with reading a body (a part uploading
 while the next one fills) never runs inline: it is scheduled with
 :func:`start_blocking` and awaited later.
 
+In the API function every route and the authorizer are ``async def`` and call each
+blocking service method so, passing ``inline`` from the app (``skyport_api.routes.
+inline``: true behind Lambda's handler, false under uvicorn). Nothing else hands work
+to a thread: no plain ``def`` routes (FastAPI's own threadpool), no
+``asyncio.to_thread``, no Starlette ``run_in_threadpool``.
+
 The threads come from one pool per process, created on first use (never at import)
 and sized like the boto3 connection pool (``storage.clients``), so a thread never
 waits for a connection. Context variables (a request's correlation id, the tracer's
@@ -26,8 +32,11 @@ import contextvars
 import functools
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from concurrent import futures
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 T = TypeVar("T")
 
@@ -43,7 +52,11 @@ def _executor() -> ThreadPoolExecutor:
     if _pool is None:
         with _pool_lock:
             if _pool is None:
-                _pool = ThreadPoolExecutor(max_workers=MAX_THREADS, thread_name_prefix="skyport-io")
+                # futures.ThreadPoolExecutor is imported on this first use (the package
+                # loads it lazily), not during Lambda's init phase.
+                _pool = futures.ThreadPoolExecutor(
+                    max_workers=MAX_THREADS, thread_name_prefix="skyport-io"
+                )
     return _pool
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -20,18 +20,15 @@ from .tags import TagService
 from .uploads import UploadService
 
 if TYPE_CHECKING:
-    from .auth import AuthService
-    from .tokens import KeySource
+    from .auth.identities import IdentityAdmin
+    from .auth.service import AuthService
+    from .storage.ports import AuthStore
 
 
 class Registry:
     def __init__(self, settings: Settings, clients: AwsClients | None = None) -> None:
         self.settings = settings
         self.clients = clients or AwsClients(settings)
-        # Set by the front end before ``auth`` is first used: where token signing keys
-        # come from (default: the table), and the first admin's credentials (deployed).
-        self.signing_keys: KeySource | None = None
-        self.admin_bootstrap: Callable[[], tuple[str, str] | None] | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Registry:
@@ -72,10 +69,29 @@ class Registry:
     def catalog(self) -> CatalogService:
         return CatalogService(self._manifest_index)
 
+    # Auth: only registries with auth on (and the admin commands) pay for the imports.
     @cached_property
-    def auth(self) -> AuthService:
-        from .auth import AuthService  # only registries with auth on pay for the import
+    def _auth_store(self) -> AuthStore:
         from .storage.dynamodb.identities import DynamoAuthStore
 
-        store = DynamoAuthStore(self.clients.dynamodb, self.settings.table)
-        return AuthService(store, self.settings, self.signing_keys, bootstrap=self.admin_bootstrap)
+        return DynamoAuthStore(self.clients.dynamodb, self.settings.table)
+
+    @cached_property
+    def auth(self) -> AuthService:
+        """The auth service, with the key source and the first admin the settings name
+        (SKYPORT_SIGNING_KEY_SECRET or _PARAMETER, else the table; SKYPORT_ADMIN_SECRET)."""
+        from .auth.bootstrap import admin_credentials
+        from .auth.keys import key_source
+        from .auth.service import AuthService
+
+        store = self._auth_store
+        keys = key_source(self.settings, store, self.clients)
+        bootstrap = admin_credentials(self.settings, self.clients)
+        return AuthService(store, self.settings, keys, bootstrap=bootstrap)
+
+    @cached_property
+    def identities(self) -> IdentityAdmin:
+        """Identity admin: users, robots, grants (the `skyport user|robot|grant…` commands)."""
+        from .auth.identities import IdentityAdmin
+
+        return IdentityAdmin(self._auth_store)

@@ -1,4 +1,8 @@
-"""HTTP routes, one module per OCI concept: parse the request, call one service, render."""
+"""HTTP routes, one module per OCI concept: parse the request, call one service, render.
+
+Every route is ``async def`` and runs each blocking service call as
+``skyport.concurrency`` documents: ``await run_blocking(fn, ..., inline=inline(request))``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,6 @@ from collections.abc import Callable, Iterator
 
 from fastapi import Request
 from skyport.registry import Registry
-from starlette.concurrency import run_in_threadpool
 
 
 class Routes:
@@ -54,14 +57,15 @@ class Routes:
 
 def _request_only(endpoint: Callable) -> Callable:
     """``endpoint(request, **path_params)`` behind a signature of just the request.
-    Sync stays sync (FastAPI runs it in its threadpool), async stays async. No
-    functools.wraps: FastAPI would follow ``__wrapped__`` back to the parameters."""
-    if inspect.iscoroutinefunction(endpoint):
-        async def call(request: Request):
-            return await endpoint(request, **request.path_params)
-    else:
-        def call(request: Request):
-            return endpoint(request, **request.path_params)
+    Every endpoint is ``async def``: blocking work inside goes through
+    skyport.concurrency, never FastAPI's own threadpool. No functools.wraps: FastAPI
+    would follow ``__wrapped__`` back to the parameters."""
+    if not inspect.iscoroutinefunction(endpoint):
+        raise TypeError(f"{endpoint.__qualname__}: routes are async def (skyport.concurrency)")
+
+    async def call(request: Request):
+        return await endpoint(request, **request.path_params)
+
     call.__name__, call.__qualname__ = endpoint.__name__, endpoint.__qualname__
     call.__doc__ = endpoint.__doc__
     return call
@@ -72,7 +76,7 @@ def registry_of(request: Request) -> Registry:
 
 
 def access_of(request: Request):
-    """What the caller may do (skyport.access.Access), as the auth dependency decided;
+    """What the caller may do (skyport.auth.policy.Access), as the auth dependency decided;
     None when auth is off (everything is allowed)."""
     return getattr(request.state, "access", None)
 
@@ -83,11 +87,8 @@ def owner_of(request: Request) -> str | None:
     return access.subject if access is not None else None
 
 
-async def blocking(request: Request, fn, /, *args, **kwargs):
-    """Run a blocking storage call from an ``async def`` route. Where each request has
-    the process to itself (Lambda), inline: the thread hop a plain ``def`` route pays
-    costs more than the route's own work. Under a server (uvicorn), in the threadpool,
-    so that one slow call does not hold up the other requests."""
-    if request.app.state.one_request_at_a_time:
-        return fn(*args, **kwargs)
-    return await run_in_threadpool(fn, *args, **kwargs)
+def inline(request: Request) -> bool:
+    """``run_blocking``'s ``inline`` for this request: true where each request has the
+    process to itself (Lambda; ``create_app(one_request_at_a_time=True)``), where the
+    thread hop would cost more than the call it carries (skyport.concurrency)."""
+    return request.app.state.one_request_at_a_time

@@ -10,5 +10,5 @@ routes = Routes()
 
 @routes.get("/v2/")
 @routes.get("/v2")
-def version_check(request: Request) -> Response:
+async def version_check(request: Request) -> Response:
     return Response(content=b"{}", media_type="application/json")

@@ -1,18 +1,20 @@
 """Blob routes: HEAD, GET (307 to S3, or streamed in proxy mode), DELETE."""
 
+from collections.abc import AsyncIterator, Iterator
+
 from fastapi import Request
+from skyport.concurrency import run_blocking
 from starlette.responses import Response, StreamingResponse
 
-from . import Routes, blocking, registry_of
+from . import Routes, inline, registry_of
 
 routes = Routes()
 PATH = "/v2/{name:path}/blobs/{digest}"
 
 
-# async (as the other hot read routes): see routes.blocking.
 @routes.head(PATH)
 async def head_blob(request: Request, name: str, digest: str) -> Response:
-    blob = await blocking(request, registry_of(request).blobs.stat, name, digest)
+    blob = await run_blocking(registry_of(request).blobs.stat, name, digest, inline=inline(request))
     return Response(headers={
         "Content-Length": str(blob.size), "Docker-Content-Digest": blob.digest,
         "Content-Type": "application/octet-stream",
@@ -23,16 +25,24 @@ async def head_blob(request: Request, name: str, digest: str) -> Response:
 async def get_blob(request: Request, name: str, digest: str) -> Response:
     registry = registry_of(request)
     if registry.settings.blob_delivery == "proxy":
-        blob, chunks = await blocking(request, registry.blobs.stream, name, digest)
-        return StreamingResponse(chunks, media_type="application/octet-stream", headers={
-            "Content-Length": str(blob.size), "Docker-Content-Digest": blob.digest})
-    download = await blocking(request, registry.blobs.download, name, digest)
+        one_at_a_time = inline(request)
+        blob, chunks = await run_blocking(registry.blobs.stream, name, digest, inline=one_at_a_time)
+        return StreamingResponse(_each(chunks, one_at_a_time), media_type="application/octet-stream",
+                                 headers={"Content-Length": str(blob.size),
+                                          "Docker-Content-Digest": blob.digest})
+    download = await run_blocking(registry.blobs.download, name, digest, inline=inline(request))
     # Image bytes never pass through the function: 307 keeps the method.
     return Response(status_code=307, headers={
         "Location": download.url, "Docker-Content-Digest": download.blob.digest})
 
 
+async def _each(chunks: Iterator[bytes], inline: bool) -> AsyncIterator[bytes]:
+    # Each read from S3 blocks, as any storage call (not Starlette's own threadpool).
+    while (chunk := await run_blocking(next, chunks, None, inline=inline)) is not None:
+        yield chunk
+
+
 @routes.delete(PATH)
-def delete_blob(request: Request, name: str, digest: str) -> Response:
-    registry_of(request).blobs.delete(name, digest)
+async def delete_blob(request: Request, name: str, digest: str) -> Response:
+    await run_blocking(registry_of(request).blobs.delete, name, digest, inline=inline(request))
     return Response(status_code=202)

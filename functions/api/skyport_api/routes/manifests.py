@@ -1,11 +1,11 @@
 """Manifest routes: GET, HEAD, PUT, DELETE by tag or digest."""
 
 from fastapi import Request
+from skyport.concurrency import run_blocking
 from skyport.errors import PayloadTooLarge
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from . import Routes, blocking, registry_of
+from . import Routes, inline, registry_of
 
 routes = Routes()
 PATH = "/v2/{name:path}/manifests/{reference}"
@@ -13,8 +13,8 @@ PATH = "/v2/{name:path}/manifests/{reference}"
 
 async def _manifest_response(request: Request, name: str, reference: str, include_body: bool) -> Response:
     accept = request.headers.getlist("accept")
-    record, body = await blocking(request, registry_of(request).manifests.fetch,
-                                  name, reference, accept, include_body=include_body)
+    record, body = await run_blocking(registry_of(request).manifests.fetch, name, reference, accept,
+                                      include_body=include_body, inline=inline(request))
     headers = {
         "Docker-Content-Digest": record.digest, "Content-Type": record.media_type,
         "Content-Length": str(record.size), "ETag": f'"{record.digest}"',
@@ -22,7 +22,6 @@ async def _manifest_response(request: Request, name: str, reference: str, includ
     return Response(content=body or b"", headers=headers)
 
 
-# async (as the other hot read routes): see routes.blocking.
 @routes.get(PATH)
 async def get_manifest(request: Request, name: str, reference: str) -> Response:
     return await _manifest_response(request, name, reference, include_body=True)
@@ -50,8 +49,8 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 async def put_manifest(request: Request, name: str, reference: str) -> Response:
     registry = registry_of(request)
     body = await _read_limited(request, registry.settings.max_manifest_size)
-    pushed = await run_in_threadpool(
-        registry.manifests.push, name, reference, request.headers.get("content-type"), body)
+    pushed = await run_blocking(registry.manifests.push, name, reference,
+                                request.headers.get("content-type"), body, inline=inline(request))
     headers = {"Location": f"/v2/{name}/manifests/{pushed.digest}", "Docker-Content-Digest": pushed.digest}
     if pushed.subject:
         # distribution-spec 1.1: tells the client the registry handles referrers itself.
@@ -60,6 +59,6 @@ async def put_manifest(request: Request, name: str, reference: str) -> Response:
 
 
 @routes.delete(PATH)
-def delete_manifest(request: Request, name: str, reference: str) -> Response:
-    registry_of(request).manifests.delete(name, reference)
+async def delete_manifest(request: Request, name: str, reference: str) -> Response:
+    await run_blocking(registry_of(request).manifests.delete, name, reference, inline=inline(request))
     return Response(status_code=202)

@@ -11,7 +11,7 @@ from skyport.errors import DigestInvalid, RangeInvalid, UploadPosition
 from skyport.storage.ports import BlobRecord, UploadSession
 from starlette.responses import Response
 
-from . import Routes, access_of, owner_of, registry_of
+from . import Routes, access_of, inline, owner_of, registry_of
 
 routes = Routes()
 UPLOADS = "/v2/{name:path}/blobs/uploads/"
@@ -66,13 +66,13 @@ async def start_upload(request: Request, name: str) -> Response:
     if "mount" in query:
         # Only from a repository the caller may pull (auth on).
         blob = await run_blocking(registry.blobs.mount, name, query["mount"], query.get("from"),
-                                  access_of(request))
+                                  access_of(request), inline=inline(request))
         if blob is not None:
             return _created(name, blob)
     elif "digest" in query:
         blob = await registry.uploads.upload_whole(name, query["digest"], request.stream())
         return _created(name, blob)
-    session = await run_blocking(registry.uploads.start, name, owner_of(request))
+    session = await run_blocking(registry.uploads.start, name, owner_of(request), inline=inline(request))
     response = _in_progress(name, session, 202)
     # Chunks of any size are accepted (small ones are coalesced into S3 parts);
     # this asks for ones that cost few requests yet fit in one (behind Lambda).
@@ -91,7 +91,7 @@ async def _content_range(request: Request, name: str, upload_id: str) -> tuple[i
         # distribution-spec: an invalid Content-Range is a 416, and a 416 carries
         # Range and Location so the client can resume (unknown uploads stay 404).
         session = await run_blocking(registry_of(request).uploads.status, name, upload_id,
-                                     owner_of(request))
+                                     owner_of(request), inline=inline(request))
         error.upload = UploadPosition(name, session.upload_id, session.offset)
         raise
 
@@ -117,11 +117,13 @@ async def finish_upload(request: Request, name: str, upload_id: str) -> Response
 
 @routes.get(UPLOAD)
 async def upload_status(request: Request, name: str, upload_id: str) -> Response:
-    session = await run_blocking(registry_of(request).uploads.status, name, upload_id, owner_of(request))
+    session = await run_blocking(registry_of(request).uploads.status, name, upload_id, owner_of(request),
+                                 inline=inline(request))
     return _in_progress(name, session, 204)
 
 
 @routes.delete(UPLOAD)
 async def cancel_upload(request: Request, name: str, upload_id: str) -> Response:
-    await run_blocking(registry_of(request).uploads.cancel, name, upload_id, owner_of(request))
+    await run_blocking(registry_of(request).uploads.cancel, name, upload_id, owner_of(request),
+                       inline=inline(request))
     return Response(status_code=204)

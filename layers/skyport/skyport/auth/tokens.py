@@ -66,8 +66,9 @@ class KeyRing:
 
 
 class KeySource:
-    """Where signing keys come from (the table locally, Secrets Manager or SSM when
-    deployed); ``load`` is called again only when a token names an unknown key."""
+    """Where signing keys come from (keys.py: the table locally, Secrets Manager or SSM
+    when deployed). The auth service calls ``load`` again every few minutes, and when a
+    token names a key it does not know."""
 
     def load(self) -> KeyRing:  # pragma: no cover - interface
         raise NotImplementedError

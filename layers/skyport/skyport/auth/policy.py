@@ -172,7 +172,9 @@ def challenge_scope(type_: str, name: str, action: str) -> str:
 
 
 class Access(Protocol):
-    """What one request may do. ``subject`` is the identity's name ('' when anonymous)."""
+    """What one request may do: the one protocol the core's services take (the catalog
+    filter, the mount source check, the upload owner). ``Policy`` and ``TokenAccess``
+    are ones. ``subject`` is the identity's name ('' when anonymous)."""
 
     subject: str
 
@@ -250,8 +252,8 @@ class Policy:
 
 
 def _is_repository_name(name: str) -> bool:
-    from .errors import NameInvalid
-    from .reference import validate_name
+    from ..errors import NameInvalid
+    from ..reference import validate_name
 
     try:
         validate_name(name)
