@@ -54,7 +54,7 @@ def structured(figures: dict[str, list[float]]) -> dict:
 
 def run(runs: int, requests: int, timeout: float = 600) -> dict:
     if not SCRIPT.exists():
-        return {"skipped": "bench/coldstart.py (the Lambda work) is not there yet"}
+        return {"skipped": "bench/coldstart.py is missing"}
     try:
         out = subprocess.run(
             [sys.executable, str(SCRIPT), "--runs", str(runs), "--requests", str(requests)],

@@ -33,7 +33,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
-# Platform limits (see BRIEF section 3).
+# Platform limits: Lambda quotas (synchronous invocation payloads) and API Gateway's
+# HTTP API quotas, as AWS documents them; neither can be raised.
 EVENT_LIMIT = 6 * 1024 * 1024  # Lambda synchronous invocation payload, the event JSON
 RESPONSE_LIMIT = 6 * 1024 * 1024  # Lambda synchronous response payload
 BODY_LIMIT = 10 * 1024 * 1024  # API Gateway HTTP API request payload

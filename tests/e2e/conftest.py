@@ -331,7 +331,7 @@ def dockerd() -> Iterator[Docker]:
 
 @pytest.fixture(scope="session")
 def podman() -> Iterator[Client]:
-    """podman with private storage (vfs) and state, as BRIEF section 7 runs it."""
+    """podman with private storage (vfs) and state, so tests never touch the host's containers."""
     why = _missing("podman")
     if why:
         cannot_run(why)

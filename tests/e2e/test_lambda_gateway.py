@@ -2,7 +2,7 @@
 API Gateway (`skyport serve --gateway lambda`, what `SKYPORT_GATEWAY=lambda make run`
 starts), with Lambda's 6 MiB event limit and API Gateway's rules.
 
-What holds there today: images whose layers fit in one request push and pull with
+What holds there: images whose layers fit in one request push and pull with
 skopeo; bigger blobs need a chunking client (regctl-style, tests/e2e/chunked.py).
 A standard client pushing a bigger layer in one request is refused (413), and the
 registry is left without a half-written image.

@@ -49,8 +49,8 @@ class BlobService:
         return record, self._objects.stream(record.key)
 
     def delete(self, repository: str, digest: str) -> None:
-        """Removes the blob from this repository only; the bytes stay for other
-        repositories and are reclaimed by garbage collection."""
+        """Removes the blob from this repository only: the bytes stay in the bucket,
+        for the other repositories that link them (nothing deletes unlinked bytes)."""
         validate_name(repository)
         Digest.parse(digest)
         if not self._index.unlink(repository, digest):

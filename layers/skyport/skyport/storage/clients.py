@@ -49,7 +49,8 @@ class AwsClients:
             # registry's Authorization header to a subdomain, and S3 refuses it.
             "us_east_1_regional_endpoint": "regional",
         }
-        # SigV4 explicitly: presigned URLs must be SigV4 (BRIEF §3).
+        # SigV4 explicitly: S3 accepts presigned URLs only as SigV4 in every region opened
+        # since 2014, and botocore's default for presigning differs by region.
         return self._client("s3", self._settings.s3_endpoint, signature_version="s3v4", s3=s3_config)
 
     @cached_property
