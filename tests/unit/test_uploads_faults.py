@@ -293,6 +293,40 @@ def test_a_lease_past_its_time_is_taken_over_and_the_first_writer_loses():
     assert (REPO, sha256(DATA)) not in storage.blobs.links
 
 
+@pytest.mark.parametrize("loser_cleans_up", [True, False], ids=["clean-up", "clean-up-fails"])
+def test_a_writer_that_lost_its_lease_never_touches_the_new_writers_tail(loser_cleans_up):
+    """Two requests write the same chunk length at the same offset: the first stalls past
+    its lease, the second takes the upload over and saves. The first then writes its tail
+    and fails to save. Each request's tail is its own object (keys.upload_tail_object), so
+    the loser neither overwrites the tail the stored session names (the closing PUT would
+    copy the loser's bytes in under the winner's digest) nor deletes it when it cleans up
+    (the closing PUT would find the upload gone: BLOB_UPLOAD_UNKNOWN). The API suite's
+    racing PATCHes hit the same case when moto lets both conditional claims through."""
+    storage = MemoryStorage(min_part=PART)
+    client = Client(storage)
+    upload_id = start(client)
+    slow_data, data = os.urandom(PART // 2), os.urandom(PART // 2)
+
+    async def scenario() -> None:
+        gate = Gate(slow_data)
+        slow = asyncio.create_task(client.service.append(REPO, upload_id, gate, (0, len(slow_data) - 1)))
+        await gate.waiting.wait()
+        client.now[0] += LEASE + 1  # the slow writer's lease times out
+        await client.service.append(REPO, upload_id, chunks(data), (0, len(data) - 1))
+        if not loser_cleans_up:
+            storage.plan.fail("ObjectStore.delete")  # its clean-up of its own tail fails
+        gate.opened.set()
+        with pytest.raises(UploadBusy):
+            await slow
+        await client.service.finish(REPO, upload_id, sha256(data), chunks(b""))
+
+    asyncio.run(scenario())
+    assert_blob(storage, data)
+    assert storage.sessions.items == {}
+    assert_no_strays(storage, {key for key in storage.objects.objects if key.startswith("uploads/")}
+                     if not loser_cleans_up else set())
+
+
 def test_a_lease_lost_at_save_to_a_cancel_removes_everything():
     storage = MemoryStorage(min_part=PART)
     client = Client(storage)

@@ -39,6 +39,7 @@ request wrote to S3.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterable
 
 from ..concurrency import run_blocking, start_blocking
@@ -91,6 +92,11 @@ class PartWriter:
         self._in_flight: asyncio.Future | None = None
         self._started_multipart = False  # by this request: a failure must abort it
         self._written_tail: str | None = None  # by this request: a failure must delete it
+        # Names this request's tail objects (keys.upload_tail_object): a tail at the same
+        # offset written by another request (one that took over an expired lease, or one
+        # that lost the lease to it) is a different object, so neither overwrites the
+        # tail the stored session names, nor deletes it when it fails.
+        self._writer = secrets.token_hex(6)
         # A multipart upload ending in a short part, to fold into this request's one:
         # (its id, its part ETags, its size); parts 1..k of the new upload wait for it.
         self._fold_from: tuple[str, list[str], int] | None = None
@@ -239,7 +245,7 @@ class PartWriter:
             await self._send_part(bytes(self.buffer))
             await self.drain()
         elif self.buffer:
-            session.tail_key = keys.upload_tail_object(session.upload_id, end)
+            session.tail_key = keys.upload_tail_object(session.upload_id, end, self._writer)
             # Ours to delete on failure from before the call: a put that fails may
             # have stored the object all the same (its answer lost).
             self._written_tail = session.tail_key
