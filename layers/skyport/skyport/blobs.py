@@ -90,6 +90,14 @@ class BlobService:
         self._index.link(repository, record)
         return record
 
+    def discard_unregistered(self, digest: str, key: str) -> None:
+        """Delete the object at ``key``, freshly uploaded as ``digest``, unless the blob is
+        recorded at that key (a registration whose answer was lost). Raises
+        StorageUnavailable, and then the object stays."""
+        stored = self._index.get_blob(digest)
+        if stored is None or stored.key != key:
+            self._objects.delete(key)
+
     def register(self, repository: str, record: BlobRecord) -> BlobRecord:
         """Record a freshly uploaded blob and make it visible in ``repository``.
         When the same digest was recorded first by someone else, theirs wins and

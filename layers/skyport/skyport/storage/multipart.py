@@ -106,6 +106,11 @@ class PartWriter:
         self.stored_upload_gone = False
         # blob_key holds the fold's staging object, which this request must delete.
         self._owns_staging_object = False
+        # This request called what makes the blob's object at blob_key from S3 state only
+        # it knows (a PutObject, a CopyObject, or the completion of a multipart upload it
+        # started): if that call fails, its answer maybe lost, no session names the
+        # object it may have made, so a failure must delete it.
+        self._makes_blob_object = False
 
     async def _start_body(self) -> None:
         """First byte of the body: pick up the remainder the stored session kept."""
@@ -214,13 +219,14 @@ class PartWriter:
                 await run_blocking(self._objects.abort_multipart, session.blob_key, session.multipart_id)
             except Exception:  # noqa: BLE001
                 pass
-        for key, mine in ((self._written_tail, True), (session.blob_key, self._owns_staging_object)):
+        for key, mine in ((self._written_tail, True),
+                          (session.blob_key, self._owns_staging_object or self._makes_blob_object)):
             if key and mine:
                 try:
                     await run_blocking(self._objects.delete, key)
                 except Exception:  # noqa: BLE001
                     pass
-        self._written_tail, self._owns_staging_object = None, False
+        self._written_tail, self._owns_staging_object, self._makes_blob_object = None, False, False
 
     async def end_chunk(self, streamed: bool) -> str | None:
         """End of a PATCH: flush what makes a part, keep the remainder as a short last
@@ -265,6 +271,7 @@ class PartWriter:
         if not self._body_started and session.tail_key and session.tail_size:
             # Empty closing PUT after chunks: the tail object goes in without a read-back.
             if session.multipart_id is None:
+                self._makes_blob_object = True
                 await run_blocking(self._objects.copy, session.tail_key, session.blob_key)
             else:
                 session.part_etags.append(await run_blocking(
@@ -274,15 +281,19 @@ class PartWriter:
                                    session.multipart_id, session.part_etags)
         elif session.multipart_id is None and self._fold_from is None:
             # Small blob: everything is in memory, one PutObject.
+            self._makes_blob_object = True
             await run_blocking(self._objects.put, session.blob_key, bytes(self.buffer))
         else:
             if self.buffer:
                 await self._send_part(bytes(self.buffer))
             await self.drain()
             await self._fold()
+            # The stored session's own multipart upload is left as it is when its completion
+            # fails: the retry completes it again, at the same key.
+            self._makes_blob_object = self._started_multipart
             await run_blocking(self._objects.complete_multipart, session.blob_key, session.multipart_id,
                                session.part_etags)
         # The blob is at blob_key now (over the staging object, if any).
         self.buffer.clear()
-        self._started_multipart, self._owns_staging_object = False, False
+        self._started_multipart, self._owns_staging_object, self._makes_blob_object = False, False, False
         return BlobRecord(digest="", size=size, key=session.blob_key)
