@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import pytest
-from fakes import FaultPlan, MemoryStorage
+from fakes import FaultPlan, FaultTally, MemoryStorage
 from oci import make_artifact, make_image, make_index, sha256
 from skyport.blobs import BlobService
 from skyport.config import Settings
@@ -215,25 +215,11 @@ def reference_run(operation: Operation) -> tuple[int, dict]:
     return calls, world.state()
 
 
-@dataclass
-class Tally:
-    operations: int = 0
-    faults: int = 0
-    lost_or_corrupt: int = 0
-
-
 @pytest.fixture(scope="module")
 def tally(request: pytest.FixtureRequest):
-    counts = Tally()
+    counts = FaultTally("manifest, tag and delete faults on the fakes")
     yield counts
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    line = (f"\nmanifest, tag and delete faults on the fakes: {counts.operations} operations, "
-            f"{counts.faults} faults injected, {counts.lost_or_corrupt} images lost or corrupt")
-    if capture is not None:
-        with capture.global_and_fixture_disabled():
-            print(line)
-    else:
-        print(line)
+    counts.print(request.config)
 
 
 def test_every_operation_runs_clean_and_does_what_it_says():

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
-from fakes import FaultPlan, InjectedFault, MemoryStorage
+from fakes import FaultPlan, FaultTally, InjectedFault, MemoryStorage
 from skyport.blobs import BlobService
 from skyport.config import Settings
 from skyport.errors import BlobUploadUnknown, RegistryError, UploadBusy
@@ -151,10 +151,18 @@ def fault_cases() -> list[tuple[str, int, int]]:
 CASES = fault_cases()
 
 
+@pytest.fixture(scope="module")
+def tally(request: pytest.FixtureRequest):
+    counts = FaultTally("upload faults on the fakes")
+    yield counts
+    counts.print(request.config)
+
+
 @pytest.mark.parametrize("kind", ["error", "throttle", "timeout", "crash"])
 @pytest.mark.parametrize(("flavour", "index", "nth"), CASES,
                          ids=[f"{f}-step{i}-call{n}" for f, i, n in CASES])
-def test_a_fault_at_any_call_of_a_request_leaves_a_resumable_or_removed_session(flavour, index, nth, kind):
+def test_a_fault_at_any_call_of_a_request_leaves_a_resumable_or_removed_session(flavour, index, nth, kind,
+                                                                                tally):
     storage = MemoryStorage(FaultPlan(), min_part=PART)
     client = Client(storage)
     steps = plan_upload(flavour, DATA)
@@ -173,6 +181,8 @@ def test_a_fault_at_any_call_of_a_request_leaves_a_resumable_or_removed_session(
     except (RegistryError, StorageUnavailable) as error:
         outcome = error
     assert storage.plan.injected, "the fault was injected"
+    tally.operations += 1
+    tally.faults += len(storage.plan.injected)
     storage.plan.clear()
     after = storage.sessions.get(upload_id)
 
@@ -217,7 +227,11 @@ def test_a_fault_at_any_call_of_a_request_leaves_a_resumable_or_removed_session(
             # could have completed it again). Every other failure deletes it (uploads.py).
             allowed |= {stored.blob_key}
         finish_upload(client, steps, start(client))
-    assert_blob(storage, DATA)
+    try:
+        assert_blob(storage, DATA)
+    except (AssertionError, KeyError):
+        tally.lost_or_corrupt += 1
+        raise
     assert storage.sessions.items == {}
     if kind != "crash":
         assert_no_strays(storage, allowed, unknown_multipart=unknown_multipart)
