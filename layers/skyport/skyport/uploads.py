@@ -277,7 +277,10 @@ class UploadService:
                 try:
                     self._sessions.delete(stored.upload_id, stored.repository, token)
                 except UploadMissing:
-                    pass  # gone already: removed by this request, or cancelled
+                    # Gone already (removed by this request, or cancelled), or held by a
+                    # request that took the lease over: that one may complete it again.
+                    if self._sessions.get(stored.upload_id) is not None:
+                        return
                 if stored.tail_key:
                     self._delete_stale(stored.tail_key)
             self._blobs.discard_unregistered(record.digest, record.key)
