@@ -469,6 +469,29 @@ class MemoryAuthStore:
         return True
 
 
+@dataclass
+class FaultTally:
+    """What a fault suite ran, for the line it prints at the end (issue 9: the counts)."""
+
+    label: str
+    operations: int = 0  # operations run with a fault armed
+    faults: int = 0  # calls failed by the plan (a crash fails every call after it)
+    lost_or_corrupt: int = 0  # cases where an image or a blob was lost or served corrupt
+
+    def line(self) -> str:
+        return (f"{self.label}: {self.operations} operations, {self.faults} faults injected, "
+                f"{self.lost_or_corrupt} images lost or corrupt")
+
+    def print(self, config: Any) -> None:
+        """Print the line past pytest's output capture, so it shows in every run."""
+        capture = config.pluginmanager.getplugin("capturemanager")
+        if capture is None:
+            print(self.line())
+            return
+        with capture.global_and_fixture_disabled():
+            print("\n" + self.line())
+
+
 class MemoryStorage:
     """One registry's storage in memory, every port sharing one fault plan."""
 

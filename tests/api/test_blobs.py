@@ -113,3 +113,13 @@ def test_proxy_mode_streams_the_bytes(client, proxy_client, size):
     head = proxy_client.head(f"/v2/team/app/blobs/{digest}")
     assert head.status_code == 200 and head.headers["Content-Length"] == str(size)
     assert_error(proxy_client.get(f"/v2/team/other/blobs/{digest}"), 404, "BLOB_UNKNOWN")
+
+
+def test_proxy_mode_answers_blob_unknown_when_the_object_is_gone(client, proxy_client, aws_clients, settings):
+    """The link says the blob is there, its S3 object is not (deleted behind the
+    registry's back): 404 BLOB_UNKNOWN before any byte is sent, never a 500."""
+    data = os.urandom(1000)
+    digest = push_blob(client, "team/app", data, mode="post")
+    [key] = [o["Key"] for o in aws_clients.s3.list_objects_v2(Bucket=settings.bucket)["Contents"]]
+    aws_clients.s3.delete_object(Bucket=settings.bucket, Key=key)
+    assert_error(proxy_client.get(f"/v2/team/app/blobs/{digest}"), 404, "BLOB_UNKNOWN")

@@ -122,7 +122,12 @@ def test_different_tags_pushed_at_once(clients):
 
 def test_racing_patches_on_one_upload(clients):
     """Both claim the upload at offset 0: one wins, the other is refused with an OCI error
-    (409 while the winner holds the upload, 416 once the winner has moved it on)."""
+    (409 while the winner holds the upload, 416 once the winner has moved it on).
+
+    moto's conditional writes are not atomic under concurrent requests, so now and then
+    both claims go through (DynamoDB never lets them); the loser then fails at its save
+    (409), and must leave the winner's upload whole: each request's tail object is its
+    own (storage/keys.py), so its clean-up cannot delete the winner's."""
     client = clients[0]
     for _ in range(ROUNDS):
         location = upload_path(client.post("/v2/team/app/blobs/uploads/").headers["Location"])

@@ -73,6 +73,16 @@ def test_403_means_missing_only_where_a_key_may_be_missing(denied_clients, setti
     assert denied == ["GetObject", "CopyObject", "UploadPartCopy", "GetObject"]
 
 
+def test_403_on_streaming_a_blob_is_missing(denied_clients, settings):
+    """Proxy mode streams a blob its index names; its object deleted since, S3 answers
+    the deployed role 403: the blob is missing (BLOB_UNKNOWN), not storage refusing."""
+    clients, denied = denied_clients
+    objects = S3ObjectStore(clients.s3, settings.bucket)
+    with pytest.raises(ObjectMissing):
+        objects.stream("blobs/absent")
+    assert denied == ["GetObject"]
+
+
 @pytest.mark.parametrize("then", ["patch", "put"])
 def test_vanished_tail_behind_a_403_is_an_unknown_upload_not_a_503(denied_clients, settings, then):
     """The recovery of tests/api/test_uploads.py's "stored state is gone" case, with

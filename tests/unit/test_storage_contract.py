@@ -74,6 +74,8 @@ def test_objects_put_read_copy_delete(ports):
     with pytest.raises(ObjectMissing):
         objects.read("a", may_be_missing=True)
     with pytest.raises(ObjectMissing):
+        objects.stream("a")  # when called: before a response streaming it has started
+    with pytest.raises(ObjectMissing):
         objects.copy("a", "c")
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from .digest import Digest
 from .errors import BlobUnknown
 from .reference import validate_name
-from .storage.ports import BlobIndex, BlobRecord, ObjectStore
+from .storage.ports import BlobIndex, BlobRecord, ObjectMissing, ObjectStore
 
 if TYPE_CHECKING:
     from .auth.policy import Access
@@ -46,7 +46,12 @@ class BlobService:
     def stream(self, repository: str, digest: str) -> tuple[BlobRecord, Iterator[bytes]]:
         """GET when the server delivers blobs itself (local "proxy" mode)."""
         record = self.stat(repository, digest)
-        return record, self._objects.stream(record.key)
+        try:
+            return record, self._objects.stream(record.key)
+        except ObjectMissing as missing:
+            # Linked, but its object is gone (deleted behind the index's back): to the
+            # client the blob is unknown (distribution-spec "Pulling blobs": 404).
+            raise BlobUnknown({"digest": digest}) from missing
 
     def delete(self, repository: str, digest: str) -> None:
         """Removes the blob from this repository only: the bytes stay in the bucket,
@@ -84,6 +89,14 @@ class BlobService:
             return None
         self._index.link(repository, record)
         return record
+
+    def discard_unregistered(self, digest: str, key: str) -> None:
+        """Delete the object at ``key``, freshly uploaded as ``digest``, unless the blob is
+        recorded at that key (a registration whose answer was lost). Raises
+        StorageUnavailable, and then the object stays."""
+        stored = self._index.get_blob(digest)
+        if stored is None or stored.key != key:
+            self._objects.delete(key)
 
     def register(self, repository: str, record: BlobRecord) -> BlobRecord:
         """Record a freshly uploaded blob and make it visible in ``repository``.

@@ -243,23 +243,49 @@ class UploadService:
                 raise BlobUploadUnknown({"upload": upload_id}) from error
             raise
         record = replace(record, digest=str(expected))
-        if not verified:
-            # Chunks were hashed as sha256 but the client names another
-            # algorithm: the one case that re-reads the blob.
-            await self._verify_by_reading(record, expected, stored, token)
-        # The session goes before the blob is registered: once a blob points at blob_key,
-        # no session may write there again (a request still holding this one, after a
-        # crash here, could otherwise fold or re-put over a registered blob). A crash in
-        # between leaks the unregistered object; the client starts the upload over.
         try:
-            await run_blocking(self._sessions.delete, upload_id, repository, token)
-        except UploadMissing:
-            pass  # cancelled concurrently, but the blob is complete: 201 holds
-        if stored.tail_key:
-            # In the blob now, and named by no session: gone before the blob is
-            # registered, so a failure to register leaves no tail behind.
-            await run_blocking(self._delete_stale, stored.tail_key)
-        return await run_blocking(self._blobs.register, repository, record)
+            if not verified:
+                # Chunks were hashed as sha256 but the client names another
+                # algorithm: the one case that re-reads the blob.
+                await self._verify_by_reading(record, expected, stored, token)
+            # The session goes before the blob is registered: once a blob points at blob_key,
+            # no session may write there again (a request still holding this one, after a
+            # crash here, could otherwise fold or re-put over a registered blob). A crash in
+            # between leaks the unregistered object; the client starts the upload over.
+            try:
+                await run_blocking(self._sessions.delete, upload_id, repository, token)
+            except UploadMissing:
+                pass  # cancelled concurrently, but the blob is complete: 201 holds
+            if stored.tail_key:
+                # In the blob now, and named by no session: gone before the blob is
+                # registered, so a failure to register leaves no tail behind.
+                await run_blocking(self._delete_stale, stored.tail_key)
+            return await run_blocking(self._blobs.register, repository, record)
+        except BaseException:
+            await run_blocking(self._forget_completed, record, stored, token)
+            raise
+
+    def _forget_completed(self, record: BlobRecord, stored: UploadSession | None, token: str) -> None:
+        """The error path of a request that made the blob's object (it completed the
+        upload) and then failed before the blob was registered: delete that object, which
+        nothing would reference and no lifecycle rule removes. Best effort, and only once
+        no session names it (else a retry completes the upload again and registers the
+        object at its key) and no blob record points at it (a registration whose answer
+        was lost)."""
+        try:
+            if stored is not None:
+                try:
+                    self._sessions.delete(stored.upload_id, stored.repository, token)
+                except UploadMissing:
+                    # Gone already (removed by this request, or cancelled), or held by a
+                    # request that took the lease over: that one may complete it again.
+                    if self._sessions.get(stored.upload_id) is not None:
+                        return
+                if stored.tail_key:
+                    self._delete_stale(stored.tail_key)
+            self._blobs.discard_unregistered(record.digest, record.key)
+        except Exception:  # noqa: BLE001 - the request already failed; the error it reports stands
+            pass
 
     async def _verify_by_reading(self, record: BlobRecord, expected: Digest, stored: UploadSession,
                                  token: str) -> None:
@@ -292,4 +318,9 @@ class UploadService:
         except BaseException:
             await writer.abandon()  # aborts the multipart upload it started
             raise
-        return await run_blocking(self._blobs.register, repository, replace(record, digest=str(expected)))
+        record = replace(record, digest=str(expected))
+        try:
+            return await run_blocking(self._blobs.register, repository, record)
+        except BaseException:
+            await run_blocking(self._forget_completed, record, None, "")
+            raise

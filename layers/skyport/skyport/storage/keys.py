@@ -12,10 +12,14 @@
     │                                       it only at this key) to be copied into a new one,
     │                                       then deleted before the session is saved.
     ├── manifests/<algorithm>/<encoded>     manifest bodies too big to live inline in DynamoDB
-    └── uploads/<upload-id>/tail-<offset>   the tail (< 5 MiB) of an upload in progress, kept
+    └── uploads/<upload-id>/tail-<offset>-<writer>
+                                            the tail (< 5 MiB) of an upload in progress, kept
                                             until enough data arrives for a part (or put in as
                                             the last part by the closing PUT); ends at
-                                            <offset>. Expired by a lifecycle rule.
+                                            <offset>, written by the request <writer>, so two
+                                            requests that both wrote to the upload (a lease
+                                            taken over) never write or delete each other's
+                                            tail. Expired by a lifecycle rule.
 
     DynamoDB table, keys PK / SK (strings)
     ├── BLOB#<digest>     / META                          the blob: S3 key and size. Global, the
@@ -74,8 +78,8 @@ def manifest_object(digest: str) -> str:
     return f"manifests/{algorithm}/{encoded}"
 
 
-def upload_tail_object(upload_id: str, end_offset: int) -> str:
-    return f"uploads/{upload_id}/tail-{end_offset}"
+def upload_tail_object(upload_id: str, end_offset: int, writer: str) -> str:
+    return f"uploads/{upload_id}/tail-{end_offset}-{writer}"
 
 
 # --- DynamoDB ---------------------------------------------------------------

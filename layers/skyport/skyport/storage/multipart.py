@@ -39,6 +39,7 @@ request wrote to S3.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterable
 
 from ..concurrency import run_blocking, start_blocking
@@ -91,6 +92,11 @@ class PartWriter:
         self._in_flight: asyncio.Future | None = None
         self._started_multipart = False  # by this request: a failure must abort it
         self._written_tail: str | None = None  # by this request: a failure must delete it
+        # Names this request's tail objects (keys.upload_tail_object): a tail at the same
+        # offset written by another request (one that took over an expired lease, or one
+        # that lost the lease to it) is a different object, so neither overwrites the
+        # tail the stored session names, nor deletes it when it fails.
+        self._writer = secrets.token_hex(6)
         # A multipart upload ending in a short part, to fold into this request's one:
         # (its id, its part ETags, its size); parts 1..k of the new upload wait for it.
         self._fold_from: tuple[str, list[str], int] | None = None
@@ -100,6 +106,11 @@ class PartWriter:
         self.stored_upload_gone = False
         # blob_key holds the fold's staging object, which this request must delete.
         self._owns_staging_object = False
+        # This request called what makes the blob's object at blob_key from S3 state only
+        # it knows (a PutObject, a CopyObject, or the completion of a multipart upload it
+        # started): if that call fails, its answer maybe lost, no session names the
+        # object it may have made, so a failure must delete it.
+        self._makes_blob_object = False
 
     async def _start_body(self) -> None:
         """First byte of the body: pick up the remainder the stored session kept."""
@@ -208,13 +219,14 @@ class PartWriter:
                 await run_blocking(self._objects.abort_multipart, session.blob_key, session.multipart_id)
             except Exception:  # noqa: BLE001
                 pass
-        for key, mine in ((self._written_tail, True), (session.blob_key, self._owns_staging_object)):
+        for key, mine in ((self._written_tail, True),
+                          (session.blob_key, self._owns_staging_object or self._makes_blob_object)):
             if key and mine:
                 try:
                     await run_blocking(self._objects.delete, key)
                 except Exception:  # noqa: BLE001
                     pass
-        self._written_tail, self._owns_staging_object = None, False
+        self._written_tail, self._owns_staging_object, self._makes_blob_object = None, False, False
 
     async def end_chunk(self, streamed: bool) -> str | None:
         """End of a PATCH: flush what makes a part, keep the remainder as a short last
@@ -239,7 +251,7 @@ class PartWriter:
             await self._send_part(bytes(self.buffer))
             await self.drain()
         elif self.buffer:
-            session.tail_key = keys.upload_tail_object(session.upload_id, end)
+            session.tail_key = keys.upload_tail_object(session.upload_id, end, self._writer)
             # Ours to delete on failure from before the call: a put that fails may
             # have stored the object all the same (its answer lost).
             self._written_tail = session.tail_key
@@ -259,6 +271,7 @@ class PartWriter:
         if not self._body_started and session.tail_key and session.tail_size:
             # Empty closing PUT after chunks: the tail object goes in without a read-back.
             if session.multipart_id is None:
+                self._makes_blob_object = True
                 await run_blocking(self._objects.copy, session.tail_key, session.blob_key)
             else:
                 session.part_etags.append(await run_blocking(
@@ -268,15 +281,19 @@ class PartWriter:
                                    session.multipart_id, session.part_etags)
         elif session.multipart_id is None and self._fold_from is None:
             # Small blob: everything is in memory, one PutObject.
+            self._makes_blob_object = True
             await run_blocking(self._objects.put, session.blob_key, bytes(self.buffer))
         else:
             if self.buffer:
                 await self._send_part(bytes(self.buffer))
             await self.drain()
             await self._fold()
+            # The stored session's own multipart upload is left as it is when its completion
+            # fails: the retry completes it again, at the same key.
+            self._makes_blob_object = self._started_multipart
             await run_blocking(self._objects.complete_multipart, session.blob_key, session.multipart_id,
                                session.part_etags)
         # The blob is at blob_key now (over the staging object, if any).
         self.buffer.clear()
-        self._started_multipart, self._owns_staging_object = False, False
+        self._started_multipart, self._owns_staging_object, self._makes_blob_object = False, False, False
         return BlobRecord(digest="", size=size, key=session.blob_key)

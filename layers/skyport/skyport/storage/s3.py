@@ -53,7 +53,14 @@ class S3ObjectStore:
         return self._call("get_object", may_be_missing=may_be_missing, Key=key)["Body"].read()
 
     def stream(self, key: str) -> Iterator[bytes]:
-        body = self._call("get_object", Key=key)["Body"]
+        # GetObject now, not at the first chunk: a missing object raises ObjectMissing to
+        # the caller, before a response has started. Missing is legitimate here (the
+        # object deleted after the index was read), hence 403 read as missing too.
+        body = self._call("get_object", may_be_missing=True, Key=key)["Body"]
+        return self._chunks(body)
+
+    @staticmethod
+    def _chunks(body: Any) -> Iterator[bytes]:
         try:
             yield from body.iter_chunks(STREAM_CHUNK)
         finally:
