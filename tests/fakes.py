@@ -334,14 +334,21 @@ class MemoryManifestIndex:
     def get_tag(self, repository: str, tag: str) -> ManifestRecord | None:
         return self.tags.get((repository, tag))
 
-    def put_manifest(self, repository: str, record: ManifestRecord, tag: str | None,
-                     blobs: dict[str, int], manifests: Sequence[str], referrer_of: str | None) -> None:
+    def _check(self, repository: str, digest: str, blobs: dict[str, int], manifests: Sequence[str]) -> None:
         missing_blobs = [d for d, size in blobs.items()
                          if (link := self._blobs.links.get((repository, d))) is None or link.size != size]
         missing_manifests = [d for d in dict.fromkeys(manifests)
-                             if d != record.digest and (repository, d) not in self.manifests]
+                             if d != digest and (repository, d) not in self.manifests]
         if missing_blobs or missing_manifests:
             raise MissingReferences(missing_blobs, missing_manifests)
+
+    def check_references(self, repository: str, digest: str, blobs: dict[str, int],
+                         manifests: Sequence[str]) -> None:
+        self._check(repository, digest, blobs, manifests)
+
+    def put_manifest(self, repository: str, record: ManifestRecord, tag: str | None,
+                     blobs: dict[str, int], manifests: Sequence[str], referrer_of: str | None) -> None:
+        self._check(repository, record.digest, blobs, manifests)
         self.manifests[(repository, record.digest)] = record
         self.repositories.add(repository)
         if tag is not None:

@@ -455,6 +455,67 @@ def test_many_references(asgi_client):
     )
 
 
+class DynamoCalls:
+    """The DynamoDB operations the registry's client makes (botocore's before-call
+    event: observed on the real client, nothing replaced)."""
+
+    def __init__(self, registry):
+        self._events = registry.clients.dynamodb.meta.events
+        self.operations: list[str] = []
+
+    def _record(self, model, **_):
+        self.operations.append(model.name)
+
+    def __enter__(self):
+        self._events.register("before-call.dynamodb", self._record)
+        return self
+
+    def __exit__(self, *_):
+        self._events.unregister("before-call.dynamodb", self._record)
+
+
+def unknown_layers(count: int) -> list[dict]:
+    return [descriptor(OCI_LAYER, b"unknown %d" % i) for i in range(count)]
+
+
+def test_unknown_references_cost_one_read(client, registry, storage):
+    """A manifest at the reference cap whose references are all unknown: refused after
+    one BatchGetItem, not one GetItem per reference past the first transaction."""
+    limit = registry.settings.max_manifest_references
+    config = b'{"at the cap":true}'
+    push_blob(client, "team/app", config, mode="post")
+    document = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": descriptor(OCI_CONFIG, config),
+                "layers": unknown_layers(limit - 1)}
+    body = json.dumps(document).encode()
+    before = storage.snapshot()
+    with DynamoCalls(registry) as calls:
+        response = put_manifest(client, "team/app", "v1", body, OCI_MANIFEST)
+    assert_error(response, 404, "MANIFEST_BLOB_UNKNOWN")
+    assert calls.operations == ["BatchGetItem"]
+    assert storage.snapshot() == before
+
+
+@pytest.mark.parametrize("kind", ["image", "index"])
+def test_reference_cap(client, registry, storage, kind):
+    limit = registry.settings.max_manifest_references
+    config = b'{"over the cap":true}'
+    if kind == "image":
+        document = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": descriptor(OCI_CONFIG, config),
+                    "layers": unknown_layers(limit)}
+    else:
+        document = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+            descriptor(OCI_MANIFEST, b"child %d" % i) for i in range(limit + 1)]}
+    body = json.dumps(document).encode()
+    before = storage.snapshot()
+    with DynamoCalls(registry) as calls:
+        response = put_manifest(client, "team/app", "v1", body, document["mediaType"])
+    error = assert_error(response, 400, "MANIFEST_INVALID")
+    assert error["detail"] == {"reason": "too many references", "references": limit + 1, "limit": limit}
+    assert str(limit) in error["message"]
+    assert calls.operations == []  # refused before anything is read
+    assert storage.snapshot() == before
+
+
 # --- size limits ---------------------------------------------------------------------------
 
 

@@ -231,6 +231,40 @@ def test_manifests_tags_referrers_catalog(ports):
     assert index.list_referrers("team/app", one.digest) == []
 
 
+def test_manifest_with_more_references_than_a_transaction_holds(ports):
+    """Past the first transaction's room, references are read in batches: every one
+    is checked, wherever the one missing (or at another size) stands."""
+    index, blobs = ports.manifests, ports.blobs
+    layers = [BlobRecord(digest(b"layer %d" % i), i, f"blobs/{i}") for i in range(350)]
+    for layer in layers:
+        blobs.link("team/app", layer)
+    sizes = {layer.digest: layer.size for layer in layers}
+    for position in (0, 120, 230, 349):
+        absent = dict(sizes)
+        del absent[layers[position].digest]
+        absent[digest(b"absent")] = 1
+        with pytest.raises(MissingReferences) as missing:
+            index.put_manifest("team/app", manifest(b"m"), "v1", absent, [], None)
+        assert missing.value.blobs == [digest(b"absent")]
+        with pytest.raises(MissingReferences) as missing:
+            index.check_references("team/app", manifest(b"m").digest, absent, [])
+        assert missing.value.blobs == [digest(b"absent")]
+        wrong = {**sizes, layers[position].digest: layers[position].size + 1}
+        with pytest.raises(MissingReferences) as missing:
+            index.put_manifest("team/app", manifest(b"m"), "v1", wrong, [], None)
+        assert missing.value.blobs == [layers[position].digest]
+    child = manifest(b"child")
+    index.put_manifest("team/app", child, None, {}, [], None)
+    with pytest.raises(MissingReferences) as missing:
+        index.put_manifest("team/app", manifest(b"m"), "v1", sizes, [child.digest, digest(b"no")], None)
+    assert missing.value.manifests == [digest(b"no")]
+    assert index.get_tag("team/app", "v1") is None
+    # A manifest may name itself among its children (it is never missing to itself).
+    index.check_references("team/app", manifest(b"m").digest, sizes, [child.digest, manifest(b"m").digest])
+    index.put_manifest("team/app", manifest(b"m"), "v1", sizes, [child.digest], None)
+    assert index.get_tag("team/app", "v1") == manifest(b"m")
+
+
 # --- AuthStore --------------------------------------------------------------------------
 
 def test_identities_lockout_grants_keys_bootstrap(ports):

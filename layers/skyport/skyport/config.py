@@ -28,6 +28,10 @@ class Settings:
     min_part_size: int = 5 * MiB
     # distribution-spec asks registries to accept manifests of at least 4 MiB.
     max_manifest_size: int = 4 * MiB
+    # The most descriptors (config and layers, or child manifests) one manifest may
+    # list; each is looked up before it is stored. Real images have tens of layers and
+    # indexes tens of platforms and attestations: the cap is far above both.
+    max_manifest_references: int = 1000
     # Manifest bodies up to this size live inline in DynamoDB items (400 KB
     # cap, and the tag item holds a copy), bigger ones in S3.
     inline_manifest_limit: int = 128 * 1024
