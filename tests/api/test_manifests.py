@@ -455,30 +455,11 @@ def test_many_references(asgi_client):
     )
 
 
-class DynamoCalls:
-    """The DynamoDB operations the registry's client makes (botocore's before-call
-    event: observed on the real client, nothing replaced)."""
-
-    def __init__(self, registry):
-        self._events = registry.clients.dynamodb.meta.events
-        self.operations: list[str] = []
-
-    def _record(self, model, **_):
-        self.operations.append(model.name)
-
-    def __enter__(self):
-        self._events.register("before-call.dynamodb", self._record)
-        return self
-
-    def __exit__(self, *_):
-        self._events.unregister("before-call.dynamodb", self._record)
-
-
 def unknown_layers(count: int) -> list[dict]:
     return [descriptor(OCI_LAYER, b"unknown %d" % i) for i in range(count)]
 
 
-def test_unknown_references_cost_one_read(client, registry, storage):
+def test_unknown_references_cost_one_read(client, registry, storage, dynamodb_calls):
     """A manifest at the reference cap whose references are all unknown: refused after
     one BatchGetItem, not one GetItem per reference past the first transaction."""
     limit = registry.settings.max_manifest_references
@@ -488,15 +469,15 @@ def test_unknown_references_cost_one_read(client, registry, storage):
                 "layers": unknown_layers(limit - 1)}
     body = json.dumps(document).encode()
     before = storage.snapshot()
-    with DynamoCalls(registry) as calls:
-        response = put_manifest(client, "team/app", "v1", body, OCI_MANIFEST)
+    dynamodb_calls.clear()
+    response = put_manifest(client, "team/app", "v1", body, OCI_MANIFEST)
     assert_error(response, 404, "MANIFEST_BLOB_UNKNOWN")
-    assert calls.operations == ["BatchGetItem"]
+    assert dynamodb_calls.operations == ["BatchGetItem"]
     assert storage.snapshot() == before
 
 
 @pytest.mark.parametrize("kind", ["image", "index"])
-def test_reference_cap(client, registry, storage, kind):
+def test_reference_cap(client, registry, storage, dynamodb_calls, kind):
     limit = registry.settings.max_manifest_references
     config = b'{"over the cap":true}'
     if kind == "image":
@@ -507,12 +488,12 @@ def test_reference_cap(client, registry, storage, kind):
             descriptor(OCI_MANIFEST, b"child %d" % i) for i in range(limit + 1)]}
     body = json.dumps(document).encode()
     before = storage.snapshot()
-    with DynamoCalls(registry) as calls:
-        response = put_manifest(client, "team/app", "v1", body, document["mediaType"])
+    dynamodb_calls.clear()
+    response = put_manifest(client, "team/app", "v1", body, document["mediaType"])
     error = assert_error(response, 400, "MANIFEST_INVALID")
     assert error["detail"] == {"reason": "too many references", "references": limit + 1, "limit": limit}
     assert str(limit) in error["message"]
-    assert calls.operations == []  # refused before anything is read
+    assert dynamodb_calls.operations == []  # refused before anything is read
     assert storage.snapshot() == before
 
 

@@ -90,6 +90,16 @@ class IdentityRecord:
 class Page:
     items: list[str]
     has_more: bool
+    # Where the next page starts (after this name), when not after the last item: a
+    # listing that stopped at its work cap past names it did not show (catalog.py).
+    resume_after: str | None = None
+
+    @property
+    def next_after(self) -> str | None:
+        """The ``last`` of the next page's request; None when there is none."""
+        if not self.has_more:
+            return None
+        return self.resume_after if self.resume_after is not None else self.items[-1]
 
 
 # --- exceptions -------------------------------------------------------------
