@@ -21,6 +21,7 @@ from skyport.storage.ports import (
     ManifestRecord,
     MissingReferences,
     ObjectMissing,
+    TooManyUploads,
     UploadConflict,
     UploadMissing,
     UploadSession,
@@ -187,6 +188,47 @@ def test_sessions_conditions(ports):
     assert sessions.get("u1") is None
     with pytest.raises(UploadMissing):
         sessions.delete("u1", "team/app")
+
+
+def test_sessions_open_cap(ports):
+    sessions = ports.sessions
+    alice = [session(f"a{i}", quota="identity:alice") for i in range(3)]
+    for one in alice:
+        sessions.create(one, max_open=3, now=NOW)
+    with pytest.raises(TooManyUploads) as full:
+        sessions.create(session("a3", quota="identity:alice"), max_open=3, now=NOW)
+    assert full.value.limit == 3
+    assert sessions.get("a3") is None  # refused: nothing stored
+    # Other quotas, and sessions counted in none, are not limited by alice's.
+    sessions.create(session("b0", quota="identity:bob"), max_open=3, now=NOW)
+    sessions.create(session("n0"), max_open=3, now=NOW)
+    sessions.create(session("a4", quota="identity:alice"))  # no cap given: counted in none
+    # A session saved under a lease keeps its quota; removing it (finished or
+    # cancelled) frees its place, once.
+    claimed = sessions.claim("a0", "team/app", "t", NOW, NOW + 60, expected_offset=0)
+    assert claimed.quota == "identity:alice"
+    sessions.save(replace(claimed, offset=3), "t")
+    assert sessions.get("a0").quota == "identity:alice"
+    sessions.delete("a0", "team/app")
+    with pytest.raises(UploadMissing):
+        sessions.delete("a0", "team/app")
+    sessions.create(session("a5", quota="identity:alice", expires_at=NOW + 100), max_open=3, now=NOW)
+    with pytest.raises(TooManyUploads):
+        sessions.create(session("a6", quota="identity:alice"), max_open=3, now=NOW)
+    # Sessions that expired (whether or not storage has removed them yet) do not count.
+    later = NOW + 100
+    sessions.create(session("a6", quota="identity:alice", expires_at=later + 5000), max_open=3, now=later)
+    with pytest.raises(TooManyUploads):
+        sessions.create(session("a7", quota="identity:alice", expires_at=later + 5000), max_open=3, now=later)
+    for one in ("a1", "a2", "a4", "a6"):
+        sessions.delete(one, "team/app")
+    for i in range(4):
+        fresh = session(f"c{i}", quota="identity:alice", expires_at=later + 5000)
+        if i < 3:
+            sessions.create(fresh, max_open=3, now=later)
+        else:
+            with pytest.raises(TooManyUploads):
+                sessions.create(fresh, max_open=3, now=later)
 
 
 # --- ManifestIndex ----------------------------------------------------------------------

@@ -38,6 +38,10 @@ class Settings:
     # Upload sessions expire (DynamoDB TTL) a week after they start, like
     # Distribution's upload purging; the bucket's lifecycle rules match.
     upload_ttl_seconds: int = 7 * 24 * 3600
+    # The most upload sessions open at once per identity (auth on) or, with auth off,
+    # per repository; 0: no cap. Each lives upload_ttl_seconds unless finished or
+    # cancelled, so the cap bounds what abandoned or hostile uploads can pile up.
+    max_open_uploads: int = 1000
     # How long one request may hold an upload session before another may
     # take it over (a crashed writer must not block the upload for ever).
     upload_lease_seconds: int = 900
@@ -122,6 +126,7 @@ class Settings:
             blob_delivery=delivery,
             part_size=max(integer("SKYPORT_PART_SIZE", "part_size"), defaults["min_part_size"]),
             max_request_body=integer("SKYPORT_MAX_REQUEST_BODY", "max_request_body"),
+            max_open_uploads=integer("SKYPORT_MAX_OPEN_UPLOADS", "max_open_uploads"),
             automatic_mount=automatic_mount == "on",
             auth=auth,
             # The token spec: expires_in at least 60 seconds.

@@ -63,6 +63,9 @@ class UploadSession:
     expires_at: int = 0
     # The identity that started the upload (auth on): nobody else may use the session.
     owner: str | None = None
+    # The count of open sessions this one is counted in (UploadSessions.create's cap):
+    # its owner's, or with auth off its repository's; None: counted in none.
+    quota: str | None = None
 
     @property
     def short_last_part(self) -> bool:
@@ -129,6 +132,14 @@ class UploadConflict(StorageError):
         self.busy = busy
 
 
+class TooManyUploads(StorageError):
+    """As many upload sessions as allowed are open in the new one's quota."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"{limit} upload sessions open")
+        self.limit = limit
+
+
 class MissingReferences(StorageError):
     """A manifest references blobs or manifests the repository does not hold."""
 
@@ -192,7 +203,11 @@ class BlobIndex(Protocol):
 class UploadSessions(Protocol):
     """Upload sessions, written only under a lease taken by ``claim``."""
 
-    def create(self, session: UploadSession) -> None: ...
+    def create(self, session: UploadSession, max_open: int = 0, now: int = 0) -> None:
+        """Store a new session. With ``session.quota`` and ``max_open``, only while fewer
+        than ``max_open`` sessions of that quota are open (stored, and expiring after
+        ``now``); else TooManyUploads, and nothing is stored."""
+        ...
     def get(self, upload_id: str) -> UploadSession | None: ...
     def claim(
         self, upload_id: str, repository: str, token: str, now: int, lease_until: int,
@@ -210,8 +225,8 @@ class UploadSessions(Protocol):
         ...
     def delete(self, upload_id: str, repository: str, token: str | None = None,
                owner: str | None = None) -> UploadSession:
-        """Remove the session (held under ``token``, owned by ``owner``, when given).
-        Raises UploadMissing."""
+        """Remove the session (held under ``token``, owned by ``owner``, when given),
+        which then no longer counts in its quota. Raises UploadMissing."""
         ...
 
 
