@@ -4,6 +4,7 @@ from what the adapters do."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass, replace
@@ -14,6 +15,7 @@ from fakes import MemoryStorage
 from skyport.storage.dynamodb.blobs import DynamoBlobIndex
 from skyport.storage.dynamodb.identities import DynamoAuthStore
 from skyport.storage.dynamodb.manifests import DynamoManifestIndex
+from skyport.storage.dynamodb.table import BATCH_GET_ATTEMPTS
 from skyport.storage.dynamodb.uploads import DynamoUploadSessions
 from skyport.storage.ports import (
     BlobRecord,
@@ -21,6 +23,7 @@ from skyport.storage.ports import (
     ManifestRecord,
     MissingReferences,
     ObjectMissing,
+    StorageUnavailable,
     TooManyUploads,
     UploadConflict,
     UploadMissing,
@@ -305,6 +308,48 @@ def test_manifest_with_more_references_than_a_transaction_holds(ports):
     index.check_references("team/app", manifest(b"m").digest, sizes, [child.digest, manifest(b"m").digest])
     index.put_manifest("team/app", manifest(b"m"), "v1", sizes, [child.digest], None)
     assert index.get_tag("team/app", "v1") == manifest(b"m")
+
+
+def test_batch_reads_ask_again_for_unprocessed_keys(settings, aws_clients):
+    """BatchGetItem may leave keys unread (UnprocessedKeys): they are asked again, a
+    bounded number of times. DynamoDB-only: moto's answers are made to hold keys back
+    through botocore's after-call event (the SDK's own hook, nothing of ours replaced)."""
+    dynamodb = aws_clients.dynamodb
+    index = DynamoManifestIndex(dynamodb, settings.table)
+    blobs = DynamoBlobIndex(dynamodb, settings.table)
+    layers = [BlobRecord(digest(b"layer %d" % i), i, f"blobs/{i}") for i in range(200)]
+    for layer in layers:
+        blobs.link("team/app", layer)
+    sizes = {layer.digest: layer.size for layer in layers}
+    calls = []
+
+    def hold_back(parsed, model, times: int, **_):
+        calls.append(model.name)
+        items = parsed.get("Responses", {}).get(settings.table, [])
+        if len(calls) <= times and items:
+            held, parsed["Responses"][settings.table] = items[::2], items[1::2]
+            parsed["UnprocessedKeys"] = {settings.table: {
+                "Keys": [{"PK": item["PK"], "SK": item["SK"]} for item in held],
+                "ProjectionExpression": "PK, SK, size_bytes"}}
+
+    events = dynamodb.meta.events
+    for times, fails in ((2, False), (BATCH_GET_ATTEMPTS, True)):
+        calls.clear()
+        handler = functools.partial(hold_back, times=times)
+        events.register("after-call.dynamodb.BatchGetItem", handler)
+        try:
+            if fails:
+                with pytest.raises(StorageUnavailable):
+                    index.check_references("team/app", digest(b"m"), sizes, [])
+                assert len(calls) == BATCH_GET_ATTEMPTS
+            else:
+                index.check_references("team/app", digest(b"m"), sizes, [])
+                assert len(calls) == 2 + 2  # two batches of 100, the first asked again twice
+                with pytest.raises(MissingReferences) as missing:
+                    index.check_references("team/app", digest(b"m"), {**sizes, digest(b"no"): 1}, [])
+                assert missing.value.blobs == [digest(b"no")]
+        finally:
+            events.unregister("after-call.dynamodb.BatchGetItem", handler)
 
 
 # --- AuthStore --------------------------------------------------------------------------

@@ -114,6 +114,9 @@ class Settings:
         if not 1 <= expiry <= 604800:
             # SigV4 presigned URLs live at most 7 days; refuse at start, not at first pull.
             raise ValueError(f"SKYPORT_PRESIGN_EXPIRES must be 1..604800 seconds, not {expiry}")
+        max_open_uploads = integer("SKYPORT_MAX_OPEN_UPLOADS", "max_open_uploads")
+        if max_open_uploads < 0:
+            raise ValueError(f"SKYPORT_MAX_OPEN_UPLOADS must be 0 (no cap) or more, not {max_open_uploads}")
         if delivery not in ("redirect", "proxy"):
             raise ValueError(f"SKYPORT_BLOB_DELIVERY must be redirect or proxy, not {delivery!r}")
         return cls(
@@ -126,7 +129,7 @@ class Settings:
             blob_delivery=delivery,
             part_size=max(integer("SKYPORT_PART_SIZE", "part_size"), defaults["min_part_size"]),
             max_request_body=integer("SKYPORT_MAX_REQUEST_BODY", "max_request_body"),
-            max_open_uploads=integer("SKYPORT_MAX_OPEN_UPLOADS", "max_open_uploads"),
+            max_open_uploads=max_open_uploads,
             automatic_mount=automatic_mount == "on",
             auth=auth,
             # The token spec: expires_in at least 60 seconds.
