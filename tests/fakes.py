@@ -38,6 +38,7 @@ from skyport.storage.ports import (
     Page,
     Referrer,
     StorageUnavailable,
+    TooManyUploads,
     UploadConflict,
     UploadMissing,
     UploadSession,
@@ -272,10 +273,17 @@ class MemoryUploadSessions:
     def __init__(self, plan: FaultPlan) -> None:
         self.plan = plan
         self.items: dict[str, _Stored] = {}
+        self.counted: set[str] = set()  # sessions created under a cap: they count in their quota
 
-    def create(self, session: UploadSession) -> None:
+    def create(self, session: UploadSession, max_open: int = 0, now: int = 0) -> None:
         if session.upload_id in self.items:
             raise ValueError("UPLOAD_IS_NEW failed: an upload id is never reused")
+        if session.quota is not None and max_open:
+            if sum(1 for upload_id, stored in self.items.items()
+                   if upload_id in self.counted and stored.session.quota == session.quota
+                   and stored.session.expires_at > now) >= max_open:
+                raise TooManyUploads(max_open)
+            self.counted.add(session.upload_id)
         self.items[session.upload_id] = _Stored(copy.deepcopy(session))
 
     def get(self, upload_id: str) -> UploadSession | None:
@@ -315,6 +323,7 @@ class MemoryUploadSessions:
                 or (token is not None and stored.lease_token != token)):
             raise UploadMissing(upload_id)
         del self.items[upload_id]
+        self.counted.discard(upload_id)
         return copy.deepcopy(stored.session)
 
 
@@ -334,14 +343,21 @@ class MemoryManifestIndex:
     def get_tag(self, repository: str, tag: str) -> ManifestRecord | None:
         return self.tags.get((repository, tag))
 
-    def put_manifest(self, repository: str, record: ManifestRecord, tag: str | None,
-                     blobs: dict[str, int], manifests: Sequence[str], referrer_of: str | None) -> None:
+    def _check(self, repository: str, digest: str, blobs: dict[str, int], manifests: Sequence[str]) -> None:
         missing_blobs = [d for d, size in blobs.items()
                          if (link := self._blobs.links.get((repository, d))) is None or link.size != size]
         missing_manifests = [d for d in dict.fromkeys(manifests)
-                             if d != record.digest and (repository, d) not in self.manifests]
+                             if d != digest and (repository, d) not in self.manifests]
         if missing_blobs or missing_manifests:
             raise MissingReferences(missing_blobs, missing_manifests)
+
+    def check_references(self, repository: str, digest: str, blobs: dict[str, int],
+                         manifests: Sequence[str]) -> None:
+        self._check(repository, digest, blobs, manifests)
+
+    def put_manifest(self, repository: str, record: ManifestRecord, tag: str | None,
+                     blobs: dict[str, int], manifests: Sequence[str], referrer_of: str | None) -> None:
+        self._check(repository, record.digest, blobs, manifests)
         self.manifests[(repository, record.digest)] = record
         self.repositories.add(repository)
         if tag is not None:

@@ -455,6 +455,48 @@ def test_many_references(asgi_client):
     )
 
 
+def unknown_layers(count: int) -> list[dict]:
+    return [descriptor(OCI_LAYER, b"unknown %d" % i) for i in range(count)]
+
+
+def test_unknown_references_cost_one_read(client, registry, storage, dynamodb_calls):
+    """A manifest at the reference cap whose references are all unknown: refused after
+    one BatchGetItem, not one GetItem per reference past the first transaction."""
+    limit = registry.settings.max_manifest_references
+    config = b'{"at the cap":true}'
+    push_blob(client, "team/app", config, mode="post")
+    document = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": descriptor(OCI_CONFIG, config),
+                "layers": unknown_layers(limit - 1)}
+    body = json.dumps(document).encode()
+    before = storage.snapshot()
+    dynamodb_calls.clear()
+    response = put_manifest(client, "team/app", "v1", body, OCI_MANIFEST)
+    assert_error(response, 404, "MANIFEST_BLOB_UNKNOWN")
+    assert dynamodb_calls.operations == ["BatchGetItem"]
+    assert storage.snapshot() == before
+
+
+@pytest.mark.parametrize("kind", ["image", "index"])
+def test_reference_cap(client, registry, storage, dynamodb_calls, kind):
+    limit = registry.settings.max_manifest_references
+    config = b'{"over the cap":true}'
+    if kind == "image":
+        document = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": descriptor(OCI_CONFIG, config),
+                    "layers": unknown_layers(limit)}
+    else:
+        document = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+            descriptor(OCI_MANIFEST, b"child %d" % i) for i in range(limit + 1)]}
+    body = json.dumps(document).encode()
+    before = storage.snapshot()
+    dynamodb_calls.clear()
+    response = put_manifest(client, "team/app", "v1", body, document["mediaType"])
+    error = assert_error(response, 400, "MANIFEST_INVALID")
+    assert error["detail"] == {"reason": "too many references", "references": limit + 1, "limit": limit}
+    assert str(limit) in error["message"]
+    assert dynamodb_calls.operations == []  # refused before anything is read
+    assert storage.snapshot() == before
+
+
 # --- size limits ---------------------------------------------------------------------------
 
 

@@ -1,6 +1,7 @@
 """Blob uploads (distribution-spec "Pushing blobs"): POST (plain, monolithic, mount), PATCH
 (streamed or with Content-Range), PUT, GET status, DELETE."""
 
+import base64
 import contextlib
 import hashlib
 import os
@@ -893,3 +894,66 @@ def test_upload_whose_stored_state_is_gone_fails_cleanly(client, registry, stora
     assert objects(registry) == {}
     assert client.head(f"/v2/team/app/blobs/{sha256(data[:SHORT])}").status_code == 404
     assert_error(client.get(location), 404, "BLOB_UPLOAD_UNKNOWN")
+
+
+# --- open sessions: a cap per identity (auth on) or per repository (auth off) ---------------
+
+CAP = 3
+
+
+def capped_client(registry: Registry, **settings) -> TestClient:
+    """The app on the test's table and bucket, with at most CAP upload sessions open.
+    The cap is the core's, not the transport's: one flavour (ASGI) is enough."""
+    capped = Registry(replace(registry.settings, max_open_uploads=CAP, **settings), clients=registry.clients)
+    return TestClient(create_app(capped), follow_redirects=False)
+
+
+def open_session(client: TestClient, repository: str, **kwargs):
+    return client.post(f"/v2/{repository}/blobs/uploads/", **kwargs)
+
+
+def test_open_sessions_are_capped_per_repository_with_auth_off(registry, storage):
+    with capped_client(registry) as client:
+        locations = []
+        for _ in range(CAP):
+            response = open_session(client, "team/app")
+            assert response.status_code == 202
+            locations.append(upload_path(response.headers["Location"]))
+        before = storage.snapshot()
+        error = assert_error(open_session(client, "team/app"), 429, "TOOMANYREQUESTS")
+        assert error["detail"] == {"reason": "too many upload sessions open", "limit": CAP}
+        assert f"at most {CAP} upload sessions" in error["message"]
+        assert storage.snapshot() == before
+        # Another repository has its own count; a monolithic upload opens no session.
+        assert open_session(client, "team/other").status_code == 202
+        data = b"whole"
+        whole = client.post(f"/v2/team/app/blobs/uploads/?digest={sha256(data)}", content=data)
+        assert whole.status_code == 201
+        # A cancelled session frees its place, and so does a finished one.
+        assert client.delete(locations.pop()).status_code == 204
+        response = open_session(client, "team/app")
+        assert response.status_code == 202
+        assert_error(open_session(client, "team/app"), 429, "TOOMANYREQUESTS")
+        data = b"finished"
+        finished = client.put(f"{locations.pop()}?digest={sha256(data)}", content=data)
+        assert finished.status_code == 201
+        assert open_session(client, "team/app").status_code == 202
+        assert_error(open_session(client, "team/app"), 429, "TOOMANYREQUESTS")
+
+
+def test_open_sessions_are_capped_per_identity_with_auth_on(registry, storage):
+    def basic(user: str) -> dict[str, str]:
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{user}-password-1".encode()).decode()}
+
+    identities = registry.identities
+    for user in ("alice", "bob"):
+        identities.add_user(user, f"{user}-password-1")
+        identities.grant("team/*", user, ["push"])
+    with capped_client(registry, auth="on") as client:
+        for repository in ("team/a", "team/b", "team/a"):
+            assert open_session(client, repository, headers=basic("alice")).status_code == 202
+        before = storage.snapshot()
+        # Over the cap in any repository: the count is the identity's.
+        assert_error(open_session(client, "team/c", headers=basic("alice")), 429, "TOOMANYREQUESTS")
+        assert storage.snapshot() == before
+        assert open_session(client, "team/a", headers=basic("bob")).status_code == 202

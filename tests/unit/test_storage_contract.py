@@ -4,6 +4,7 @@ from what the adapters do."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass, replace
@@ -14,6 +15,7 @@ from fakes import MemoryStorage
 from skyport.storage.dynamodb.blobs import DynamoBlobIndex
 from skyport.storage.dynamodb.identities import DynamoAuthStore
 from skyport.storage.dynamodb.manifests import DynamoManifestIndex
+from skyport.storage.dynamodb.table import BATCH_GET_ATTEMPTS
 from skyport.storage.dynamodb.uploads import DynamoUploadSessions
 from skyport.storage.ports import (
     BlobRecord,
@@ -21,6 +23,8 @@ from skyport.storage.ports import (
     ManifestRecord,
     MissingReferences,
     ObjectMissing,
+    StorageUnavailable,
+    TooManyUploads,
     UploadConflict,
     UploadMissing,
     UploadSession,
@@ -191,6 +195,47 @@ def test_sessions_conditions(ports):
         sessions.delete("u1", "team/app")
 
 
+def test_sessions_open_cap(ports):
+    sessions = ports.sessions
+    alice = [session(f"a{i}", quota="identity:alice") for i in range(3)]
+    for one in alice:
+        sessions.create(one, max_open=3, now=NOW)
+    with pytest.raises(TooManyUploads) as full:
+        sessions.create(session("a3", quota="identity:alice"), max_open=3, now=NOW)
+    assert full.value.limit == 3
+    assert sessions.get("a3") is None  # refused: nothing stored
+    # Other quotas, and sessions counted in none, are not limited by alice's.
+    sessions.create(session("b0", quota="identity:bob"), max_open=3, now=NOW)
+    sessions.create(session("n0"), max_open=3, now=NOW)
+    sessions.create(session("a4", quota="identity:alice"))  # no cap given: counted in none
+    # A session saved under a lease keeps its quota; removing it (finished or
+    # cancelled) frees its place, once.
+    claimed = sessions.claim("a0", "team/app", "t", NOW, NOW + 60, expected_offset=0)
+    assert claimed.quota == "identity:alice"
+    sessions.save(replace(claimed, offset=3), "t")
+    assert sessions.get("a0").quota == "identity:alice"
+    sessions.delete("a0", "team/app")
+    with pytest.raises(UploadMissing):
+        sessions.delete("a0", "team/app")
+    sessions.create(session("a5", quota="identity:alice", expires_at=NOW + 100), max_open=3, now=NOW)
+    with pytest.raises(TooManyUploads):
+        sessions.create(session("a6", quota="identity:alice"), max_open=3, now=NOW)
+    # Sessions that expired (whether or not storage has removed them yet) do not count.
+    later = NOW + 100
+    sessions.create(session("a6", quota="identity:alice", expires_at=later + 5000), max_open=3, now=later)
+    with pytest.raises(TooManyUploads):
+        sessions.create(session("a7", quota="identity:alice", expires_at=later + 5000), max_open=3, now=later)
+    for one in ("a1", "a2", "a4", "a6"):
+        sessions.delete(one, "team/app")
+    for i in range(4):
+        fresh = session(f"c{i}", quota="identity:alice", expires_at=later + 5000)
+        if i < 3:
+            sessions.create(fresh, max_open=3, now=later)
+        else:
+            with pytest.raises(TooManyUploads):
+                sessions.create(fresh, max_open=3, now=later)
+
+
 # --- ManifestIndex ----------------------------------------------------------------------
 
 def manifest(body: bytes, subject: str | None = None) -> ManifestRecord:
@@ -231,6 +276,82 @@ def test_manifests_tags_referrers_catalog(ports):
     assert index.delete_manifest("team/app", one.digest) is None
     assert index.delete_manifest("team/app", signature.digest) == signature
     assert index.list_referrers("team/app", one.digest) == []
+
+
+def test_manifest_with_more_references_than_a_transaction_holds(ports):
+    """Past the first transaction's room, references are read in batches: every one
+    is checked, wherever the one missing (or at another size) stands."""
+    index, blobs = ports.manifests, ports.blobs
+    layers = [BlobRecord(digest(b"layer %d" % i), i, f"blobs/{i}") for i in range(350)]
+    for layer in layers:
+        blobs.link("team/app", layer)
+    sizes = {layer.digest: layer.size for layer in layers}
+    for position in (0, 120, 230, 349):
+        absent = dict(sizes)
+        del absent[layers[position].digest]
+        absent[digest(b"absent")] = 1
+        with pytest.raises(MissingReferences) as missing:
+            index.put_manifest("team/app", manifest(b"m"), "v1", absent, [], None)
+        assert missing.value.blobs == [digest(b"absent")]
+        with pytest.raises(MissingReferences) as missing:
+            index.check_references("team/app", manifest(b"m").digest, absent, [])
+        assert missing.value.blobs == [digest(b"absent")]
+        wrong = {**sizes, layers[position].digest: layers[position].size + 1}
+        with pytest.raises(MissingReferences) as missing:
+            index.put_manifest("team/app", manifest(b"m"), "v1", wrong, [], None)
+        assert missing.value.blobs == [layers[position].digest]
+    child = manifest(b"child")
+    index.put_manifest("team/app", child, None, {}, [], None)
+    with pytest.raises(MissingReferences) as missing:
+        index.put_manifest("team/app", manifest(b"m"), "v1", sizes, [child.digest, digest(b"no")], None)
+    assert missing.value.manifests == [digest(b"no")]
+    assert index.get_tag("team/app", "v1") is None
+    # A manifest may name itself among its children (it is never missing to itself).
+    index.check_references("team/app", manifest(b"m").digest, sizes, [child.digest, manifest(b"m").digest])
+    index.put_manifest("team/app", manifest(b"m"), "v1", sizes, [child.digest], None)
+    assert index.get_tag("team/app", "v1") == manifest(b"m")
+
+
+def test_batch_reads_ask_again_for_unprocessed_keys(settings, aws_clients):
+    """BatchGetItem may leave keys unread (UnprocessedKeys): they are asked again, a
+    bounded number of times. DynamoDB-only: moto's answers are made to hold keys back
+    through botocore's after-call event (the SDK's own hook, nothing of ours replaced)."""
+    dynamodb = aws_clients.dynamodb
+    index = DynamoManifestIndex(dynamodb, settings.table)
+    blobs = DynamoBlobIndex(dynamodb, settings.table)
+    layers = [BlobRecord(digest(b"layer %d" % i), i, f"blobs/{i}") for i in range(200)]
+    for layer in layers:
+        blobs.link("team/app", layer)
+    sizes = {layer.digest: layer.size for layer in layers}
+    calls = []
+
+    def hold_back(parsed, model, times: int, **_):
+        calls.append(model.name)
+        items = parsed.get("Responses", {}).get(settings.table, [])
+        if len(calls) <= times and items:
+            held, parsed["Responses"][settings.table] = items[::2], items[1::2]
+            parsed["UnprocessedKeys"] = {settings.table: {
+                "Keys": [{"PK": item["PK"], "SK": item["SK"]} for item in held],
+                "ProjectionExpression": "PK, SK, size_bytes"}}
+
+    events = dynamodb.meta.events
+    for times, fails in ((2, False), (BATCH_GET_ATTEMPTS, True)):
+        calls.clear()
+        handler = functools.partial(hold_back, times=times)
+        events.register("after-call.dynamodb.BatchGetItem", handler)
+        try:
+            if fails:
+                with pytest.raises(StorageUnavailable):
+                    index.check_references("team/app", digest(b"m"), sizes, [])
+                assert len(calls) == BATCH_GET_ATTEMPTS
+            else:
+                index.check_references("team/app", digest(b"m"), sizes, [])
+                assert len(calls) == 2 + 2  # two batches of 100, the first asked again twice
+                with pytest.raises(MissingReferences) as missing:
+                    index.check_references("team/app", digest(b"m"), {**sizes, digest(b"no"): 1}, [])
+                assert missing.value.blobs == [digest(b"no")]
+        finally:
+            events.unregister("after-call.dynamodb.BatchGetItem", handler)
 
 
 # --- AuthStore --------------------------------------------------------------------------

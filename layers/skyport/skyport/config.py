@@ -28,12 +28,20 @@ class Settings:
     min_part_size: int = 5 * MiB
     # distribution-spec asks registries to accept manifests of at least 4 MiB.
     max_manifest_size: int = 4 * MiB
+    # The most descriptors (config and layers, or child manifests) one manifest may
+    # list; each is looked up before it is stored. Real images have tens of layers and
+    # indexes tens of platforms and attestations: the cap is far above both.
+    max_manifest_references: int = 1000
     # Manifest bodies up to this size live inline in DynamoDB items (400 KB
     # cap, and the tag item holds a copy), bigger ones in S3.
     inline_manifest_limit: int = 128 * 1024
     # Upload sessions expire (DynamoDB TTL) a week after they start, like
     # Distribution's upload purging; the bucket's lifecycle rules match.
     upload_ttl_seconds: int = 7 * 24 * 3600
+    # The most upload sessions open at once per identity (auth on) or, with auth off,
+    # per repository; 0: no cap. Each lives upload_ttl_seconds unless finished or
+    # cancelled, so the cap bounds what abandoned or hostile uploads can pile up.
+    max_open_uploads: int = 1000
     # How long one request may hold an upload session before another may
     # take it over (a crashed writer must not block the upload for ever).
     upload_lease_seconds: int = 900
@@ -106,6 +114,9 @@ class Settings:
         if not 1 <= expiry <= 604800:
             # SigV4 presigned URLs live at most 7 days; refuse at start, not at first pull.
             raise ValueError(f"SKYPORT_PRESIGN_EXPIRES must be 1..604800 seconds, not {expiry}")
+        max_open_uploads = integer("SKYPORT_MAX_OPEN_UPLOADS", "max_open_uploads")
+        if max_open_uploads < 0:
+            raise ValueError(f"SKYPORT_MAX_OPEN_UPLOADS must be 0 (no cap) or more, not {max_open_uploads}")
         if delivery not in ("redirect", "proxy"):
             raise ValueError(f"SKYPORT_BLOB_DELIVERY must be redirect or proxy, not {delivery!r}")
         return cls(
@@ -118,6 +129,7 @@ class Settings:
             blob_delivery=delivery,
             part_size=max(integer("SKYPORT_PART_SIZE", "part_size"), defaults["min_part_size"]),
             max_request_body=integer("SKYPORT_MAX_REQUEST_BODY", "max_request_body"),
+            max_open_uploads=max_open_uploads,
             automatic_mount=automatic_mount == "on",
             auth=auth,
             # The token spec: expires_in at least 60 seconds.

@@ -73,7 +73,22 @@ def _media_type(content_type: str | None) -> str | None:
     return content_type.split(";", 1)[0].strip().lower() or None
 
 
-def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
+def _check_reference_count(count: int, limit: int | None) -> None:
+    # Every reference is looked up before the manifest is stored ("Pushing Manifests":
+    # the registry MUST refuse a manifest that references what it lacks); the cap
+    # bounds that work, and what one request may cost behind API Gateway's 30 s.
+    if limit is not None and count > limit:
+        raise ManifestInvalid(
+            {"reason": "too many references", "references": count, "limit": limit},
+            message=f"manifest invalid: it references {count} blobs or manifests, more than"
+                    f" the {limit} this registry accepts in one manifest")
+
+
+def parse_manifest(body: bytes, content_type: str | None,
+                   max_references: int | None = None) -> ParsedManifest:
+    """The manifest's media type, references and referrers fields, validated. With
+    ``max_references``, a manifest listing more descriptors than that (config and layers,
+    or child manifests) is refused before any of them is read."""
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
@@ -106,6 +121,7 @@ def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
         layers = document.get("layers")
         if not isinstance(layers, list):
             raise _invalid("layers is not a list")
+        _check_reference_count(len(layers) + 1, max_references)
         for position, layer in enumerate(layers):
             digest, size, layer_type = _descriptor(layer, f"layers[{position}]")
             if layer_type not in media_types.NON_DISTRIBUTABLE_LAYERS:
@@ -116,6 +132,7 @@ def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
         manifests = document.get("manifests")
         if not isinstance(manifests, list):
             raise _invalid("manifests is not a list")
+        _check_reference_count(len(manifests), max_references)
         for position, child in enumerate(manifests):
             digest, _, _ = _descriptor(child, f"manifests[{position}]")
             children.append(digest)
@@ -207,7 +224,7 @@ class ManifestService:
         else:
             tag = validate_tag(reference)
             digest = Digest.of(body, CANONICAL_ALGORITHM)
-        parsed = parse_manifest(body, content_type)
+        parsed = parse_manifest(body, content_type, self._settings.max_manifest_references)
         digest_text = str(digest)
         inline = len(body) <= self._settings.inline_manifest_limit
         record = ManifestRecord(
@@ -215,11 +232,14 @@ class ManifestService:
             body=body if inline else None, body_key=None if inline else keys.manifest_object(digest_text),
             subject=parsed.subject, artifact_type=parsed.artifact_type, annotations=parsed.annotations,
         )
-        if not inline:
-            # Content-addressed, so writing it before the metadata is safe:
-            # a failed push leaves at most an unreferenced copy of a valid manifest.
-            self._objects.put(record.body_key, body)
         try:
+            if not inline:
+                # References are checked before the body is written, so a manifest refused
+                # for them leaves storage as it was; put_manifest checks them again with the
+                # write. The body is content-addressed, so writing it before the metadata
+                # is safe: a push failing past here leaves at most an unreferenced copy.
+                self._index.check_references(repository, digest_text, parsed.blobs, parsed.manifests)
+                self._objects.put(record.body_key, body)
             self._index.put_manifest(repository, record, tag, parsed.blobs, parsed.manifests, parsed.subject)
         except MissingReferences as missing:
             # distribution-spec "Pushing Manifests": a manifest refused for a reference

@@ -37,6 +37,7 @@ from .errors import (
     BlobUploadUnknown,
     DigestInvalid,
     RangeInvalid,
+    TooManyRequests,
     UploadBusy,
     UploadPosition,
 )
@@ -48,6 +49,7 @@ from .storage.ports import (
     ObjectMissing,
     ObjectStore,
     StorageUnavailable,
+    TooManyUploads,
     UploadConflict,
     UploadMissing,
     UploadSession,
@@ -82,9 +84,23 @@ class UploadService:
     # to anyone else it is unknown. None (auth off): anyone with the id may.
 
     def start(self, repository: str, owner: str | None = None) -> UploadSession:
+        """A new session, if its owner (auth on) or, with auth off, its repository has
+        fewer than ``max_open_uploads`` open: else TOOMANYREQUESTS, the spec's code for a
+        client over a limit, until one is finished, cancelled (DELETE) or expires."""
         validate_name(repository)
-        session = replace(self._new_session(repository), owner=owner)
-        self._sessions.create(session)
+        limit = self._settings.max_open_uploads
+        quota = None
+        if limit:
+            quota = f"identity:{owner}" if owner is not None else f"repository:{repository}"
+        session = replace(self._new_session(repository), owner=owner, quota=quota)
+        try:
+            self._sessions.create(session, limit, int(self._clock()))
+        except TooManyUploads as full:
+            whose = "per identity" if owner is not None else "per repository"
+            raise TooManyRequests(
+                {"reason": "too many upload sessions open", "limit": full.limit},
+                message=f"at most {full.limit} upload sessions may be open at once ({whose}):"
+                        " finish or cancel (DELETE) one, or wait for one to expire") from full
         return session
 
     def status(self, repository: str, upload_id: str, owner: str | None = None) -> UploadSession:

@@ -22,5 +22,5 @@ async def list_repositories(request: Request) -> Response:
     response = Response(content=json.dumps({"repositories": page.items}).encode(),
                         media_type="application/json")
     if page.has_more:
-        response.headers["Link"] = next_link("/v2/_catalog", limit, page.items[-1])
+        response.headers["Link"] = next_link("/v2/_catalog", limit, page.next_after)
     return response

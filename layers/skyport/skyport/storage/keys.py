@@ -34,7 +34,12 @@
     ├── CATALOG           / REPO#<name>                   <name> has had a manifest pushed
     ├── UPLOAD#<id>       / META                          an upload session (offset, parts, tail,
     │                                                     hash state, lease, owner when auth is
-    │                                                     on); TTL `expires_at`
+    │                                                     on, quota); TTL `expires_at`
+    ├── OPEN_UPLOADS#<quota> / SESSIONS                   the upload sessions open in <quota>
+    │                                                     (identity:<name>, or repository:<name>
+    │                                                     with auth off): id -> expires_at, for
+    │                                                     the cap on open sessions; TTL
+    │                                                     `expires_at` (its newest session's)
     ├── IDENTITY          / <name>                        a user or robot account (robot+<name>):
     │                                                     scrypt hash of its password or secret,
     │                                                     admin flag, groups, generation (bumped
@@ -122,6 +127,10 @@ def catalog_entry(name: str) -> dict:
 
 def upload(upload_id: str) -> dict:
     return _key(f"UPLOAD#{upload_id}", META)
+
+
+def open_uploads(quota: str) -> dict:
+    return _key(f"OPEN_UPLOADS#{quota}", "SESSIONS")
 
 
 # --- auth -------------------------------------------------------------------

@@ -63,6 +63,9 @@ class UploadSession:
     expires_at: int = 0
     # The identity that started the upload (auth on): nobody else may use the session.
     owner: str | None = None
+    # The count of open sessions this one is counted in (UploadSessions.create's cap):
+    # its owner's, or with auth off its repository's; None: counted in none.
+    quota: str | None = None
 
     @property
     def short_last_part(self) -> bool:
@@ -90,6 +93,16 @@ class IdentityRecord:
 class Page:
     items: list[str]
     has_more: bool
+    # Where the next page starts (after this name), when not after the last item: a
+    # listing that stopped at its work cap past names it did not show (catalog.py).
+    resume_after: str | None = None
+
+    @property
+    def next_after(self) -> str | None:
+        """The ``last`` of the next page's request; None when there is none."""
+        if not self.has_more:
+            return None
+        return self.resume_after if self.resume_after is not None else self.items[-1]
 
 
 # --- exceptions -------------------------------------------------------------
@@ -117,6 +130,14 @@ class UploadConflict(StorageError):
         super().__init__("upload session conflict")
         self.current = current
         self.busy = busy
+
+
+class TooManyUploads(StorageError):
+    """As many upload sessions as allowed are open in the new one's quota."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"{limit} upload sessions open")
+        self.limit = limit
 
 
 class MissingReferences(StorageError):
@@ -184,7 +205,11 @@ class BlobIndex(Protocol):
 class UploadSessions(Protocol):
     """Upload sessions, written only under a lease taken by ``claim``."""
 
-    def create(self, session: UploadSession) -> None: ...
+    def create(self, session: UploadSession, max_open: int = 0, now: int = 0) -> None:
+        """Store a new session. With ``session.quota`` and ``max_open``, only while fewer
+        than ``max_open`` sessions of that quota are open (stored, and expiring after
+        ``now``); else TooManyUploads, and nothing is stored."""
+        ...
     def get(self, upload_id: str) -> UploadSession | None: ...
     def claim(
         self, upload_id: str, repository: str, token: str, now: int, lease_until: int,
@@ -202,8 +227,8 @@ class UploadSessions(Protocol):
         ...
     def delete(self, upload_id: str, repository: str, token: str | None = None,
                owner: str | None = None) -> UploadSession:
-        """Remove the session (held under ``token``, owned by ``owner``, when given).
-        Raises UploadMissing."""
+        """Remove the session (held under ``token``, owned by ``owner``, when given),
+        which then no longer counts in its quota. Raises UploadMissing."""
         ...
 
 
@@ -218,6 +243,11 @@ class ManifestIndex(Protocol):
     ) -> None:
         """Store atomically with its tag, catalog entry and referrer entry, provided every
         blob (digest -> size) and child manifest is in the repository; else MissingReferences."""
+        ...
+    def check_references(self, repository: str, digest: str, blobs: dict[str, int],
+                         manifests: Sequence[str]) -> None:
+        """MissingReferences unless every blob (at its size) and child manifest (other
+        than ``digest`` itself) is in the repository; by reads, not atomic with any write."""
         ...
     def delete_manifest(self, repository: str, digest: str) -> ManifestRecord | None: ...
     def delete_tag(self, repository: str, tag: str) -> bool: ...

@@ -12,6 +12,7 @@ from .. import keys
 from ..ports import ManifestRecord, MissingReferences, Page, Referrer
 from .table import (
     ITEM_EXISTS,
+    MAX_BATCH_GET_KEYS,
     MAX_TRANSACTION_ITEMS,
     B,
     N,
@@ -97,21 +98,11 @@ class DynamoManifestIndex:
             writes.append({"Put": {"TableName": name, "Item": {
                 **keys.referrer(repository, referrer_of, record.digest),
                 **{k: v for k, v in attributes.items() if k not in ("body_inline", "body_key")}}}})
-        checks: list[tuple[str, str, dict]] = [
-            ("blob", digest, {"ConditionCheck": {
-                "TableName": name, "Key": keys.blob_link(repository, digest),
-                "ConditionExpression": LINK_EXISTS_WITH_SIZE,
-                "ExpressionAttributeValues": {":size": N(size)}}})
-            for digest, size in blobs.items()
-        ] + [
-            ("manifest", digest, {"ConditionCheck": {
-                "TableName": name, "Key": keys.manifest(repository, digest),
-                "ConditionExpression": ITEM_EXISTS}})
-            for digest in dict.fromkeys(manifests) if digest != record.digest
-        ]
+        checks = self._checks(repository, record.digest, blobs, manifests)
         room = MAX_TRANSACTION_ITEMS - len(writes)
         # References beyond what one transaction holds are checked by reads
-        # first (not atomic with the write; only manifests with ~95+ parts).
+        # first (not atomic with the write; only manifests with ~95+ parts, and
+        # at most ManifestService's cap of them).
         self._check_by_reading(repository, checks[room:], blobs)
         atomic = checks[:room]
         try:
@@ -125,18 +116,46 @@ class DynamoManifestIndex:
             raise MissingReferences([d for kind, d, _ in failed if kind == "blob"],
                                     [d for kind, d, _ in failed if kind == "manifest"]) from error
 
+    def _checks(self, repository: str, digest: str, blobs: dict[str, int],
+                manifests: Sequence[str]) -> list[tuple[str, str, dict]]:
+        name = self._table.name
+        return [
+            ("blob", blob, {"ConditionCheck": {
+                "TableName": name, "Key": keys.blob_link(repository, blob),
+                "ConditionExpression": LINK_EXISTS_WITH_SIZE,
+                "ExpressionAttributeValues": {":size": N(size)}}})
+            for blob, size in blobs.items()
+        ] + [
+            ("manifest", child, {"ConditionCheck": {
+                "TableName": name, "Key": keys.manifest(repository, child),
+                "ConditionExpression": ITEM_EXISTS}})
+            for child in dict.fromkeys(manifests) if child != digest
+        ]
+
+    def check_references(self, repository: str, digest: str, blobs: dict[str, int],
+                         manifests: Sequence[str]) -> None:
+        self._check_by_reading(repository, self._checks(repository, digest, blobs, manifests), blobs)
+
     def _check_by_reading(self, repository: str, checks: list[tuple[str, str, dict]],
                           blobs: dict[str, int]) -> None:
-        missing_blobs, missing_manifests = [], []
-        for kind, digest, _ in checks:
-            if kind == "blob":
-                item = self._table.get(keys.blob_link(repository, digest), "size_bytes")
-                if not item or get_int(item, "size_bytes") != blobs[digest]:
-                    missing_blobs.append(digest)
-            elif not self._table.get(keys.manifest(repository, digest), "PK"):
-                missing_manifests.append(digest)
-        if missing_blobs or missing_manifests:
-            raise MissingReferences(missing_blobs, missing_manifests)
+        """BatchGetItem, MAX_BATCH_GET_KEYS references at a time; the first batch with a
+        reference missing (or a blob at another size) ends the check, so a manifest of
+        unknown references costs one read however many it lists."""
+        for start in range(0, len(checks), MAX_BATCH_GET_KEYS):
+            batch = checks[start:start + MAX_BATCH_GET_KEYS]
+            # One partition (the repository's), so the sort key names each item.
+            found = {item[keys.SK]["S"]: item for item in self._table.batch_get(
+                [check["ConditionCheck"]["Key"] for _, _, check in batch], "PK, SK, size_bytes")}
+            missing_blobs, missing_manifests = [], []
+            for kind, digest, check in batch:
+                item = found.get(check["ConditionCheck"]["Key"][keys.SK]["S"])
+                if kind == "blob":
+                    if not item or get_int(item, "size_bytes") != blobs[digest]:
+                        missing_blobs.append(digest)
+                elif not item:
+                    missing_manifests.append(digest)
+            if missing_blobs or missing_manifests:
+                raise MissingReferences(missing_blobs, missing_manifests)
 
     def delete_manifest(self, repository: str, digest: str) -> ManifestRecord | None:
         item = self._table.get(keys.manifest(repository, digest))

@@ -23,8 +23,12 @@ from ..ports import StorageUnavailable
 # A link (or manifest, tag, identity, grant) exists before it is changed or removed.
 ITEM_EXISTS = "attribute_exists(PK)"
 
-# DynamoDB transactions hold at most 100 actions.
+# DynamoDB transactions hold at most 100 actions; BatchGetItem reads at most 100 keys.
 MAX_TRANSACTION_ITEMS = 100
+MAX_BATCH_GET_KEYS = 100
+# BatchGetItem may leave keys unread (UnprocessedKeys: throttling or its 16 MB cap);
+# they are asked again this many times, with backoff, before the read is given up.
+BATCH_GET_ATTEMPTS = 5
 _THROTTLED = {
     "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
     "InternalServerError", "ServiceUnavailable", "TransactionInProgressException",
@@ -126,6 +130,22 @@ class Table:
             if not last:
                 return
             kwargs["ExclusiveStartKey"] = last
+
+    def batch_get(self, keys_: list[dict], projection: str) -> Iterator[dict]:
+        """The items of ``keys_`` (at most MAX_BATCH_GET_KEYS distinct keys) that exist,
+        in no particular order. Unprocessed keys are asked again, BATCH_GET_ATTEMPTS
+        times in all; past that, StorageUnavailable."""
+        request: dict[str, Any] = {self.name: {"Keys": keys_, "ProjectionExpression": projection}}
+        for attempt in range(BATCH_GET_ATTEMPTS):
+            response = self.call("batch_get_item", RequestItems=request)
+            yield from response.get("Responses", {}).get(self.name, [])
+            unprocessed = response.get("UnprocessedKeys", {}).get(self.name)
+            if not unprocessed or not unprocessed.get("Keys"):
+                return
+            request = {self.name: unprocessed}
+            if attempt < BATCH_GET_ATTEMPTS - 1:
+                time.sleep(random.uniform(0, 0.02 * 2**attempt))
+        raise StorageUnavailable(f"DynamoDB batch_get_item: keys left unprocessed {BATCH_GET_ATTEMPTS} times")
 
     def transact(self, actions: list[dict], attempts: int = 6) -> None:
         """TransactWriteItems, retrying conflicts with other transactions (which

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from .. import keys
-from ..ports import UploadConflict, UploadMissing, UploadSession
+from ..ports import StorageUnavailable, TooManyUploads, UploadConflict, UploadMissing, UploadSession
 from .table import B, N, S, Table, conditional, get_bytes, get_int, get_str
 
 # An upload id is never reused.
@@ -25,6 +27,17 @@ LEASE_HELD = "lease_token = :token"
 UPLOAD_IN_REPO = "attribute_exists(PK) AND repo_name = :repo"
 # With auth on, an upload session is used only by the identity that started it.
 UPLOAD_OWNED_BY = "owner_name = :owner"
+# A quota takes a new session only below its cap. Its item maps the id of every
+# session open in it to the session's expires_at; entries of expired sessions are
+# dropped (QUOTA_EXISTS) when they stand in the way, so sessions that expire by TTL
+# instead of being finished or cancelled do not hold their place for ever.
+QUOTA_BELOW_CAP = "attribute_exists(open_uploads) AND size(open_uploads) < :cap"
+QUOTA_IS_NEW = "attribute_not_exists(PK)"
+QUOTA_EXISTS = "attribute_exists(open_uploads)"
+# A full quota is read, pruned of expired sessions and tried again this many times.
+QUOTA_ATTEMPTS = 4
+# Entries one pruning update removes (an update expression holds at most 4 KB).
+QUOTA_PRUNE_BATCH = 100
 
 
 def _pack_etags(etags: Sequence[str]) -> bytes:
@@ -56,6 +69,8 @@ def _session_item(session: UploadSession) -> dict:
         item["tail_key"] = S(session.tail_key)
     if session.owner is not None:
         item["owner_name"] = S(session.owner)
+    if session.quota is not None:
+        item["quota"] = S(session.quota)
     return item
 
 
@@ -73,6 +88,7 @@ def _session(item: dict) -> UploadSession:
         tail_size=get_int(item, "tail_size"),
         expires_at=get_int(item, keys.TTL_ATTRIBUTE),
         owner=get_str(item, "owner_name"),
+        quota=get_str(item, "quota"),
     )
 
 
@@ -80,8 +96,68 @@ class DynamoUploadSessions:
     def __init__(self, client: Any, table: str) -> None:
         self._table = Table(client, table)
 
-    def create(self, session: UploadSession) -> None:
-        self._table.put(_session_item(session), UPLOAD_IS_NEW)
+    def create(self, session: UploadSession, max_open: int = 0, now: int = 0) -> None:
+        if session.quota is None or not max_open:
+            self._table.put(_session_item(session), UPLOAD_IS_NEW)
+            return
+        name, quota_key = self._table.name, keys.open_uploads(session.quota)
+        # The session and its place in the quota, together or not at all.
+        actions = [
+            {"Put": {"TableName": name, "Item": _session_item(session),
+                     "ConditionExpression": UPLOAD_IS_NEW}},
+            {"Update": {"TableName": name, "Key": quota_key,
+                        "UpdateExpression": f"SET open_uploads.#id = :expires,"
+                                            f" {keys.TTL_ATTRIBUTE} = :expires",
+                        "ConditionExpression": QUOTA_BELOW_CAP,
+                        "ExpressionAttributeNames": {"#id": session.upload_id},
+                        "ExpressionAttributeValues": {":expires": N(session.expires_at),
+                                                      ":cap": N(max_open)}}},
+        ]
+        for _ in range(QUOTA_ATTEMPTS):
+            try:
+                self._table.transact(actions)
+                return
+            except ClientError as error:
+                reasons = getattr(error, "reasons", [])
+                if len(reasons) != 2 or reasons[1] != "ConditionalCheckFailed":
+                    raise
+            if not self._make_room(quota_key, max_open, now, session.expires_at):
+                raise TooManyUploads(max_open)
+        raise StorageUnavailable("upload quota: changed under every attempt")
+
+    def _make_room(self, quota_key: dict, max_open: int, now: int, expires_at: int) -> bool:
+        """After the quota refused a session: True if it may take one now (it was absent
+        and is created, it changed meanwhile, or expired sessions were dropped from it);
+        False when it holds ``max_open`` open sessions."""
+        item = self._table.call("get_item", TableName=self._table.name, Key=quota_key,
+                                ConsistentRead=True).get("Item")
+        if item is None or "open_uploads" not in item:
+            conditional(lambda: self._table.put(
+                {**quota_key, "open_uploads": {"M": {}}, keys.TTL_ATTRIBUTE: N(expires_at)}, QUOTA_IS_NEW))
+            return True
+        entries = item["open_uploads"]["M"]
+        expired = [upload_id for upload_id, value in entries.items() if int(value["N"]) <= now]
+        if not expired:
+            return len(entries) < max_open
+        names = {f"#e{i}": upload_id for i, upload_id in enumerate(expired[:QUOTA_PRUNE_BATCH])}
+        conditional(lambda: self._table.call(
+            "update_item", TableName=self._table.name, Key=quota_key,
+            UpdateExpression="REMOVE " + ", ".join(f"open_uploads.{n}" for n in names),
+            ConditionExpression=QUOTA_EXISTS, ExpressionAttributeNames=names))
+        return True
+
+    def _leave_quota(self, session: UploadSession) -> None:
+        """Best effort: the session is gone already, and an entry left behind stops
+        counting when the session would have expired (QUOTA_BELOW_CAP's pruning)."""
+        if session.quota is None:
+            return
+        try:
+            conditional(lambda: self._table.call(
+                "update_item", TableName=self._table.name, Key=keys.open_uploads(session.quota),
+                UpdateExpression="REMOVE open_uploads.#id", ConditionExpression=QUOTA_EXISTS,
+                ExpressionAttributeNames={"#id": session.upload_id}))
+        except StorageUnavailable:
+            pass
 
     def get(self, upload_id: str) -> UploadSession | None:
         item = self._table.get(keys.upload(upload_id))
@@ -134,6 +210,8 @@ class DynamoUploadSessions:
             ConditionExpression=condition, ExpressionAttributeValues=values, ReturnValues="ALL_OLD"))
         if not ok:
             raise UploadMissing(upload_id)
-        return _session(response["Attributes"])
+        session = _session(response["Attributes"])
+        self._leave_quota(session)
+        return session
 
 
