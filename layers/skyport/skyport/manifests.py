@@ -36,7 +36,8 @@ class ParsedManifest:
 # RFC 6838 section 4.2 names: type "/" subtype, each 1-127 restricted-name characters.
 # image-spec: artifactType MUST comply; it is stored and listed by the referrers API.
 _RESTRICTED_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
-_MEDIA_TYPE = re.compile(rf"^{_RESTRICTED_NAME}/{_RESTRICTED_NAME}$")
+# Applied with fullmatch ("$" would also match before a trailing newline).
+_MEDIA_TYPE = re.compile(rf"{_RESTRICTED_NAME}/{_RESTRICTED_NAME}")
 # Descriptor media types are only length-checked (parameters seen in the wild stay
 # accepted); the bound keeps a config mediaType, stored as the artifact type, small.
 MAX_MEDIA_TYPE_LENGTH = 255
@@ -121,7 +122,7 @@ def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
         artifact_type = document.get("artifactType")
     if artifact_type is not None and not isinstance(artifact_type, str):
         raise _invalid("artifactType is not a string")
-    if document.get("artifactType") and not _MEDIA_TYPE.match(artifact_type or ""):
+    if document.get("artifactType") and not _MEDIA_TYPE.fullmatch(artifact_type or ""):
         raise _invalid("artifactType is not a media type (RFC 6838)", artifactType=str(artifact_type)[:300])
 
     subject = None
