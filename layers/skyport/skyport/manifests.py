@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -73,10 +74,50 @@ def _media_type(content_type: str | None) -> str | None:
     return content_type.split(";", 1)[0].strip().lower() or None
 
 
+# JSON nesting a manifest may have. Real ones nest 5 or 6 deep (an annotation in a
+# descriptor in a list in the document). json.loads recurses once per level, so a
+# deep array anywhere in a body (60,000 levels fit in a few bytes per level) would
+# reach the interpreter's recursion limit: the depth is bounded before parsing.
+MAX_JSON_DEPTH = 64
+# A JSON string, or an unterminated one running to the end of the text (possessive,
+# and matching at every quote it starts at: linear on any input). Brackets in
+# strings are text, not nesting.
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)', re.DOTALL)
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+
+
+@functools.cache
+def _balanced_within(limit: int) -> re.Pattern[bytes]:
+    """Balanced "[]" pairs nested at most ``limit`` deep, as a regex: ``limit`` nested
+    possessive groups, so a match never backtracks (linear; fails at the first
+    bracket too deep). Built on first use: compiling it costs about 10 ms."""
+    pattern = rb""
+    for _ in range(limit):
+        pattern = rb"(?:\[" + pattern + rb"\])*+"
+    return re.compile(pattern)
+
+
+def _nests_within(text: str, limit: int) -> bool:
+    """Whether the arrays and objects of JSON ``text`` nest at most ``limit`` deep,
+    without parsing it: the brackets outside strings, checked by _balanced_within."""
+    if text.count("[") + text.count("{") <= limit:
+        return True
+    outside = _JSON_STRING.sub("", text).encode("utf-8", "surrogatepass")
+    brackets = outside.translate(None, _NOT_BRACKETS).replace(b"{", b"[").replace(b"}", b"]")
+    return _balanced_within(limit).fullmatch(brackets) is not None
+
+
 def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
     try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
+        # As json.loads(bytes) does: UTF-8, -16 or -32, told apart by the first bytes.
+        text = body.decode(json.detect_encoding(body), "surrogatepass")
+    except UnicodeDecodeError as error:
+        raise _invalid("body is not JSON") from error
+    if not _nests_within(text, MAX_JSON_DEPTH):
+        raise _invalid(f"body is not JSON nested at most {MAX_JSON_DEPTH} levels deep")
+    try:
+        document = json.loads(text)
+    except ValueError as error:
         raise _invalid("body is not JSON") from error
     if not isinstance(document, dict):
         raise _invalid("body is not a JSON object")
