@@ -109,6 +109,10 @@ def upload(draw, world: World) -> Request:
     if method in ("PATCH", "PUT"):
         request.body = draw(s.chunk_bodies())
         request.content_length = draw(st.sampled_from(["auto", None]))
+        if content_range is None and draw(st.booleans()):
+            # A range that fits the body, at the world's upload offset or elsewhere.
+            start, size = draw(st.sampled_from([0, 100, 101])), len(b"".join(request.body))
+            request.headers.append(("Content-Range", f"{start}-{start + size - 1}"))
     return request
 
 

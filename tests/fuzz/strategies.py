@@ -42,7 +42,7 @@ def _mutated(valid: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
         st.tuples(st.sampled_from(NASTY), valid).map("".join),
         st.tuples(valid, st.sampled_from(NASTY), valid).map("".join),
         valid.map(str.upper),
-        valid.map(lambda v: v * 40),  # past every length limit
+        st.tuples(valid, st.sampled_from([40, 300])).map(lambda t: t[0] * t[1]),  # past every length limit
     )
 
 
