@@ -98,5 +98,5 @@ def pytest_terminal_summary(terminalreporter) -> None:
     if SENT:
         runs = len(SENT)
         terminalreporter.write_line(
-            f"fuzz: {sum(SENT.values())} generated requests sent in {runs} property runs "
-            f"({EXAMPLES} examples per run at most; SKYPORT_FUZZ_EXAMPLES sets it)")
+            f"fuzz: {sum(SENT.values())} requests sent in {runs} test runs (shrinking included; "
+            f"{EXAMPLES} generated examples per run, SKYPORT_FUZZ_EXAMPLES sets it)")

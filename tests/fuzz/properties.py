@@ -36,7 +36,7 @@ from skyport.errors import ERROR_CODES
 
 from .strategies import World
 
-EXAMPLES = int(os.environ.get("SKYPORT_FUZZ_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("SKYPORT_FUZZ_EXAMPLES", "30"))
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
