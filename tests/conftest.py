@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 
 import pytest
+from harness import StorageView, lambda_settings
 from moto.server import ThreadedMotoServer
 from skyport.config import Settings
 from skyport.registry import Registry
@@ -25,7 +25,7 @@ from skyport.storage.clients import AwsClients
 from skyport_api.app import create_app
 from skyport_api.lambda_adapter import lambda_handler
 from skyport_cli.gateway import LambdaGateway
-from skyport_cli.stack import ensure_stack, function_environment, function_timeout, load_template
+from skyport_cli.stack import ensure_stack, function_timeout, load_template
 from starlette.testclient import TestClient
 
 REGION = "us-east-1"
@@ -68,14 +68,6 @@ def registry(settings: Settings, aws_clients: AwsClients) -> Registry:
     return Registry(settings, clients=aws_clients)
 
 
-def lambda_settings(settings: Settings, template: dict) -> Settings:
-    """``settings`` as the deployed function reads them: template.yaml's environment."""
-    deployed = Settings.from_env({**function_environment(template), "SKYPORT_BUCKET": settings.bucket,
-                                  "SKYPORT_TABLE": settings.table})
-    return replace(deployed, region=settings.region, s3_endpoint=settings.s3_endpoint,
-                   dynamodb_endpoint=settings.dynamodb_endpoint)
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """``asgi_only`` tests get no ``[lambda]`` variant at all: deselected, not skipped,
     since a request bigger than a Lambda event has nothing to test there."""
@@ -99,28 +91,6 @@ def client(request: pytest.FixtureRequest, registry: Registry, template: dict) -
                             function_timeout=function_timeout(template), region=REGION)
     with TestClient(app, follow_redirects=False) as test_client:
         yield test_client
-
-
-class StorageView:
-    """Everything a registry stores, to show that a rejected request changed nothing."""
-
-    def __init__(self, registry: Registry) -> None:
-        self._registry = registry
-
-    def snapshot(self) -> dict:
-        settings, clients = self._registry.settings, self._registry.clients
-        items = []
-        for page in clients.dynamodb.get_paginator("scan").paginate(TableName=settings.table):
-            items.extend(page["Items"])
-        objects = []
-        for page in clients.s3.get_paginator("list_objects_v2").paginate(Bucket=settings.bucket):
-            objects.extend((o["Key"], o["Size"], o["ETag"]) for o in page.get("Contents", []))
-        uploads = clients.s3.list_multipart_uploads(Bucket=settings.bucket).get("Uploads", [])
-        return {
-            "items": sorted(items, key=lambda i: (i["PK"]["S"], i["SK"]["S"])),
-            "objects": sorted(objects),
-            "multipart_uploads": sorted(u["UploadId"] for u in uploads),
-        }
 
 
 @pytest.fixture

@@ -91,8 +91,8 @@ def _realm(request: Request, registry: Registry) -> str:
     if registry.settings.token_realm:
         return registry.settings.token_realm
     host = request.headers.get("host", "")
-    if not _HOST.match(host):
-        host = request.url.netloc if _HOST.match(request.url.netloc) else "localhost"
+    if not _HOST.fullmatch(host):
+        host = request.url.netloc if _HOST.fullmatch(request.url.netloc) else "localhost"
     scheme = "https" if request.url.scheme == "https" else "http"
     return f"{scheme}://{host}{TOKEN_PATH}"
 

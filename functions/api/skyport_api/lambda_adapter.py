@@ -103,11 +103,11 @@ def _observe(event: dict, response: dict, seconds: float) -> None:
     metric: tuple[str, str, float] | None = None
     if code:
         metric = ("Errors", MetricUnit.Count, 1)
-    elif method == "PUT" and status == 201 and _MANIFEST.match(path):
+    elif method == "PUT" and status == 201 and _MANIFEST.fullmatch(path):
         metric = ("Pushes", MetricUnit.Count, 1)
-    elif method == "GET" and status == 200 and _MANIFEST.match(path):
+    elif method == "GET" and status == 200 and _MANIFEST.fullmatch(path):
         metric = ("Pulls", MetricUnit.Count, 1)
-    elif method in ("POST", "PATCH", "PUT") and status in (201, 202) and _UPLOAD.match(path):
+    elif method in ("POST", "PATCH", "PUT") and status in (201, 202) and _UPLOAD.fullmatch(path):
         size = _body_size(event)
         metric = ("BytesUploaded", MetricUnit.Bytes, size) if size else None
     if metric is None:

@@ -17,7 +17,8 @@ from .errors import DigestInvalid
 
 _ENCODED_LENGTH = {"sha256": 64, "sha512": 128}
 _RESUMABLE = {"sha256": rehashes.PySha256, "sha512": rehashes.PySha512}
-_GRAMMAR = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
+# Applied with fullmatch ("$" would also match before a trailing newline).
+_GRAMMAR = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
 
 CANONICAL_ALGORITHM = "sha256"
 
@@ -33,7 +34,7 @@ class Digest:
     @classmethod
     def parse(cls, text: str) -> Digest:
         """Parse and validate; anything off is ``DIGEST_INVALID``."""
-        if not text or len(text) > 256 or not _GRAMMAR.match(text):
+        if not text or len(text) > 256 or not _GRAMMAR.fullmatch(text):
             raise DigestInvalid({"digest": text[:256]}, message="invalid digest")
         algorithm, encoded = text.split(":", 1)
         expected = _ENCODED_LENGTH.get(algorithm)

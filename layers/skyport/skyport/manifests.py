@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -37,7 +38,8 @@ class ParsedManifest:
 # RFC 6838 section 4.2 names: type "/" subtype, each 1-127 restricted-name characters.
 # image-spec: artifactType MUST comply; it is stored and listed by the referrers API.
 _RESTRICTED_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
-_MEDIA_TYPE = re.compile(rf"^{_RESTRICTED_NAME}/{_RESTRICTED_NAME}$")
+# Applied with fullmatch ("$" would also match before a trailing newline).
+_MEDIA_TYPE = re.compile(rf"{_RESTRICTED_NAME}/{_RESTRICTED_NAME}")
 # Descriptor media types are only length-checked (parameters seen in the wild stay
 # accepted); the bound keeps a config mediaType, stored as the artifact type, small.
 MAX_MEDIA_TYPE_LENGTH = 255
@@ -73,6 +75,39 @@ def _media_type(content_type: str | None) -> str | None:
     return content_type.split(";", 1)[0].strip().lower() or None
 
 
+# JSON nesting a manifest may have. Real ones nest 5 or 6 deep (an annotation in a
+# descriptor in a list in the document). json.loads recurses once per level, so a
+# deep array anywhere in a body (60,000 levels fit in a few bytes per level) would
+# reach the interpreter's recursion limit: the depth is bounded before parsing.
+MAX_JSON_DEPTH = 64
+# A JSON string, or an unterminated one running to the end of the text (possessive,
+# and matching at every quote it starts at: linear on any input). Brackets in
+# strings are text, not nesting.
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)', re.DOTALL)
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+
+
+@functools.cache
+def _balanced_within(limit: int) -> re.Pattern[bytes]:
+    """Balanced "[]" pairs nested at most ``limit`` deep, as a regex: ``limit`` nested
+    possessive groups, so a match never backtracks (linear; fails at the first
+    bracket too deep). Built on first use: compiling it costs about 10 ms."""
+    pattern = rb""
+    for _ in range(limit):
+        pattern = rb"(?:\[" + pattern + rb"\])*+"
+    return re.compile(pattern)
+
+
+def _nests_within(text: str, limit: int) -> bool:
+    """Whether the arrays and objects of JSON ``text`` nest at most ``limit`` deep,
+    without parsing it: the brackets outside strings, checked by _balanced_within."""
+    if text.count("[") + text.count("{") <= limit:
+        return True
+    outside = _JSON_STRING.sub("", text).encode("utf-8", "surrogatepass")
+    brackets = outside.translate(None, _NOT_BRACKETS).replace(b"{", b"[").replace(b"}", b"]")
+    return _balanced_within(limit).fullmatch(brackets) is not None
+
+
 def _check_reference_count(count: int, limit: int | None) -> None:
     # Every reference is looked up before the manifest is stored ("Pushing Manifests":
     # the registry MUST refuse a manifest that references what it lacks); the cap
@@ -90,8 +125,15 @@ def parse_manifest(body: bytes, content_type: str | None,
     ``max_references``, a manifest listing more descriptors than that (config and layers,
     or child manifests) is refused before any of them is read."""
     try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
+        # As json.loads(bytes) does: UTF-8, -16 or -32, told apart by the first bytes.
+        text = body.decode(json.detect_encoding(body), "surrogatepass")
+    except UnicodeDecodeError as error:
+        raise _invalid("body is not JSON") from error
+    if not _nests_within(text, MAX_JSON_DEPTH):
+        raise _invalid(f"body is not JSON nested at most {MAX_JSON_DEPTH} levels deep")
+    try:
+        document = json.loads(text)
+    except ValueError as error:
         raise _invalid("body is not JSON") from error
     if not isinstance(document, dict):
         raise _invalid("body is not a JSON object")
@@ -139,7 +181,7 @@ def parse_manifest(body: bytes, content_type: str | None,
         artifact_type = document.get("artifactType")
     if artifact_type is not None and not isinstance(artifact_type, str):
         raise _invalid("artifactType is not a string")
-    if document.get("artifactType") and not _MEDIA_TYPE.match(artifact_type or ""):
+    if document.get("artifactType") and not _MEDIA_TYPE.fullmatch(artifact_type or ""):
         raise _invalid("artifactType is not a media type (RFC 6838)", artifactType=str(artifact_type)[:300])
 
     subject = None

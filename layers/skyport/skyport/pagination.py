@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .errors import PaginationNumberInvalid
+from .numerals import decimal
 
 MAX_PAGE_SIZE = 10_000
 
@@ -11,9 +12,10 @@ def page_size(n: str | None, default: int) -> int:
     """``n`` as given, clamped to MAX_PAGE_SIZE (the Link header then leads on)."""
     if n is None or n == "":
         return default
-    if not n.isdigit():
+    size = decimal(n, MAX_PAGE_SIZE)
+    if size is None:
         raise PaginationNumberInvalid({"n": n[:50]})
-    return min(int(n), MAX_PAGE_SIZE)
+    return size
 
 
 def next_link(path: str, limit: int, last: str) -> str:

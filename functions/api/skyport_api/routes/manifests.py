@@ -3,6 +3,7 @@
 from fastapi import Request
 from skyport.concurrency import run_blocking
 from skyport.errors import PayloadTooLarge
+from skyport.numerals import decimal
 from starlette.responses import Response
 
 from . import Routes, inline, registry_of
@@ -35,7 +36,7 @@ async def head_manifest(request: Request, name: str, reference: str) -> Response
 async def _read_limited(request: Request, limit: int) -> bytes:
     """The body, refused with 413 as soon as it passes ``limit`` (never buffered beyond)."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and (decimal(declared, limit + 1) or 0) > limit:
         raise PayloadTooLarge({"limit": limit}, message="manifest exceeds the size limit")
     body = bytearray()
     async for chunk in request.stream():

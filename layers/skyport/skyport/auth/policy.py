@@ -38,7 +38,7 @@ class InvalidName(ValueError):
 
 
 def validate_identity_name(name: str) -> str:
-    if not _IDENTITY_NAME.match(name):
+    if not _IDENTITY_NAME.fullmatch(name):
         raise InvalidName(
             f"invalid name {name[:70]!r}: lower-case letters, digits, '.', '_', '-' "
             "(robots: robot+<name>), at most 63 characters"
@@ -47,13 +47,13 @@ def validate_identity_name(name: str) -> str:
 
 
 def validate_group(name: str) -> str:
-    if not _GROUP_NAME.match(name):
+    if not _GROUP_NAME.fullmatch(name):
         raise InvalidName(f"invalid group {name[:70]!r}")
     return name
 
 
 def validate_pattern(pattern: str) -> str:
-    if not _PATTERN.match(pattern) or "**" in pattern or "//" in pattern:
+    if not _PATTERN.fullmatch(pattern) or "**" in pattern or "//" in pattern:
         raise InvalidName(
             f"invalid repository pattern {pattern[:70]!r}: a repository name, "
             "'*' matching any characters ('team-a/*', '*')"
@@ -91,7 +91,7 @@ def _pattern_regex(pattern: str) -> re.Pattern[str]:
 
 
 def pattern_matches(pattern: str, name: str) -> bool:
-    return _pattern_regex(pattern).match(name) is not None
+    return _pattern_regex(pattern).fullmatch(name) is not None
 
 
 # --- identities and grants ------------------------------------------------------------

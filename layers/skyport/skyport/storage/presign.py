@@ -145,7 +145,7 @@ class S3Presigner:
                 host = f"{host}:{parts.port}"
             return cls(credentials, region, base_url, host)
         if style == "virtual" and endpoint.rstrip("/") == f"https://s3.{region}.amazonaws.com" \
-                and _VIRTUAL_HOSTABLE.match(bucket) and not bucket.endswith("--x-s3"):
+                and _VIRTUAL_HOSTABLE.fullmatch(bucket) and not bucket.endswith("--x-s3"):
             host = f"{bucket}.s3.{region}.amazonaws.com"
             return cls(credentials, region, f"https://{host}", host)
         return None
