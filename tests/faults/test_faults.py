@@ -2,8 +2,9 @@
 push, a tag move and the deletes (issue 9, section 4), on the real boto3 clients.
 
 Each scenario is first run without faults, counting its API calls (N). Then, for every
-call k = 1..N and every fault of faultinject.FAULTS, it runs again on a repository of
-its own, with call k failing, and the registry must:
+call k = 1..N and the faults faultinject.each_fault picks for it (every fault with
+SKYPORT_FAULTS=all), it runs again on a repository of its own, with call k failing, and
+the registry must:
 
 - answer every request with success or a retryable error in the OCI envelope (503
   UNAVAILABLE, 429, 409 UPLOAD_BUSY; 404 BLOB_UPLOAD_UNKNOWN mid-upload, which tells the
@@ -535,7 +536,7 @@ class BlobDelete(Scenario):
         return ["blob still there after the retried delete"] if self.present(h, ctx) else []
 
 
-LAYER = 6 * MiB + 123  # one full 5 MiB part and a short one
+LAYER = 5 * MiB + 4099  # one full 5 MiB part and a short one
 SCENARIOS: list[Callable[[], Scenario]] = [
     lambda: ImagePush("monolithic", (300_000,), ("post", "post")),
     lambda: ImagePush("streamed", (LAYER,), ("stream", "stream")),

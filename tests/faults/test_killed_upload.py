@@ -163,6 +163,8 @@ def test_request_killed_mid_upload(killing: Harness, case: str, how: str) -> Non
     STATS.killed_requests += 1
     if how == "disconnect":
         assert killed.done.wait(60)
+        answer = next((m["status"] for m in killed.messages if m["type"] == "http.response.start"), None)
+        STATS.notes[f"a client gone mid-body was answered {answer} (to no one)"] += 1
     elif how == "cancel":
         killed.cancel()
 
