@@ -1,0 +1,133 @@
+"""Auth under hostile input (issue 9): invalid names, malformed tokens and challenge
+injection answer 4xx, never 5xx; a mount's challenge asks for pull on its source."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+
+import pytest
+from oci import assert_error
+from skyport.auth import tokens
+
+from .conftest import basic, bearer
+
+ADMIN = ("root", "root-password-1")
+BAD_NAMES = ("Bad/Name", "a..b", 'x"realm="evil', "x%0Drealm", "-lead", "a" * 300)
+
+
+@pytest.fixture
+def admin(auth_registry):
+    auth_registry.identities.add_user(*ADMIN, admin=True)
+    return basic(*ADMIN)
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_an_invalid_name_is_name_invalid_to_everyone(auth_client, admin, name):
+    for headers in ({}, admin):
+        for method, path in (
+            ("GET", f"/v2/{name}/tags/list"),
+            ("GET", f"/v2/{name}/manifests/latest"),
+            ("HEAD", f"/v2/{name}/manifests/latest"),
+            ("POST", f"/v2/{name}/blobs/uploads/"),
+            ("DELETE", f"/v2/{name}/manifests/latest"),
+        ):
+            response = auth_client.request(method, path, headers=headers)
+            assert_error(response, 400, "NAME_INVALID")
+            assert "WWW-Authenticate" not in response.headers
+
+
+def _token_with_signature(auth_registry, signature: str) -> str:
+    ring = auth_registry.auth.keys.load()
+    head, payload, _ = tokens.encode({"sub": "x"}, ring.current).split(".")
+    return f"{head}.{payload}.{signature}"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def test_malformed_tokens_are_401_never_500(auth_registry, auth_client):
+    ring = auth_registry.auth.keys.load()
+    header = _b64(json.dumps({"alg": "HS256", "kid": ring.current.kid}).encode())
+    nested = _b64(b"[" * 10_000)
+    malformed = [
+        _token_with_signature(auth_registry, "A"),
+        _token_with_signature(auth_registry, "AAAAA"),
+        _token_with_signature(auth_registry, "AAAA="),
+        _token_with_signature(auth_registry, "é"),
+        f"A.{header}.AAAA",
+        f"AAAAA.{_b64(b'{}')}.AAAA",
+        f"{_b64(b'[1]')}.{_b64(b'{}')}.AAAA",
+        f"{_b64(b'not json')}.{_b64(b'{}')}.AAAA",
+        f"{_b64(bytes([0xFF, 0xFE]))}.{_b64(b'{}')}.AAAA",
+        f"{nested}.{_b64(b'{}')}.AAAA",
+        f"{header}.{nested}.AAAA",
+        f"{header}.é.AAAA",
+        "x" * 100_000,
+        "a.b.c.d",
+    ]
+    for token in malformed:
+        for path in ("/v2/", "/v2/team/app/tags/list"):
+            # Sent as bytes: non-ASCII reaches the server as Latin-1, as on the wire.
+            headers = {"Authorization": f"Bearer {token}".encode("latin-1")}
+            response = auth_client.get(path, headers=headers)
+            assert_error(response, 401, "UNAUTHORIZED")
+    # A signature that decodes but is wrong is refused the same way.
+    forged = _token_with_signature(auth_registry, _b64(hashlib.sha256(b"x").digest()))
+    assert_error(auth_client.get("/v2/", headers=bearer(forged)), 401, "UNAUTHORIZED")
+
+
+def _params(challenge: str) -> list[tuple[str, str]]:
+    assert challenge.startswith("Bearer ")
+    rest = challenge[len("Bearer ") :]
+    pairs = re.findall(r'([a-z]+)="((?:[^"\\]|\\.)*)"(?:,|$)', rest)
+    # The whole header is those pairs and nothing else.
+    assert ",".join(f'{k}="{v}"' for k, v in pairs) == rest, challenge
+    return pairs
+
+
+def test_the_challenge_is_one_realm_whatever_the_request(auth_client):
+    for headers in ({}, {"Host": 'evil"realm="x'}):
+        response = auth_client.get("/v2/team/app/tags/list", headers=headers)
+        assert_error(response, 401, "UNAUTHORIZED")
+        keys = [k for k, _ in _params(response.headers["WWW-Authenticate"])]
+        assert keys == ["realm", "service", "scope"]
+
+
+def _push_blob(client, name: str, headers: dict, data: bytes) -> str:
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    response = client.post(
+        f"/v2/{name}/blobs/uploads/", params={"digest": digest}, content=data, headers=headers
+    )
+    assert response.status_code == 201, response.text
+    return digest
+
+
+def test_a_mount_challenge_asks_for_pull_on_the_source(auth_registry, auth_client, admin):
+    ids = auth_registry.identities
+    ids.add_user("carol", "carol-password-1")
+    ids.grant("src/*", "carol", ["pull"])
+    ids.grant("dst/*", "carol", ["push"])
+    digest = _push_blob(auth_client, "src/app", admin, b"shared layer")
+    url = "/v2/dst/app/blobs/uploads/"
+    params = {"mount": digest, "from": "src/app"}
+
+    challenge = auth_client.post(url, params=params)
+    assert_error(challenge, 401, "UNAUTHORIZED")
+    scope = dict(_params(challenge.headers["WWW-Authenticate"]))["scope"]
+    assert scope.split(" ") == ["repository:dst/app:pull,push", "repository:src/app:pull"]
+
+    token = auth_client.get(
+        "/auth/token", params={"scope": scope}, headers=basic("carol", "carol-password-1")
+    ).json()["token"]
+    mounted = auth_client.post(url, params=params, headers=bearer(token))
+    assert mounted.status_code == 201, mounted.text
+    assert mounted.headers["Docker-Content-Digest"] == digest
+
+    # An invalid source does not enter the scope; the mount degrades to an upload.
+    bad = auth_client.post(url, params={"mount": digest, "from": 'x"y'})
+    scope = dict(_params(bad.headers["WWW-Authenticate"]))["scope"]
+    assert scope == "repository:dst/app:pull,push"
