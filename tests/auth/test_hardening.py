@@ -131,3 +131,25 @@ def test_a_mount_challenge_asks_for_pull_on_the_source(auth_registry, auth_clien
     bad = auth_client.post(url, params={"mount": digest, "from": 'x"y'})
     scope = dict(_params(bad.headers["WWW-Authenticate"]))["scope"]
     assert scope == "repository:dst/app:pull,push"
+
+
+@pytest.mark.parametrize("kind", ["user", "robot"])
+def test_a_recreated_identity_never_honours_old_refresh_tokens(auth_registry, auth_client, kind):
+    ids = auth_registry.identities
+    if kind == "user":
+        name, secret = "dave", "dave-password-1"
+        ids.add_user(name, secret)
+    else:
+        robot, secret = ids.add_robot("ci-d")
+        name = robot.name
+    login = dict(grant_type="password", username=name, password=secret, access_type="offline")
+    old = auth_client.post("/auth/token", data=login).json()["refresh_token"]
+    refresh = {"grant_type": "refresh_token", "refresh_token": old}
+    assert auth_client.post("/auth/token", data=refresh).status_code == 200
+
+    ids.delete(name)
+    if kind == "user":
+        ids.add_user(name, secret)  # same name, same password, generation starts over
+    else:
+        ids.add_robot("ci-d")
+    assert_error(auth_client.post("/auth/token", data=refresh), 401, "UNAUTHORIZED")

@@ -22,7 +22,14 @@ class AuthError(ValueError):
 
 
 def identity_of(record: IdentityRecord) -> Identity:
-    return Identity(record.name, record.kind, record.admin, record.groups, record.generation)
+    return Identity(
+        record.name,
+        record.kind,
+        record.admin,
+        record.groups,
+        record.generation,
+        record.identity_id,
+    )
 
 
 class IdentityAdmin:

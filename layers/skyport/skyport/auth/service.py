@@ -64,7 +64,7 @@ class AuthService:
         self._ring_loaded = 0.0
         self._ring_checked = 0.0
         self._cache_key = secrets.token_bytes(32)
-        self._credentials: dict[bytes, tuple[float, str, int]] = {}
+        self._credentials: dict[bytes, tuple[float, str, int, str]] = {}
 
     # --- keys ---------------------------------------------------------------------------
 
@@ -118,7 +118,7 @@ class AuthService:
             record is not None
             and cached
             and cached[0] > now
-            and cached[1:] == (record.name, record.generation)
+            and cached[1:] == (record.name, record.generation, record.identity_id)
         ):
             return identity_of(record)
         if not passwords.verify_password(password, record.password_hash if record else None):
@@ -140,6 +140,7 @@ class AuthService:
                 now + CREDENTIAL_CACHE_SECONDS,
                 record.name,
                 record.generation,
+                record.identity_id,
             )
         return identity_of(record)
 
@@ -195,6 +196,7 @@ class AuthService:
                 identity.name, tokens.USE_REFRESH, self._settings.refresh_token_ttl_seconds, now
             )
             refresh["gen"] = identity.generation
+            refresh["iid"] = identity.identity_id
             response["refresh_token"] = tokens.encode(refresh, key)
         return response
 
@@ -221,6 +223,11 @@ class AuthService:
         same secret (a new password, a rotated or revoked robot: refused)."""
         claims = self._decode(refresh_token, tokens.USE_REFRESH)
         record = self._store.get_identity(claims["sub"]) if claims["sub"] else None
-        if record is None or record.generation != claims.get("gen"):
+        if (
+            record is None
+            or record.generation != claims.get("gen")
+            or not record.identity_id
+            or not hmac.compare_digest(record.identity_id, str(claims.get("iid", "")))
+        ):
             raise Unauthorized(message="refresh token no longer valid: log in again")
         return identity_of(record)

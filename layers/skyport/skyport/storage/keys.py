@@ -35,7 +35,9 @@
     │                                                     scrypt hash of its password or secret,
     │                                                     admin flag, groups, generation (bumped
     │                                                     when the secret changes: refresh tokens
-    │                                                     die), failed logins, locked until
+    │                                                     die), identity id (new for each
+    │                                                     creation: tokens carry it), failed
+    │                                                     logins, locked until
     ├── GRANT             / <pattern>#<principal>         actions on repositories matching
     │                                                     <pattern> for <principal> (a name,
     │                                                     group:<g>, or * = everyone: public pull)

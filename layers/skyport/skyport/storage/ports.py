@@ -7,6 +7,7 @@ may also raise :class:`StorageUnavailable` when the backend throttles or fails.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -84,6 +85,9 @@ class IdentityRecord:
     failed_logins: int = 0
     locked_until: int = 0
     created_at: int = 0
+    # New for each creation: tokens carry it, so an identity deleted and re-created
+    # under the same name (its generation starting over) never honours old tokens.
+    identity_id: str = field(default_factory=lambda: secrets.token_urlsafe(16))
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ def _identity_item(record: IdentityRecord) -> dict:
         "groups": {"L": [S(group) for group in record.groups]},
         "generation": N(record.generation),
         "created_at": N(record.created_at),
+        "identity_id": S(record.identity_id),
     }
 
 
@@ -43,6 +44,7 @@ def _identity_record(item: dict) -> IdentityRecord:
         failed_logins=get_int(item, "failed_logins"),
         locked_until=get_int(item, "locked_until"),
         created_at=get_int(item, "created_at"),
+        identity_id=get_str(item, "identity_id") or "",
     )
 
 
