@@ -11,6 +11,8 @@ import re
 import pytest
 from oci import assert_error
 from skyport.auth import tokens
+from skyport_api.app import create_app
+from starlette.testclient import TestClient
 
 from .conftest import basic, bearer
 
@@ -153,3 +155,27 @@ def test_a_recreated_identity_never_honours_old_refresh_tokens(auth_registry, au
     else:
         ids.add_robot("ci-d")
     assert_error(auth_client.post("/auth/token", data=refresh), 401, "UNAUTHORIZED")
+
+
+def test_lockout_is_per_source_address_and_never_for_robots(auth_registry, auth_client):
+    ids = auth_registry.identities
+    ids.add_user("erin", "erin-password-1")
+    robot, secret = ids.add_robot("ci-e")
+    threshold = auth_registry.settings.lockout_threshold
+    for attempt in range(threshold + 3):
+        # Robots keep answering 401 however often they fail: a secret is never locked.
+        names = ("erin", robot.name) if attempt < threshold else (robot.name,)
+        for name in names:
+            response = auth_client.get("/auth/token", headers=basic(name, "wrong-password-0"))
+            assert_error(response, 401, "UNAUTHORIZED")
+    # The attacker's address is locked out for erin...
+    locked = auth_client.get("/auth/token", headers=basic("erin", "erin-password-1"))
+    assert_error(locked, 429, "TOOMANYREQUESTS")
+    # ...a robot is not, and erin from her own address is not either. X-Forwarded-For
+    # is the client's to write, so it does not change the address.
+    assert auth_client.get("/auth/token", headers=basic(robot.name, secret)).status_code == 200
+    spoofed = {**basic("erin", "erin-password-1"), "X-Forwarded-For": "192.0.2.7"}
+    assert_error(auth_client.get("/auth/token", headers=spoofed), 429, "TOOMANYREQUESTS")
+    with TestClient(create_app(auth_registry), client=("192.0.2.7", 40000)) as elsewhere:
+        response = elsewhere.get("/auth/token", headers=basic("erin", "erin-password-1"))
+        assert response.status_code == 200, response.text

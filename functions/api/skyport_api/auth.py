@@ -158,11 +158,20 @@ def _credentials(request: Request) -> tuple[str, str]:
     return scheme.lower(), value.strip()
 
 
+def _source(request: Request) -> str:
+    """The caller's address, for lockouts: the socket peer locally, API Gateway's
+    requestContext.http.sourceIp behind Mangum. Never X-Forwarded-For: the client
+    writes that."""
+    return request.client.host if request.client else ""
+
+
 async def _authenticate_basic(request: Request, registry: Registry, value: str) -> Identity:
     pair = _basic(value)
     if pair is None:
         raise Unauthorized(message="malformed Basic credentials")
-    return await run_blocking(registry.auth.authenticate, *pair, inline=inline(request))
+    return await run_blocking(
+        registry.auth.authenticate, *pair, _source(request), inline=inline(request)
+    )
 
 
 def _mount_source(request: Request, path: str) -> str:
@@ -333,7 +342,11 @@ async def oauth_token(request: Request) -> Response:
     grant_type = field("grant_type")
     if grant_type == "password":
         identity = await run_blocking(
-            registry.auth.authenticate, field("username"), field("password"), inline=inline(request)
+            registry.auth.authenticate,
+            field("username"),
+            field("password"),
+            _source(request),
+            inline=inline(request),
         )
         offline = field("access_type") == "offline"
     elif grant_type == "refresh_token":

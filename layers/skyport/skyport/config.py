@@ -70,10 +70,12 @@ class Settings:
     # A Secrets Manager secret {"username", "password"}: the first admin, created
     # on its first login (template.yaml).
     admin_secret: str | None = None
-    # After this many failed logins in a row an identity is locked for 1 s,
-    # then 2, 4, ... up to the cap.
+    # After this many failed logins of one user from one source address within the
+    # window, that user is locked for that address for 1 s, then 2, 4, ... up to the
+    # cap. Robots are never locked (their secrets are 256 bits).
     lockout_threshold: int = 5
     lockout_max_seconds: int = 900
+    lockout_window_seconds: int = 900
 
     @property
     def auth_enabled(self) -> bool:

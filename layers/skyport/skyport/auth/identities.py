@@ -85,6 +85,7 @@ class IdentityAdmin:
         _check_password(password)
         if not self._store.update_identity(name, password_hash=passwords.hash_password(password)):
             raise AuthError(f"no such user or robot: {name}")
+        self._store.clear_failed_logins(name)  # a new password ends every lockout
 
     def rotate_robot(self, name: str) -> str:
         record = self._require(
