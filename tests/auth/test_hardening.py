@@ -179,3 +179,26 @@ def test_lockout_is_per_source_address_and_never_for_robots(auth_registry, auth_
     with TestClient(create_app(auth_registry), client=("192.0.2.7", 40000)) as elsewhere:
         response = elsewhere.get("/auth/token", headers=basic("erin", "erin-password-1"))
         assert response.status_code == 200, response.text
+
+
+def test_an_in_memory_signing_key_never_reaches_the_table(moto_endpoint, aws_clients, template):
+    # What `skyport serve` sets: the table (an embedded moto, open on loopback) never
+    # holds the key, and every registry of the process verifies the same tokens.
+    from skyport.registry import Registry
+
+    from .conftest import make_auth_settings
+
+    settings = make_auth_settings(
+        moto_endpoint, aws_clients, template, signing_key_in_memory=True
+    )
+    first, second = (Registry(settings, clients=aws_clients) for _ in range(2))
+    first.identities.add_user("frank", "frank-password-1")
+    with TestClient(create_app(first)) as one, TestClient(create_app(second)) as two:
+        token = one.get("/auth/token", headers=basic("frank", "frank-password-1")).json()["token"]
+        assert two.get("/v2/", headers=bearer(token)).status_code == 200
+    assert first.auth._store.get_signing_keys() is None
+    # Without it (a stack of its own, not `serve`), the table keeps the key.
+    table_registry = Registry(make_auth_settings(moto_endpoint, aws_clients, template),
+                              clients=aws_clients)
+    table_registry.auth.keys.load()
+    assert table_registry.auth._store.get_signing_keys() is not None

@@ -67,6 +67,9 @@ class Settings:
     # parameter. Neither: keys live in the table (local stacks).
     signing_key_secret: str | None = None
     signing_key_parameter: str | None = None
+    # `skyport serve`: the signing key lives in this process only, never in the table
+    # (the embedded moto answers anyone on loopback).
+    signing_key_in_memory: bool = False
     # A Secrets Manager secret {"username", "password"}: the first admin, created
     # on its first login (template.yaml).
     admin_secret: str | None = None
@@ -131,5 +134,6 @@ class Settings:
             token_realm=env.get("SKYPORT_TOKEN_REALM") or None,
             signing_key_secret=env.get("SKYPORT_SIGNING_KEY_SECRET") or None,
             signing_key_parameter=env.get("SKYPORT_SIGNING_KEY_PARAMETER") or None,
+            signing_key_in_memory=env.get("SKYPORT_SIGNING_KEY_IN_MEMORY", "") == "on",
             admin_secret=env.get("SKYPORT_ADMIN_SECRET") or None,
         )
