@@ -32,6 +32,7 @@ from typing import Any
 from skyport.storage.ports import (
     BlobRecord,
     IdentityRecord,
+    Lockout,
     ManifestRecord,
     MissingReferences,
     ObjectMissing,
@@ -408,6 +409,7 @@ class MemoryAuthStore:
         self.plan = plan
         self.identities: dict[str, IdentityRecord] = {}
         self.grants: dict[tuple[str, str], frozenset[str]] = {}
+        self.lockouts: dict[tuple[str, str], Lockout] = {}
         self.signing_keys: tuple[bytes, bytes | None] | None = None
         self.bootstrapped = False
 
@@ -417,8 +419,7 @@ class MemoryAuthStore:
     def create_identity(self, record: IdentityRecord) -> bool:
         if record.name in self.identities:
             return False
-        # As the table stores it: the failure counters start empty.
-        self.identities[record.name] = replace(record, failed_logins=0, locked_until=0)
+        self.identities[record.name] = record
         return True
 
     def update_identity(self, name: str, *, password_hash: str | None = None, admin: bool | None = None,
@@ -427,8 +428,7 @@ class MemoryAuthStore:
         if record is None:
             return False
         if password_hash is not None:
-            record = replace(record, password_hash=password_hash, generation=record.generation + 1,
-                             failed_logins=0, locked_until=0)
+            record = replace(record, password_hash=password_hash, generation=record.generation + 1)
         if admin is not None:
             record = replace(record, admin=admin)
         if groups is not None:
@@ -442,20 +442,23 @@ class MemoryAuthStore:
     def list_identities(self) -> list[IdentityRecord]:
         return [self.identities[name] for name in sorted(self.identities, key=str.encode)]
 
-    def record_failed_login(self, name: str, now: int, threshold: int, max_lock_seconds: int) -> None:
-        record = self.identities.get(name)
-        if record is None:
-            return
-        failures = record.failed_logins + 1
-        record = replace(record, failed_logins=failures)
-        if failures >= threshold:
-            record = replace(record, locked_until=now + min(2 ** min(failures - threshold, 30),
-                                                            max_lock_seconds))
-        self.identities[name] = record
+    def get_lockout(self, name: str, source: str) -> Lockout | None:
+        return self.lockouts.get((name, source))
 
-    def clear_failed_logins(self, name: str) -> None:
-        if name in self.identities:
-            self.identities[name] = replace(self.identities[name], failed_logins=0, locked_until=0)
+    def record_failed_login(self, name: str, source: str, now: int, threshold: int,
+                            max_lock_seconds: int, window: int) -> None:
+        lock = self.lockouts.get((name, source))
+        if lock is None or lock.window_start < now - window:
+            lock = Lockout(0, now, 0)
+        lock = replace(lock, failures=lock.failures + 1)
+        if lock.failures >= threshold:
+            lock = replace(lock, locked_until=now + min(2 ** min(lock.failures - threshold, 30),
+                                                        max_lock_seconds))
+        self.lockouts[(name, source)] = lock
+
+    def clear_failed_logins(self, name: str, source: str | None = None) -> None:
+        for key in [k for k in self.lockouts if k[0] == name and source in (None, k[1])]:
+            del self.lockouts[key]
 
     def list_grants(self) -> list[tuple[str, str, frozenset[str]]]:
         return [(pattern, principal, actions)

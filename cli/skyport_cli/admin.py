@@ -182,7 +182,6 @@ def identities_list(args: argparse.Namespace, kind: str) -> None:
                         "name": r.name,
                         "admin": r.admin,
                         "groups": list(r.groups),
-                        "locked_until": r.locked_until,
                     }
                     for r in rows
                 ],

@@ -71,6 +71,9 @@ def serve(args: argparse.Namespace) -> int:
             "SKYPORT_BUCKET": args.bucket, "SKYPORT_TABLE": args.table, "AWS_REGION": args.region,
             "SKYPORT_S3_ENDPOINT": s3_endpoint, "SKYPORT_DYNAMODB_ENDPOINT": dynamodb_endpoint,
             "SKYPORT_BLOB_DELIVERY": args.blob_delivery, "SKYPORT_AUTH": args.auth,
+            # The signing key stays in this process: the table is reachable by anyone
+            # on loopback (the embedded moto checks no credentials).
+            "SKYPORT_SIGNING_KEY_IN_MEMORY": "on",
             **{k: v for k, v in os.environ.items() if k in _PASSED_THROUGH},
         })
         registry = Registry(settings)
@@ -115,6 +118,7 @@ def _behind_lambda_gateway(settings):
         "SKYPORT_BUCKET": settings.bucket, "SKYPORT_TABLE": settings.table,
         "AWS_REGION": settings.region, "SKYPORT_BLOB_DELIVERY": settings.blob_delivery,
         "SKYPORT_AUTH": settings.auth,
+        "SKYPORT_SIGNING_KEY_IN_MEMORY": "on" if settings.signing_key_in_memory else "",
         "SKYPORT_S3_ENDPOINT": settings.s3_endpoint or "",
         "SKYPORT_DYNAMODB_ENDPOINT": settings.dynamodb_endpoint or "",
     })
@@ -125,7 +129,7 @@ def _behind_lambda_gateway(settings):
 
 def _prepare_auth(registry, address: str) -> str:
     """Auth on: the admin user (SKYPORT_ADMIN_PASSWORD, or generated and shown once); the
-    signing key is made and kept in the table on first use. Returns the banner's line."""
+    signing key is made now, in this process's memory. Returns the banner's line."""
     if not registry.settings.auth_enabled:
         return ("off (local trial: anyone who reaches this address can push and pull; "
                 "SKYPORT_AUTH=on make run requires logins)")

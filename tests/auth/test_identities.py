@@ -202,7 +202,7 @@ def test_repeated_failures_lock_the_identity_with_growing_delays(auth_registry):
         auth.authenticate("alice", PASSWORD)
     now[0] += 2
     assert auth.authenticate("alice", PASSWORD).name == "alice"  # a success clears the count
-    assert auth._store.get_identity("alice").failed_logins == 0
+    assert auth._store.get_lockout("alice", "") is None
     # The delay stops growing at the cap (a small one here: each round costs one scrypt).
     capped = AuthService(
         auth._store, replace(settings, lockout_max_seconds=4), clock=lambda: now[0]
@@ -211,10 +211,8 @@ def test_repeated_failures_lock_the_identity_with_growing_delays(auth_registry):
         now[0] += 5
         with pytest.raises(Unauthorized):
             capped.authenticate("alice", "wrong-password")
-    record = auth._store.get_identity("alice")
-    assert (
-        record.failed_logins == settings.lockout_threshold + 4 and record.locked_until - now[0] == 4
-    )
+    record = auth._store.get_lockout("alice", "")
+    assert record.failures == settings.lockout_threshold + 4 and record.locked_until - now[0] == 4
     auth_registry.identities.unlock("alice")
     assert auth.authenticate("alice", PASSWORD).name == "alice"
 

@@ -20,6 +20,7 @@ from skyport.storage.dynamodb.uploads import DynamoUploadSessions
 from skyport.storage.ports import (
     BlobRecord,
     IdentityRecord,
+    Lockout,
     ManifestRecord,
     MissingReferences,
     ObjectMissing,
@@ -364,18 +365,26 @@ def test_identities_lockout_grants_keys_bootstrap(ports):
     assert auth.get_identity("alice") == alice
     assert auth.update_identity("alice", admin=True, groups=["ops"]) is True
     assert auth.get_identity("alice") == replace(alice, admin=True, groups=("ops",))
+    lockout = {"threshold": 2, "max_lock_seconds": 60, "window": 50}
     for now in (100, 101, 102):
-        auth.record_failed_login("alice", now, threshold=2, max_lock_seconds=60)
-    assert (auth.get_identity("alice").failed_logins, auth.get_identity("alice").locked_until) == (3, 104)
-    auth.record_failed_login("nobody", 100, threshold=2, max_lock_seconds=60)
+        auth.record_failed_login("alice", "10.0.0.1", now, **lockout)
+    lock = auth.get_lockout("alice", "10.0.0.1")
+    assert (lock.failures, lock.locked_until) == (3, 104)
+    # Per source address; and a failure past the window starts the count again.
+    assert auth.get_lockout("alice", "10.0.0.2") is None
+    auth.record_failed_login("alice", "10.0.0.1", 151, **lockout)
+    assert auth.get_lockout("alice", "10.0.0.1") == Lockout(1, 151, 0)
+    auth.record_failed_login("nobody", "", 100, **lockout)
     assert auth.get_identity("nobody") is None
-    # A new password: the generation moves on, the lockout ends.
+    # A new password: the generation moves on.
     assert auth.update_identity("alice", password_hash="hash-2") is True
-    changed = auth.get_identity("alice")
-    assert (changed.generation, changed.failed_logins, changed.locked_until) == (2, 0, 0)
-    auth.record_failed_login("alice", 200, threshold=1, max_lock_seconds=60)
+    assert auth.get_identity("alice").generation == 2
+    auth.record_failed_login("alice", "10.0.0.2", 200, **lockout)
+    auth.clear_failed_logins("alice", "10.0.0.2")
+    assert auth.get_lockout("alice", "10.0.0.2") is None
+    assert auth.get_lockout("alice", "10.0.0.1") is not None
     auth.clear_failed_logins("alice")
-    assert auth.get_identity("alice").failed_logins == 0
+    assert auth.get_lockout("alice", "10.0.0.1") is None
     assert auth.update_identity("bob", admin=True) is False
     auth.create_identity(IdentityRecord("robot+ci", "robot", "h"))
     assert [r.name for r in auth.list_identities()] == ["alice", "robot+ci"]

@@ -32,6 +32,7 @@ from skyport.auth import policy as access
 from skyport.auth.policy import ANONYMOUS, Identity, TokenAccess, parse_scopes
 from skyport.concurrency import run_blocking
 from skyport.errors import Denied, RegistryError, Unauthorized, Unsupported
+from skyport.reference import validate_name
 from skyport.registry import Registry
 from starlette.responses import Response
 
@@ -97,14 +98,28 @@ def _realm(request: Request, registry: Registry) -> str:
     return f"{scheme}://{host}{TOKEN_PATH}"
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_QUOTE = re.compile(r'(["\\])')
+
+
+def _quoted(value: str) -> str:
+    """An RFC 9110 section 5.6.4 quoted-string. Names are validated before they enter a
+    scope; this keeps the header well formed whatever a value holds: quotes and backslashes
+    are escaped, control characters (CR, LF: header splitting) dropped."""
+    return '"' + _QUOTE.sub(r"\\\1", _CONTROL.sub("", value)) + '"'
+
+
 def _challenge(
     request: Request, registry: Registry, scope: str | None = None, error: str | None = None
 ) -> str:
-    parts = [f'realm="{_realm(request, registry)}"', f'service="{registry.settings.token_service}"']
+    parts = [
+        f"realm={_quoted(_realm(request, registry))}",
+        f"service={_quoted(registry.settings.token_service)}",
+    ]
     if scope:
-        parts.append(f'scope="{scope}"')
+        parts.append(f"scope={_quoted(scope)}")
     if error:
-        parts.append(f'error="{error}"')
+        parts.append(f"error={_quoted(error)}")
     return "Bearer " + ",".join(parts)
 
 
@@ -143,11 +158,34 @@ def _credentials(request: Request) -> tuple[str, str]:
     return scheme.lower(), value.strip()
 
 
+def _source(request: Request) -> str:
+    """The caller's address, for lockouts: the socket peer locally, API Gateway's
+    requestContext.http.sourceIp behind Mangum. Never X-Forwarded-For: the client
+    writes that."""
+    return request.client.host if request.client else ""
+
+
 async def _authenticate_basic(request: Request, registry: Registry, value: str) -> Identity:
     pair = _basic(value)
     if pair is None:
         raise Unauthorized(message="malformed Basic credentials")
-    return await run_blocking(registry.auth.authenticate, *pair, inline=inline(request))
+    return await run_blocking(
+        registry.auth.authenticate, *pair, _source(request), inline=inline(request)
+    )
+
+
+def _mount_source(request: Request, path: str) -> str:
+    """The valid ``from`` of a mount request (POST ?mount=&from=), else ''. An invalid
+    one is left to the mount, which falls back to an upload session as the spec says."""
+    if request.method != "POST" or path not in (uploads.UPLOADS, uploads.UPLOADS.rstrip("/")):
+        return ""
+    source = request.query_params.get("from", "")
+    if not source or "mount" not in request.query_params:
+        return ""
+    try:
+        return validate_name(source)
+    except RegistryError:
+        return ""
 
 
 # --- the dependency -------------------------------------------------------------------
@@ -163,11 +201,22 @@ async def authorize(request: Request) -> None:
     needed = requirement_of(request.method, path)
     scheme, value = _credentials(request)
     name = request.path_params.get("name", "")
+    if name:
+        # An invalid name is NAME_INVALID to every caller, as with auth off: checked
+        # before it enters a scope or a challenge (distribution-spec, error codes).
+        validate_name(name)
     scope = (
         access.challenge_scope(needed.type, name, needed.action)
         if needed and needed.type != "base"
         else None
     )
+    source = _mount_source(request, path)
+    if scope and source:
+        # A cross-repository mount also needs pull on the source: the challenge asks
+        # for both, as Distribution does, or the client's token lacks it and the mount
+        # degrades to an upload (distribution-spec, "Mounting a blob from another
+        # repository").
+        scope += " " + access.challenge_scope(access.REPOSITORY, source, access.PULL)
     auth = registry.auth
 
     grant: Any
@@ -293,7 +342,11 @@ async def oauth_token(request: Request) -> Response:
     grant_type = field("grant_type")
     if grant_type == "password":
         identity = await run_blocking(
-            registry.auth.authenticate, field("username"), field("password"), inline=inline(request)
+            registry.auth.authenticate,
+            field("username"),
+            field("password"),
+            _source(request),
+            inline=inline(request),
         )
         offline = field("access_type") == "offline"
     elif grant_type == "refresh_token":

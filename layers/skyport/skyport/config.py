@@ -75,13 +75,18 @@ class Settings:
     # parameter. Neither: keys live in the table (local stacks).
     signing_key_secret: str | None = None
     signing_key_parameter: str | None = None
+    # `skyport serve`: the signing key lives in this process only, never in the table
+    # (the embedded moto answers anyone on loopback).
+    signing_key_in_memory: bool = False
     # A Secrets Manager secret {"username", "password"}: the first admin, created
     # on its first login (template.yaml).
     admin_secret: str | None = None
-    # After this many failed logins in a row an identity is locked for 1 s,
-    # then 2, 4, ... up to the cap.
+    # After this many failed logins of one user from one source address within the
+    # window, that user is locked for that address for 1 s, then 2, 4, ... up to the
+    # cap. Robots are never locked (their secrets are 256 bits).
     lockout_threshold: int = 5
     lockout_max_seconds: int = 900
+    lockout_window_seconds: int = 900
 
     @property
     def auth_enabled(self) -> bool:
@@ -141,5 +146,6 @@ class Settings:
             token_realm=env.get("SKYPORT_TOKEN_REALM") or None,
             signing_key_secret=env.get("SKYPORT_SIGNING_KEY_SECRET") or None,
             signing_key_parameter=env.get("SKYPORT_SIGNING_KEY_PARAMETER") or None,
+            signing_key_in_memory=env.get("SKYPORT_SIGNING_KEY_IN_MEMORY", "") == "on",
             admin_secret=env.get("SKYPORT_ADMIN_SECRET") or None,
         )

@@ -22,7 +22,14 @@ class AuthError(ValueError):
 
 
 def identity_of(record: IdentityRecord) -> Identity:
-    return Identity(record.name, record.kind, record.admin, record.groups, record.generation)
+    return Identity(
+        record.name,
+        record.kind,
+        record.admin,
+        record.groups,
+        record.generation,
+        record.identity_id,
+    )
 
 
 class IdentityAdmin:
@@ -78,6 +85,7 @@ class IdentityAdmin:
         _check_password(password)
         if not self._store.update_identity(name, password_hash=passwords.hash_password(password)):
             raise AuthError(f"no such user or robot: {name}")
+        self._store.clear_failed_logins(name)  # a new password ends every lockout
 
     def rotate_robot(self, name: str) -> str:
         record = self._require(

@@ -102,6 +102,22 @@ class TableKeys(KeySource):
         return self.load()
 
 
+class ProcessKeys(KeySource):
+    """One signing key per process, made on first use and never stored: `skyport serve`,
+    whose table sits in an embedded moto that answers anyone on loopback. The app and
+    the local Lambda gateway's handler run in that one process, so they share it; tokens
+    end with the process, like the embedded storage."""
+
+    _lock = threading.Lock()
+    _ring: KeyRing | None = None
+
+    def load(self) -> KeyRing:
+        with ProcessKeys._lock:
+            if ProcessKeys._ring is None:
+                ProcessKeys._ring = KeyRing(SigningKey.generate())
+            return ProcessKeys._ring
+
+
 class SecretsManagerKeys(KeySource):
     """The signing key is the secret's current version; its previous version (the
     AWSPREVIOUS stage) still verifies. ``client()`` gives the boto3 client."""
@@ -147,9 +163,12 @@ class ParameterStoreKeys(KeySource):
 
 
 def key_source(settings: Settings, store: AuthStore, clients: AwsClients) -> KeySource:
-    """The key source the settings name: a secret, else a parameter, else the table."""
+    """The key source the settings name: a secret, else a parameter, else this process's
+    memory (`skyport serve`), else the table."""
     if settings.signing_key_secret:
         return SecretsManagerKeys(settings.signing_key_secret, lambda: clients.secretsmanager)
     if settings.signing_key_parameter:
         return ParameterStoreKeys(settings.signing_key_parameter, lambda: clients.ssm)
+    if settings.signing_key_in_memory:
+        return ProcessKeys()
     return TableKeys(store)

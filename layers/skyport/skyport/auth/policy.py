@@ -106,6 +106,7 @@ class Identity:
     admin: bool = False
     groups: tuple[str, ...] = ()
     generation: int = 0  # bumped when the password or secret changes
+    identity_id: str = ""  # new for each creation of an identity of this name
 
     @property
     def anonymous(self) -> bool:

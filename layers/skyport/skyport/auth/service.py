@@ -5,9 +5,13 @@ or robot secret, ``verify_access`` for a bearer token), what that identity may d
 (``policy``), and a token for what it asked (``issue``, ``refresh``). Identity admin
 is ``identities.IdentityAdmin``.
 
-A wrong password costs the same time whether or not the identity exists, and after
-``lockout_threshold`` failures in a row the identity is locked for 1 s, then 2,
-4, ... up to ``lockout_max_seconds``; a success clears the count. Every method may
+A wrong password costs the same time whether or not the identity exists. After
+``lockout_threshold`` failures of a user from one source address within
+``lockout_window_seconds`` (older failures no longer count), that user is locked for
+that address for 1 s, then 2, 4, ... up to ``lockout_max_seconds``, measured from
+the end of the failed check; a success clears the count. Per address, so a stranger
+cannot lock a user out everywhere; robots are never locked (a 256-bit secret is not
+guessed, and a lock would only let anyone stop a CI job). Every method may
 block (storage, a key source, scrypt): async callers run them as concurrency.py says.
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 import threading
 import time
@@ -64,7 +69,7 @@ class AuthService:
         self._ring_loaded = 0.0
         self._ring_checked = 0.0
         self._cache_key = secrets.token_bytes(32)
-        self._credentials: dict[bytes, tuple[float, str, int]] = {}
+        self._credentials: dict[bytes, tuple[float, str, int, str]] = {}
 
     # --- keys ---------------------------------------------------------------------------
 
@@ -94,9 +99,10 @@ class AuthService:
             self._cache_key, f"{username}\0{password}".encode(), hashlib.sha256
         ).digest()
 
-    def authenticate(self, username: str, password: str) -> Identity:
+    def authenticate(self, username: str, password: str, source: str = "") -> Identity:
         """The identity whose password or robot secret this is; else Unauthorized (or
-        TooManyRequests while the identity is locked after repeated failures)."""
+        TooManyRequests while the user is locked for ``source``, the caller's address,
+        after repeated failures)."""
         now = self._clock()
         try:
             access.validate_identity_name(username)
@@ -106,8 +112,10 @@ class AuthService:
         if record is None and self.bootstrap is not None:
             # The first admin of a deployed registry (bootstrap.py): created on its first login.
             record = bootstrap_admin(self._store, self.bootstrap, username, int(now))
-        if record is not None and record.locked_until > now:
-            retry = int(record.locked_until - now) + 1
+        lockable = record is not None and record.kind != "robot"
+        lock = self._store.get_lockout(record.name, source) if record and lockable else None
+        if lock is not None and lock.locked_until > now:
+            retry = math.ceil(lock.locked_until - now)
             raise TooManyRequests(
                 message="too many failed logins: try again later",
                 retry_after=retry,
@@ -118,21 +126,25 @@ class AuthService:
             record is not None
             and cached
             and cached[0] > now
-            and cached[1:] == (record.name, record.generation)
+            and cached[1:] == (record.name, record.generation, record.identity_id)
         ):
             return identity_of(record)
         if not passwords.verify_password(password, record.password_hash if record else None):
-            if record is not None:
+            if record is not None and lockable:
+                # The clock is read after scrypt: a lock lasts its full time from the
+                # answer, not from the start of a slow check.
                 self._store.record_failed_login(
                     record.name,
-                    int(now),
+                    source,
+                    math.ceil(self._clock()),
                     self._settings.lockout_threshold,
                     self._settings.lockout_max_seconds,
+                    self._settings.lockout_window_seconds,
                 )
             raise Unauthorized(message="invalid username or password")
         assert record is not None
-        if record.failed_logins:
-            self._store.clear_failed_logins(record.name)
+        if lock is not None:
+            self._store.clear_failed_logins(record.name, source)
         with self._lock:
             if len(self._credentials) >= CREDENTIAL_CACHE_SIZE:
                 self._credentials.clear()
@@ -140,6 +152,7 @@ class AuthService:
                 now + CREDENTIAL_CACHE_SECONDS,
                 record.name,
                 record.generation,
+                record.identity_id,
             )
         return identity_of(record)
 
@@ -195,6 +208,7 @@ class AuthService:
                 identity.name, tokens.USE_REFRESH, self._settings.refresh_token_ttl_seconds, now
             )
             refresh["gen"] = identity.generation
+            refresh["iid"] = identity.identity_id
             response["refresh_token"] = tokens.encode(refresh, key)
         return response
 
@@ -221,6 +235,11 @@ class AuthService:
         same secret (a new password, a rotated or revoked robot: refused)."""
         claims = self._decode(refresh_token, tokens.USE_REFRESH)
         record = self._store.get_identity(claims["sub"]) if claims["sub"] else None
-        if record is None or record.generation != claims.get("gen"):
+        if (
+            record is None
+            or record.generation != claims.get("gen")
+            or not record.identity_id
+            or not hmac.compare_digest(record.identity_id, str(claims.get("iid", "")))
+        ):
             raise Unauthorized(message="refresh token no longer valid: log in again")
         return identity_of(record)

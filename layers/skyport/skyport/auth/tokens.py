@@ -87,9 +87,14 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    if not text or any(c not in _B64_CHARS for c in text):
+    # RFC 7515 section 2: base64url without padding. A length of 1 modulo 4 can never
+    # be such an encoding (binascii refuses it): a malformed token, never a server error.
+    if not text or len(text) % 4 == 1 or any(c not in _B64_CHARS for c in text):
         raise TokenInvalid("not base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError as error:  # binascii.Error is a ValueError
+        raise TokenInvalid("not base64url") from error
 
 
 _B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
@@ -98,7 +103,8 @@ _B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 def _json(part: str) -> dict[str, Any]:
     try:
         value = json.loads(_unb64(part))
-    except (ValueError, UnicodeDecodeError) as error:
+    # RecursionError: a deeply nested array fits in MAX_TOKEN_LENGTH.
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise TokenInvalid("not JSON") from error
     if not isinstance(value, dict):
         raise TokenInvalid("not a JSON object")

@@ -44,7 +44,12 @@
     │                                                     scrypt hash of its password or secret,
     │                                                     admin flag, groups, generation (bumped
     │                                                     when the secret changes: refresh tokens
-    │                                                     die), failed logins, locked until
+    │                                                     die), identity id (new for each
+    │                                                     creation: tokens carry it), failed
+    │                                                     logins, locked until
+    ├── LOCKOUT           / <name>#<source address>       failed logins of one identity from one
+    │                                                     address since window_start, locked
+    │                                                     until; TTL `expires_at`
     ├── GRANT             / <pattern>#<principal>         actions on repositories matching
     │                                                     <pattern> for <principal> (a name,
     │                                                     group:<g>, or * = everyone: public pull)
@@ -137,11 +142,21 @@ def open_uploads(quota: str) -> dict:
 
 IDENTITY = "IDENTITY"
 GRANT = "GRANT"
+LOCKOUT = "LOCKOUT"
 AUTH = "AUTH"
 
 
 def identity(name: str) -> dict:
     return _key(IDENTITY, name)
+
+
+def lockout_prefix(name: str) -> str:
+    # Identity names hold no '#': the prefix of one identity is never another's.
+    return f"{name}#"
+
+
+def lockout(name: str, source: str) -> dict:
+    return _key(LOCKOUT, f"{lockout_prefix(name)}{source}")
 
 
 def grant(pattern: str, principal: str) -> dict:

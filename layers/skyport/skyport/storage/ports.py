@@ -7,6 +7,7 @@ may also raise :class:`StorageUnavailable` when the backend throttles or fails.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -84,9 +85,19 @@ class IdentityRecord:
     admin: bool = False
     groups: tuple[str, ...] = ()
     generation: int = 1
-    failed_logins: int = 0
-    locked_until: int = 0
     created_at: int = 0
+    # New for each creation: tokens carry it, so an identity deleted and re-created
+    # under the same name (its generation starting over) never honours old tokens.
+    identity_id: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+
+
+@dataclass(frozen=True, slots=True)
+class Lockout:
+    """Failed logins of one identity from one source address."""
+
+    failures: int = 0
+    window_start: int = 0
+    locked_until: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,10 +281,16 @@ class AuthStore(Protocol):
         ...
     def delete_identity(self, name: str) -> bool: ...
     def list_identities(self) -> list[IdentityRecord]: ...
-    def record_failed_login(self, name: str, now: int, threshold: int, max_lock_seconds: int) -> None:
-        """Count a failure; from ``threshold`` failures on, lock for a doubling time."""
+    def get_lockout(self, name: str, source: str) -> Lockout | None: ...
+    def record_failed_login(self, name: str, source: str, now: int, threshold: int,
+                            max_lock_seconds: int, window: int) -> None:
+        """Count a failure of ``name`` from ``source`` (failures before ``now - window``
+        no longer count); from ``threshold`` failures on, lock for a doubling time. The
+        record expires (TTL) once neither its window nor its lock matters."""
         ...
-    def clear_failed_logins(self, name: str) -> None: ...
+    def clear_failed_logins(self, name: str, source: str | None = None) -> None:
+        """Forget the failures of ``name`` from ``source`` (None: from everywhere)."""
+        ...
     def list_grants(self) -> list[tuple[str, str, frozenset[str]]]:
         """(pattern, principal, actions) of every grant."""
         ...

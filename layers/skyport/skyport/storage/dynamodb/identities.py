@@ -8,7 +8,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from .. import keys
-from ..ports import IdentityRecord
+from ..ports import IdentityRecord, Lockout
 from .table import ITEM_EXISTS, B, N, S, Table, conditional, get_bytes, get_int, get_str
 
 # Identities: created once, changed or removed only while they exist (ITEM_EXISTS).
@@ -18,6 +18,8 @@ BOOTSTRAP_NOT_DONE = "attribute_not_exists(PK)"
 # Signing keys are replaced only by a writer that saw the current one (no lost rotation).
 KEYS_ARE_NEW = "attribute_not_exists(PK)"
 KEYS_UNCHANGED = "current_key = :replacing"
+# A failure counts on the record only while the record's window is open; else it starts anew.
+LOCKOUT_WINDOW_OPEN = "attribute_exists(PK) AND #start >= :cutoff"
 
 
 def _identity_item(record: IdentityRecord) -> dict:
@@ -29,6 +31,7 @@ def _identity_item(record: IdentityRecord) -> dict:
         "groups": {"L": [S(group) for group in record.groups]},
         "generation": N(record.generation),
         "created_at": N(record.created_at),
+        "identity_id": S(record.identity_id),
     }
 
 
@@ -40,9 +43,8 @@ def _identity_record(item: dict) -> IdentityRecord:
         admin=bool(item.get("admin", {}).get("BOOL", False)),
         groups=tuple(value["S"] for value in item.get("groups", {}).get("L", [])),
         generation=get_int(item, "generation"),
-        failed_logins=get_int(item, "failed_logins"),
-        locked_until=get_int(item, "locked_until"),
         created_at=get_int(item, "created_at"),
+        identity_id=get_str(item, "identity_id") or "",
     )
 
 
@@ -74,12 +76,10 @@ class DynamoAuthStore:
         # Attribute names go through placeholders: ADMIN and others are reserved words.
         sets, values, names = [], {}, {}
         if password_hash is not None:
-            # A new secret: the generation moves on (refresh tokens of the old one die) and
-            # any lockout ends.
-            sets += ["#hash = :hash", "#gen = #gen + :one", "#failed = :zero", "#locked = :zero"]
-            values.update({":hash": S(password_hash), ":one": N(1), ":zero": N(0)})
-            names.update({"#hash": "password_hash", "#gen": "generation",
-                          "#failed": "failed_logins", "#locked": "locked_until"})
+            # A new secret: the generation moves on (refresh tokens of the old one die).
+            sets += ["#hash = :hash", "#gen = #gen + :one"]
+            values.update({":hash": S(password_hash), ":one": N(1)})
+            names.update({"#hash": "password_hash", "#gen": "generation"})
         if admin is not None:
             sets.append("#admin = :admin")
             values[":admin"] = {"BOOL": admin}
@@ -105,32 +105,59 @@ class DynamoAuthStore:
     def list_identities(self) -> list[IdentityRecord]:
         return [_identity_record(item) for item in self._partition(keys.IDENTITY)]
 
-    def record_failed_login(self, name: str, now: int, threshold: int,
-                            max_lock_seconds: int) -> None:
+    def get_lockout(self, name: str, source: str) -> Lockout | None:
+        item = self._table.get(keys.lockout(name, source))
+        if not item:
+            return None
+        return Lockout(get_int(item, "failed_logins"), get_int(item, "window_start"),
+                       get_int(item, "locked_until"))
+
+    def record_failed_login(self, name: str, source: str, now: int, threshold: int,
+                            max_lock_seconds: int, window: int) -> None:
+        key = keys.lockout(name, source)
         ok, response, _ = conditional(lambda: self._table.call(
-            "update_item", TableName=self._table.name, Key=keys.identity(name),
-            UpdateExpression="ADD #failed :one", ConditionExpression=ITEM_EXISTS,
-            ExpressionAttributeNames={"#failed": "failed_logins"},
-            ExpressionAttributeValues={":one": N(1)}, ReturnValues="UPDATED_NEW"))
-        if not ok:
-            return
-        failures = get_int(response["Attributes"], "failed_logins")
+            "update_item", TableName=self._table.name, Key=key,
+            UpdateExpression="ADD #failed :one", ConditionExpression=LOCKOUT_WINDOW_OPEN,
+            ExpressionAttributeNames={"#failed": "failed_logins", "#start": "window_start"},
+            ExpressionAttributeValues={":one": N(1), ":cutoff": N(now - window)},
+            ReturnValues="ALL_NEW"))
+        if ok:
+            item = response["Attributes"]
+            failures, start = get_int(item, "failed_logins"), get_int(item, "window_start")
+        else:
+            # No record, or its window is over: the count starts again. Two racing
+            # first failures may count as one; the lock comes one failure later.
+            failures, start = 1, now
+            self._table.put({**key, "failed_logins": N(1), "window_start": N(now),
+                             "locked_until": N(0), keys.TTL_ATTRIBUTE: N(now + window)})
         if failures >= threshold:
             # 1 s after the threshold-th failure, then 2, 4, ... up to the cap.
-            lock = min(2 ** min(failures - threshold, 30), max_lock_seconds)
-            conditional(lambda: self._table.call(
-                "update_item", TableName=self._table.name, Key=keys.identity(name),
-                UpdateExpression="SET #locked = :until", ConditionExpression=ITEM_EXISTS,
-                ExpressionAttributeNames={"#locked": "locked_until"},
-                ExpressionAttributeValues={":until": N(now + lock)}))
+            until = now + min(2 ** min(failures - threshold, 30), max_lock_seconds)
+            self._table.call(
+                "update_item", TableName=self._table.name, Key=key,
+                UpdateExpression="SET #locked = :until, #ttl = :ttl",
+                ExpressionAttributeNames={"#locked": "locked_until", "#ttl": keys.TTL_ATTRIBUTE},
+                ExpressionAttributeValues={":until": N(until),
+                                           ":ttl": N(max(until, start + window))})
 
-    def clear_failed_logins(self, name: str) -> None:
-        conditional(lambda: self._table.call(
-            "update_item", TableName=self._table.name, Key=keys.identity(name),
-            UpdateExpression="SET #failed = :zero, #locked = :zero",
-            ConditionExpression=ITEM_EXISTS,
-            ExpressionAttributeNames={"#failed": "failed_logins", "#locked": "locked_until"},
-            ExpressionAttributeValues={":zero": N(0)}))
+    def clear_failed_logins(self, name: str, source: str | None = None) -> None:
+        if source is not None:
+            self._table.call("delete_item", TableName=self._table.name,
+                             Key=keys.lockout(name, source))
+            return
+        kwargs: dict[str, Any] = {
+            "TableName": self._table.name,
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
+            "ExpressionAttributeValues": {":pk": S(keys.LOCKOUT),
+                                          ":prefix": S(keys.lockout_prefix(name))}}
+        while True:
+            page = self._table.call("query", **kwargs)
+            for item in page.get("Items", []):
+                self._table.call("delete_item", TableName=self._table.name,
+                                 Key={keys.PK: item[keys.PK], keys.SK: item[keys.SK]})
+            if not page.get("LastEvaluatedKey"):
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def list_grants(self) -> list[tuple[str, str, frozenset[str]]]:
         return [(get_str(item, "pattern") or "", get_str(item, "principal") or "",
