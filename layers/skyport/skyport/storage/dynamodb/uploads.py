@@ -92,13 +92,23 @@ def _session(item: dict) -> UploadSession:
     )
 
 
+def _is_own_write(old: dict | None, session: UploadSession) -> bool:
+    """Whether the item that failed UPLOAD_IS_NEW is the one ``session`` wrote: the id
+    is a fresh uuid4, so only a retry of our own write whose answer was lost finds it."""
+    return bool(old) and get_str(old, "repo_name") == session.repository \
+        and get_int(old, keys.TTL_ATTRIBUTE) == session.expires_at
+
+
 class DynamoUploadSessions:
     def __init__(self, client: Any, table: str) -> None:
         self._table = Table(client, table)
 
     def create(self, session: UploadSession, max_open: int = 0, now: int = 0) -> None:
         if session.quota is None or not max_open:
-            self._table.put(_session_item(session), UPLOAD_IS_NEW)
+            ok, _, old = conditional(lambda: self._table.put(
+                _session_item(session), UPLOAD_IS_NEW, return_old_on_failure=True))
+            if not ok and not _is_own_write(old, session):
+                raise StorageUnavailable("upload id taken")  # a uuid4 clash: retryable
             return
         name, quota_key = self._table.name, keys.open_uploads(session.quota)
         # The session and its place in the quota, together or not at all.
@@ -180,6 +190,10 @@ class DynamoUploadSessions:
             ReturnValues="ALL_NEW", ReturnValuesOnConditionCheckFailure="ALL_OLD"))
         if ok:
             return _session(response["Attributes"])
+        if old and get_str(old, "lease_token") == token:
+            # Our own lease: the SDK retried a write whose answer was lost, and the
+            # retry failed the condition the first attempt had met.
+            return _session(old)
         if (not old or get_str(old, "repo_name") != repository or get_int(old, keys.TTL_ATTRIBUTE) <= now
                 or (owner is not None and get_str(old, "owner_name") != owner)):
             raise UploadMissing(upload_id)
