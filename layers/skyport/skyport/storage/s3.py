@@ -50,7 +50,15 @@ class S3ObjectStore:
         )
 
     def read(self, key: str, *, may_be_missing: bool = False) -> bytes:
-        return self._call("get_object", may_be_missing=may_be_missing, Key=key)["Body"].read()
+        body = self._call("get_object", may_be_missing=may_be_missing, Key=key)["Body"]
+        try:
+            return body.read()
+        except (BotoCoreError, OSError) as error:
+            # The body broke off after S3 answered (botocore's IncompleteReadError or
+            # ResponseStreamingError, a reset socket): retryable, like any failed call.
+            raise StorageUnavailable(f"S3 get_object: body of {key}: {error}") from error
+        finally:
+            body.close()
 
     def stream(self, key: str) -> Iterator[bytes]:
         # GetObject now, not at the first chunk: a missing object raises ObjectMissing to
