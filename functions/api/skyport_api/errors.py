@@ -8,6 +8,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from skyport.errors import (
+    BlobUploadInvalid,
     NotFound,
     RangeInvalid,
     RegistryError,
@@ -19,6 +20,7 @@ from skyport.errors import (
 )
 from skyport.storage.ports import StorageUnavailable
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from .routes.uploads import range_header, upload_location
@@ -79,6 +81,13 @@ async def _storage_unavailable(request: Request, error: StorageUnavailable) -> R
     return render(Unavailable())
 
 
+async def _client_gone(request: Request, error: ClientDisconnect) -> Response:
+    # The client hung up mid-body: nobody reads this answer, and the upload's error
+    # path has already undone what the request wrote. Not a server fault.
+    logger.info("client disconnected on %s %s", request.method, request.url.path)
+    return render(BlobUploadInvalid(message="the client disconnected before the body was complete"))
+
+
 async def _unexpected(request: Request, error: Exception) -> Response:
     # Logged with its traceback for the operator; the client sees no internals.
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -90,4 +99,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StorageUnavailable, _storage_unavailable)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected)
