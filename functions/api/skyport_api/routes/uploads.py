@@ -17,7 +17,9 @@ routes = Routes()
 UPLOADS = "/v2/{name:path}/blobs/uploads/"
 UPLOAD = "/v2/{name:path}/blobs/uploads/{upload_id}"
 # ASCII digits only: str.isdigit accepts other Unicode digits ("²"), which int() refuses.
-_CONTENT_RANGE = re.compile(r"([0-9]+)-([0-9]+)")
+# At most 15 digits: beyond any blob S3 can hold (5 TiB has 13), and far below the
+# 4,300 digits past which int() refuses to convert.
+_CONTENT_RANGE = re.compile(r"([0-9]{1,15})-([0-9]{1,15})")
 
 
 def upload_location(repository: str, upload_id: str) -> str:
