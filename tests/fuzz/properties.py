@@ -96,7 +96,8 @@ class Response:
         return json.loads(self.body)
 
 
-_CHALLENGE = re.compile(r'Bearer ([a-z]+="[^"\\\r\n]*"(?:,[a-z]+="[^"\\\r\n]*")*)')
+# Bearer on the registry's routes; Basic on the token endpoint, which takes Basic credentials.
+_CHALLENGE = re.compile(r'(?:Bearer|Basic) ([a-z]+="[^"\\\r\n]*"(?:,[a-z]+="[^"\\\r\n]*")*)')
 _CHALLENGE_PARAM = re.compile(r'([a-z]+)="')
 
 

@@ -201,7 +201,7 @@ async def authorize(request: Request) -> None:
     needed = requirement_of(request.method, path)
     scheme, value = _credentials(request)
     name = request.path_params.get("name", "")
-    if name:
+    if "name" in request.path_params:
         # An invalid name is NAME_INVALID to every caller, as with auth off: checked
         # before it enters a scope or a challenge (distribution-spec, error codes).
         validate_name(name)
@@ -304,7 +304,26 @@ def _token_response(body: dict[str, Any]) -> Response:
     )
 
 
+def _basic_challenged(endpoint):
+    """A 401 from the token endpoint names the scheme it takes (RFC 9110 section 11.6.1:
+    a 401 carries WWW-Authenticate), Basic, in the registry's token service realm."""
+
+    async def guarded(request: Request, **path_params: str) -> Response:
+        try:
+            return await endpoint(request, **path_params)
+        except Challenge:
+            raise
+        except Unauthorized as error:
+            realm = _quoted(registry_of(request).settings.token_service)
+            raise Challenge(error.detail, message=error.message, challenge=f"Basic realm={realm}") from error
+
+    guarded.__name__, guarded.__qualname__ = endpoint.__name__, endpoint.__qualname__
+    guarded.__doc__ = endpoint.__doc__
+    return guarded
+
+
 @routes.get(TOKEN_PATH)
+@_basic_challenged
 async def token(request: Request) -> Response:
     """The Docker token spec's endpoint: Basic credentials or none (anonymous)."""
     registry = registry_of(request)
@@ -325,6 +344,7 @@ async def token(request: Request) -> Response:
 
 
 @routes.post(TOKEN_PATH)
+@_basic_challenged
 async def oauth_token(request: Request) -> Response:
     """OAuth2 token requests, as containerd and docker send them: the ``password`` and
     ``refresh_token`` grants, form-encoded."""
