@@ -566,6 +566,10 @@ def run_once(h: Any, scenario: Scenario, label: str, number: int | None = None,
     if defect:
         raised = h.tracebacks.seen[before:]
         problems.append(f"not a retryable answer: {defect}" + (f" [raised {raised[-1]}]" if raised else ""))
+    elif fault is not None and not fault.every_attempt and not steps.ok and "(took effect)" not in outcome:
+        # Only the first attempt failed and the SDK's retry went through: the client
+        # must not see the fault at all (a retried write that had taken effect is ours).
+        problems.append(f"a fault the SDK's retry absorbed still failed the operation: {outcome}")
     problems += scenario.after(h, ctx, steps, fault)
     problems += scenario.retry(h, ctx)
     for repo, reference, image in ctx.previous:
