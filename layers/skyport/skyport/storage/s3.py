@@ -16,6 +16,7 @@ _MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
 # What S3 answers for an absent key to a role without s3:ListBucket (see ports.ObjectStore).
 _DENIED = {"AccessDenied", "403"}
 STREAM_CHUNK = 1024 * 1024
+READ_ATTEMPTS = 3  # GetObject whose body broke off, asked again (see read)
 
 
 class S3ObjectStore:
@@ -50,15 +51,19 @@ class S3ObjectStore:
         )
 
     def read(self, key: str, *, may_be_missing: bool = False) -> bytes:
-        body = self._call("get_object", may_be_missing=may_be_missing, Key=key)["Body"]
-        try:
-            return body.read()
-        except (BotoCoreError, OSError) as error:
-            # The body broke off after S3 answered (botocore's IncompleteReadError or
-            # ResponseStreamingError, a reset socket): retryable, like any failed call.
-            raise StorageUnavailable(f"S3 get_object: body of {key}: {error}") from error
-        finally:
-            body.close()
+        # The SDK retries a failed call, but not a body that breaks off after S3 answered
+        # (botocore's IncompleteReadError or ResponseStreamingError, a reset socket): a
+        # read is idempotent, so it is asked again here, then reported as retryable.
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            body = self._call("get_object", may_be_missing=may_be_missing, Key=key)["Body"]
+            try:
+                return body.read()
+            except (BotoCoreError, OSError) as error:
+                if attempt == READ_ATTEMPTS:
+                    raise StorageUnavailable(f"S3 get_object: body of {key}: {error}") from error
+            finally:
+                body.close()
+        raise AssertionError("unreachable")
 
     def stream(self, key: str) -> Iterator[bytes]:
         # GetObject now, not at the first chunk: a missing object raises ObjectMissing to
