@@ -4,7 +4,7 @@
 #                 SKYPORT_AUTH=on make run: auth required, admin user `admin`)
 #   make test    install what the tests need and run them all
 #   make bench   side-by-side benchmarks against Distribution
-#   make lint    ruff and cfn-lint
+#   make lint    ruff (lint and format check) and cfn-lint
 #   make build   sam build (aws-sam-cli in .venv-sam); then `sam deploy --guided`, see README "Deploy on AWS"
 #   make lock    re-resolve the pinned dependencies (requirements/); UPGRADE=1 to move every pin
 SHELL := /bin/bash
@@ -67,6 +67,7 @@ run: $(STAMP)
 # tests skip, saying why, and under CI=true `make test` stops here.
 test: $(STAMP) $(SAM_STAMP) system-deps python312
 	$(BIN)/ruff check layers functions cli tests bench
+	$(BIN)/ruff format --check layers functions cli tests bench
 	SKYPORT_RUNTIME_PYTHON="$(if $(PY312_DIR),$(PY312_DIR)/python3.12)" $(BIN)/python -m pytest
 
 python312:
@@ -80,6 +81,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check layers functions cli tests bench
+	$(BIN)/ruff format --check layers functions cli tests bench
 	$(BIN)/cfn-lint template.yaml
 
 # Skyport side by side with Distribution on one moto server, ~15 min (bench/README.md).

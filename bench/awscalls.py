@@ -33,8 +33,11 @@ class Tally:
 
     def count(self, service: str, kind: str = "sends", operations: set[str] | None = None) -> int:
         counter = getattr(self, kind)
-        return sum(n for (svc, op), n in counter.items()
-                   if svc == service and (operations is None or op in operations))
+        return sum(
+            n
+            for (svc, op), n in counter.items()
+            if svc == service and (operations is None or op in operations)
+        )
 
     def breakdown(self, service: str) -> str:
         ops = sorted((op, n) for (svc, op), n in self.sends.items() if svc == service)
@@ -54,6 +57,7 @@ class Counting:
                 operation = event_name.rsplit(".", 1)[-1]
                 with self._lock:
                     getattr(self.tally, kind)[(service, operation)] += 1
+
             return handler
 
         client.meta.events.register("before-call", on("calls"))
@@ -81,12 +85,18 @@ def run(endpoint: str, profile: Profile) -> dict:
     for name, value in AWS_KEYS.items():  # the in-process clients sign with these
         os.environ[name] = value
     suffix = uuid.uuid4().hex[:8]
-    settings = Settings(bucket=f"bench-calls-{suffix}", table=f"bench-calls-{suffix}",
-                        region=REGION, s3_endpoint=endpoint, dynamodb_endpoint=endpoint,
-                        part_size=skyport_part_size())
+    settings = Settings(
+        bucket=f"bench-calls-{suffix}",
+        table=f"bench-calls-{suffix}",
+        region=REGION,
+        s3_endpoint=endpoint,
+        dynamodb_endpoint=endpoint,
+        part_size=skyport_part_size(),
+    )
     registry = Registry(settings)
-    ensure_stack(registry.clients.s3, registry.clients.dynamodb, settings.bucket, settings.table,
-                 region=REGION)
+    ensure_stack(
+        registry.clients.s3, registry.clients.dynamodb, settings.bucket, settings.table, region=REGION
+    )
     counting = Counting()
     counting.attach(registry.clients.s3, "s3")
     counting.attach(registry.clients.dynamodb, "dynamodb")
@@ -94,8 +104,7 @@ def run(endpoint: str, profile: Profile) -> dict:
     size = profile.calls_blob
     rows: list[dict] = []
 
-    def row(name: str, tally: Tally, budget: dict | None, note: str = "",
-            presigned: int = 0) -> None:
+    def row(name: str, tally: Tally, budget: dict | None, note: str = "", presigned: int = 0) -> None:
         measured = {
             "dynamodb_calls": tally.count("dynamodb"),
             "dynamodb_reads": tally.count("dynamodb", operations=DDB_READS),
@@ -107,14 +116,21 @@ def run(endpoint: str, profile: Profile) -> dict:
         for key, limit in (budget or {}).items():
             if measured[key] > limit:
                 over.append(f"{key} {measured[key]} > {limit}")
-        rows.append({
-            "operation": name, **measured,
-            "dynamodb_ops": tally.breakdown("dynamodb"), "s3_ops": tally.breakdown("s3"),
-            "budget": budget, "within_budget": None if budget is None else not over,
-            "over": over, "note": note,
-        })
+        rows.append(
+            {
+                "operation": name,
+                **measured,
+                "dynamodb_ops": tally.breakdown("dynamodb"),
+                "s3_ops": tally.breakdown("s3"),
+                "budget": budget,
+                "within_budget": None if budget is None else not over,
+                "over": over,
+                "note": note,
+            }
+        )
 
     with TestClient(create_app(registry), follow_redirects=False) as http:
+
         def ok(response, status: int):
             assert response.status_code == status, (response.status_code, response.text[:500])
             return response
@@ -126,22 +142,38 @@ def run(endpoint: str, profile: Profile) -> dict:
 
         # An image to read back: a config, one layer, a manifest small enough to be inline.
         repo = "bench/calls"
-        config = json.dumps({"architecture": "amd64", "os": "linux",
-                             "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+        config = json.dumps(
+            {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
+        ).encode()
         layer = os.urandom(64 * 1024)
-        manifest = json.dumps({
-            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                       "digest": push_whole(repo, config), "size": len(config)},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                        "digest": push_whole(repo, layer), "size": len(layer)}],
-        }).encode()
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": push_whole(repo, config),
+                    "size": len(config),
+                },
+                "layers": [
+                    {
+                        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                        "digest": push_whole(repo, layer),
+                        "size": len(layer),
+                    }
+                ],
+            }
+        ).encode()
         mtype = {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}
         counting.take()
         ok(http.put(f"/v2/{repo}/manifests/1.0", content=manifest, headers=mtype), 201)
         limit = human(settings.inline_manifest_limit)
-        row("PUT manifest (inline, new tag)", counting.take(), None,
-            f"{len(manifest)} B body, under the {limit} inline limit")
+        row(
+            "PUT manifest (inline, new tag)",
+            counting.take(),
+            None,
+            f"{len(manifest)} B body, under the {limit} inline limit",
+        )
         for i in range(3):  # more tags and repositories, so the listings have pages
             ok(http.put(f"/v2/{repo}/manifests/1.{i + 1}", content=manifest, headers=mtype), 201)
         counting.take()
@@ -158,9 +190,13 @@ def run(endpoint: str, profile: Profile) -> dict:
         ok(http.head(f"/v2/{repo}/blobs/{_digest(layer)}"), 200)
         row("HEAD blob", counting.take(), blob_budget)
         location = ok(http.get(f"/v2/{repo}/blobs/{_digest(layer)}"), 307).headers["Location"]
-        row("GET blob (307 to presigned S3 URL)", counting.take(), blob_budget,
+        row(
+            "GET blob (307 to presigned S3 URL)",
+            counting.take(),
+            blob_budget,
             "the URL is signed locally: no S3 request",
-            presigned=int("X-Amz-Signature=" in location))
+            presigned=int("X-Amz-Signature=" in location),
+        )
         ok(http.get(f"/v2/{repo}/tags/list"), 200)
         row("GET tags list", counting.take(), {"dynamodb_calls": 1, "s3_calls": 0})
         ok(http.get("/v2/_catalog?n=100"), 200)
@@ -178,37 +214,42 @@ def run(endpoint: str, profile: Profile) -> dict:
         data = os.urandom(size)
         start = ok(http.post("/v2/bench/push-put/blobs/uploads/"), 202).headers["Location"]
         ok(http.put(start, params={"digest": _digest(data)}, content=data), 201)
-        row("push blob: POST + PUT with body (oras, buildkit)", counting.take(), push_budget,
-            detail)
+        row("push blob: POST + PUT with body (oras, buildkit)", counting.take(), push_budget, detail)
 
         data = os.urandom(size)
         start = ok(http.post("/v2/bench/push-patch/blobs/uploads/"), 202).headers["Location"]
         location = ok(http.patch(start, content=data), 202).headers["Location"]
         ok(http.put(location, params={"digest": _digest(data)}), 201)
         tail = size % part
-        short = (f"; the PATCH (no Content-Range) ends with {human(tail)} left, under S3's "
-                 f"{human(settings.min_part_size)} minimum part: uploaded at once as a short "
-                 "last part, which the empty PUT only completes (had another chunk come, it "
-                 "would be folded in server-side: CompleteMPU + CreateMPU + UploadPartCopy)"
-                 if 0 < tail < settings.min_part_size else "")
-        row("push blob: POST + PATCH + PUT (skopeo, docker)", counting.take(), push_budget,
-            detail + short)
+        short = (
+            f"; the PATCH (no Content-Range) ends with {human(tail)} left, under S3's "
+            f"{human(settings.min_part_size)} minimum part: uploaded at once as a short "
+            "last part, which the empty PUT only completes (had another chunk come, it "
+            "would be folded in server-side: CompleteMPU + CreateMPU + UploadPartCopy)"
+            if 0 < tail < settings.min_part_size
+            else ""
+        )
+        row("push blob: POST + PATCH + PUT (skopeo, docker)", counting.take(), push_budget, detail + short)
 
         data = os.urandom(size)
         chunk = profile.calls_chunk
         location = ok(http.post("/v2/bench/push-chunks/blobs/uploads/"), 202).headers["Location"]
         for offset in range(0, size, chunk):
-            piece = data[offset:offset + chunk]
-            headers = {"Content-Range": f"{offset}-{offset + len(piece) - 1}",
-                       "Content-Type": "application/octet-stream"}
-            location = ok(http.patch(location, content=piece, headers=headers), 202).headers[
-                "Location"]
+            piece = data[offset : offset + chunk]
+            headers = {
+                "Content-Range": f"{offset}-{offset + len(piece) - 1}",
+                "Content-Type": "application/octet-stream",
+            }
+            location = ok(http.patch(location, content=piece, headers=headers), 202).headers["Location"]
         ok(http.put(location, params={"digest": _digest(data)}), 201)
-        row(f"push blob in {human(chunk)} chunks (POST + {math.ceil(size / chunk)} PATCH + PUT)",
-            counting.take(), None,
+        row(
+            f"push blob in {human(chunk)} chunks (POST + {math.ceil(size / chunk)} PATCH + PUT)",
+            counting.take(),
+            None,
             detail + "; a chunk that leaves less than a part keeps it as a tail object, read "
             "back by the next chunk; the empty PUT puts the last tail in server-side "
-            "(UploadPartCopy)")
+            "(UploadPartCopy)",
+        )
 
     return {
         "part_size": part,

@@ -59,8 +59,12 @@ class Skopeo:
 
     def start(self, src: str, dst: str) -> subprocess.Popen:
         return subprocess.Popen(
-            self.argv(src, dst), env=self.env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            self.argv(src, dst),
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
     def finish(self, proc: subprocess.Popen, deadline: float) -> None:
@@ -106,8 +110,7 @@ class Skopeo:
     @staticmethod
     def version() -> str:
         try:
-            out = subprocess.run(["skopeo", "--version"], capture_output=True, text=True,
-                                 timeout=10).stdout
+            out = subprocess.run(["skopeo", "--version"], capture_output=True, text=True, timeout=10).stdout
         except (OSError, subprocess.TimeoutExpired):
             return "unknown"
         return out.strip().split()[-1] if out.strip() else "unknown"

@@ -73,8 +73,7 @@ print((t1 - t0) * 1000, (t2 - t0) * 1000)
 def find_python312() -> str:
     candidates = []
     try:
-        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True,
-                              check=True).stdout.strip()
+        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True, check=True).stdout.strip()
         candidates += sorted(Path(root, "versions").glob("3.12*/bin/python3.12"))
     except (OSError, subprocess.CalledProcessError):
         pass
@@ -98,15 +97,25 @@ def lay_out(python: str) -> Path:
     if (layout / "done").exists():
         return layout
     shutil.rmtree(CACHE, ignore_errors=True)
-    print(f"laying out the function for {pip_platform} in {layout} ...", file=sys.stderr,
-          flush=True)
+    print(f"laying out the function for {pip_platform} in {layout} ...", file=sys.stderr, flush=True)
     for makefile, target, artifacts in (
-            ("functions/api/Makefile", "build-ApiFunction", layout / "task"),
-            ("layers/skyport/Makefile", "build-CoreLayer", layout / "opt")):
+        ("functions/api/Makefile", "build-ApiFunction", layout / "task"),
+        ("layers/skyport/Makefile", "build-CoreLayer", layout / "opt"),
+    ):
         artifacts.mkdir(parents=True)
-        subprocess.run(["make", "-s", "-f", str(ROOT / makefile), target,
-                        f"ARTIFACTS_DIR={artifacts}", f"PYTHON={python}",
-                        f"PIP_PLATFORM={pip_platform}"], check=True)
+        subprocess.run(
+            [
+                "make",
+                "-s",
+                "-f",
+                str(ROOT / makefile),
+                target,
+                f"ARTIFACTS_DIR={artifacts}",
+                f"PYTHON={python}",
+                f"PIP_PLATFORM={pip_platform}",
+            ],
+            check=True,
+        )
     (layout / "done").touch()
     return layout
 
@@ -116,18 +125,24 @@ def lambda_env(layout: Path) -> dict[str, str]:
     from skyport_cli.stack import function_environment
 
     env = {
-        "PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8", "TZ": ":UTC",
+        "PATH": os.environ.get("PATH", ""),
+        "LANG": "C.UTF-8",
+        "TZ": ":UTC",
         # Lambda's sys.path: the function first, then the layer.
         "PYTHONPATH": f"{layout / 'task'}{os.pathsep}{layout / 'opt' / 'python'}",
-        "LAMBDA_TASK_ROOT": str(layout / "task"), "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
-        "AWS_LAMBDA_FUNCTION_NAME": "skyport-api", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
-        "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+        "LAMBDA_TASK_ROOT": str(layout / "task"),
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+        "AWS_LAMBDA_FUNCTION_NAME": "skyport-api",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
         "AWS_SESSION_TOKEN": "bench",
-        "_X_AMZN_TRACE_ID": "Root=1-00000000-000000000000000000000000;Parent=0000000000000000;"
-                            "Sampled=0",
+        "_X_AMZN_TRACE_ID": "Root=1-00000000-000000000000000000000000;Parent=0000000000000000;Sampled=0",
         **function_environment(),
-        "SKYPORT_BUCKET": "bench-bucket", "SKYPORT_TABLE": "bench-table",
+        "SKYPORT_BUCKET": "bench-bucket",
+        "SKYPORT_TABLE": "bench-table",
     }
     return env
 
@@ -138,13 +153,20 @@ def sample(python: str, scripts: dict[str, str], env: dict[str, str], runs: int)
     samples: dict[str, list] = {name: [] for name in scripts}
     for _ in range(runs):
         for name, script in scripts.items():
-            out = subprocess.run([python, "-S", "-c", script], env=env, capture_output=True,
-                                 text=True, check=True, cwd=tempfile.gettempdir()).stdout.split()
+            out = subprocess.run(
+                [python, "-S", "-c", script],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=tempfile.gettempdir(),
+            ).stdout.split()
             samples[name].append((float(out[-2]), float(out[-1])))
     return samples
 
 
 # --------------------------------------------------------------------------- per request
+
 
 class _Tape:
     """A boto3 client that records answers, then replays them (no backend in the timing)."""
@@ -190,8 +212,7 @@ def per_request(requests: int) -> None:
     try:
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
-        settings = Settings(bucket="bench", table="bench", s3_endpoint=endpoint,
-                            dynamodb_endpoint=endpoint)
+        settings = Settings(bucket="bench", table="bench", s3_endpoint=endpoint, dynamodb_endpoint=endpoint)
         real = AwsClients(settings)
         ensure_stack(real.s3, real.dynamodb, "bench", "bench")
 
@@ -200,15 +221,17 @@ def per_request(requests: int) -> None:
             dynamodb = _Tape(real.dynamodb)
 
         handler = lambda_adapter.lambda_handler(Registry(settings, clients=Clients))
-        events = {name: json.loads((ROOT / "events" / f"{name}.json").read_text())
-                  for name in sample_events.STORY}
+        events = {
+            name: json.loads((ROOT / "events" / f"{name}.json").read_text()) for name in sample_events.STORY
+        }
         sink = io.StringIO()
         lambda_adapter.logger.registered_handler.setStream(sink)
         upload_id = None
         with redirect_stdout(sink):
             for name in list(sample_events.STORY)[:11]:  # pushes the image, then reads it once
-                event = json.loads(json.dumps(events[name]).replace(sample_events.UPLOAD_ID,
-                                                                    upload_id or "-"))
+                event = json.loads(
+                    json.dumps(events[name]).replace(sample_events.UPLOAD_ID, upload_id or "-")
+                )
                 response = handler(event, LambdaContext())
                 assert response["statusCode"] == sample_events.EXPECTED[name], (name, response)
                 if name.endswith("post-upload-start"):
@@ -226,8 +249,9 @@ def per_request(requests: int) -> None:
 
         @bare.get("/v2/{name:path}/manifests/{reference}")
         async def get_manifest(name: str, reference: str) -> Response:
-            return Response(content=body, headers={k: v for k, v in m_headers.items()
-                                                   if k != "content-length"})
+            return Response(
+                content=body, headers={k: v for k, v in m_headers.items() if k != "content-length"}
+            )
 
         @bare.get("/v2/{name:path}/blobs/{digest}")
         async def get_blob(name: str, digest: str) -> Response:
@@ -252,8 +276,7 @@ def per_request(requests: int) -> None:
             return best * 1000
 
         print(f"\nper request, in process (Python {platform.python_version()}, this venv), ms:")
-        print(f"  {'':18} {'framework':>10} {'+powertools':>12} {'skyport':>9} "
-              f"{'above framework':>16}")
+        print(f"  {'':18} {'framework':>10} {'+powertools':>12} {'skyport':>9} {'above framework':>16}")
         for label, event in (("GET manifest", manifest_event), ("GET blob (307)", blob_event)):
             base = timed(framework, event)
             powertools = timed(with_powertools, event)
@@ -266,31 +289,39 @@ def per_request(requests: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=7, help="fresh interpreters per measurement")
-    parser.add_argument("--requests", type=int, default=2000,
-                        help="invocations per per-request timing")
+    parser.add_argument("--requests", type=int, default=2000, help="invocations per per-request timing")
     args = parser.parse_args()
     python = find_python312()
     layout = lay_out(python)
     env = lambda_env(layout)
     sample(python, {"floor": FLOOR, "handler": HANDLER}, env, 1)  # warm the OS file cache for both
     samples = sample(python, {"floor": FLOOR, "handler": HANDLER}, env, args.runs)
-    version = subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    print(f"cold start, fresh `python{version} -S` on the Lambda layout (.pyc), {args.runs} runs, "
-          f"ms (median / min):")
+    version = subprocess.run(
+        [python, "-c", "import platform; print(platform.python_version())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    print(
+        f"cold start, fresh `python{version} -S` on the Lambda layout (.pyc), {args.runs} runs, "
+        f"ms (median / min):"
+    )
     print(f"  {'':42} {'import+init':>15} {'+ boto3 clients':>17}")
     stats = {}
-    for name, label in (("floor", "floor (boto3+fastapi+mangum+powertools)"),
-                        ("handler", "skyport_api.handler")):
+    for name, label in (
+        ("floor", "floor (boto3+fastapi+mangum+powertools)"),
+        ("handler", "skyport_api.handler"),
+    ):
         init = [i for i, _ in samples[name]]
         total = [t for _, t in samples[name]]
         stats[name] = (statistics.median(total), min(total))
-        print(f"  {label:42} {statistics.median(init):7.1f} /{min(init):6.1f} "
-              f"{statistics.median(total):8.1f} /{min(total):7.1f}")
+        print(
+            f"  {label:42} {statistics.median(init):7.1f} /{min(init):6.1f} "
+            f"{statistics.median(total):8.1f} /{min(total):7.1f}"
+        )
     ratio_median = stats["handler"][0] / stats["floor"][0]
     ratio_min = stats["handler"][1] / stats["floor"][1]
-    print(f"  {'ratio handler / floor':42} {'':15} {ratio_median:8.3f} /{ratio_min:7.3f}  "
-          f"(target <= 1.15)")
+    print(f"  {'ratio handler / floor':42} {'':15} {ratio_median:8.3f} /{ratio_min:7.3f}  (target <= 1.15)")
     per_request(args.requests)
 
 

@@ -48,18 +48,32 @@ from . import services
 from .clients import Skopeo
 from .images import build_layout
 
-ACCEPT = {"Accept": "application/vnd.oci.image.manifest.v1+json, "
-                    "application/vnd.docker.distribution.manifest.v2+json"}
+ACCEPT = {
+    "Accept": "application/vnd.oci.image.manifest.v1+json, "
+    "application/vnd.docker.distribution.manifest.v2+json"
+}
 # Where a leaf frame's file lives -> a name for the table.
 PACKAGES = (
-    ("skyport_api/", "skyport_api (routes)"), ("skyport/", "skyport (core)"),
-    ("botocore/", "botocore"), ("boto3/", "boto3"), ("urllib3/", "urllib3"),
-    ("http/client.py", "http.client"), ("fastapi/", "fastapi"), ("starlette/", "starlette"),
-    ("uvicorn/", "uvicorn"), ("anyio/", "anyio (thread hand-off)"),
-    ("asyncio/", "asyncio"), ("concurrent/futures", "concurrent.futures"),
-    ("threading.py", "threading"), ("logging/", "logging"), ("json/", "json"),
-    ("dateutil/", "dateutil"), ("email/", "email (http.client headers)"),
-    ("ssl.py", "ssl"), ("socket.py", "socket"), ("selectors.py", "selectors"),
+    ("skyport_api/", "skyport_api (routes)"),
+    ("skyport/", "skyport (core)"),
+    ("botocore/", "botocore"),
+    ("boto3/", "boto3"),
+    ("urllib3/", "urllib3"),
+    ("http/client.py", "http.client"),
+    ("fastapi/", "fastapi"),
+    ("starlette/", "starlette"),
+    ("uvicorn/", "uvicorn"),
+    ("anyio/", "anyio (thread hand-off)"),
+    ("asyncio/", "asyncio"),
+    ("concurrent/futures", "concurrent.futures"),
+    ("threading.py", "threading"),
+    ("logging/", "logging"),
+    ("json/", "json"),
+    ("dateutil/", "dateutil"),
+    ("email/", "email (http.client headers)"),
+    ("ssl.py", "ssl"),
+    ("socket.py", "socket"),
+    ("selectors.py", "selectors"),
 )
 
 
@@ -94,10 +108,21 @@ def _package(frame: str) -> str:
 
 # Frames on every stack of their thread (start-up, event loop, worker loop): left out of
 # the inclusive list, which is there to show what the requests do.
-GENERIC = ("<module>", "runpy", "threading.py", "skyport_cli/", "uvicorn/main.py",
-           "uvicorn/server.py", "asyncio/runners.py", "asyncio/base_events.py",
-           "asyncio/events.py", "concurrent/futures/thread.py", "botocore/context.py",
-           "uvicorn/_compat.py", "WorkerThread.run (")
+GENERIC = (
+    "<module>",
+    "runpy",
+    "threading.py",
+    "skyport_cli/",
+    "uvicorn/main.py",
+    "uvicorn/server.py",
+    "asyncio/runners.py",
+    "asyncio/base_events.py",
+    "asyncio/events.py",
+    "concurrent/futures/thread.py",
+    "botocore/context.py",
+    "uvicorn/_compat.py",
+    "WorkerThread.run (",
+)
 
 
 def summarize_profile(raw: str, top: int = 14) -> dict:
@@ -133,15 +158,15 @@ def summarize_profile(raw: str, top: int = 14) -> dict:
         "samples": total,
         "split": [(name, n) for name, n in split.most_common()],
         "self_by_package": [(name, n) for name, n in by_package.most_common()],
-        "inclusive_top": [(frame, n) for frame, n in inclusive.most_common()
-                          if not any(g in frame for g in GENERIC)][:top],
+        "inclusive_top": [
+            (frame, n) for frame, n in inclusive.most_common() if not any(g in frame for g in GENERIC)
+        ][:top],
     }
 
 
 # Leaf functions of a thread blocked on a socket or a lock (py-spy names frames
 # "Class.function (file:line)").
-WAITING = {"recv_into", "readinto", "recv", "_read_status", "readline", "wait", "select",
-           "acquire", "poll"}
+WAITING = {"recv_into", "readinto", "recv", "_read_status", "readline", "wait", "select", "acquire", "poll"}
 
 
 def storage_wait_share(raw: str) -> dict:
@@ -161,13 +186,23 @@ def storage_wait_share(raw: str) -> dict:
     return {"waiting_samples": waiting, "working_samples": working}
 
 
-def _spy(pid: int, rate: int, output: Path, idle: bool = False,
-         gil: bool = False) -> subprocess.Popen | None:
+def _spy(pid: int, rate: int, output: Path, idle: bool = False, gil: bool = False) -> subprocess.Popen | None:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(py_spy).exists():
         return None
-    argv = [py_spy, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
-            "--nonblocking", "--output", str(output)]
+    argv = [
+        py_spy,
+        "record",
+        "--pid",
+        str(pid),
+        "--rate",
+        str(rate),
+        "--format",
+        "raw",
+        "--nonblocking",
+        "--output",
+        str(output),
+    ]
     if idle:
         argv.append("--idle")
     if gil:
@@ -185,8 +220,9 @@ def _stop_spy(spy: subprocess.Popen, output: Path) -> str | None:
     return output.read_text()
 
 
-def under_parallel_pulls(reg: services.Registry, skopeo: Skopeo, ref: str, pulls: int,
-                         probes: dict[str, Callable[[], object]]) -> dict:
+def under_parallel_pulls(
+    reg: services.Registry, skopeo: Skopeo, ref: str, pulls: int, probes: dict[str, Callable[[], object]]
+) -> dict:
     """``pulls`` skopeo pulls of ``ref`` at once; meanwhile each probe is timed in turn
     until they end. Returns the pulls' wall time and each probe's median in ms."""
     targets = [skopeo.scratch() for _ in range(pulls)]
@@ -206,9 +242,13 @@ def under_parallel_pulls(reg: services.Registry, skopeo: Skopeo, ref: str, pulls
     finally:
         for target in targets:
             skopeo.drop(target)
-    return {"seconds": round(elapsed, 2), "probes": {
-        name: {"median_ms": round(statistics.median(t) * 1000, 2) if t else None, "n": len(t)}
-        for name, t in times.items()}}
+    return {
+        "seconds": round(elapsed, 2),
+        "probes": {
+            name: {"median_ms": round(statistics.median(t) * 1000, 2) if t else None, "n": len(t)}
+            for name, t in times.items()
+        },
+    }
 
 
 def run(requests: int, rate: int, parallel: int) -> tuple[dict, str]:
@@ -227,7 +267,8 @@ def run(requests: int, rate: int, parallel: int) -> tuple[dict, str]:
             index = json.loads((layout.path / "index.json").read_text())
             manifest_digest = index["manifests"][0]["digest"]
             manifest = json.loads(
-                (layout.path / "blobs" / "sha256" / manifest_digest.split(":")[1]).read_text())
+                (layout.path / "blobs" / "sha256" / manifest_digest.split(":")[1]).read_text()
+            )
             config, layer = manifest["config"]["digest"], manifest["layers"][0]["digest"]
             for reg in started:
                 skopeo.copy(layout.ref("1"), f"docker://{reg.host}/hot/tiny:1")
@@ -236,8 +277,7 @@ def run(requests: int, rate: int, parallel: int) -> tuple[dict, str]:
             ops = {
                 "GET /v2/": ("GET", "/v2/", {}),
                 "GET manifest by tag": ("GET", "/v2/hot/tiny/manifests/1", ACCEPT),
-                "GET manifest by digest": ("GET", f"/v2/hot/tiny/manifests/{manifest_digest}",
-                                           ACCEPT),
+                "GET manifest by digest": ("GET", f"/v2/hot/tiny/manifests/{manifest_digest}", ACCEPT),
                 "HEAD blob": ("HEAD", f"/v2/hot/tiny/blobs/{layer}", {}),
                 "GET blob (redirect)": ("GET", f"/v2/hot/tiny/blobs/{layer}", {}),
             }
@@ -258,8 +298,10 @@ def run(requests: int, rate: int, parallel: int) -> tuple[dict, str]:
                         cpu_ms = (_cpu_seconds(reg.process.pid) - cpu) * 1000 / n
                         moto_ms = (_cpu_seconds(backend.process.pid) - moto_cpu) * 1000 / n
                         latency.setdefault(label, {})[reg.label] = {
-                            "median_ms": round(ms, 2), "cpu_ms": round(cpu_ms, 2),
-                            "backend_cpu_ms": round(moto_ms, 2)}
+                            "median_ms": round(ms, 2),
+                            "cpu_ms": round(cpu_ms, 2),
+                            "backend_cpu_ms": round(moto_ms, 2),
+                        }
             client_s3 = services.boto_client("s3", backend.endpoint)
             client_ddb = services.boto_client("dynamodb", backend.endpoint)
             bucket = "distribution-hot-blobs"
@@ -269,22 +311,31 @@ def run(requests: int, rate: int, parallel: int) -> tuple[dict, str]:
             item_key = {k["AttributeName"]: {"S": "none"} for k in schema}
             floor = {
                 "DynamoDB GetItem": _median_ms(
-                    lambda: client_ddb.get_item(TableName=table, Key=item_key), requests),
+                    lambda: client_ddb.get_item(TableName=table, Key=item_key), requests
+                ),
                 "S3 GetObject (small)": _median_ms(
-                    lambda: client_s3.get_object(Bucket=bucket, Key=key)["Body"].read(), requests),
+                    lambda: client_s3.get_object(Bucket=bucket, Key=key)["Body"].read(), requests
+                ),
             }
             out["latency"] = latency
             out["backend_floor_ms"] = {k: round(v, 2) for k, v in floor.items()}
             labels = [reg.label for reg in started]
-            lines.append(f"per request, median of {requests} ms (CPU ms per request: the "
-                         "registry process + the moto process, in brackets):")
+            lines.append(
+                f"per request, median of {requests} ms (CPU ms per request: the "
+                "registry process + the moto process, in brackets):"
+            )
             lines.append(f"  {'':24}" + "".join(f"{label:>28}" for label in labels))
             for label, per in latency.items():
-                cells = "".join(f"{per[x]['median_ms']:>11.2f} ({per[x]['cpu_ms']:4.2f} + "
-                                f"{per[x]['backend_cpu_ms']:4.2f})" for x in labels)
+                cells = "".join(
+                    f"{per[x]['median_ms']:>11.2f} ({per[x]['cpu_ms']:4.2f} + "
+                    f"{per[x]['backend_cpu_ms']:4.2f})"
+                    for x in labels
+                )
                 lines.append(f"  {label:24}{cells}")
-            lines.append("  backend floor, plain boto3 on this moto: " + ", ".join(
-                f"{k} {v:.2f}" for k, v in out["backend_floor_ms"].items()))
+            lines.append(
+                "  backend floor, plain boto3 on this moto: "
+                + ", ".join(f"{k} {v:.2f}" for k, v in out["backend_floor_ms"].items())
+            )
 
             # 3: py-spy on Skyport while it answers what `skopeo copy` of a tiny image asks.
             sky = started[0]
@@ -311,9 +362,11 @@ def run(requests: int, rate: int, parallel: int) -> tuple[dict, str]:
             out["profile"] = profile
             total = profile["samples"] or 1
             lines.append("")
-            lines.append(f"py-spy {rate} Hz on the Skyport server, {pulls} x (GET /v2/, "
-                         f"GET manifest, GET config blob, GET layer blob) in {elapsed:.1f} s: "
-                         f"{total} samples holding the GIL (Python at work)")
+            lines.append(
+                f"py-spy {rate} Hz on the Skyport server, {pulls} x (GET /v2/, "
+                f"GET manifest, GET config blob, GET layer blob) in {elapsed:.1f} s: "
+                f"{total} samples holding the GIL (Python at work)"
+            )
             lines.append("  by what the request is doing (the stack holds):")
             for name, n in profile["split"]:
                 lines.append(f"    {100 * n / total:5.1f}%  {name}")
@@ -329,15 +382,13 @@ def run(requests: int, rate: int, parallel: int) -> tuple[dict, str]:
                     for reg in started[:2]:
                         skopeo.copy(multi.ref("1"), f"docker://{reg.host}/hot/multi:1")
                         probes = {
-                            "HEAD blob": lambda reg=reg: http.head(
-                                f"{reg.url}/v2/hot/tiny/blobs/{layer}"),
+                            "HEAD blob": lambda reg=reg: http.head(f"{reg.url}/v2/hot/tiny/blobs/{layer}"),
                             "GET manifest by tag": lambda reg=reg: http.get(
-                                f"{reg.url}/v2/hot/tiny/manifests/1", headers=ACCEPT),
-                            "DynamoDB GetItem": lambda: client_ddb.get_item(
-                                TableName=table, Key=item_key),
+                                f"{reg.url}/v2/hot/tiny/manifests/1", headers=ACCEPT
+                            ),
+                            "DynamoDB GetItem": lambda: client_ddb.get_item(TableName=table, Key=item_key),
                         }
-                        crowd[reg.label] = under_parallel_pulls(reg, skopeo, "hot/multi:1",
-                                                                parallel, probes)
+                        crowd[reg.label] = under_parallel_pulls(reg, skopeo, "hot/multi:1", parallel, probes)
                     # Once more on Skyport, without probes, under a wall-clock profile (apart:
                     # py-spy takes CPU of its own, which the timings above must not pay).
                     idle_path = work / "skyport-parallel.raw"
@@ -349,26 +400,33 @@ def run(requests: int, rate: int, parallel: int) -> tuple[dict, str]:
                             crowd["skyport"]["storage_calls"] = storage_wait_share(raw)
                 out["parallel"] = crowd
                 lines.append("")
-                lines.append(f"while {parallel} skopeo pull the 3-layer image from the same "
-                             "registry at once (median ms of probes sent meanwhile):")
-                lines.append(f"  {'':26}" + "".join(f"{label:>16}" for label in crowd)
-                             + f"{'idle, above':>16}")
+                lines.append(
+                    f"while {parallel} skopeo pull the 3-layer image from the same "
+                    "registry at once (median ms of probes sent meanwhile):"
+                )
+                lines.append(
+                    f"  {'':26}" + "".join(f"{label:>16}" for label in crowd) + f"{'idle, above':>16}"
+                )
                 for name in ("HEAD blob", "GET manifest by tag", "DynamoDB GetItem"):
-                    cells = "".join(f"{crowd[label]['probes'][name]['median_ms']:>16.2f}"
-                                    for label in crowd)
-                    idle_ms = (latency.get(name, {}).get("skyport", {}).get("median_ms")
-                               if name != "DynamoDB GetItem" else out["backend_floor_ms"][
-                                   "DynamoDB GetItem"])
+                    cells = "".join(f"{crowd[label]['probes'][name]['median_ms']:>16.2f}" for label in crowd)
+                    idle_ms = (
+                        latency.get(name, {}).get("skyport", {}).get("median_ms")
+                        if name != "DynamoDB GetItem"
+                        else out["backend_floor_ms"]["DynamoDB GetItem"]
+                    )
                     lines.append(f"  {name:26}{cells}{idle_ms:>16.2f}")
-                lines.append(f"  {'the pulls took (s)':26}" + "".join(
-                    f"{crowd[label]['seconds']:>16.2f}" for label in crowd))
+                lines.append(
+                    f"  {'the pulls took (s)':26}"
+                    + "".join(f"{crowd[label]['seconds']:>16.2f}" for label in crowd)
+                )
                 share = crowd.get("skyport", {}).get("storage_calls")
                 if share and (share["waiting_samples"] + share["working_samples"]):
-                    waited = share["waiting_samples"] / (
-                        share["waiting_samples"] + share["working_samples"])
-                    lines.append(f"  Skyport threads inside a storage call (py-spy --idle): "
-                                 f"{100 * waited:.0f}% waiting for moto's answer, "
-                                 f"{100 - 100 * waited:.0f}% in Python")
+                    waited = share["waiting_samples"] / (share["waiting_samples"] + share["working_samples"])
+                    lines.append(
+                        f"  Skyport threads inside a storage call (py-spy --idle): "
+                        f"{100 * waited:.0f}% waiting for moto's answer, "
+                        f"{100 - 100 * waited:.0f}% in Python"
+                    )
         finally:
             for reg in started:
                 reg.process.stop()
@@ -377,12 +435,14 @@ def run(requests: int, rate: int, parallel: int) -> tuple[dict, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.hotspots", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.hotspots",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--requests", type=int, default=300, help="per request type and registry")
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
-    parser.add_argument("--parallel", type=int, default=8,
-                        help="concurrent pulls in part 4 (0: skip it)")
+    parser.add_argument("--parallel", type=int, default=8, help="concurrent pulls in part 4 (0: skip it)")
     parser.add_argument("--out", type=Path, help="write hotspots.txt and hotspots.json here")
     args = parser.parse_args(argv)
     result, text = run(args.requests, args.rate, args.parallel)

@@ -119,14 +119,10 @@ def build_layout(path: Path, images: dict[str, list[int]]) -> Layout:
             "layers": layers,
         }
         manifest_descriptor = _write_bytes(blobs, json.dumps(manifest, indent=2).encode())
-        entries.append(
-            {"mediaType": OCI_MANIFEST, **manifest_descriptor, "annotations": {REF_NAME: tag}}
-        )
+        entries.append({"mediaType": OCI_MANIFEST, **manifest_descriptor, "annotations": {REF_NAME: tag}})
         layout.tags.append(tag)
         layout.bytes += (
-            sum(layer["size"] for layer in layers)
-            + config_descriptor["size"]
-            + manifest_descriptor["size"]
+            sum(layer["size"] for layer in layers) + config_descriptor["size"] + manifest_descriptor["size"]
         )
     (path / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}

@@ -46,8 +46,7 @@ def structured(figures: dict[str, list[float]]) -> dict:
             out["cold_start_ms"]["handler"] = dict(zip(COLD_COLUMNS, numbers, strict=True))
         elif label.startswith("ratio") and len(numbers) == 2:
             out["ratio"] = {"median": numbers[0], "min": numbers[1], "target": 1.15}
-        elif (label.startswith(("GET", "HEAD", "PUT", "POST"))
-              and len(numbers) == len(REQUEST_COLUMNS)):
+        elif label.startswith(("GET", "HEAD", "PUT", "POST")) and len(numbers) == len(REQUEST_COLUMNS):
             out["per_request_ms"][label] = dict(zip(REQUEST_COLUMNS, numbers, strict=True))
     return out
 
@@ -58,13 +57,22 @@ def run(runs: int, requests: int, timeout: float = 600) -> dict:
     try:
         out = subprocess.run(
             [sys.executable, str(SCRIPT), "--runs", str(runs), "--requests", str(requests)],
-            capture_output=True, text=True, timeout=timeout, cwd=SCRIPT.parents[1],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=SCRIPT.parents[1],
         )
     except subprocess.TimeoutExpired:
         return {"skipped": f"bench/coldstart.py did not finish in {timeout:.0f} s"}
     if out.returncode != 0:
-        return {"skipped": f"bench/coldstart.py exited with {out.returncode}: "
-                           f"{(out.stderr or out.stdout).strip()[-800:]}"}
+        return {
+            "skipped": f"bench/coldstart.py exited with {out.returncode}: "
+            f"{(out.stderr or out.stdout).strip()[-800:]}"
+        }
     figures = parse(out.stdout)
-    return {"command": f"bench/coldstart.py --runs {runs} --requests {requests}",
-            "text": out.stdout.rstrip(), "figures": figures, **structured(figures)}
+    return {
+        "command": f"bench/coldstart.py --runs {runs} --requests {requests}",
+        "text": out.stdout.rstrip(),
+        "figures": figures,
+        **structured(figures),
+    }

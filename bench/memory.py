@@ -59,14 +59,17 @@ def measure(reg: Registry, skopeo: Skopeo, pairs: list[tuple[str, str]]) -> dict
     }
 
 
-def run_case(start: Callable[[str], Registry], name: str, skopeo: Skopeo, warmup: Layout,
-             layouts: list[Layout]) -> dict:
+def run_case(
+    start: Callable[[str], Registry], name: str, skopeo: Skopeo, warmup: Layout, layouts: list[Layout]
+) -> dict:
     """One fresh server: warm it up, then push every layout's first tag at once."""
     reg = start(name)
     try:
         skopeo.copy(warmup.ref(warmup.tags[0]), f"docker://{reg.host}/bench/warmup:1")
-        pairs = [(layout.ref(layout.tags[0]), f"docker://{reg.host}/bench/mem-{i}:1")
-                 for i, layout in enumerate(layouts)]
+        pairs = [
+            (layout.ref(layout.tags[0]), f"docker://{reg.host}/bench/mem-{i}:1")
+            for i, layout in enumerate(layouts)
+        ]
         result = measure(reg, skopeo, pairs)
         result["streams"] = len(layouts)
         result["layer_bytes"] = [layout.bytes for layout in layouts]

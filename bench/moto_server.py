@@ -52,8 +52,7 @@ def patch_transactions() -> bool:
     def key_of(table: Any, op_type: str, op: dict) -> tuple[DynamoType, DynamoType | None]:
         attrs = op["Item"] if op_type == "Put" else op["Key"]
         hash_value = DynamoType(attrs[table.hash_key_attr])
-        range_value = (DynamoType(attrs[table.range_key_attr])
-                       if table.range_key_attr is not None else None)
+        range_value = DynamoType(attrs[table.range_key_attr]) if table.range_key_attr is not None else None
         return hash_value, range_value
 
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
@@ -90,8 +89,7 @@ def main() -> None:
     from moto.server import main as moto_main
 
     patched = patch_transactions()
-    print(f"bench moto: item-level transaction snapshots {'on' if patched else 'UNAVAILABLE'}",
-          flush=True)
+    print(f"bench moto: item-level transaction snapshots {'on' if patched else 'UNAVAILABLE'}", flush=True)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     moto_main(sys.argv[1:])
 

@@ -35,11 +35,11 @@ def _mib(value: int | None) -> str:
 # Why a row can be slower, from the profile (python -m bench.hotspots; bench/README.md).
 WHY_SLOWER = {
     "pull": "every manifest and blob request costs Skyport one DynamoDB GetItem on the shared "
-            "moto, while Distribution answers blob HEAD/GET from its in-memory blob-descriptor "
-            "cache; when concurrent pulls saturate moto (it also serves every byte), Skyport's "
-            "GetItem waits in moto's queue (python -m bench.hotspots measures it). What would "
-            "remove it: a process-local cache of blob records (digest, size, key per repository), "
-            "as Distribution keeps, so that repeated blob HEAD/GET skip DynamoDB.",
+    "moto, while Distribution answers blob HEAD/GET from its in-memory blob-descriptor "
+    "cache; when concurrent pulls saturate moto (it also serves every byte), Skyport's "
+    "GetItem waits in moto's queue (python -m bench.hotspots measures it). What would "
+    "remove it: a process-local cache of blob records (digest, size, key per repository), "
+    "as Distribution keeps, so that repeated blob HEAD/GET skip DynamoDB.",
     "push": "see bench/README.md (python -m bench.hotspots profiles the server).",
 }
 
@@ -60,26 +60,45 @@ def transfer(result: dict) -> list[str]:
     for r in result["rows"]:
         verdict = "-" if r["ratio"] is None else ("ok" if r["ratio"] <= 1.0 else "SLOWER")
         samples = r.get("samples_s", {})
-        rows.append([r["name"], _s(r["skyport_s"]), _s(r["distribution_s"]), _x(r["ratio"]),
-                     verdict, _s(r.get("distribution_fs_s")),
-                     f"{_spread(samples.get('skyport'))} | {_spread(samples.get('distribution'))}"])
-    header = ["", "Skyport", "Distribution (S3)", "ratio", "<=1.0x", "Distribution (fs)",
-              "runs, s (Skyport | Distribution)"]
+        rows.append(
+            [
+                r["name"],
+                _s(r["skyport_s"]),
+                _s(r["distribution_s"]),
+                _x(r["ratio"]),
+                verdict,
+                _s(r.get("distribution_fs_s")),
+                f"{_spread(samples.get('skyport'))} | {_spread(samples.get('distribution'))}",
+            ]
+        )
+    header = [
+        "",
+        "Skyport",
+        "Distribution (S3)",
+        "ratio",
+        "<=1.0x",
+        "Distribution (fs)",
+        "runs, s (Skyport | Distribution)",
+    ]
     runs = result["profile"]["runs"]
     short = result["profile"].get("short_runs", runs)
-    how_many = (f"median of {runs} run{'s' if runs > 1 else ''}" if short == runs else
-                f"median of {runs} runs, {short} for the 3-layer image")
+    how_many = (
+        f"median of {runs} run{'s' if runs > 1 else ''}"
+        if short == runs
+        else f"median of {runs} runs, {short} for the 3-layer image"
+    )
     slower = [r for r in result["rows"] if r["ratio"] is not None and r["ratio"] > 1.0]
     footer = []
     for kind in ("push", "pull"):
         names = [r["name"] for r in slower if kind in r["name"]]
         if names:
             footer += ["", *_wrap(f"SLOWER: {'; '.join(names)}.")]
-            overlap = [r["name"] for r in slower
-                       if kind in r["name"] and _overlap(r.get("samples_s", {}))]
+            overlap = [r["name"] for r in slower if kind in r["name"] and _overlap(r.get("samples_s", {}))]
             if overlap:
-                footer += _wrap("Of these, the runs overlap (Skyport's fastest at or under "
-                                f"Distribution's slowest) for: {'; '.join(overlap)}.")
+                footer += _wrap(
+                    "Of these, the runs overlap (Skyport's fastest at or under "
+                    f"Distribution's slowest) for: {'; '.join(overlap)}."
+                )
             footer += _wrap(f"Why: {WHY_SLOWER[kind]}")
     return [
         f"1. Push and pull wall time with skopeo {result['machine']['skopeo']} "
@@ -93,8 +112,7 @@ def transfer(result: dict) -> list[str]:
 def _wrap(text: str, width: int = 100, indent: str = "   ") -> list[str]:
     import textwrap
 
-    return textwrap.wrap(text, width, initial_indent=indent, subsequent_indent=indent,
-                         break_on_hyphens=False)
+    return textwrap.wrap(text, width, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False)
 
 
 def calls(section: dict) -> list[str]:
@@ -113,15 +131,25 @@ def calls(section: dict) -> list[str]:
                 parts.append("no read-back")
             shown, verdict = ", ".join(parts), "ok" if r["within_budget"] else "OVER"
         s3_ops = r["s3_ops"].replace("MultipartUpload", "MPU")
-        rows.append([r["operation"], str(r["dynamodb_calls"]), str(r["s3_calls"]),
-                     str(r.get("s3_presigned_urls", 0)), shown, verdict,
-                     f"{r['dynamodb_ops']} | {s3_ops}"])
-    header = ["operation", "DynamoDB", "S3", "presigned", "budget", "",
-              "requests (DynamoDB | S3)"]
+        rows.append(
+            [
+                r["operation"],
+                str(r["dynamodb_calls"]),
+                str(r["s3_calls"]),
+                str(r.get("s3_presigned_urls", 0)),
+                shown,
+                verdict,
+                f"{r['dynamodb_ops']} | {s3_ops}",
+            ]
+        )
+    header = ["operation", "DynamoDB", "S3", "presigned", "budget", "", "requests (DynamoDB | S3)"]
     over = [r for r in section["rows"] if r["within_budget"] is False]
-    footer = [f"   OVER: {r['operation']}: {', '.join(r['over'])} ({r['note']})"
-              if r["note"] else f"   OVER: {r['operation']}: {', '.join(r['over'])}"
-              for r in over]
+    footer = [
+        f"   OVER: {r['operation']}: {', '.join(r['over'])} ({r['note']})"
+        if r["note"]
+        else f"   OVER: {r['operation']}: {', '.join(r['over'])}"
+        for r in over
+    ]
     return [
         "2. AWS calls per operation, counted at boto3: requests that leave the process "
         "(botocore before-send); presigned URLs are signed locally and send nothing",
@@ -143,14 +171,30 @@ def memory(section: dict) -> list[str]:
         verdict = "ok" if sky["growth_bytes"] <= budget else "OVER"
         dist = case.get("distribution")
         streams = sky.get("streams", 1)
-        rows.append([
-            case["name"], _mib(sky["idle_rss_bytes"]), _mib(sky["peak_rss_bytes"]),
-            _mib(sky["growth_bytes"]), f"{sky['growth_bytes'] / part / streams:.1f}",
-            f"<= {_mib(budget)}", verdict, f"{sky['seconds']:.1f} s",
-            _mib(dist["growth_bytes"]) if dist else "-",
-        ])
-    header = ["Skyport server process", "idle RSS", "peak RSS", "growth", "parts/stream",
-              "budget", "", "push time", "Distribution growth"]
+        rows.append(
+            [
+                case["name"],
+                _mib(sky["idle_rss_bytes"]),
+                _mib(sky["peak_rss_bytes"]),
+                _mib(sky["growth_bytes"]),
+                f"{sky['growth_bytes'] / part / streams:.1f}",
+                f"<= {_mib(budget)}",
+                verdict,
+                f"{sky['seconds']:.1f} s",
+                _mib(dist["growth_bytes"]) if dist else "-",
+            ]
+        )
+    header = [
+        "Skyport server process",
+        "idle RSS",
+        "peak RSS",
+        "growth",
+        "parts/stream",
+        "budget",
+        "",
+        "push time",
+        "Distribution growth",
+    ]
     return [
         "3. Memory: peak RSS (VmHWM, and VmRSS every 10 ms) of the Skyport server while "
         "skopeo pushes; growth = peak - idle",
@@ -200,30 +244,36 @@ def write(result: dict, out: Path) -> tuple[Path, Path]:
 
 def markdown(result: dict) -> str:
     """Section 1 as a Markdown table, for bench/README.md and the top-level README."""
-    lines = ["| | Skyport | Distribution (S3) | ratio | Distribution (fs) "
-             "| runs, s (Skyport \\| Distribution) |",
-             "|---|---:|---:|---:|---:|---|"]
+    lines = [
+        "| | Skyport | Distribution (S3) | ratio | Distribution (fs) | runs, s (Skyport \\| Distribution) |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
     for r in result["rows"]:
         samples = r.get("samples_s", {})
         ratio = _x(r["ratio"])
         if r["ratio"] is not None and r["ratio"] > 1.0:
             ratio = f"**{ratio}** (slower)"
-        lines.append(f"| {r['name']} | {_s(r['skyport_s'])} | {_s(r['distribution_s'])} "
-                     f"| {ratio} | {_s(r.get('distribution_fs_s'))} "
-                     f"| {_spread(samples.get('skyport'))} \\| "
-                     f"{_spread(samples.get('distribution'))} |")
+        lines.append(
+            f"| {r['name']} | {_s(r['skyport_s'])} | {_s(r['distribution_s'])} "
+            f"| {ratio} | {_s(r.get('distribution_fs_s'))} "
+            f"| {_spread(samples.get('skyport'))} \\| "
+            f"{_spread(samples.get('distribution'))} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m bench.report",
-                                     description="Print the tables of a results file again.")
-    parser.add_argument("results", nargs="?", type=Path,
-                        default=Path(__file__).resolve().parent / "results" / "latest.json")
-    parser.add_argument("--markdown", action="store_true",
-                        help="section 1 only, as a Markdown table (for the README)")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.report", description="Print the tables of a results file again."
+    )
+    parser.add_argument(
+        "results", nargs="?", type=Path, default=Path(__file__).resolve().parent / "results" / "latest.json"
+    )
+    parser.add_argument(
+        "--markdown", action="store_true", help="section 1 only, as a Markdown table (for the README)"
+    )
     args = parser.parse_args(argv)
     result = json.loads(args.results.read_text())
     print(markdown(result) if args.markdown else render(result))

@@ -60,34 +60,52 @@ def _machine() -> dict:
         moto_version = "unknown"
     root = Path(__file__).resolve().parents[1]
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
-                                capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         commit = (commit + ("+dirty" if dirty else "")) or "unknown"
     except (OSError, subprocess.TimeoutExpired):
         commit = "unknown"
     return {
-        "cpus": os.cpu_count(), "cpu": cpu, "kernel": platform.release(),
-        "python": platform.python_version(), "moto": moto_version,
-        "skopeo": Skopeo.version(), "distribution": services.distribution_version(),
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "moto": moto_version,
+        "skopeo": Skopeo.version(),
+        "distribution": services.distribution_version(),
         "commit": commit,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
-    parser.add_argument("--out", type=Path,
-                        help="where latest.json and the dated copy go (default: bench/results "
-                             "for the full profile, a temporary directory otherwise)")
-    parser.add_argument("--sections", default=",".join(SECTIONS),
-                        help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="where latest.json and the dated copy go (default: bench/results "
+        "for the full profile, a temporary directory otherwise)",
+    )
+    parser.add_argument(
+        "--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}"
+    )
     parser.add_argument("--workdir", type=Path, help="scratch space for images (default: TMPDIR)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
-    parser.add_argument("--memory-reference", action="store_true",
-                        help="also measure Distribution's memory in section 3 (about 3 min more)")
+    parser.add_argument(
+        "--memory-reference",
+        action="store_true",
+        help="also measure Distribution's memory in section 3 (about 3 min more)",
+    )
     args = parser.parse_args(argv)
     profile = PROFILES[args.profile]
     if args.memory_reference:
@@ -98,11 +116,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
     absent = missing_tools()
     if absent and sections & {"transfer", "memory"}:
-        _log(f"bench: {', '.join(absent)} not installed; run `bash bench/setup.sh` as root "
-             "(Debian packages skopeo and docker-registry)")
+        _log(
+            f"bench: {', '.join(absent)} not installed; run `bash bench/setup.sh` as root "
+            "(Debian packages skopeo and docker-registry)"
+        )
         return 2
-    out = args.out or (RESULTS if profile.name == "full" else
-                       Path(tempfile.mkdtemp(prefix="skyport-bench-results-")))
+    out = args.out or (
+        RESULTS if profile.name == "full" else Path(tempfile.mkdtemp(prefix="skyport-bench-results-"))
+    )
 
     started_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
     started = time.monotonic()
@@ -159,8 +180,9 @@ def run_transfer(profile, work: Path, backend: services.Backend, skopeo: Skopeo)
     images = transfer.Images(
         multi=build_layout(work / "img" / "multi", {"1": list(profile.multi_layers)}),
         big=build_layout(work / "img" / "big", {"1": [profile.big_layer]}),
-        tiny=build_layout(work / "img" / "tiny", {
-            f"t{i}": [profile.tiny_layer] for i in range(profile.tiny_images)}),
+        tiny=build_layout(
+            work / "img" / "tiny", {f"t{i}": [profile.tiny_layer] for i in range(profile.tiny_images)}
+        ),
     )
     _log(f"bench: images built in {time.monotonic() - t:.1f} s")
     _log("bench: section 1, push and pull with skopeo")
@@ -185,10 +207,16 @@ def run_memory(profile, work: Path, backend: services.Backend, skopeo: Skopeo) -
     t = time.monotonic()
     base = work / "mem"
     warmup = build_layout(base / "warmup", {"1": [4096]})
-    many = [build_layout(base / f"stream-{i}", {"1": [profile.memory_stream_size]})
-            for i in range(profile.memory_streams)]
-    plan = [(f"1 client, 1 layer of {human(profile.memory_single)}",
-             [build_layout(base / "single", {"1": [profile.memory_single]})])]
+    many = [
+        build_layout(base / f"stream-{i}", {"1": [profile.memory_stream_size]})
+        for i in range(profile.memory_streams)
+    ]
+    plan = [
+        (
+            f"1 client, 1 layer of {human(profile.memory_single)}",
+            [build_layout(base / "single", {"1": [profile.memory_single]})],
+        )
+    ]
     if profile.memory_stream_size != profile.memory_single:
         plan.append((f"1 client, 1 layer of {human(profile.memory_stream_size)}", many[:1]))
     plan.append((f"{len(many)} clients, {human(profile.memory_stream_size)} each", many))
@@ -202,11 +230,11 @@ def run_memory(profile, work: Path, backend: services.Backend, skopeo: Skopeo) -
         for label, start in starters.items():
             backend.reset()
             tag = f"{label}-mem{len(cases)}"
-            case[label] = memory.run_case(functools.partial(start, work, backend.endpoint), tag,
-                                          skopeo, warmup, layouts)
+            case[label] = memory.run_case(
+                functools.partial(start, work, backend.endpoint), tag, skopeo, warmup, layouts
+            )
             growth = case[label]["growth_bytes"] / 2**20
-            _log(f"  {name:<32} {label:<13} growth {growth:7.1f} MiB, "
-                 f"{case[label]['seconds']:.1f} s")
+            _log(f"  {name:<32} {label:<13} growth {growth:7.1f} MiB, {case[label]['seconds']:.1f} s")
         cases.append(case)
     shutil.rmtree(base, ignore_errors=True)
     return {"part_size": part, "budget_parts_per_stream": MEMORY_BUDGET_PARTS, "cases": cases}

@@ -63,8 +63,13 @@ class Process:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=self.env, cwd=self.cwd, start_new_session=True,
+                self.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
             )
         return self
 
@@ -147,7 +152,8 @@ def start_moto(work: Path, name: str = "moto") -> tuple[Process, str]:
     """A standalone moto server (see bench/moto_server.py for its one change)."""
     port = free_port()
     proc = Process(
-        name, [sys.executable, "-m", "bench.moto_server", "-H", LOOPBACK, "-p", str(port)],
+        name,
+        [sys.executable, "-m", "bench.moto_server", "-H", LOOPBACK, "-p", str(port)],
         work / "logs" / f"{name}.log",
     ).start()
     endpoint = f"http://{LOOPBACK}:{port}"
@@ -160,7 +166,9 @@ def boto_client(service: str, endpoint: str):
     from botocore.config import Config
 
     return boto3.client(
-        service, endpoint_url=endpoint, region_name=REGION,
+        service,
+        endpoint_url=endpoint,
+        region_name=REGION,
         aws_access_key_id=AWS_KEYS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=AWS_KEYS["AWS_SECRET_ACCESS_KEY"],
         config=Config(s3={"addressing_style": "path"}),
@@ -179,11 +187,31 @@ def start_skyport(work: Path, endpoint: str, name: str) -> Registry:
     """``skyport serve`` on the shared moto, with a bucket and table of its own."""
     port = free_port()
     argv = [
-        sys.executable, "-m", "skyport_cli", "serve", "--host", LOOPBACK, "--port", str(port),
-        "--s3-endpoint", endpoint, "--dynamodb-endpoint", endpoint,
-        "--bucket", f"{name}-blobs", "--table", f"{name}-metadata", "--region", REGION,
+        sys.executable,
+        "-m",
+        "skyport_cli",
+        "serve",
+        "--host",
+        LOOPBACK,
+        "--port",
+        str(port),
+        "--s3-endpoint",
+        endpoint,
+        "--dynamodb-endpoint",
+        endpoint,
+        "--bucket",
+        f"{name}-blobs",
+        "--table",
+        f"{name}-metadata",
+        "--region",
+        REGION,
         # As Distribution runs here: no auth, blobs by redirect, the ASGI app on uvicorn.
-        "--auth", "off", "--blob-delivery", "redirect", "--gateway", "asgi",
+        "--auth",
+        "off",
+        "--blob-delivery",
+        "redirect",
+        "--gateway",
+        "asgi",
     ]
     # Its state file (for the admin commands) stays in the scratch space, not in the
     # developer's .skyport/ where a `make run` may be keeping its own.
@@ -246,8 +274,11 @@ def start_distribution(work: Path, endpoint: str | None, name: str) -> Registry:
             if "BucketAlready" not in repr(exc):
                 raise
         driver = S3_DRIVER.format(
-            key=AWS_KEYS["AWS_ACCESS_KEY_ID"], secret=AWS_KEYS["AWS_SECRET_ACCESS_KEY"],
-            region=REGION, endpoint=endpoint, bucket=bucket,
+            key=AWS_KEYS["AWS_ACCESS_KEY_ID"],
+            secret=AWS_KEYS["AWS_SECRET_ACCESS_KEY"],
+            region=REGION,
+            endpoint=endpoint,
+            bucket=bucket,
         )
     else:
         root = work / name / "storage"
@@ -255,14 +286,18 @@ def start_distribution(work: Path, endpoint: str | None, name: str) -> Registry:
         driver = FS_DRIVER.format(root=root)
     config = work / name / "config.yml"
     config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(DISTRIBUTION_CONFIG.format(
-        redirect_disabled="false" if endpoint else "true", driver=driver.rstrip("\n"),
-        addr=f"{LOOPBACK}:{port}",
-    ))
+    config.write_text(
+        DISTRIBUTION_CONFIG.format(
+            redirect_disabled="false" if endpoint else "true",
+            driver=driver.rstrip("\n"),
+            addr=f"{LOOPBACK}:{port}",
+        )
+    )
     env = child_env()
     env.pop("AWS_CA_BUNDLE", None)
-    proc = Process(name, ["docker-registry", "serve", str(config)], work / "logs" / f"{name}.log",
-                   env=env).start()
+    proc = Process(
+        name, ["docker-registry", "serve", str(config)], work / "logs" / f"{name}.log", env=env
+    ).start()
     reg = Registry("distribution" if endpoint else "distribution-fs", f"{LOOPBACK}:{port}", proc)
     proc.wait_http(f"{reg.url}/v2/")
     return reg
@@ -288,8 +323,9 @@ def registries(work: Path, backend: Backend, name: str) -> Iterator[list[Registr
 
 def distribution_version() -> str:
     try:
-        out = subprocess.run(["docker-registry", "--version"], capture_output=True, text=True,
-                             timeout=10).stdout
+        out = subprocess.run(
+            ["docker-registry", "--version"], capture_output=True, text=True, timeout=10
+        ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return out.strip().split()[-1] if out.strip() else "unknown"

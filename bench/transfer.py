@@ -51,8 +51,13 @@ def names(profile: Profile) -> dict[str, str]:
     }
 
 
-def run(profile: Profile, environment: Callable[[str], AbstractContextManager[list[Registry]]],
-        skopeo: Skopeo, images: Images, log: Callable[[str], None]) -> Samples:
+def run(
+    profile: Profile,
+    environment: Callable[[str], AbstractContextManager[list[Registry]]],
+    skopeo: Skopeo,
+    images: Images,
+    log: Callable[[str], None],
+) -> Samples:
     """``environment(name)`` starts a fresh moto and the registries on it, for one group
     of scenarios, so that no group inherits another's stored data."""
     row = names(profile)
@@ -73,9 +78,13 @@ def run(profile: Profile, environment: Callable[[str], AbstractContextManager[li
         for run in range(runs):
             for reg in _rotate(registries, run):
                 ref = f"bench/{key}-r{run}:1"
-                record(f"push_{key}", reg,
-                       skopeo.copy(layout.ref(layout.tags[0]), f"docker://{reg.host}/{ref}"),
-                       run, runs)
+                record(
+                    f"push_{key}",
+                    reg,
+                    skopeo.copy(layout.ref(layout.tags[0]), f"docker://{reg.host}/{ref}"),
+                    run,
+                    runs,
+                )
                 record(f"pull_{key}", reg, pull_once(reg, ref), run, runs)
 
     with environment("multi") as registries:
@@ -85,8 +94,8 @@ def run(profile: Profile, environment: Callable[[str], AbstractContextManager[li
                 targets = [skopeo.scratch() for _ in range(profile.parallel_pulls)]
                 try:
                     seconds = skopeo.copy_parallel(
-                        [(f"docker://{reg.host}/bench/multi-r{run}:1", f"dir:{t}")
-                         for t in targets])
+                        [(f"docker://{reg.host}/bench/multi-r{run}:1", f"dir:{t}") for t in targets]
+                    )
                 finally:
                     for target in targets:
                         skopeo.drop(target)
@@ -103,8 +112,7 @@ def run(profile: Profile, environment: Callable[[str], AbstractContextManager[li
             refs = [f"bench/tiny-r{run}-{i}:1" for i in range(len(images.tiny.tags))]
             for i, (tag, ref) in enumerate(zip(images.tiny.tags, refs, strict=True)):
                 for reg in _rotate(registries, run + i):
-                    push[reg.label] += skopeo.copy(images.tiny.ref(tag),
-                                                   f"docker://{reg.host}/{ref}")
+                    push[reg.label] += skopeo.copy(images.tiny.ref(tag), f"docker://{reg.host}/{ref}")
             for i, ref in enumerate(refs):
                 for reg in _rotate(registries, run + i):
                     pull[reg.label] += pull_once(reg, ref)
@@ -118,8 +126,7 @@ def run(profile: Profile, environment: Callable[[str], AbstractContextManager[li
 def rows(profile: Profile, samples: Samples) -> list[dict]:
     """The JSON rows: medians, the ratio Skyport / Distribution (S3), and every sample."""
     out = []
-    order = ["push_multi", "pull_multi", "push_big", "pull_big", "push_tiny", "pull_tiny",
-             "pull_parallel"]
+    order = ["push_multi", "pull_multi", "push_big", "pull_big", "push_tiny", "pull_tiny", "pull_parallel"]
     row = names(profile)
     for key in order:
         name = row[key]
@@ -128,16 +135,18 @@ def rows(profile: Profile, samples: Samples) -> list[dict]:
         per = samples[name]
         med = {label: statistics.median(times) for label, times in per.items()}
         sky, dist, fs = med.get("skyport"), med.get("distribution"), med.get("distribution-fs")
-        out.append({
-            "name": name,
-            # Seconds keep microseconds: the tiny profile's medians are a few
-            # milliseconds, where rounding to 3 places would skew the ratio.
-            "skyport_s": round(sky, 6) if sky is not None else None,
-            "distribution_s": round(dist, 6) if dist is not None else None,
-            "ratio": round(sky / dist, 3) if sky and dist else None,
-            "distribution_fs_s": round(fs, 6) if fs is not None else None,
-            "ratio_fs": round(sky / fs, 3) if sky and fs else None,
-            "runs": len(per.get("skyport", [])),
-            "samples_s": {label: [round(t, 3) for t in times] for label, times in per.items()},
-        })
+        out.append(
+            {
+                "name": name,
+                # Seconds keep microseconds: the tiny profile's medians are a few
+                # milliseconds, where rounding to 3 places would skew the ratio.
+                "skyport_s": round(sky, 6) if sky is not None else None,
+                "distribution_s": round(dist, 6) if dist is not None else None,
+                "ratio": round(sky / dist, 3) if sky and dist else None,
+                "distribution_fs_s": round(fs, 6) if fs is not None else None,
+                "ratio_fs": round(sky / fs, 3) if sky and fs else None,
+                "runs": len(per.get("skyport", [])),
+                "samples_s": {label: [round(t, 3) for t in times] for label, times in per.items()},
+            }
+        )
     return out

@@ -44,8 +44,11 @@ def moto_endpoint() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def aws_clients(moto_endpoint: str) -> AwsClients:
-    return AwsClients(Settings(bucket="-", table="-", region=REGION,
-                               s3_endpoint=moto_endpoint, dynamodb_endpoint=moto_endpoint))
+    return AwsClients(
+        Settings(
+            bucket="-", table="-", region=REGION, s3_endpoint=moto_endpoint, dynamodb_endpoint=moto_endpoint
+        )
+    )
 
 
 @pytest.fixture(scope="session")
@@ -56,10 +59,21 @@ def template() -> dict:
 @pytest.fixture
 def settings(moto_endpoint: str, aws_clients: AwsClients, template: dict) -> Settings:
     suffix = uuid.uuid4().hex[:12]
-    settings = Settings(bucket=f"skyport-test-{suffix}", table=f"skyport-test-{suffix}", region=REGION,
-                        s3_endpoint=moto_endpoint, dynamodb_endpoint=moto_endpoint)
-    ensure_stack(aws_clients.s3, aws_clients.dynamodb, settings.bucket, settings.table,
-                 template=template, region=REGION)
+    settings = Settings(
+        bucket=f"skyport-test-{suffix}",
+        table=f"skyport-test-{suffix}",
+        region=REGION,
+        s3_endpoint=moto_endpoint,
+        dynamodb_endpoint=moto_endpoint,
+    )
+    ensure_stack(
+        aws_clients.s3,
+        aws_clients.dynamodb,
+        settings.bucket,
+        settings.table,
+        template=template,
+        region=REGION,
+    )
     return settings
 
 
@@ -87,8 +101,9 @@ def client(request: pytest.FixtureRequest, registry: Registry, template: dict) -
         app = create_app(registry)
     else:
         behind_lambda = Registry(lambda_settings(registry.settings, template), clients=registry.clients)
-        app = LambdaGateway(lambda_handler(behind_lambda),
-                            function_timeout=function_timeout(template), region=REGION)
+        app = LambdaGateway(
+            lambda_handler(behind_lambda), function_timeout=function_timeout(template), region=REGION
+        )
     with TestClient(app, follow_redirects=False) as test_client:
         yield test_client
 

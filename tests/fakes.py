@@ -77,8 +77,9 @@ class FaultPlan:
     # The services call storage from several threads (a part uploads while the next fills).
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def fail(self, method: str | None = None, *, nth: int = 1,
-             kind: str | BaseException = "error") -> FaultPlan:
+    def fail(
+        self, method: str | None = None, *, nth: int = 1, kind: str | BaseException = "error"
+    ) -> FaultPlan:
         self.faults.append(Fault(method, nth, kind))
         return self
 
@@ -92,8 +93,7 @@ class FaultPlan:
         self._crashed = False
 
     def count(self, method: str | None = None) -> int:
-        return sum(1 for call in self.calls
-                   if method is None or method in (call, call.split(".", 1)[1]))
+        return sum(1 for call in self.calls if method is None or method in (call, call.split(".", 1)[1]))
 
     def call(self, port: str, method: str, fn: Callable[[], Any]) -> Any:
         name = f"{port}.{method}"
@@ -125,6 +125,7 @@ class FaultPlan:
 
 def _through_plan(port: str) -> Callable[[type], type]:
     """Route every public method of the class through ``self.plan``."""
+
     def decorate(cls: type) -> type:
         for name, fn in list(vars(cls).items()):
             if name.startswith("_") or not callable(fn):
@@ -136,6 +137,7 @@ def _through_plan(port: str) -> Callable[[type], type]:
             functools.update_wrapper(wrapper, fn)
             setattr(cls, name, wrapper)
         return cls
+
     return decorate
 
 
@@ -177,7 +179,7 @@ class MemoryObjectStore:
 
     def stream(self, key: str) -> Iterator[bytes]:
         data = self._get(key)
-        return iter([data[i:i + MiB] for i in range(0, len(data), MiB)] or [b""])
+        return iter([data[i : i + MiB] for i in range(0, len(data), MiB)] or [b""])
 
     def put(self, key: str, data: bytes) -> None:
         self.objects[key] = bytes(data)
@@ -204,12 +206,19 @@ class MemoryObjectStore:
         self._upload(key, multipart_id).parts[number] = bytes(data)
         return _etag(data)
 
-    def copy_part(self, key: str, multipart_id: str, number: int, source_key: str,
-                  first: int | None = None, last: int | None = None) -> str:
+    def copy_part(
+        self,
+        key: str,
+        multipart_id: str,
+        number: int,
+        source_key: str,
+        first: int | None = None,
+        last: int | None = None,
+    ) -> str:
         upload = self._upload(key, multipart_id)
         data = self._get(source_key)
         if first is not None:
-            data = data[first:(last or 0) + 1]
+            data = data[first : (last or 0) + 1]
         upload.parts[number] = data
         return _etag(data)
 
@@ -221,8 +230,10 @@ class MemoryObjectStore:
             raise ObjectMissing(key)
         upload = self._upload(key, multipart_id)
         numbers = list(range(1, len(etags) + 1))
-        if any(n not in upload.parts or _etag(upload.parts[n]) != etag
-               for n, etag in zip(numbers, etags, strict=True)):
+        if any(
+            n not in upload.parts or _etag(upload.parts[n]) != etag
+            for n, etag in zip(numbers, etags, strict=True)
+        ):
             raise ValueError("InvalidPart: an ETag does not name an uploaded part")
         if any(len(upload.parts[n]) < self.min_part for n in numbers[:-1]):
             raise ValueError("EntityTooSmall: a part but the last is under the minimum")
@@ -280,9 +291,16 @@ class MemoryUploadSessions:
         if session.upload_id in self.items:
             raise ValueError("UPLOAD_IS_NEW failed: an upload id is never reused")
         if session.quota is not None and max_open:
-            if sum(1 for upload_id, stored in self.items.items()
-                   if upload_id in self.counted and stored.session.quota == session.quota
-                   and stored.session.expires_at > now) >= max_open:
+            if (
+                sum(
+                    1
+                    for upload_id, stored in self.items.items()
+                    if upload_id in self.counted
+                    and stored.session.quota == session.quota
+                    and stored.session.expires_at > now
+                )
+                >= max_open
+            ):
                 raise TooManyUploads(max_open)
             self.counted.add(session.upload_id)
         self.items[session.upload_id] = _Stored(copy.deepcopy(session))
@@ -291,12 +309,23 @@ class MemoryUploadSessions:
         stored = self.items.get(upload_id)
         return copy.deepcopy(stored.session) if stored else None
 
-    def claim(self, upload_id: str, repository: str, token: str, now: int, lease_until: int,
-              expected_offset: int | None, owner: str | None = None) -> UploadSession:
+    def claim(
+        self,
+        upload_id: str,
+        repository: str,
+        token: str,
+        now: int,
+        lease_until: int,
+        expected_offset: int | None,
+        owner: str | None = None,
+    ) -> UploadSession:
         stored = self.items.get(upload_id)
-        if (stored is None or stored.session.repository != repository
-                or stored.session.expires_at <= now
-                or (owner is not None and stored.session.owner != owner)):
+        if (
+            stored is None
+            or stored.session.repository != repository
+            or stored.session.expires_at <= now
+            or (owner is not None and stored.session.owner != owner)
+        ):
             raise UploadMissing(upload_id)
         busy = stored.lease_token is not None and stored.lease_until >= now
         if busy or (expected_offset is not None and stored.session.offset != expected_offset):
@@ -316,12 +345,16 @@ class MemoryUploadSessions:
         if stored is not None and stored.lease_token == token:
             stored.lease_token, stored.lease_until = None, 0
 
-    def delete(self, upload_id: str, repository: str, token: str | None = None,
-               owner: str | None = None) -> UploadSession:
+    def delete(
+        self, upload_id: str, repository: str, token: str | None = None, owner: str | None = None
+    ) -> UploadSession:
         stored = self.items.get(upload_id)
-        if (stored is None or stored.session.repository != repository
-                or (owner is not None and stored.session.owner != owner)
-                or (token is not None and stored.lease_token != token)):
+        if (
+            stored is None
+            or stored.session.repository != repository
+            or (owner is not None and stored.session.owner != owner)
+            or (token is not None and stored.lease_token != token)
+        ):
             raise UploadMissing(upload_id)
         del self.items[upload_id]
         self.counted.discard(upload_id)
@@ -345,19 +378,31 @@ class MemoryManifestIndex:
         return self.tags.get((repository, tag))
 
     def _check(self, repository: str, digest: str, blobs: dict[str, int], manifests: Sequence[str]) -> None:
-        missing_blobs = [d for d, size in blobs.items()
-                         if (link := self._blobs.links.get((repository, d))) is None or link.size != size]
-        missing_manifests = [d for d in dict.fromkeys(manifests)
-                             if d != digest and (repository, d) not in self.manifests]
+        missing_blobs = [
+            d
+            for d, size in blobs.items()
+            if (link := self._blobs.links.get((repository, d))) is None or link.size != size
+        ]
+        missing_manifests = [
+            d for d in dict.fromkeys(manifests) if d != digest and (repository, d) not in self.manifests
+        ]
         if missing_blobs or missing_manifests:
             raise MissingReferences(missing_blobs, missing_manifests)
 
-    def check_references(self, repository: str, digest: str, blobs: dict[str, int],
-                         manifests: Sequence[str]) -> None:
+    def check_references(
+        self, repository: str, digest: str, blobs: dict[str, int], manifests: Sequence[str]
+    ) -> None:
         self._check(repository, digest, blobs, manifests)
 
-    def put_manifest(self, repository: str, record: ManifestRecord, tag: str | None,
-                     blobs: dict[str, int], manifests: Sequence[str], referrer_of: str | None) -> None:
+    def put_manifest(
+        self,
+        repository: str,
+        record: ManifestRecord,
+        tag: str | None,
+        blobs: dict[str, int],
+        manifests: Sequence[str],
+        referrer_of: str | None,
+    ) -> None:
         self._check(repository, record.digest, blobs, manifests)
         self.manifests[(repository, record.digest)] = record
         self.repositories.add(repository)
@@ -382,17 +427,18 @@ class MemoryManifestIndex:
     @staticmethod
     def _page(names: list[str], limit: int, after: str | None) -> Page:
         # Bytewise order, as DynamoDB compares sort keys.
-        names = sorted((n for n in names if after is None or n.encode() > after.encode()),
-                       key=str.encode)
+        names = sorted((n for n in names if after is None or n.encode() > after.encode()), key=str.encode)
         return Page(names[:limit], has_more=len(names) > limit)
 
     def list_tags(self, repository: str, limit: int, after: str | None) -> Page:
         return self._page([t for r, t in self.tags if r == repository], limit, after)
 
     def list_referrers(self, repository: str, subject: str) -> list[Referrer]:
-        return [Referrer(r.digest, r.media_type, r.size, r.artifact_type, r.annotations)
-                for (repo, subj, _), r in sorted(self.referrers.items())
-                if (repo, subj) == (repository, subject)]
+        return [
+            Referrer(r.digest, r.media_type, r.size, r.artifact_type, r.annotations)
+            for (repo, subj, _), r in sorted(self.referrers.items())
+            if (repo, subj) == (repository, subject)
+        ]
 
     def repository_exists(self, repository: str) -> bool:
         return repository in self.repositories
@@ -422,8 +468,14 @@ class MemoryAuthStore:
         self.identities[record.name] = record
         return True
 
-    def update_identity(self, name: str, *, password_hash: str | None = None, admin: bool | None = None,
-                        groups: Sequence[str] | None = None) -> bool:
+    def update_identity(
+        self,
+        name: str,
+        *,
+        password_hash: str | None = None,
+        admin: bool | None = None,
+        groups: Sequence[str] | None = None,
+    ) -> bool:
         record = self.identities.get(name)
         if record is None:
             return False
@@ -445,15 +497,17 @@ class MemoryAuthStore:
     def get_lockout(self, name: str, source: str) -> Lockout | None:
         return self.lockouts.get((name, source))
 
-    def record_failed_login(self, name: str, source: str, now: int, threshold: int,
-                            max_lock_seconds: int, window: int) -> None:
+    def record_failed_login(
+        self, name: str, source: str, now: int, threshold: int, max_lock_seconds: int, window: int
+    ) -> None:
         lock = self.lockouts.get((name, source))
         if lock is None or lock.window_start < now - window:
             lock = Lockout(0, now, 0)
         lock = replace(lock, failures=lock.failures + 1)
         if lock.failures >= threshold:
-            lock = replace(lock, locked_until=now + min(2 ** min(lock.failures - threshold, 30),
-                                                        max_lock_seconds))
+            lock = replace(
+                lock, locked_until=now + min(2 ** min(lock.failures - threshold, 30), max_lock_seconds)
+            )
         self.lockouts[(name, source)] = lock
 
     def clear_failed_logins(self, name: str, source: str | None = None) -> None:
@@ -461,8 +515,9 @@ class MemoryAuthStore:
             del self.lockouts[key]
 
     def list_grants(self) -> list[tuple[str, str, frozenset[str]]]:
-        return [(pattern, principal, actions)
-                for (pattern, principal), actions in sorted(self.grants.items())]
+        return [
+            (pattern, principal, actions) for (pattern, principal), actions in sorted(self.grants.items())
+        ]
 
     def put_grant(self, pattern: str, principal: str, actions: frozenset[str]) -> None:
         self.grants[(pattern, principal)] = frozenset(actions)
@@ -498,8 +553,10 @@ class FaultTally:
     lost_or_corrupt: int = 0  # cases where an image or a blob was lost or served corrupt
 
     def line(self) -> str:
-        return (f"{self.label}: {self.operations} operations, {self.faults} faults injected, "
-                f"{self.lost_or_corrupt} images lost or corrupt")
+        return (
+            f"{self.label}: {self.operations} operations, {self.faults} faults injected, "
+            f"{self.lost_or_corrupt} images lost or corrupt"
+        )
 
     def print(self, config: Any) -> None:
         """Print the line past pytest's output capture, so it shows in every run."""
@@ -524,11 +581,12 @@ class MemoryStorage:
 
     def snapshot(self) -> dict:
         """Everything stored, leases included, to compare before and after."""
-        return copy.deepcopy({
-            "objects": dict(self.objects.objects),
-            "multipart_uploads": {i: (u.key, dict(u.parts)) for i, u in self.objects.uploads.items()},
-            "sessions": {i: (s.session, s.lease_token) for i, s in self.sessions.items.items()},
-            "blobs": dict(self.blobs.blobs), "links": dict(self.blobs.links),
-        })
-
-
+        return copy.deepcopy(
+            {
+                "objects": dict(self.objects.objects),
+                "multipart_uploads": {i: (u.key, dict(u.parts)) for i, u in self.objects.uploads.items()},
+                "sessions": {i: (s.session, s.lease_token) for i, s in self.sessions.items.items()},
+                "blobs": dict(self.blobs.blobs),
+                "links": dict(self.blobs.links),
+            }
+        )

@@ -12,10 +12,15 @@ from skyport_cli.stack import function_environment
 
 def lambda_settings(settings: Settings, template: dict) -> Settings:
     """``settings`` as the deployed function reads them: template.yaml's environment."""
-    deployed = Settings.from_env({**function_environment(template), "SKYPORT_BUCKET": settings.bucket,
-                                  "SKYPORT_TABLE": settings.table})
-    return replace(deployed, region=settings.region, s3_endpoint=settings.s3_endpoint,
-                   dynamodb_endpoint=settings.dynamodb_endpoint)
+    deployed = Settings.from_env(
+        {**function_environment(template), "SKYPORT_BUCKET": settings.bucket, "SKYPORT_TABLE": settings.table}
+    )
+    return replace(
+        deployed,
+        region=settings.region,
+        s3_endpoint=settings.s3_endpoint,
+        dynamodb_endpoint=settings.dynamodb_endpoint,
+    )
 
 
 class StorageView:

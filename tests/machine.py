@@ -37,18 +37,19 @@ def runtime_python(version: str) -> Path | None:
     found (SKYPORT_RUNTIME_PYTHON), else on PATH or under pyenv. Debian 12 packages no
     python3.12, and PyPI has no interpreter that installs without a download from
     elsewhere."""
-    candidates = [Path(p) for p in (os.environ.get(RUNTIME_PYTHON_ENV), shutil.which(f"python{version}"))
-                  if p]
+    candidates = [
+        Path(p) for p in (os.environ.get(RUNTIME_PYTHON_ENV), shutil.which(f"python{version}")) if p
+    ]
     if shutil.which("pyenv"):
         root = subprocess.run(["pyenv", "root"], capture_output=True, text=True, check=False)
         if root.returncode == 0:
-            candidates += sorted(Path(root.stdout.strip(), "versions").glob(
-                f"{version}*/bin/python{version}"))
+            candidates += sorted(
+                Path(root.stdout.strip(), "versions").glob(f"{version}*/bin/python{version}")
+            )
     check = "import sys; print('%d.%d' % sys.version_info[:2])"
     for candidate in candidates:
         # A pyenv shim exists for every installed version but may refuse to run.
-        result = subprocess.run([str(candidate), "-c", check], capture_output=True, text=True,
-                                check=False)
+        result = subprocess.run([str(candidate), "-c", check], capture_output=True, text=True, check=False)
         if result.returncode == 0 and result.stdout.strip() == version:
             return candidate
     return None

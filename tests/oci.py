@@ -47,16 +47,21 @@ def push_blob(client, repo: str, data: bytes, *, mode: str = "patch", chunk: int
     assert response.status_code == 202, response.text
     location = upload_path(response.headers["Location"])
     if mode == "patch":
-        response = client.patch(location, content=iter([data[i:i + MiB] for i in range(0, len(data), MiB)]))
+        response = client.patch(location, content=iter([data[i : i + MiB] for i in range(0, len(data), MiB)]))
         assert response.status_code == 202, response.text
         location = upload_path(response.headers["Location"])
         data_in_put = b""
     elif mode == "chunks":
         for start in range(0, len(data), chunk):
-            piece = data[start:start + chunk]
-            response = client.patch(location, content=piece, headers={
-                "Content-Range": f"{start}-{start + len(piece) - 1}",
-                "Content-Type": "application/octet-stream"})
+            piece = data[start : start + chunk]
+            response = client.patch(
+                location,
+                content=piece,
+                headers={
+                    "Content-Range": f"{start}-{start + len(piece) - 1}",
+                    "Content-Type": "application/octet-stream",
+                },
+            )
             assert response.status_code == 202, response.text
             location = upload_path(response.headers["Location"])
         data_in_put = b""
@@ -82,12 +87,19 @@ class Image:
 
 
 def make_image(layer_sizes=(1024, 2048), *, docker: bool = False, extra: dict | None = None) -> Image:
-    config = json.dumps({"architecture": "amd64", "os": "linux",
-                         "rootfs": {"type": "layers", "diff_ids": []}, "nonce": os.urandom(8).hex()}).encode()
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": []},
+            "nonce": os.urandom(8).hex(),
+        }
+    ).encode()
     layers = [os.urandom(size) for size in layer_sizes]
     media_type = DOCKER_MANIFEST if docker else OCI_MANIFEST
     manifest = {
-        "schemaVersion": 2, "mediaType": media_type,
+        "schemaVersion": 2,
+        "mediaType": media_type,
         "config": descriptor(DOCKER_CONFIG if docker else OCI_CONFIG, config),
         "layers": [descriptor(DOCKER_LAYER if docker else OCI_LAYER, layer) for layer in layers],
         **(extra or {}),
@@ -98,8 +110,11 @@ def make_image(layer_sizes=(1024, 2048), *, docker: bool = False, extra: dict | 
 def push_image(client, repo: str, image: Image, reference: str | None = None) -> str:
     for blob in (image.config, *image.layers):
         push_blob(client, repo, blob, mode="post")
-    response = client.put(f"/v2/{repo}/manifests/{reference or image.digest}", content=image.manifest,
-                          headers={"Content-Type": image.media_type})
+    response = client.put(
+        f"/v2/{repo}/manifests/{reference or image.digest}",
+        content=image.manifest,
+        headers={"Content-Type": image.media_type},
+    )
     assert response.status_code == 201, response.text
     return response.headers["Docker-Content-Digest"]
 
@@ -131,26 +146,37 @@ def assert_error(response, status: int, code: str) -> dict:
     return next(error for error in body["errors"] if error["code"] == code)
 
 
-def make_index(children: list[Image], *, docker: bool = False,
-               extra: dict | None = None) -> tuple[bytes, str]:
+def make_index(
+    children: list[Image], *, docker: bool = False, extra: dict | None = None
+) -> tuple[bytes, str]:
     """An OCI image index (or Docker manifest list) over already built images."""
     media_type = DOCKER_LIST if docker else OCI_INDEX
     platforms = [{"architecture": arch, "os": "linux"} for arch in ("amd64", "arm64", "s390x")]
     document = {
-        "schemaVersion": 2, "mediaType": media_type,
-        "manifests": [descriptor(child.media_type, child.manifest, platform=platforms[i % 3])
-                      for i, child in enumerate(children)],
+        "schemaVersion": 2,
+        "mediaType": media_type,
+        "manifests": [
+            descriptor(child.media_type, child.manifest, platform=platforms[i % 3])
+            for i, child in enumerate(children)
+        ],
         **(extra or {}),
     }
     return json.dumps(document).encode(), media_type
 
 
-def make_artifact(subject: bytes | None = None, *, subject_type: str = OCI_MANIFEST,
-                  artifact_type: str = "application/vnd.example.sbom.v1",
-                  blobs: tuple[bytes, ...] = (), annotations: dict | None = None) -> Image:
+def make_artifact(
+    subject: bytes | None = None,
+    *,
+    subject_type: str = OCI_MANIFEST,
+    artifact_type: str = "application/vnd.example.sbom.v1",
+    blobs: tuple[bytes, ...] = (),
+    annotations: dict | None = None,
+) -> Image:
     """An OCI 1.1 artifact: artifactType, the empty config, optional subject."""
     document: dict = {
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": artifact_type,
         "config": descriptor(OCI_EMPTY, EMPTY_JSON),
         "layers": [descriptor("application/vnd.example.data", blob) for blob in blobs]
         or [descriptor(OCI_EMPTY, EMPTY_JSON)],
@@ -178,12 +204,22 @@ def send_raw(client, method: str, raw_path: str, body: bytes = b"", headers: dic
 
     path, _, query = raw_path.partition("?")
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-        "scheme": "http", "path": unquote(path), "raw_path": path.encode(),
-        "query_string": query.encode(), "root_path": "",
-        "client": ("testclient", 50000), "server": ("testserver", 80),
-        "headers": [(b"host", b"testserver"), (b"content-length", str(len(body)).encode()),
-                    *((k.lower().encode(), v.encode()) for k, v in (headers or {}).items())],
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": unquote(path),
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "client": ("testclient", 50000),
+        "server": ("testserver", 80),
+        "headers": [
+            (b"host", b"testserver"),
+            (b"content-length", str(len(body)).encode()),
+            *((k.lower().encode(), v.encode()) for k, v in (headers or {}).items()),
+        ],
     }
     messages = [{"type": "http.request", "body": body, "more_body": False}]
     sent: list[dict] = []
@@ -198,8 +234,9 @@ def send_raw(client, method: str, raw_path: str, body: bytes = b"", headers: dic
     start = next(m for m in sent if m["type"] == "http.response.start")
     content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     headers = [(k.decode(), v.decode()) for k, v in start["headers"]]
-    return httpx.Response(start["status"], headers=headers, content=content,
-                          request=httpx.Request(method, "http://testserver/"))
+    return httpx.Response(
+        start["status"], headers=headers, content=content, request=httpx.Request(method, "http://testserver/")
+    )
 
 
 def fetch(url: str) -> bytes:

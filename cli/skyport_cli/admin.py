@@ -257,23 +257,15 @@ def repo_private(args: argparse.Namespace) -> None:
 
 
 def _target_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group(
-        "which registry (default: the `make run` one in this directory)"
-    )
-    group.add_argument(
-        "--stack", help="a deployed stack: its TableName output (boto3 default credentials)"
-    )
+    group = parser.add_argument_group("which registry (default: the `make run` one in this directory)")
+    group.add_argument("--stack", help="a deployed stack: its TableName output (boto3 default credentials)")
     group.add_argument("--table", help="a DynamoDB table by name")
-    group.add_argument(
-        "--dynamodb-endpoint", help="with --table: a DynamoDB endpoint (moto, local)"
-    )
+    group.add_argument("--dynamodb-endpoint", help="with --table: a DynamoDB endpoint (moto, local)")
     group.add_argument("--region", help="AWS region (default: AWS_REGION, the profile's)")
 
 
 def _password_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--password-stdin", action="store_true", help="read the password from stdin"
-    )
+    parser.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     parser.add_argument(
         "--generate",
         action="store_true",
@@ -297,15 +289,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("name")
     p.add_argument("--admin", action="store_true", help="may do everything, on every repository")
-    p.add_argument(
-        "--group", action="append", default=[], help="a group it belongs to (repeatable)"
-    )
+    p.add_argument("--group", action="append", default=[], help="a group it belongs to (repeatable)")
     _password_options(p)
     _target_options(p)
     p.set_defaults(run=user_add)
-    p = sub.add_parser(
-        "list", help="list users", description="List users, their admin flag and groups."
-    )
+    p = sub.add_parser("list", help="list users", description="List users, their admin flag and groups.")
     p.add_argument("--json", action="store_true")
     _target_options(p)
     p.set_defaults(run=lambda a: identities_list(a, "user"))
@@ -358,9 +346,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         description="Create robot+NAME; its secret is printed once and stored only hashed.",
     )
     p.add_argument("name")
-    p.add_argument(
-        "--group", action="append", default=[], help="a group it belongs to (repeatable)"
-    )
+    p.add_argument("--group", action="append", default=[], help="a group it belongs to (repeatable)")
     _target_options(p)
     p.set_defaults(run=robot_add)
     p = sub.add_parser("list", help="list robots", description="List robot accounts.")
@@ -375,9 +361,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("name")
     _target_options(p)
     p.set_defaults(run=robot_rotate)
-    p = sub.add_parser(
-        "revoke", help="delete a robot", description="Delete a robot account and its grants."
-    )
+    p = sub.add_parser("revoke", help="delete a robot", description="Delete a robot account and its grants.")
     p.add_argument("name")
     _target_options(p)
     p.set_defaults(run=robot_revoke)
@@ -422,9 +406,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--list", action="store_true", help="list the public patterns")
     _target_options(p)
     p.set_defaults(run=repo_public)
-    p = sub.add_parser(
-        "private", help="undo `repo public`", description="Stop anonymous pulls of PATTERN."
-    )
+    p = sub.add_parser("private", help="undo `repo public`", description="Stop anonymous pulls of PATTERN.")
     p.add_argument("pattern")
     _target_options(p)
     p.set_defaults(run=repo_private)

@@ -43,8 +43,16 @@ INTEGRATION_TIMEOUT = 30.0  # API Gateway HTTP API, not raisable
 ROUTE_KEY = "$default"  # the one route template.yaml declares
 # Request bodies API Gateway hands over as text; any other is base64-encoded.
 TEXT_TYPES = ("text/", "application/json", "application/javascript", "application/xml")
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
-              "upgrade", "expect"}
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "expect",
+}
 
 Headers = list[tuple[bytes, bytes]]
 logger = logging.getLogger("skyport.gateway")
@@ -82,10 +90,20 @@ def _is_text(content_type: str) -> bool:
     return media_type.startswith(TEXT_TYPES)
 
 
-def build_event(method: str, raw_path: bytes, query: bytes, headers: Headers, body: bytes, *,
-                source_ip: str = "127.0.0.1", scheme: str = "https", api_id: str = "local",
-                region: str = "us-east-1", request_id: str | None = None,
-                now: float | None = None) -> dict[str, Any]:
+def build_event(
+    method: str,
+    raw_path: bytes,
+    query: bytes,
+    headers: Headers,
+    body: bytes,
+    *,
+    source_ip: str = "127.0.0.1",
+    scheme: str = "https",
+    api_id: str = "local",
+    region: str = "us-east-1",
+    request_id: str | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
     """The API Gateway HTTP API payload 2.0 event for one request."""
     now = time.time() if now is None else now
     # HTTP APIs deliver the path percent-decoded, in rawPath and http.path alike.
@@ -181,9 +199,11 @@ def translate_result(result: Any, method: str) -> GatewayResponse:
             status = int(result["statusCode"])
             raw = result.get("body") or ""
             body = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode()
-            headers = [(str(k).lower().encode("latin-1"), str(v).encode("latin-1"))
-                       for k, v in (result.get("headers") or {}).items()
-                       if str(k).lower() not in HOP_BY_HOP]
+            headers = [
+                (str(k).lower().encode("latin-1"), str(v).encode("latin-1"))
+                for k, v in (result.get("headers") or {}).items()
+                if str(k).lower() not in HOP_BY_HOP
+            ]
             headers += [(b"set-cookie", str(c).encode("latin-1")) for c in result.get("cookies") or []]
         except (ValueError, TypeError, AttributeError, UnicodeEncodeError):
             return _apigw_error(500, "Internal Server Error")
@@ -206,9 +226,15 @@ def translate_result(result: Any, method: str) -> GatewayResponse:
 class LambdaGateway:
     """API Gateway + Lambda for one handler, as an ASGI application."""
 
-    def __init__(self, handler: Any, *, function_timeout: float = 29.0,
-                 integration_timeout: float = INTEGRATION_TIMEOUT, region: str = "us-east-1",
-                 max_workers: int = 16) -> None:
+    def __init__(
+        self,
+        handler: Any,
+        *,
+        function_timeout: float = 29.0,
+        integration_timeout: float = INTEGRATION_TIMEOUT,
+        region: str = "us-east-1",
+        max_workers: int = 16,
+    ) -> None:
         self.handler = handler
         self.function_timeout = function_timeout
         self.integration_timeout = integration_timeout
@@ -230,8 +256,13 @@ class LambdaGateway:
         if scope["type"] != "http":
             return
         response = await self._handle(scope, receive)
-        await send({"type": "http.response.start", "status": response.status,
-                    "headers": [*response.headers, (b"apigw-requestid", secrets.token_urlsafe(10).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": [*response.headers, (b"apigw-requestid", secrets.token_urlsafe(10).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": response.body})
 
     async def _read_body(self, receive: Any) -> bytes | None:
@@ -254,9 +285,16 @@ class LambdaGateway:
             return _apigw_error(413, "Request Entity Too Large")
         raw_path = scope.get("raw_path") or quote(scope["path"]).encode()
         client = scope.get("client") or ("127.0.0.1", 0)
-        event = build_event(scope["method"], raw_path, scope.get("query_string", b""), scope["headers"],
-                            body, source_ip=client[0], scheme=scope.get("scheme", "http"),
-                            region=self.region)
+        event = build_event(
+            scope["method"],
+            raw_path,
+            scope.get("query_string", b""),
+            scope["headers"],
+            body,
+            source_ip=client[0],
+            scheme=scope.get("scheme", "http"),
+            region=self.region,
+        )
         if event_size(event) > EVENT_LIMIT:
             # Lambda refuses the invocation; the function never sees the request.
             return _apigw_error(413, "Request Entity Too Large")

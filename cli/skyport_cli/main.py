@@ -13,31 +13,53 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skyport", description="Skyport: a serverless OCI registry.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser(
-        "serve", help="serve the registry locally",
+        "serve",
+        help="serve the registry locally",
         description="Serve the registry on HOST:PORT. Without --s3-endpoint and --dynamodb-endpoint "
-                    "an embedded moto server provides S3 and DynamoDB, in memory.")
+        "an embedded moto server provides S3 and DynamoDB, in memory.",
+    )
     serve.add_argument("--host", default=env.get("SKYPORT_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(env.get("SKYPORT_PORT", "5000")))
-    serve.add_argument("--s3-endpoint", default=env.get("SKYPORT_S3_ENDPOINT"),
-                       help="an external S3-compatible endpoint (default: embedded moto)")
-    serve.add_argument("--dynamodb-endpoint", default=env.get("SKYPORT_DYNAMODB_ENDPOINT"),
-                       help="an external DynamoDB endpoint (default: embedded moto)")
-    serve.add_argument("--moto-port", type=int, default=int(env.get("SKYPORT_MOTO_PORT", "0")),
-                       help="port of the embedded moto server (default: any free port)")
+    serve.add_argument(
+        "--s3-endpoint",
+        default=env.get("SKYPORT_S3_ENDPOINT"),
+        help="an external S3-compatible endpoint (default: embedded moto)",
+    )
+    serve.add_argument(
+        "--dynamodb-endpoint",
+        default=env.get("SKYPORT_DYNAMODB_ENDPOINT"),
+        help="an external DynamoDB endpoint (default: embedded moto)",
+    )
+    serve.add_argument(
+        "--moto-port",
+        type=int,
+        default=int(env.get("SKYPORT_MOTO_PORT", "0")),
+        help="port of the embedded moto server (default: any free port)",
+    )
     serve.add_argument("--bucket", default=env.get("SKYPORT_BUCKET", "skyport-blobs"))
     serve.add_argument("--table", default=env.get("SKYPORT_TABLE", "skyport-metadata"))
     serve.add_argument("--region", default=env.get("AWS_REGION", "us-east-1"))
-    serve.add_argument("--blob-delivery", choices=("redirect", "proxy"),
-                       default=env.get("SKYPORT_BLOB_DELIVERY", "redirect"),
-                       help="redirect blob GETs to S3 (default) or stream them through the server")
-    serve.add_argument("--gateway", choices=("asgi", "lambda"), default=env.get("SKYPORT_GATEWAY") or "asgi",
-                       help="serve the app directly (asgi, default) or as deployed: the Lambda handler "
-                            "behind a local API Gateway (lambda)")
-    serve.add_argument("--auth", choices=("on", "off"),
-                       default=(env.get("SKYPORT_AUTH") or "off").lower(),
-                       help="off (default): open, for trials; on: token auth, with an admin user "
-                            "`admin` whose password is SKYPORT_ADMIN_PASSWORD (generated and shown "
-                            "once when unset)")
+    serve.add_argument(
+        "--blob-delivery",
+        choices=("redirect", "proxy"),
+        default=env.get("SKYPORT_BLOB_DELIVERY", "redirect"),
+        help="redirect blob GETs to S3 (default) or stream them through the server",
+    )
+    serve.add_argument(
+        "--gateway",
+        choices=("asgi", "lambda"),
+        default=env.get("SKYPORT_GATEWAY") or "asgi",
+        help="serve the app directly (asgi, default) or as deployed: the Lambda handler "
+        "behind a local API Gateway (lambda)",
+    )
+    serve.add_argument(
+        "--auth",
+        choices=("on", "off"),
+        default=(env.get("SKYPORT_AUTH") or "off").lower(),
+        help="off (default): open, for trials; on: token auth, with an admin user "
+        "`admin` whose password is SKYPORT_ADMIN_PASSWORD (generated and shown "
+        "once when unset)",
+    )
     from .admin import add_commands
 
     add_commands(commands)

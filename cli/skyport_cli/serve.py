@@ -11,9 +11,15 @@ from .admin import remove_state, write_state
 from .stack import ensure_stack, function_environment
 
 # Settings this command takes from the environment as they are.
-_PASSED_THROUGH = ("SKYPORT_PRESIGN_EXPIRES", "SKYPORT_PART_SIZE", "SKYPORT_TOKEN_TTL",
-                   "SKYPORT_REFRESH_TOKEN_TTL", "SKYPORT_TOKEN_SERVICE", "SKYPORT_TOKEN_REALM",
-                   "SKYPORT_AUTOMATIC_MOUNT")
+_PASSED_THROUGH = (
+    "SKYPORT_PRESIGN_EXPIRES",
+    "SKYPORT_PART_SIZE",
+    "SKYPORT_TOKEN_TTL",
+    "SKYPORT_REFRESH_TOKEN_TTL",
+    "SKYPORT_TOKEN_SERVICE",
+    "SKYPORT_TOKEN_REALM",
+    "SKYPORT_AUTOMATIC_MOUNT",
+)
 ADMIN_USER = "admin"
 
 
@@ -67,24 +73,38 @@ def serve(args: argparse.Namespace) -> int:
             moto = stack.enter_context(embedded_moto(args.moto_port))
             s3_endpoint, dynamodb_endpoint = s3_endpoint or moto, dynamodb_endpoint or moto
             backend = f"embedded moto at {moto} (in memory: gone when this stops)"
-        settings = Settings.from_env({
-            "SKYPORT_BUCKET": args.bucket, "SKYPORT_TABLE": args.table, "AWS_REGION": args.region,
-            "SKYPORT_S3_ENDPOINT": s3_endpoint, "SKYPORT_DYNAMODB_ENDPOINT": dynamodb_endpoint,
-            "SKYPORT_BLOB_DELIVERY": args.blob_delivery, "SKYPORT_AUTH": args.auth,
-            # The signing key stays in this process: the table is reachable by anyone
-            # on loopback (the embedded moto checks no credentials).
-            "SKYPORT_SIGNING_KEY_IN_MEMORY": "on",
-            **{k: v for k, v in os.environ.items() if k in _PASSED_THROUGH},
-        })
+        settings = Settings.from_env(
+            {
+                "SKYPORT_BUCKET": args.bucket,
+                "SKYPORT_TABLE": args.table,
+                "AWS_REGION": args.region,
+                "SKYPORT_S3_ENDPOINT": s3_endpoint,
+                "SKYPORT_DYNAMODB_ENDPOINT": dynamodb_endpoint,
+                "SKYPORT_BLOB_DELIVERY": args.blob_delivery,
+                "SKYPORT_AUTH": args.auth,
+                # The signing key stays in this process: the table is reachable by anyone
+                # on loopback (the embedded moto checks no credentials).
+                "SKYPORT_SIGNING_KEY_IN_MEMORY": "on",
+                **{k: v for k, v in os.environ.items() if k in _PASSED_THROUGH},
+            }
+        )
         registry = Registry(settings)
-        ensure_stack(registry.clients.s3, registry.clients.dynamodb, args.bucket, args.table,
-                     region=args.region)
+        ensure_stack(
+            registry.clients.s3, registry.clients.dynamodb, args.bucket, args.table, region=args.region
+        )
         address = f"{args.host}:{args.port}"
         auth_banner = _prepare_auth(registry, address)
         # Tells `skyport user|robot|grant|repo ...` in this directory where the stack is.
-        state = write_state({"address": address, "table": args.table, "bucket": args.bucket,
-                             "region": args.region, "dynamodb_endpoint": dynamodb_endpoint,
-                             "s3_endpoint": s3_endpoint})
+        state = write_state(
+            {
+                "address": address,
+                "table": args.table,
+                "bucket": args.bucket,
+                "region": args.region,
+                "dynamodb_endpoint": dynamodb_endpoint,
+                "s3_endpoint": s3_endpoint,
+            }
+        )
         stack.callback(remove_state, state)
         app = create_app(registry)
         front = "the FastAPI app"
@@ -100,8 +120,14 @@ def serve(args: argparse.Namespace) -> int:
             f"  Ctrl-C stops it.",
             flush=True,
         )
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
-                    access_log=False, timeout_graceful_shutdown=5)
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
     return 0
 
 
@@ -114,14 +140,18 @@ def _behind_lambda_gateway(settings):
     # The template's values unless this shell sets its own; where the stack is, always.
     for name, value in function_environment().items():
         os.environ.setdefault(name, value)
-    os.environ.update({
-        "SKYPORT_BUCKET": settings.bucket, "SKYPORT_TABLE": settings.table,
-        "AWS_REGION": settings.region, "SKYPORT_BLOB_DELIVERY": settings.blob_delivery,
-        "SKYPORT_AUTH": settings.auth,
-        "SKYPORT_SIGNING_KEY_IN_MEMORY": "on" if settings.signing_key_in_memory else "",
-        "SKYPORT_S3_ENDPOINT": settings.s3_endpoint or "",
-        "SKYPORT_DYNAMODB_ENDPOINT": settings.dynamodb_endpoint or "",
-    })
+    os.environ.update(
+        {
+            "SKYPORT_BUCKET": settings.bucket,
+            "SKYPORT_TABLE": settings.table,
+            "AWS_REGION": settings.region,
+            "SKYPORT_BLOB_DELIVERY": settings.blob_delivery,
+            "SKYPORT_AUTH": settings.auth,
+            "SKYPORT_SIGNING_KEY_IN_MEMORY": "on" if settings.signing_key_in_memory else "",
+            "SKYPORT_S3_ENDPOINT": settings.s3_endpoint or "",
+            "SKYPORT_DYNAMODB_ENDPOINT": settings.dynamodb_endpoint or "",
+        }
+    )
     from skyport_api.handler import handler  # reads the environment once, as in Lambda's init phase
 
     return LambdaGateway(handler, function_timeout=function_timeout(), region=settings.region)
@@ -131,8 +161,10 @@ def _prepare_auth(registry, address: str) -> str:
     """Auth on: the admin user (SKYPORT_ADMIN_PASSWORD, or generated and shown once); the
     signing key is made now, in this process's memory. Returns the banner's line."""
     if not registry.settings.auth_enabled:
-        return ("off (local trial: anyone who reaches this address can push and pull; "
-                "SKYPORT_AUTH=on make run requires logins)")
+        return (
+            "off (local trial: anyone who reaches this address can push and pull; "
+            "SKYPORT_AUTH=on make run requires logins)"
+        )
     import secrets
 
     password = os.environ.get("SKYPORT_ADMIN_PASSWORD")
@@ -147,6 +179,8 @@ def _prepare_auth(registry, address: str) -> str:
     else:
         shown = "exists already, password unchanged"
     registry.auth.keys.load()  # makes the signing key now rather than on the first login
-    return (f"on (token auth; anonymous callers may pull public repositories only)\n"
-            f"    admin user: {ADMIN_USER}, {shown}\n"
-            f"    docker login -u {ADMIN_USER} {address}; more users: skyport user add NAME --help")
+    return (
+        f"on (token auth; anonymous callers may pull public repositories only)\n"
+        f"    admin user: {ADMIN_USER}, {shown}\n"
+        f"    docker login -u {ADMIN_USER} {address}; more users: skyport user add NAME --help"
+    )

@@ -198,9 +198,7 @@ def _ensure_bucket(s3: Any, template: dict[str, Any], bucket: str, region: str) 
             Bucket=bucket, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
         )
     if "OwnershipControls" in props:
-        s3.put_bucket_ownership_controls(
-            Bucket=bucket, OwnershipControls=props["OwnershipControls"]
-        )
+        s3.put_bucket_ownership_controls(Bucket=bucket, OwnershipControls=props["OwnershipControls"])
     if "BucketEncryption" in props:
         # CloudFormation's ServerSideEncryptionByDefault is the API's
         # ApplyServerSideEncryptionByDefault.
@@ -212,9 +210,7 @@ def _ensure_bucket(s3: Any, template: dict[str, Any], bucket: str, region: str) 
         s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": rules})
     if "LifecycleConfiguration" in props:
         rules = [_lifecycle_rule(r) for r in props["LifecycleConfiguration"]["Rules"]]
-        s3.put_bucket_lifecycle_configuration(
-            Bucket=bucket, LifecycleConfiguration={"Rules": rules}
-        )
+        s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": rules})
 
 
 # ---------------------------------------------------------------------- stack
@@ -242,8 +238,9 @@ def ensure_stack(
 FUNCTION_RESOURCE = "ApiFunction"
 
 
-def function_environment(template: dict[str, Any] | None = None,
-                         logical_id: str = FUNCTION_RESOURCE) -> dict[str, str]:
+def function_environment(
+    template: dict[str, Any] | None = None, logical_id: str = FUNCTION_RESOURCE
+) -> dict[str, str]:
     """The environment template.yaml gives the function, as far as it resolves locally
     (references to the stack's own bucket and table do not: the caller sets those)."""
     template = template if template is not None else load_template()
@@ -252,8 +249,7 @@ def function_environment(template: dict[str, Any] | None = None,
     return {name: str(value) for name, value in variables.items()}
 
 
-def function_timeout(template: dict[str, Any] | None = None,
-                     logical_id: str = FUNCTION_RESOURCE) -> float:
+def function_timeout(template: dict[str, Any] | None = None, logical_id: str = FUNCTION_RESOURCE) -> float:
     """The function's timeout in seconds (Lambda's default is 3)."""
     template = template if template is not None else load_template()
     return float(_properties(template, logical_id).get("Timeout", 3))

@@ -19,9 +19,7 @@ def test_version_header_is_on_errors_too(client):
     assert response.headers["Docker-Distribution-API-Version"] == "registry/2.0"
 
 
-@pytest.mark.parametrize(
-    "path", ["/", "/nope", "/v1/", "/v2/team/app/whatever/x", "/v2/team/app/blobs"]
-)
+@pytest.mark.parametrize("path", ["/", "/nope", "/v1/", "/v2/team/app/whatever/x", "/v2/team/app/blobs"])
 def test_unknown_route_is_json_404(client, path):
     assert_error(client.get(path), 404, "NOT_FOUND")
 

@@ -104,8 +104,13 @@ def add_catalog_entries(registry: Registry, names: list[str]) -> None:
     in the catalog, at a fraction of the cost."""
     dynamodb, table = registry.clients.dynamodb, registry.settings.table
     for start in range(0, len(names), 25):  # BatchWriteItem takes 25 items
-        dynamodb.batch_write_item(RequestItems={table: [
-            {"PutRequest": {"Item": keys.catalog_entry(name)}} for name in names[start:start + 25]]})
+        dynamodb.batch_write_item(
+            RequestItems={
+                table: [
+                    {"PutRequest": {"Item": keys.catalog_entry(name)}} for name in names[start : start + 25]
+                ]
+            }
+        )
 
 
 @pytest.fixture
@@ -117,8 +122,10 @@ def many_repositories(registry: Registry) -> list[str]:
 
 @pytest.fixture
 def auth_client(registry: Registry) -> TestClient:
-    with TestClient(create_app(Registry(replace(registry.settings, auth="on"), clients=registry.clients)),
-                    follow_redirects=False) as client:
+    with TestClient(
+        create_app(Registry(replace(registry.settings, auth="on"), clients=registry.clients)),
+        follow_redirects=False,
+    ) as client:
         yield client
 
 
@@ -150,8 +157,9 @@ def test_a_caller_who_sees_nothing_gets_a_bounded_answer(auth_client, many_repos
 
 
 @pytest.mark.parametrize("n", [1, 2, 100])
-def test_following_links_reaches_every_visible_repository_once(registry, auth_client, many_repositories,
-                                                               dynamodb_calls, n):
+def test_following_links_reaches_every_visible_repository_once(
+    registry, auth_client, many_repositories, dynamodb_calls, n
+):
     visible = [many_repositories[i] for i in (0, 1, 2, MAX_EXAMINED - 1, MAX_EXAMINED, MANY - 1)]
     for name in visible:
         registry.identities.set_public(name)

@@ -31,9 +31,7 @@ ROUNDS = 3
 def clients(client):
     """Four clients on the app behind ``client`` (the first is ``client`` itself)."""
     with ExitStack() as stack:
-        others = [
-            stack.enter_context(TestClient(client.app, follow_redirects=False)) for _ in range(3)
-        ]
+        others = [stack.enter_context(TestClient(client.app, follow_redirects=False)) for _ in range(3)]
         yield [client, *others]
 
 
@@ -55,9 +53,7 @@ def test_same_blob_pushed_at_once(clients, storage, mode):
     digests = together(*[lambda c=c: push_blob(c, "team/app", data, mode=mode) for c in clients])
     assert digests == [sha256(data)] * len(clients)
     snapshot = storage.snapshot()
-    assert [i["PK"]["S"] for i in snapshot["items"] if i["SK"]["S"] == "META"] == [
-        f"BLOB#{sha256(data)}"
-    ]
+    assert [i["PK"]["S"] for i in snapshot["items"] if i["SK"]["S"] == "META"] == [f"BLOB#{sha256(data)}"]
     # The first writer's bytes are kept; the others' copies are deleted.
     assert len([key for key, _, _ in snapshot["objects"] if key.startswith("blobs/")]) == 1
     assert [key for key, _, _ in snapshot["objects"] if key.startswith("uploads/")] == []
@@ -71,10 +67,7 @@ def test_same_blob_pushed_to_several_repositories_at_once(clients):
     data = os.urandom(50_000)
     repos = [f"team/app{i}" for i in range(len(clients))]
     together(
-        *[
-            lambda c=c, r=r: push_blob(c, r, data, mode="post")
-            for c, r in zip(clients, repos, strict=True)
-        ]
+        *[lambda c=c, r=r: push_blob(c, r, data, mode="post") for c, r in zip(clients, repos, strict=True)]
     )
     for repo in repos:
         assert fetch(clients[0].get(f"/v2/{repo}/blobs/{sha256(data)}").headers["Location"]) == data
@@ -143,17 +136,13 @@ def test_racing_patches_on_one_upload(clients):
         statuses = sorted(r.status_code for r in responses)
         assert statuses in ([202, 409], [202, 416]), [(r.status_code, r.text) for r in responses]
         loser = next(r for r in responses if r.status_code != 202)
-        assert_error(
-            loser, loser.status_code, {409: "UPLOAD_BUSY", 416: "RANGE_INVALID"}[loser.status_code]
-        )
+        assert_error(loser, loser.status_code, {409: "UPLOAD_BUSY", 416: "RANGE_INVALID"}[loser.status_code])
         winner = bodies[[r.status_code for r in responses].index(202)]
         status = client.get(location)
         assert status.status_code == 204 and status.headers["Range"] == f"0-{MiB - 1}"
         response = client.put(f"{location}?digest={sha256(winner)}")
         assert response.status_code == 201, response.text
-        assert (
-            fetch(client.get(f"/v2/team/app/blobs/{sha256(winner)}").headers["Location"]) == winner
-        )
+        assert fetch(client.get(f"/v2/team/app/blobs/{sha256(winner)}").headers["Location"]) == winner
 
 
 def test_racing_streamed_patches_on_one_upload(clients):
@@ -164,10 +153,7 @@ def test_racing_streamed_patches_on_one_upload(clients):
     location = upload_path(client.post("/v2/team/app/blobs/uploads/").headers["Location"])
     bodies = [b"a" * 100_000, b"b" * 100_000]
     responses = together(
-        *[
-            lambda c=c, b=b: c.patch(location, content=b)
-            for c, b in zip(clients[:2], bodies, strict=True)
-        ]
+        *[lambda c=c, b=b: c.patch(location, content=b) for c, b in zip(clients[:2], bodies, strict=True)]
     )
     for response in responses:
         if response.status_code != 202:
@@ -213,9 +199,7 @@ def test_upload_held_by_a_request_is_busy(direct_clients, storage):
             "UPLOAD_BUSY",
         )
         assert_error(second.patch(location, content=b"z"), 409, "UPLOAD_BUSY")
-        assert_error(
-            second.put(f"{location}?digest={sha256(b'z')}", content=b"z"), 409, "UPLOAD_BUSY"
-        )
+        assert_error(second.put(f"{location}?digest={sha256(b'z')}", content=b"z"), 409, "UPLOAD_BUSY")
         assert storage.snapshot() == before
         status = second.get(location)  # reading the status is not writing
         assert status.status_code == 204 and status.headers["Range"] == "0-0"
@@ -265,9 +249,7 @@ def test_manifest_push_racing_blob_delete(clients):
         layer = sha256(image.layers[0])
         tag, body = f"r{round_number}", image.manifest
         push, delete = together(
-            lambda tag=tag, body=body: put_manifest(
-                clients[1], "team/app", tag, body, OCI_MANIFEST
-            ),
+            lambda tag=tag, body=body: put_manifest(clients[1], "team/app", tag, body, OCI_MANIFEST),
             lambda layer=layer: clients[2].delete(f"/v2/team/app/blobs/{layer}"),
         )
         assert delete.status_code == 202, delete.text
@@ -284,7 +266,5 @@ def test_manifest_push_racing_blob_delete(clients):
             # link deleted meanwhile. DynamoDB isolates transactions; moto does not.
             assert_error(push, 404, "MANIFEST_BLOB_UNKNOWN")
             assert_error(got, 404, "MANIFEST_UNKNOWN")
-            assert_error(
-                client.get(f"/v2/team/app/manifests/r{round_number}"), 404, "MANIFEST_UNKNOWN"
-            )
+            assert_error(client.get(f"/v2/team/app/manifests/r{round_number}"), 404, "MANIFEST_UNKNOWN")
     assert outcomes  # which orders occurred depends on scheduling

@@ -105,10 +105,7 @@ def test_nested_index(client):
 
 
 def test_artifact_with_empty_config(client):
-    assert (
-        sha256(EMPTY_JSON)
-        == "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
-    )
+    assert sha256(EMPTY_JSON) == "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
     artifact = make_artifact(blobs=(b"sbom contents",), artifact_type="application/spdx+json")
     push_blob(client, "team/app", EMPTY_JSON, mode="post")
     push_blob(client, "team/app", b"sbom contents", mode="post")
@@ -195,9 +192,7 @@ def test_media_type_from_content_type_when_the_body_has_none(client):
 def test_content_type_parameters_are_ignored(client):
     image = make_image()
     push_blobs(client, "team/app", image)
-    response = put_manifest(
-        client, "team/app", "t", image.manifest, f"{OCI_MANIFEST}; charset=utf-8"
-    )
+    response = put_manifest(client, "team/app", "t", image.manifest, f"{OCI_MANIFEST}; charset=utf-8")
     assert_pushed(response, "team/app", image.manifest)
     assert_manifest(client, "team/app", "t", image.manifest, OCI_MANIFEST)
 
@@ -298,9 +293,7 @@ def test_accept_negotiation(client, index_and_image, accept, multi_ok, single_ok
         ("single", single_ok, image.manifest, OCI_MANIFEST),
     ):
         for method in ("GET", "HEAD"):
-            response = client.request(
-                method, f"/v2/team/app/manifests/{reference}", headers=headers
-            )
+            response = client.request(method, f"/v2/team/app/manifests/{reference}", headers=headers)
             if ok:
                 assert response.status_code == 200
                 assert response.headers["Content-Type"] == media_type
@@ -418,9 +411,7 @@ def test_index_with_child_in_another_repository_only(client):
     child = make_image()
     push_image(client, "team/other", child)
     body, _ = make_index([child])
-    assert_error(
-        put_manifest(client, "team/app", "multi", body, OCI_INDEX), 404, "MANIFEST_BLOB_UNKNOWN"
-    )
+    assert_error(put_manifest(client, "team/app", "multi", body, OCI_INDEX), 404, "MANIFEST_BLOB_UNKNOWN")
 
 
 def test_many_references(asgi_client):
@@ -430,11 +421,7 @@ def test_many_references(asgi_client):
     config = b'{"many":true}'
     layers = [os.urandom(16) for _ in range(100)]
     with ThreadPoolExecutor(8) as pool:  # setup only: 101 small pushes
-        list(
-            pool.map(
-                lambda blob: push_blob(client, "team/app", blob, mode="post"), (config, *layers)
-            )
-        )
+        list(pool.map(lambda blob: push_blob(client, "team/app", blob, mode="post"), (config, *layers)))
     document = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
@@ -445,14 +432,10 @@ def test_many_references(asgi_client):
     assert_pushed(put_manifest(client, "team/app", "many", body, OCI_MANIFEST), "team/app", body)
     document["layers"].append(descriptor(OCI_LAYER, b"never pushed"))
     body = json.dumps(document).encode()
-    assert_error(
-        put_manifest(client, "team/app", "many", body, OCI_MANIFEST), 404, "MANIFEST_BLOB_UNKNOWN"
-    )
+    assert_error(put_manifest(client, "team/app", "many", body, OCI_MANIFEST), 404, "MANIFEST_BLOB_UNKNOWN")
     document["layers"].insert(0, document["layers"].pop())
     body = json.dumps(document).encode()
-    assert_error(
-        put_manifest(client, "team/app", "many", body, OCI_MANIFEST), 404, "MANIFEST_BLOB_UNKNOWN"
-    )
+    assert_error(put_manifest(client, "team/app", "many", body, OCI_MANIFEST), 404, "MANIFEST_BLOB_UNKNOWN")
 
 
 def unknown_layers(count: int) -> list[dict]:
@@ -465,8 +448,12 @@ def test_unknown_references_cost_one_read(client, registry, storage, dynamodb_ca
     limit = registry.settings.max_manifest_references
     config = b'{"at the cap":true}'
     push_blob(client, "team/app", config, mode="post")
-    document = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": descriptor(OCI_CONFIG, config),
-                "layers": unknown_layers(limit - 1)}
+    document = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor(OCI_CONFIG, config),
+        "layers": unknown_layers(limit - 1),
+    }
     body = json.dumps(document).encode()
     before = storage.snapshot()
     dynamodb_calls.clear()
@@ -481,11 +468,18 @@ def test_reference_cap(client, registry, storage, dynamodb_calls, kind):
     limit = registry.settings.max_manifest_references
     config = b'{"over the cap":true}'
     if kind == "image":
-        document = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": descriptor(OCI_CONFIG, config),
-                    "layers": unknown_layers(limit)}
+        document = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptor(OCI_CONFIG, config),
+            "layers": unknown_layers(limit),
+        }
     else:
-        document = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
-            descriptor(OCI_MANIFEST, b"child %d" % i) for i in range(limit + 1)]}
+        document = {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [descriptor(OCI_MANIFEST, b"child %d" % i) for i in range(limit + 1)],
+        }
     body = json.dumps(document).encode()
     before = storage.snapshot()
     dynamodb_calls.clear()
@@ -533,9 +527,7 @@ def test_four_mib_manifest_is_accepted(client, storage, registry, where):
 def test_manifest_over_the_limit(client, storage, registry):
     body = padded_manifest(client, registry.settings.max_manifest_size + 1, "x-padding")
     before = storage.snapshot()
-    assert_error(
-        put_manifest(client, "team/app", "big", body, OCI_MANIFEST), 413, "PAYLOAD_TOO_LARGE"
-    )
+    assert_error(put_manifest(client, "team/app", "big", body, OCI_MANIFEST), 413, "PAYLOAD_TOO_LARGE")
 
     def streamed():  # no Content-Length: the limit holds while reading
         for i in range(0, len(body), 64 * 1024):
@@ -566,9 +558,7 @@ def test_push_by_wrong_digest(client, storage):
     push_blobs(client, "team/app", image)
     before = storage.snapshot()
     wrong = sha256(image.manifest + b" ")
-    assert_error(
-        put_manifest(client, "team/app", wrong, image.manifest, OCI_MANIFEST), 400, "DIGEST_INVALID"
-    )
+    assert_error(put_manifest(client, "team/app", wrong, image.manifest, OCI_MANIFEST), 400, "DIGEST_INVALID")
     assert_error(
         put_manifest(client, "team/app", sha512(b"x"), image.manifest, OCI_MANIFEST),
         400,
@@ -597,9 +587,7 @@ def test_delete_by_digest_removes_its_tags(client):
     push_image(client, "team/app", image, "a")
     push_image(client, "team/app", other, "other")
     for tag in ("b", "c"):
-        assert (
-            put_manifest(client, "team/app", tag, image.manifest, OCI_MANIFEST).status_code == 201
-        )
+        assert put_manifest(client, "team/app", tag, image.manifest, OCI_MANIFEST).status_code == 201
     assert client.delete(f"/v2/team/app/manifests/{image.digest}").status_code == 202
     for reference in ("a", "b", "c", image.digest):
         assert_error(client.get(f"/v2/team/app/manifests/{reference}"), 404, "MANIFEST_UNKNOWN")

@@ -31,9 +31,7 @@ def subject(client):
 
 
 def push_referrer(client, repo, artifact, reference=None):
-    response = put_manifest(
-        client, repo, reference or artifact.digest, artifact.manifest, OCI_MANIFEST
-    )
+    response = put_manifest(client, repo, reference or artifact.digest, artifact.manifest, OCI_MANIFEST)
     assert response.status_code == 201, response.text
     return response
 
@@ -48,9 +46,7 @@ def referrers(client, digest, repo="team/app", **params):
 
 
 def test_lists_manifests_whose_subject_is_the_digest(client, subject):
-    sbom = make_artifact(
-        subject.manifest, artifact_type=SBOM, annotations={"org.example.kind": "sbom"}
-    )
+    sbom = make_artifact(subject.manifest, artifact_type=SBOM, annotations={"org.example.kind": "sbom"})
     signature = make_artifact(
         subject.manifest,
         artifact_type=SIGNATURE,
@@ -115,9 +111,7 @@ def test_index_as_referrer(client, subject):
             "annotations": {"k": "v"},
         },
     )
-    without_type, _ = make_index(
-        [subject], extra={"subject": descriptor(OCI_MANIFEST, subject.manifest)}
-    )
+    without_type, _ = make_index([subject], extra={"subject": descriptor(OCI_MANIFEST, subject.manifest)})
     for body in (with_type, without_type):
         response = put_manifest(client, "team/app", sha256(body), body, OCI_INDEX)
         assert response.status_code == 201 and response.headers["OCI-Subject"] == subject.digest
@@ -141,10 +135,7 @@ def test_index_as_referrer(client, subject):
 
 
 def test_artifact_type_filter(client, subject):
-    sboms = [
-        make_artifact(subject.manifest, artifact_type=SBOM, annotations={"n": str(i)})
-        for i in range(2)
-    ]
+    sboms = [make_artifact(subject.manifest, artifact_type=SBOM, annotations={"n": str(i)}) for i in range(2)]
     signature = make_artifact(subject.manifest, artifact_type=SIGNATURE)
     for artifact in (*sboms, signature):
         push_referrer(client, "team/app", artifact)
@@ -176,9 +167,7 @@ def test_subject_pushed_after_its_referrer(client):
     assert [d["digest"] for d in manifests] == [artifact.digest]
 
 
-@pytest.mark.parametrize(
-    "digest", ["sha256:abc", "latest", "sha256:" + "A" * 64, "md5:" + "a" * 32]
-)
+@pytest.mark.parametrize("digest", ["sha256:abc", "latest", "sha256:" + "A" * 64, "md5:" + "a" * 32])
 def test_invalid_digest(client, digest):
     response = client.get(f"/v2/team/app/referrers/{digest}")
     assert response.status_code == 400
@@ -215,9 +204,7 @@ def test_referrers_are_per_repository(client, subject):
     push_referrer(client, "team/app", here)
     push_referrer(client, "team/other", there)
     assert [d["digest"] for d in referrers(client, subject.digest)[1]] == [here.digest]
-    assert [d["digest"] for d in referrers(client, subject.digest, repo="team/other")[1]] == [
-        there.digest
-    ]
+    assert [d["digest"] for d in referrers(client, subject.digest, repo="team/other")[1]] == [there.digest]
 
 
 def test_referrer_of_a_referrer(client, subject):
@@ -226,9 +213,7 @@ def test_referrer_of_a_referrer(client, subject):
     countersignature = make_artifact(signature.manifest, artifact_type=SIGNATURE)
     push_referrer(client, "team/app", countersignature)
     assert [d["digest"] for d in referrers(client, subject.digest)[1]] == [signature.digest]
-    assert [d["digest"] for d in referrers(client, signature.digest)[1]] == [
-        countersignature.digest
-    ]
+    assert [d["digest"] for d in referrers(client, signature.digest)[1]] == [countersignature.digest]
 
 
 def test_large_annotations(client, subject):

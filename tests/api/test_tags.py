@@ -15,9 +15,7 @@ def tagged(client):
     image = make_image(layer_sizes=())
     push_image(client, "team/app", image)
     for tag in TAGS:
-        assert (
-            put_manifest(client, "team/app", tag, image.manifest, OCI_MANIFEST).status_code == 201
-        )
+        assert put_manifest(client, "team/app", tag, image.manifest, OCI_MANIFEST).status_code == 201
     return sorted(TAGS)  # Python's str order is the bytewise (lexical) order for ASCII
 
 
@@ -96,9 +94,7 @@ def test_n_zero(client, tagged):
 
 @pytest.mark.parametrize("n", ["-1", "abc", "1.5", " 2"])
 def test_invalid_n(client, n):
-    assert_error(
-        client.get("/v2/team/app/tags/list", params={"n": n}), 400, "PAGINATION_NUMBER_INVALID"
-    )
+    assert_error(client.get("/v2/team/app/tags/list", params={"n": n}), 400, "PAGINATION_NUMBER_INVALID")
 
 
 def test_unknown_repository(client):
@@ -140,12 +136,8 @@ def test_tag_grammar(client):
     push_image(client, "team/app", image)
     longest = "t" + "x" * 127
     for tag in ("_", "a", "A.b-c_d", "1", longest):
-        assert (
-            put_manifest(client, "team/app", tag, image.manifest, OCI_MANIFEST).status_code == 201
-        ), tag
-    assert client.get("/v2/team/app/tags/list").json()["tags"] == sorted(
-        ["_", "a", "A.b-c_d", "1", longest]
-    )
+        assert put_manifest(client, "team/app", tag, image.manifest, OCI_MANIFEST).status_code == 201, tag
+    assert client.get("/v2/team/app/tags/list").json()["tags"] == sorted(["_", "a", "A.b-c_d", "1", longest])
     for tag in (longest + "x", ".a", "-a", "a+b", "a:b"):
         response = put_manifest(client, "team/app", tag, image.manifest, OCI_MANIFEST)
         assert response.status_code == 400, tag

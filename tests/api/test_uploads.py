@@ -204,9 +204,7 @@ def test_mount_without_from_with_automatic_mount_off_starts_an_upload(registry):
 # --- PATCH -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "size", [MiB + 1, pytest.param(17 * MiB + 123, marks=pytest.mark.asgi_only)]
-)
+@pytest.mark.parametrize("size", [MiB + 1, pytest.param(17 * MiB + 123, marks=pytest.mark.asgi_only)])
 def test_streamed_patch_without_content_length(client, storage, size):
     """docker, podman: one PATCH, chunked transfer encoding, then PUT ?digest=."""
     data = os.urandom(size)
@@ -267,9 +265,7 @@ def test_chunks_bigger_than_a_part(client, storage):
         location = upload_path(response.headers["Location"])
     # The last chunk rides in the closing PUT, with its Content-Range.
     rest = data[12 * MiB :]
-    response = put(
-        client, location, sha256(data), rest, **{"Content-Range": f"{12 * MiB}-{len(data) - 1}"}
-    )
+    response = put(client, location, sha256(data), rest, **{"Content-Range": f"{12 * MiB}-{len(data) - 1}"})
     assert response.status_code == 201, response.text
     assert_blob(client, "team/app", data)
     assert upload_leftovers(storage) == NO_LEFTOVERS
@@ -400,9 +396,7 @@ def test_out_of_order_and_overlapping_chunks(client, storage):
     assert status.status_code == 204 and status.headers["Range"] == "0-1023"
     response = patch(client, location, data[1024:3000], 1024)  # resume where told
     assert response.status_code == 202 and response.headers["Range"] == "0-2999"
-    response = put(
-        client, location, sha256(data), data[3000:], **{"Content-Range": f"3000-{len(data) - 1}"}
-    )
+    response = put(client, location, sha256(data), data[3000:], **{"Content-Range": f"3000-{len(data) - 1}"})
     assert response.status_code == 201, response.text
     assert_blob(client, "team/app", data)
 
@@ -413,9 +407,7 @@ def test_chunk_length_not_matching_content_range(client, storage, sent):
     location = start(client)
     assert patch(client, location, data[:100], 0).status_code == 202
     before = storage.snapshot()
-    response = client.patch(
-        location, content=data[100 : 100 + sent], headers={"Content-Range": "100-199"}
-    )
+    response = client.patch(location, content=data[100 : 100 + sent], headers={"Content-Range": "100-199"})
     assert_416(response, location, 99)
     assert storage.snapshot() == before
     assert patch(client, location, data[100:], 100).status_code == 202
@@ -423,9 +415,7 @@ def test_chunk_length_not_matching_content_range(client, storage, sent):
     assert_blob(client, "team/app", data)
 
 
-@pytest.mark.parametrize(
-    "content_range", ["abc", "5", "10-5", "-5", "1-", "bytes */100", "0x0-0x5"]
-)
+@pytest.mark.parametrize("content_range", ["abc", "5", "10-5", "-5", "1-", "bytes */100", "0x0-0x5"])
 def test_malformed_content_range(client, storage, content_range):
     location = start(client)
     assert patch(client, location, b"0123456789", 0).status_code == 202
@@ -451,13 +441,8 @@ def test_content_range_forms(client):
     data = os.urandom(30)
     location = start(client)
     assert patch(client, location, data[:10], **{"Content-Range": "0-9"}).status_code == 202
-    assert (
-        patch(client, location, data[10:20], **{"Content-Range": "bytes 10-19/30"}).status_code
-        == 202
-    )
-    assert (
-        patch(client, location, data[20:], **{"Content-Range": "bytes 20-29/*"}).status_code == 202
-    )
+    assert patch(client, location, data[10:20], **{"Content-Range": "bytes 10-19/30"}).status_code == 202
+    assert patch(client, location, data[20:], **{"Content-Range": "bytes 20-29/*"}).status_code == 202
     assert put(client, location, sha256(data)).status_code == 201
     assert_blob(client, "team/app", data)
 
@@ -548,9 +533,7 @@ def test_same_blob_pushed_twice_is_one_blob(client, storage):
     push_blob(client, "a", data, mode="put")
     snapshot = storage.snapshot()
     assert len([o for o in snapshot["objects"] if o[0].startswith("blobs/")]) == 1
-    assert [i["PK"]["S"] for i in snapshot["items"] if i["SK"]["S"] == "META"] == [
-        f"BLOB#{sha256(data)}"
-    ]
+    assert [i["PK"]["S"] for i in snapshot["items"] if i["SK"]["S"] == "META"] == [f"BLOB#{sha256(data)}"]
     assert_blob(client, "a", data)
     assert_blob(client, "b", data)
 
@@ -633,9 +616,7 @@ def stream_whole(client, data):
 
 
 @pytest.mark.asgi_only
-def test_streamed_patch_leaves_a_short_last_part_that_the_empty_put_completes(
-    client, registry, storage
-):
+def test_streamed_patch_leaves_a_short_last_part_that_the_empty_put_completes(client, registry, storage):
     data = os.urandom(2 * PART + 4 * MiB)  # the bench's push: 20 MiB in 8 MiB parts
     with s3_calls(registry) as calls:
         location = stream_whole(client, data)
@@ -735,9 +716,7 @@ def test_patches_of_both_kinds_after_a_short_last_part(client, registry, storage
 @pytest.mark.asgi_only
 @pytest.mark.parametrize("final", [MiB + 3, PART + 11])
 @pytest.mark.parametrize("with_range", [True, False], ids=["content-range", "no-range"])
-def test_put_with_a_final_chunk_after_a_short_last_part(
-    client, registry, storage, final, with_range
-):
+def test_put_with_a_final_chunk_after_a_short_last_part(client, registry, storage, final, with_range):
     data = os.urandom(SHORT + final)
     location = stream_whole(client, data[:SHORT])
     headers = {"Content-Range": f"{SHORT}-{len(data) - 1}"} if with_range else {}

@@ -51,9 +51,7 @@ class Caller:
         return basic(self.username, self.password) if self.username else {}
 
 
-def make_auth_settings(
-    moto_endpoint: str, aws_clients: AwsClients, template: dict, **overrides
-) -> Settings:
+def make_auth_settings(moto_endpoint: str, aws_clients: AwsClients, template: dict, **overrides) -> Settings:
     suffix = uuid.uuid4().hex[:12]
     settings = Settings(
         bucket=f"skyport-auth-{suffix}",

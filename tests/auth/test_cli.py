@@ -141,9 +141,7 @@ def test_users_robots_grants_and_public_repositories(capsys, monkeypatch, target
     assert code == 1 and "invalid repository pattern" in err
 
 
-def test_the_local_registry_is_found_through_its_state_file(
-    capsys, tmp_path, monkeypatch, auth_registry
-):
+def test_the_local_registry_is_found_through_its_state_file(capsys, tmp_path, monkeypatch, auth_registry):
     monkeypatch.setenv("SKYPORT_STATE_DIR", str(tmp_path))
     code, _, err = run(capsys, "user", "list")
     assert code == 1 and "make run" in err

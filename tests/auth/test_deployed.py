@@ -120,9 +120,7 @@ def test_first_admin_logs_in_through_the_lambda_handler(deployed):
     client, registry, admin_password, _ = deployed
     response = client.get("/v2/")
     assert_error(response, 401, "UNAUTHORIZED")
-    assert response.headers["WWW-Authenticate"].startswith(
-        'Bearer realm="http://testserver/auth/token"'
-    )
+    assert response.headers["WWW-Authenticate"].startswith('Bearer realm="http://testserver/auth/token"')
     token = client.get(
         "/auth/token",
         params={"scope": "repository:any/repo:pull,push"},
@@ -170,9 +168,7 @@ def test_nothing_secret_reaches_logs_metrics_or_error_bodies(deployed, capfd, ca
     call("GET", "/v2/", headers=basic("admin", wrong))
     call("GET", "/v2/team/app/tags/list", headers=bearer(issued["token"] + "x"))
     call("GET", f"/v2/team/app/tags/list?token={issued['token']}", headers=bearer(issued["token"]))
-    digest = push_blob(
-        _WithHeaders(client, bearer(issued["token"])), "team/app", b"data", mode="post"
-    )
+    digest = push_blob(_WithHeaders(client, bearer(issued["token"])), "team/app", b"data", mode="post")
     location = call("GET", f"/v2/team/app/blobs/{digest}", headers=bearer(issued["token"])).headers[
         "location"
     ]
@@ -184,9 +180,7 @@ def test_nothing_secret_reaches_logs_metrics_or_error_bodies(deployed, capfd, ca
         out
         + err
         + "\n".join(
-            r.getMessage() + str(r.__dict__)
-            for r in caplog.records
-            if not r.name.startswith("httpx")
+            r.getMessage() + str(r.__dict__) for r in caplog.records if not r.name.startswith("httpx")
         )
     )
     assert "duration_ms" in logged and "/v2/team/app/tags/list" in logged  # the access log is there
@@ -240,9 +234,7 @@ class _WithHeaders:
         self._client, self._headers = client, headers
 
     def post(self, url, **kwargs):
-        return self._client.post(
-            url, headers={**self._headers, **kwargs.pop("headers", {})}, **kwargs
-        )
+        return self._client.post(url, headers={**self._headers, **kwargs.pop("headers", {})}, **kwargs)
 
     put = patch = post
 

@@ -188,9 +188,7 @@ def test_an_in_memory_signing_key_never_reaches_the_table(moto_endpoint, aws_cli
 
     from .conftest import make_auth_settings
 
-    settings = make_auth_settings(
-        moto_endpoint, aws_clients, template, signing_key_in_memory=True
-    )
+    settings = make_auth_settings(moto_endpoint, aws_clients, template, signing_key_in_memory=True)
     first, second = (Registry(settings, clients=aws_clients) for _ in range(2))
     first.identities.add_user("frank", "frank-password-1")
     with TestClient(create_app(first)) as one, TestClient(create_app(second)) as two:
@@ -198,7 +196,6 @@ def test_an_in_memory_signing_key_never_reaches_the_table(moto_endpoint, aws_cli
         assert two.get("/v2/", headers=bearer(token)).status_code == 200
     assert first.auth._store.get_signing_keys() is None
     # Without it (a stack of its own, not `serve`), the table keeps the key.
-    table_registry = Registry(make_auth_settings(moto_endpoint, aws_clients, template),
-                              clients=aws_clients)
+    table_registry = Registry(make_auth_settings(moto_endpoint, aws_clients, template), clients=aws_clients)
     table_registry.auth.keys.load()
     assert table_registry.auth._store.get_signing_keys() is not None

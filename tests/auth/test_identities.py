@@ -44,9 +44,7 @@ def test_get_token_with_basic_credentials_and_offline_token(alice, auth_client):
     assert body["token"] == body["access_token"] and body["refresh_token"]
     assert body["issued_at"].endswith("Z")
     # The refresh token is no access token.
-    assert_error(
-        auth_client.get("/v2/", headers=bearer(body["refresh_token"])), 401, "UNAUTHORIZED"
-    )
+    assert_error(auth_client.get("/v2/", headers=bearer(body["refresh_token"])), 401, "UNAUTHORIZED")
     assert auth_client.get("/v2/", headers=bearer(body["token"])).status_code == 200
 
 
@@ -61,18 +59,14 @@ def test_bad_passwords_are_refused_cleanly(alice, auth_client):
         response = auth_client.get("/auth/token", headers=basic(username, password))
         error = assert_error(response, 401, "UNAUTHORIZED")
         assert error["message"] == "invalid username or password"
-        assert_error(
-            auth_client.get("/v2/", headers=basic(username, password)), 401, "UNAUTHORIZED"
-        )
+        assert_error(auth_client.get("/v2/", headers=basic(username, password)), 401, "UNAUTHORIZED")
         alice.unlock("alice")  # (two failures per round: the lockout is tested below)
     for header in (
         "Basic !!!notbase64",
         "Basic " + "YWxpY2U=",
         "Digest abc",
     ):  # "alice" without ':'
-        assert_error(
-            auth_client.get("/v2/", headers={"Authorization": header}), 401, "UNAUTHORIZED"
-        )
+        assert_error(auth_client.get("/v2/", headers={"Authorization": header}), 401, "UNAUTHORIZED")
 
 
 def test_oauth_password_and_refresh_grants(alice, auth_client):
@@ -106,9 +100,7 @@ def test_oauth_password_and_refresh_grants(alice, auth_client):
         401,
         "UNAUTHORIZED",
     )
-    assert_error(
-        oauth(auth_client, grant_type="refresh_token", refresh_token="x.y.z"), 401, "UNAUTHORIZED"
-    )
+    assert_error(oauth(auth_client, grant_type="refresh_token", refresh_token="x.y.z"), 401, "UNAUTHORIZED")
     assert_error(
         oauth(auth_client, grant_type="refresh_token", refresh_token=body["access_token"]),
         401,
@@ -126,9 +118,7 @@ def test_a_new_password_ends_refresh_tokens(alice, auth_client):
         access_type="offline",
     ).json()["refresh_token"]
     alice.set_password("alice", "alice-password-2")
-    assert_error(
-        oauth(auth_client, grant_type="refresh_token", refresh_token=refresh), 401, "UNAUTHORIZED"
-    )
+    assert_error(oauth(auth_client, grant_type="refresh_token", refresh_token=refresh), 401, "UNAUTHORIZED")
     assert_error(auth_client.get("/v2/", headers=basic("alice", PASSWORD)), 401, "UNAUTHORIZED")
     assert auth_client.get("/v2/", headers=basic("alice", "alice-password-2")).status_code == 200
 
@@ -152,24 +142,17 @@ def test_robot_secret_is_shown_once_and_can_be_rotated_and_revoked(auth_registry
         "/auth/token", params={"offline_token": "true"}, headers=basic("robot+ci", secret)
     ).json()["refresh_token"]
     assert (
-        auth_client.post(
-            "/v2/team/app/blobs/uploads/", headers=basic("robot+ci", secret)
-        ).status_code
-        == 202
+        auth_client.post("/v2/team/app/blobs/uploads/", headers=basic("robot+ci", secret)).status_code == 202
     )
 
     new_secret = auth.rotate_robot("ci")
     assert new_secret != secret
     assert_error(auth_client.get("/v2/", headers=basic("robot+ci", secret)), 401, "UNAUTHORIZED")
-    assert_error(
-        oauth(auth_client, grant_type="refresh_token", refresh_token=refresh), 401, "UNAUTHORIZED"
-    )
+    assert_error(oauth(auth_client, grant_type="refresh_token", refresh_token=refresh), 401, "UNAUTHORIZED")
     assert auth_client.get("/v2/", headers=basic("robot+ci", new_secret)).status_code == 200
 
     auth.delete("robot+ci")
-    assert_error(
-        auth_client.get("/v2/", headers=basic("robot+ci", new_secret)), 401, "UNAUTHORIZED"
-    )
+    assert_error(auth_client.get("/v2/", headers=basic("robot+ci", new_secret)), 401, "UNAUTHORIZED")
     assert [g for g in auth.list_grants() if g.principal == "robot+ci"] == []
     # A new robot of the same name starts with no permissions.
     again, again_secret = auth.add_robot("ci")
@@ -204,9 +187,7 @@ def test_repeated_failures_lock_the_identity_with_growing_delays(auth_registry):
     assert auth.authenticate("alice", PASSWORD).name == "alice"  # a success clears the count
     assert auth._store.get_lockout("alice", "") is None
     # The delay stops growing at the cap (a small one here: each round costs one scrypt).
-    capped = AuthService(
-        auth._store, replace(settings, lockout_max_seconds=4), clock=lambda: now[0]
-    )
+    capped = AuthService(auth._store, replace(settings, lockout_max_seconds=4), clock=lambda: now[0])
     for _ in range(settings.lockout_threshold + 4):
         now[0] += 5
         with pytest.raises(Unauthorized):

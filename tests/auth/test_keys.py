@@ -20,9 +20,7 @@ from starlette.testclient import TestClient
 from .conftest import basic, bearer, make_auth_settings
 
 
-def test_the_registry_reads_the_key_from_the_parameter_its_settings_name(
-    moto_endpoint, aws, template
-):
+def test_the_registry_reads_the_key_from_the_parameter_its_settings_name(moto_endpoint, aws, template):
     name = f"/skyport/key-{secrets.token_hex(4)}"
     aws.ssm.put_parameter(Name=name, Type="SecureString", Value="k" * 40)
     settings = make_auth_settings(moto_endpoint, aws, template, signing_key_parameter=name)

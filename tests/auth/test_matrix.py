@@ -73,9 +73,7 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(moto_endpoint, aws_clients, template) -> Iterator[World]:
-    registry = Registry(
-        make_auth_settings(moto_endpoint, aws_clients, template), clients=aws_clients
-    )
+    registry = Registry(make_auth_settings(moto_endpoint, aws_clients, template), clients=aws_clients)
     callers = populate(registry)
     with TestClient(create_app(registry), follow_redirects=False) as client:
         admin = callers["admin"].credentials()
@@ -181,9 +179,7 @@ ENDPOINTS: dict[str, tuple[str, int, Callable]] = {
     "POST monolithic upload": (
         "push",
         201,
-        lambda w, r, h, p: w.client.post(
-            f"/v2/{r}/blobs/uploads/?digest={EMPTY_BLOB_SHA256}", headers=h
-        ),
+        lambda w, r, h, p: w.client.post(f"/v2/{r}/blobs/uploads/?digest={EMPTY_BLOB_SHA256}", headers=h),
     ),
     "POST mount": (
         "push",
@@ -200,9 +196,7 @@ ENDPOINTS: dict[str, tuple[str, int, Callable]] = {
     "PUT upload": (
         "push",
         201,
-        lambda w, r, h, p: w.client.put(
-            f"{_session(w, r, h, p)}?digest={EMPTY_BLOB_SHA256}", headers=h
-        ),
+        lambda w, r, h, p: w.client.put(f"{_session(w, r, h, p)}?digest={EMPTY_BLOB_SHA256}", headers=h),
     ),
     "GET upload": ("push", 204, lambda w, r, h, p: w.client.get(_session(w, r, h, p), headers=h)),
     "DELETE upload": (
@@ -234,9 +228,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("endpoint", "caller_name", "repo", "mode"), CASES)
-def test_endpoint_allows_or_denies(
-    world: World, endpoint: str, caller_name: str, repo: str, mode: str
-):
+def test_endpoint_allows_or_denies(world: World, endpoint: str, caller_name: str, repo: str, mode: str):
     action, ok_status, request = ENDPOINTS[endpoint]
     caller = world.callers[caller_name]
     if mode == "token":
@@ -268,14 +260,10 @@ def test_version_check_needs_credentials(world: World):
     for name in CALLERS[1:]:
         caller = world.callers[name]
         assert world.client.get("/v2/", headers=caller.credentials()).status_code == 200
-        assert (
-            world.client.get("/v2/", headers=bearer(world.token(caller, REPO_A))).status_code == 200
-        )
+        assert world.client.get("/v2/", headers=bearer(world.token(caller, REPO_A))).status_code == 200
     # An anonymous token is a valid token: /v2/ answers (what it may pull is another matter).
     assert (
-        world.client.get(
-            "/v2/", headers=bearer(world.token(world.callers["anonymous"], PUBLIC))
-        ).status_code
+        world.client.get("/v2/", headers=bearer(world.token(world.callers["anonymous"], PUBLIC))).status_code
         == 200
     )
 
@@ -299,9 +287,7 @@ def _catalog(world: World, headers: dict, **params) -> tuple[list[str], str | No
         ("admin", [PUBLIC, REPO_A, REPO_B]),
     ],
 )
-def test_catalog_lists_only_what_the_caller_may_pull(
-    world: World, caller_name: str, visible: list[str]
-):
+def test_catalog_lists_only_what_the_caller_may_pull(world: World, caller_name: str, visible: list[str]):
     caller = world.callers[caller_name]
     names, _ = _catalog(world, caller.credentials())
     assert [n for n in names if n in (PUBLIC, REPO_A, REPO_B)] == sorted(visible)
@@ -339,10 +325,7 @@ def test_a_token_for_one_repository_is_challenged_on_another(world: World):
     response = world.client.get(f"/v2/{REPO_B}/manifests/v1", headers=bearer(token))
     assert_error(response, 401, "UNAUTHORIZED")
     challenge = response.headers["WWW-Authenticate"]
-    assert (
-        f'scope="repository:{REPO_B}:pull"' in challenge
-        and 'error="insufficient_scope"' in challenge
-    )
+    assert f'scope="repository:{REPO_B}:pull"' in challenge and 'error="insufficient_scope"' in challenge
 
 
 def test_mount_from_a_repository_the_caller_cannot_read_uploads_instead(world: World):
@@ -357,14 +340,9 @@ def test_mount_from_a_repository_the_caller_cannot_read_uploads_instead(world: W
         )
         assert response.status_code == 202, response.text  # a plain upload session, no blob
         # Without `from` either: the blob is in the registry, but not anywhere bob may read.
-        response = world.client.post(
-            f"/v2/{REPO_B}/blobs/uploads/?mount={secret_blob}", headers=headers
-        )
+        response = world.client.post(f"/v2/{REPO_B}/blobs/uploads/?mount={secret_blob}", headers=headers)
         assert response.status_code == 202, response.text
-        assert (
-            world.client.head(f"/v2/{REPO_B}/blobs/{secret_blob}", headers=headers).status_code
-            == 404
-        )
+        assert world.client.head(f"/v2/{REPO_B}/blobs/{secret_blob}", headers=headers).status_code == 404
     # Who may read the source mounts: with `from`, or without when it may read everything.
     pusher_a = world.callers["pusher_a"]
     response = world.client.post(
@@ -372,9 +350,7 @@ def test_mount_from_a_repository_the_caller_cannot_read_uploads_instead(world: W
         headers=pusher_a.credentials(),
     )
     assert response.status_code == 201, response.text
-    response = world.client.post(
-        f"/v2/{REPO_B}/blobs/uploads/?mount={secret_blob}", headers=world.admin
-    )
+    response = world.client.post(f"/v2/{REPO_B}/blobs/uploads/?mount={secret_blob}", headers=world.admin)
     assert response.status_code == 201, response.text
 
 
@@ -405,13 +381,9 @@ def test_upload_sessions_belong_to_who_started_them(world: World):
     data = b"owned by pusher_a"
     for other in (admin.credentials(), bearer(world.token(admin, REPO_A))):
         assert_error(world.client.get(location, headers=other), 404, "BLOB_UPLOAD_UNKNOWN")
+        assert_error(world.client.patch(location, content=b"evil", headers=other), 404, "BLOB_UPLOAD_UNKNOWN")
         assert_error(
-            world.client.patch(location, content=b"evil", headers=other), 404, "BLOB_UPLOAD_UNKNOWN"
-        )
-        assert_error(
-            world.client.put(
-                f"{location}?digest={sha256(b'evil')}", content=b"evil", headers=other
-            ),
+            world.client.put(f"{location}?digest={sha256(b'evil')}", content=b"evil", headers=other),
             404,
             "BLOB_UPLOAD_UNKNOWN",
         )
@@ -420,9 +392,7 @@ def test_upload_sessions_belong_to_who_started_them(world: World):
     owner = bearer(world.token(pusher_a, REPO_A))
     response = world.client.patch(location, content=data, headers=owner)
     assert response.status_code == 202 and response.headers["Range"] == f"0-{len(data) - 1}"
-    response = world.client.put(
-        f"{response.headers['Location']}?digest={sha256(data)}", headers=owner
-    )
+    response = world.client.put(f"{response.headers['Location']}?digest={sha256(data)}", headers=owner)
     assert response.status_code == 201, response.text
 
 
@@ -446,14 +416,10 @@ def test_referrers_and_tags_do_not_cross_repositories(world: World):
     # The same subject digest asked in bob's own repository: nothing from team-a.
     response = world.client.get(f"/v2/{REPO_B}/referrers/{subject}", headers=bob.credentials())
     assert response.status_code == 200 and response.json()["manifests"] == []
-    assert_error(
-        world.client.get(f"/v2/{REPO_A}/tags/list", headers=bob.credentials()), 403, "DENIED"
-    )
+    assert_error(world.client.get(f"/v2/{REPO_A}/tags/list", headers=bob.credentials()), 403, "DENIED")
     # Refused before anything is looked up: an unknown repository answers like a known one.
     for repo in (REPO_A, "team-a/does-not-exist"):
-        assert_error(
-            world.client.get(f"/v2/{repo}/tags/list", headers=bob.credentials()), 403, "DENIED"
-        )
+        assert_error(world.client.get(f"/v2/{repo}/tags/list", headers=bob.credentials()), 403, "DENIED")
         assert_error(world.client.get(f"/v2/{repo}/tags/list"), 401, "UNAUTHORIZED")
 
 
@@ -466,15 +432,9 @@ def test_refused_writes_change_nothing(world: World):
         headers={**bob.credentials(), "Content-Type": image.media_type},
     )
     assert_error(response, 403, "DENIED")
-    assert (
-        world.client.get(f"/v2/{REPO_A}/manifests/bob-was-here", headers=world.admin).status_code
-        == 404
-    )
+    assert world.client.get(f"/v2/{REPO_A}/manifests/bob-was-here", headers=world.admin).status_code == 404
     response = world.client.delete(
         f"/v2/{REPO_A}/manifests/{image.digest}", headers=world.callers["pusher_a"].credentials()
     )
     assert_error(response, 403, "DENIED")
-    assert (
-        world.client.get(f"/v2/{REPO_A}/manifests/{image.digest}", headers=world.admin).status_code
-        == 200
-    )
+    assert world.client.get(f"/v2/{REPO_A}/manifests/{image.digest}", headers=world.admin).status_code == 200

@@ -183,9 +183,7 @@ def test_forged_and_expired_tokens_are_unauthorized_over_http(auth_registry, aut
         access=[{"type": "repository", "name": "team/app", "actions": ["pull", "push"]}],
     )
     forged = {
-        "expired": tokens.encode(
-            {**good, "exp": now - 60, "iat": now - 400, "nbf": now - 400}, ring.current
-        ),
+        "expired": tokens.encode({**good, "exp": now - 60, "iat": now - 400, "nbf": now - 400}, ring.current),
         "wrong audience": tokens.encode({**good, "aud": "elsewhere"}, ring.current),
         "wrong key": tokens.encode(good, SigningKey.generate()),
         "alg none": forge({"alg": "none", "kid": ring.current.kid}, good),

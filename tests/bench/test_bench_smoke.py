@@ -29,10 +29,15 @@ def _needs_tools() -> None:
 
 
 def _run(*argv: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, *argv], cwd=cwd, capture_output=True, text=True,
-                            timeout=TIMEOUT, stdin=subprocess.DEVNULL)
-    assert result.returncode == 0, (
-        f"stdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-4000:]}")
+    result = subprocess.run(
+        [sys.executable, *argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, f"stdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-4000:]}"
     return result
 
 
@@ -55,10 +60,16 @@ def test_tiny_bench_writes_results(tmp_path: Path) -> None:
         assert row["ratio"] == pytest.approx(row["skyport_s"] / row["distribution_s"], rel=0.01)
 
     calls = {row["operation"]: row for row in latest["aws_calls"]["rows"]}
-    for operation in ("GET manifest by tag", "GET manifest by digest", "HEAD blob",
-                      "GET blob (307 to presigned S3 URL)", "GET tags list",
-                      "GET catalog page (n=100)", "push blob in 1 request (POST ?digest=)",
-                      "PUT manifest (inline, new tag)"):
+    for operation in (
+        "GET manifest by tag",
+        "GET manifest by digest",
+        "HEAD blob",
+        "GET blob (307 to presigned S3 URL)",
+        "GET tags list",
+        "GET catalog page (n=100)",
+        "push blob in 1 request (POST ?digest=)",
+        "PUT manifest (inline, new tag)",
+    ):
         assert operation in calls
     assert any(name.startswith("push blob in 4 MiB chunks") for name in calls)
     assert calls["GET manifest by tag"]["dynamodb_calls"] >= 1
@@ -74,16 +85,14 @@ def test_tiny_bench_writes_results(tmp_path: Path) -> None:
     from bench.report import markdown
 
     assert len(markdown(latest).splitlines()) == 2 + len(rows)
-    for title in ("1. Push and pull wall time", "2. AWS calls per operation", "3. Memory",
-                  "4. Lambda"):
+    for title in ("1. Push and pull wall time", "2. AWS calls per operation", "3. Memory", "4. Lambda"):
         assert title in result.stdout
 
 
 @pytest.mark.e2e
 def test_hotspots_runs(tmp_path: Path) -> None:
     _needs_tools()
-    result = _run("-m", "bench.hotspots", "--requests", "10", "--rate", "100",
-                  "--out", str(tmp_path))
+    result = _run("-m", "bench.hotspots", "--requests", "10", "--rate", "100", "--out", str(tmp_path))
     figures = json.loads((tmp_path / "hotspots.json").read_text())
     assert set(figures["latency"]["HEAD blob"]) == {"skyport", "distribution", "distribution-fs"}
     assert "per request, median of 10" in result.stdout
@@ -120,11 +129,11 @@ def test_profile_summary_reads_py_spy_raw_stacks() -> None:
     from bench.hotspots import summarize_profile
 
     raw = (
-        "process 1:\"python\";thread (0x1);run (threading.py:1);"
+        'process 1:"python";thread (0x1);run (threading.py:1);'
         "_Table.get (skyport/storage/dynamodb.py:129);_make_api_call (botocore/client.py:1076) 30\n"
-        "process 1:\"python\";thread (0x1);run (threading.py:1);"
+        'process 1:"python";thread (0x1);run (threading.py:1);'
         "_Table.get (skyport/storage/dynamodb.py:129);recv_into (socket.py:700) 10\n"
-        "process 1:\"python\";thread (0x2);handle (uvicorn/protocols/http/h11_impl.py:10) 10\n"
+        'process 1:"python";thread (0x2);handle (uvicorn/protocols/http/h11_impl.py:10) 10\n'
     )
     summary = summarize_profile(raw)
     assert summary["samples"] == 50
@@ -132,4 +141,5 @@ def test_profile_summary_reads_py_spy_raw_stacks() -> None:
     assert ("_Table.get (skyport/storage/dynamodb.py:129)", 40) in summary["inclusive_top"]
     assert dict(summary["split"]) == {
         "storage call (botocore, to moto and back)": 40,
-        "HTTP server and framework (uvicorn, Starlette, FastAPI)": 10}
+        "HTTP server and framework (uvicorn, Starlette, FastAPI)": 10,
+    }

@@ -74,8 +74,10 @@ def suite_binary() -> Path | str:
         if path.is_file() and os.access(path, os.X_OK):
             return path
     looked = ", ".join(str(p) for p in candidates)
-    return (f"the OCI conformance suite is not here (looked for {looked}; set {SUITE_ENV} "
-            "to its path): a clone without ../shared/tools cannot run it")
+    return (
+        f"the OCI conformance suite is not here (looked for {looked}; set {SUITE_ENV} "
+        "to its path): a clone without ../shared/tools cannot run it"
+    )
 
 
 def require_suite() -> Path:
@@ -107,7 +109,8 @@ def _wait_ready(server: Server, auth: bool) -> str | None:
             try:
                 response = http.get(f"{server.url}/v2/")
                 if response.status_code == 200 or (
-                        auth and response.status_code == 401 and "WWW-Authenticate" in response.headers):
+                    auth and response.status_code == 401 and "WWW-Authenticate" in response.headers
+                ):
                     return None
                 last = f"GET /v2/ answered {response.status_code}: {response.text[:200]}"
             except httpx.HTTPError as exc:
@@ -117,8 +120,9 @@ def _wait_ready(server: Server, auth: bool) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def server_for(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-               ) -> Iterator[Callable[..., Server]]:
+def server_for(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., Server]]:
     """``server_for(key, **env)``: the `skyport serve` for one configuration, started on
     first use and shared by every mode that names the same key; all stop with the module."""
     started: dict[str, Server] = {}
@@ -129,14 +133,18 @@ def server_for(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
         base = tmp_path_factory.mktemp(f"conformance-{key}")
         port = _free_port()
         # Each server keeps its own admin state file (`skyport user ...` finds it there).
-        proc, argv, _ = spawn_server(request, port, base / "skyport.log",
-                                     SKYPORT_STATE_DIR=str(base / "state"), **env)
+        proc, argv, _ = spawn_server(
+            request, port, base / "skyport.log", SKYPORT_STATE_DIR=str(base / "state"), **env
+        )
         server = Server(f"http://127.0.0.1:{port}", proc, base / "skyport.log")
         why = _wait_ready(server, auth=env.get("SKYPORT_AUTH") == "on")
         if why:
             _stop(proc, "the registry")
-            pytest.fail(f"`{' '.join(argv)}` ({env}) did not start: {why}\n"
-                        f"--- registry log ---\n{_log_tail(server.log)}", pytrace=False)
+            pytest.fail(
+                f"`{' '.join(argv)}` ({env}) did not start: {why}\n"
+                f"--- registry log ---\n{_log_tail(server.log)}",
+                pytrace=False,
+            )
         # The mode is what it claims: API Gateway's request id header only behind the gateway.
         with httpx.Client(trust_env=False, timeout=10) as http:
             behind_gateway = "apigw-requestid" in http.get(f"{server.url}/v2/").headers
@@ -164,15 +172,20 @@ class Mode:
 
 MODES = {
     "asgi": Mode("asgi", suite_env={"OCI_AUTOMATIC_CROSSMOUNT": "1"}, must_pass=(MOUNT_ON_SPEC,)),
-    "lambda-gateway": Mode("lambda", {"SKYPORT_GATEWAY": "lambda"},
-                           {"OCI_AUTOMATIC_CROSSMOUNT": "1"}, (MOUNT_ON_SPEC,)),
+    "lambda-gateway": Mode(
+        "lambda", {"SKYPORT_GATEWAY": "lambda"}, {"OCI_AUTOMATIC_CROSSMOUNT": "1"}, (MOUNT_ON_SPEC,)
+    ),
     # The mount's challenge asks for pull on its source too (as Distribution's does), so
     # the suite's token may mount, and the automatic-mount spec runs with auth on as well.
-    "auth-on-admin": Mode("auth", {"SKYPORT_AUTH": "on", "SKYPORT_ADMIN_PASSWORD": ADMIN_PASSWORD},
-                          {"OCI_USERNAME": "admin", "OCI_PASSWORD": ADMIN_PASSWORD,
-                           "OCI_AUTOMATIC_CROSSMOUNT": "1"}, (MOUNT_ON_SPEC,)),
-    "automatic-mount-off": Mode("mount-off", {"SKYPORT_AUTOMATIC_MOUNT": "off"},
-                                {"OCI_AUTOMATIC_CROSSMOUNT": "0"}, (MOUNT_OFF_SPEC,)),
+    "auth-on-admin": Mode(
+        "auth",
+        {"SKYPORT_AUTH": "on", "SKYPORT_ADMIN_PASSWORD": ADMIN_PASSWORD},
+        {"OCI_USERNAME": "admin", "OCI_PASSWORD": ADMIN_PASSWORD, "OCI_AUTOMATIC_CROSSMOUNT": "1"},
+        (MOUNT_ON_SPEC,),
+    ),
+    "automatic-mount-off": Mode(
+        "mount-off", {"SKYPORT_AUTOMATIC_MOUNT": "off"}, {"OCI_AUTOMATIC_CROSSMOUNT": "0"}, (MOUNT_OFF_SPEC,)
+    ),
 }
 
 
@@ -211,8 +224,7 @@ def _summary_line(output: str) -> str:
 
 
 @pytest.mark.parametrize("mode", list(MODES))
-def test_conformance(mode: str, server_for, conformance_summaries: dict[str, str],
-                     tmp_path: Path) -> None:
+def test_conformance(mode: str, server_for, conformance_summaries: dict[str, str], tmp_path: Path) -> None:
     binary = require_suite()
     spec = MODES[mode]
     server = server_for(spec.server, **spec.server_env)
@@ -232,12 +244,22 @@ def test_conformance(mode: str, server_for, conformance_summaries: dict[str, str
     )
     log_start = server.log.stat().st_size if server.log.exists() else 0
     try:
-        result = subprocess.run([str(binary), "-ginkgo.no-color"], cwd=tmp_path, env=env,
-                                capture_output=True, text=True, timeout=SUITE_TIMEOUT,
-                                stdin=subprocess.DEVNULL, check=False)
+        result = subprocess.run(
+            [str(binary), "-ginkgo.no-color"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=SUITE_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
-        pytest.fail(f"the conformance suite ({mode}) ran over {SUITE_TIMEOUT:.0f}s\n"
-                    f"--- registry log ---\n{_log_tail(server.log, log_start)}", pytrace=False)
+        pytest.fail(
+            f"the conformance suite ({mode}) ran over {SUITE_TIMEOUT:.0f}s\n"
+            f"--- registry log ---\n{_log_tail(server.log, log_start)}",
+            pytrace=False,
+        )
     output = result.stdout + result.stderr
     summary = _summary_line(output)
     conformance_summaries[mode] = summary
@@ -245,9 +267,11 @@ def test_conformance(mode: str, server_for, conformance_summaries: dict[str, str
     junit = tmp_path / "junit.xml"
     assert junit.is_file(), f"no junit.xml (exit code {result.returncode}):\n{output[-5000:]}"
     outcome = _read_junit(junit)
-    context = (f"{summary}\nexit code {result.returncode}; reports in {tmp_path}\n"
-               f"--- suite output (tail) ---\n{output[-6000:]}\n"
-               f"--- registry log ---\n{_log_tail(server.log, log_start)}")
+    context = (
+        f"{summary}\nexit code {result.returncode}; reports in {tmp_path}\n"
+        f"--- suite output (tail) ---\n{output[-6000:]}\n"
+        f"--- registry log ---\n{_log_tail(server.log, log_start)}"
+    )
     assert outcome.failed == [], context
     assert result.returncode == 0, context
     missing = [name for name in spec.must_pass if not any(name in p for p in outcome.passed)]

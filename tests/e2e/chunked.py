@@ -26,11 +26,15 @@ def push_in_chunks(http: httpx.Client, repository: str, data: bytes, chunk: int 
         assert size <= int(advertised), f"chunks of {size} bytes exceed what the registry accepts"
     location = urljoin(str(http.base_url), response.headers["Location"])
     for start in range(0, len(data), size):
-        piece = data[start:start + size]
-        response = http.patch(location, content=piece, headers={
-            "Content-Type": "application/octet-stream",
-            "Content-Range": f"{start}-{start + len(piece) - 1}",
-        })
+        piece = data[start : start + size]
+        response = http.patch(
+            location,
+            content=piece,
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Range": f"{start}-{start + len(piece) - 1}",
+            },
+        )
         assert response.status_code == 202, (start, response.status_code, response.text)
         assert response.headers["Range"] == f"0-{start + len(piece) - 1}"
         location = urljoin(location, response.headers["Location"])

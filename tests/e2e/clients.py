@@ -18,9 +18,7 @@ TRANSFER_TIMEOUT = 300.0  # pushes, pulls and copies of tens of MiB
 
 def base_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env["NO_PROXY"] = env["no_proxy"] = ",".join(
-        x for x in (NO_PROXY, env.get("NO_PROXY", "")) if x
-    )
+    env["NO_PROXY"] = env["no_proxy"] = ",".join(x for x in (NO_PROXY, env.get("NO_PROXY", "")) if x)
     env.update(extra)
     return env
 
@@ -84,9 +82,7 @@ class Client:
         __tracebackhide__ = True
         return run([*self.argv, *args], env=self.env, timeout=timeout, check=check)
 
-    def fails(
-        self, *args: str, timeout: float = DEFAULT_TIMEOUT
-    ) -> subprocess.CompletedProcess[str]:
+    def fails(self, *args: str, timeout: float = DEFAULT_TIMEOUT) -> subprocess.CompletedProcess[str]:
         """Run a command that must fail; return its result for the caller to inspect."""
         __tracebackhide__ = True
         result = self(*args, timeout=timeout, check=False)

@@ -60,8 +60,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def spawn_server(request: pytest.FixtureRequest, port: int, log: Path, **env: str
-                 ) -> tuple[subprocess.Popen, list[str], dict[str, str]]:
+def spawn_server(
+    request: pytest.FixtureRequest, port: int, log: Path, **env: str
+) -> tuple[subprocess.Popen, list[str], dict[str, str]]:
     """Start ``python -m skyport_cli serve`` (the path `make run` takes) on ``port``,
     its output in ``log``; ``env`` adds environment variables (auth, state dir).
     Returns the process, its argv and its environment."""
@@ -277,9 +278,7 @@ def private_dockerd(*network: str, prefix: str = "skyport-dockerd-") -> Iterator
     failures = []
     proc = None
     try:
-        for driver in (os.environ.get("SKYPORT_E2E_DOCKER_STORAGE_DRIVER") or "overlay2,vfs").split(
-            ","
-        ):
+        for driver in (os.environ.get("SKYPORT_E2E_DOCKER_STORAGE_DRIVER") or "overlay2,vfs").split(","):
             log = base / f"dockerd-{driver}.log"
             argv = [
                 "dockerd",

@@ -47,9 +47,7 @@ def sha256_digest(data: bytes) -> str:
 def host_arch() -> str:
     """The host's architecture in OCI terms (docker pulls this one by default)."""
     machine = platform.machine().lower()
-    return {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(
-        machine, machine
-    )
+    return {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
 
 
 @dataclass(frozen=True)
@@ -157,10 +155,7 @@ def _write_image(
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
         "config": {"mediaType": OCI_CONFIG, **_write_blob(layout, config, blobs)},
-        "layers": [
-            {"mediaType": OCI_LAYER_GZIP, **_write_blob(layout, layer.gz, blobs)}
-            for layer in layers
-        ],
+        "layers": [{"mediaType": OCI_LAYER_GZIP, **_write_blob(layout, layer.gz, blobs)} for layer in layers],
     }
     raw = json.dumps(manifest, indent=2).encode()  # not canonical on purpose: bytes must survive
     return raw, {"mediaType": OCI_MANIFEST, **_write_blob(layout, raw, blobs)}
@@ -210,9 +205,7 @@ def build_oci_index_layout(
     raw_index = json.dumps(index, indent=2).encode()
     descriptor = {"mediaType": OCI_INDEX, **_write_blob(path, raw_index, blobs)}
     _write_layout(path, descriptor, tag)
-    return OCILayout(
-        path, tag, descriptor["digest"], OCI_INDEX, raw_index, blobs, per_platform, configs
-    )
+    return OCILayout(path, tag, descriptor["digest"], OCI_INDEX, raw_index, blobs, per_platform, configs)
 
 
 def read_oci_layout(path: Path, tag: str) -> tuple[dict, bytes, dict[str, bytes]]:

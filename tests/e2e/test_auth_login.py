@@ -60,8 +60,13 @@ def auth_registry(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[
     base = tmp_path_factory.mktemp("auth-registry")
     log = base / "skyport.log"
     proc, _, env = spawn_server(
-        request, port, log, SKYPORT_AUTH="on", SKYPORT_ADMIN_PASSWORD=ADMIN_PASSWORD,
-        SKYPORT_STATE_DIR=str(base / "state"))
+        request,
+        port,
+        log,
+        SKYPORT_AUTH="on",
+        SKYPORT_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        SKYPORT_STATE_DIR=str(base / "state"),
+    )
     url = f"http://127.0.0.1:{port}"
     deadline, last = time.monotonic() + READY_TIMEOUT, "no answer"
     try:
@@ -102,12 +107,10 @@ def test_banner_says_auth_is_on(auth_registry):
 
 def test_skopeo_login_copy_and_a_wrong_password(skopeo_auth: Client, auth_registry, tmp_path: Path):
     host = auth_registry.host
-    failed = skopeo_auth.fails(
-        "login", "--tls-verify=false", "-u", "admin", "-p", "wrong-password", host
+    failed = skopeo_auth.fails("login", "--tls-verify=false", "-u", "admin", "-p", "wrong-password", host)
+    assert "invalid username/password" in failed.stderr or "unauthorized" in failed.stderr.lower(), (
+        failed.stderr
     )
-    assert (
-        "invalid username/password" in failed.stderr or "unauthorized" in failed.stderr.lower()
-    ), failed.stderr
     assert ADMIN_PASSWORD not in failed.stderr
 
     repo = unique("e2e/auth-skopeo")
@@ -120,9 +123,7 @@ def test_skopeo_login_copy_and_a_wrong_password(skopeo_auth: Client, auth_regist
         f"docker://{host}/{repo}:1.0",
         timeout=TRANSFER_TIMEOUT,
     )
-    assert "unauthorized" in denied.stderr.lower() or "denied" in denied.stderr.lower(), (
-        denied.stderr
-    )
+    assert "unauthorized" in denied.stderr.lower() or "denied" in denied.stderr.lower(), denied.stderr
 
     skopeo_auth("login", "--tls-verify=false", "-u", "admin", "-p", ADMIN_PASSWORD, host)
     skopeo_auth(
@@ -184,9 +185,9 @@ def test_robot_pushes_where_granted_and_public_pulls_are_anonymous(
         f"docker://{host}/elsewhere-{team}/app:v1",
         timeout=TRANSFER_TIMEOUT,
     )
-    assert any(
-        word in refused.stderr.lower() for word in ("denied", "forbidden", "unauthorized")
-    ), refused.stderr
+    assert any(word in refused.stderr.lower() for word in ("denied", "forbidden", "unauthorized")), (
+        refused.stderr
+    )
     # Anonymous: the public repository yes, the private one no.
     skopeo_auth("inspect", "--tls-verify=false", f"docker://{host}/{team}/public-app:v1")
     skopeo_auth.fails("inspect", "--tls-verify=false", f"docker://{host}/{team}/app:v1")
@@ -218,9 +219,7 @@ def test_docker_login_push_pull(dockerd, auth_registry, tmp_path: Path):
 
     failed = login("wrong-password")
     assert failed.returncode != 0, failed.stdout
-    assert "unauthorized" in failed.stderr.lower() or "invalid" in failed.stderr.lower(), (
-        failed.stderr
-    )
+    assert "unauthorized" in failed.stderr.lower() or "invalid" in failed.stderr.lower(), failed.stderr
     succeeded = login(ADMIN_PASSWORD)
     assert succeeded.returncode == 0 and "Login Succeeded" in succeeded.stdout, (
         succeeded.stdout + succeeded.stderr
@@ -239,6 +238,4 @@ def test_docker_login_push_pull(dockerd, auth_registry, tmp_path: Path):
     finally:
         docker("logout", host, check=False)
     refused = docker.fails("pull", target, timeout=TRANSFER_TIMEOUT)
-    assert "denied" in refused.stderr.lower() or "unauthorized" in refused.stderr.lower(), (
-        refused.stderr
-    )
+    assert "denied" in refused.stderr.lower() or "unauthorized" in refused.stderr.lower(), refused.stderr

@@ -35,12 +35,20 @@ def gateway_registry(request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
     log = tmp_path_factory.mktemp("gateway") / "skyport.log"
     roots = [str(p) for p in request.config.getini("pythonpath")]
     inherited = os.environ.get("PYTHONPATH")
-    env = base_env(PYTHONPATH=os.pathsep.join(roots + ([inherited] if inherited else [])),
-                   SKYPORT_GATEWAY="lambda")
+    env = base_env(
+        PYTHONPATH=os.pathsep.join(roots + ([inherited] if inherited else [])), SKYPORT_GATEWAY="lambda"
+    )
     argv = [sys.executable, "-m", "skyport_cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     with log.open("wb") as out:
-        proc = subprocess.Popen(argv, cwd=request.config.rootpath, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            cwd=request.config.rootpath,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     reg = Registry(host=f"127.0.0.1:{port}", proc=proc, log=log)
     why = _wait_ready(reg, time.monotonic() + READY_TIMEOUT)
     if why:
@@ -71,14 +79,21 @@ def test_skopeo_round_trip_of_layers_that_fit(skopeo: Client, gateway_registry, 
     assert_same_blobs(layout, blobs)
 
 
-def test_skopeo_layer_too_big_for_one_request_is_refused(skopeo: Client, gateway_registry,
-                                                        tmp_path: Path) -> None:
+def test_skopeo_layer_too_big_for_one_request_is_refused(
+    skopeo: Client, gateway_registry, tmp_path: Path
+) -> None:
     """skopeo sends a layer in one PATCH: past Lambda's event limit the gateway refuses it,
     and no image appears."""
     layout = build_oci_layout(tmp_path / "src", [6 * MiB], tag="1.0")
     repo = unique("team/lambda/big")
-    failed = skopeo.fails("copy", "--preserve-digests", "--dest-tls-verify=false", layout.ref,
-                          ref(gateway_registry, repo, "1.0"), timeout=300)
+    failed = skopeo.fails(
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        layout.ref,
+        ref(gateway_registry, repo, "1.0"),
+        timeout=300,
+    )
     assert "413" in failed.stderr or "too large" in failed.stderr.lower(), failed.stderr
     with gateway_registry.http() as http:
         assert http.get(f"/v2/{repo}/manifests/1.0").status_code == 404

@@ -66,8 +66,14 @@ EVENTS = ROOT / "events"
 REGION = "us-east-1"
 FUNCTION = "ApiFunction"
 # Written in-process before the invokes (a config and a layer uploaded, a manifest pushed).
-SEED = ["02-post-upload-monolithic", "03-post-upload-start", "04-patch-upload-chunk",
-        "05-get-upload-status", "06-put-upload-finish", "09-put-manifest"]
+SEED = [
+    "02-post-upload-monolithic",
+    "03-post-upload-start",
+    "04-patch-upload-chunk",
+    "05-get-upload-status",
+    "06-put-upload-finish",
+    "09-put-manifest",
+]
 INVOKED = ["01-get-version-check", "11-get-manifest", "08-get-blob"]
 INVOKE_TIMEOUT = 120.0
 BUILD_TIMEOUT = 300.0
@@ -75,7 +81,8 @@ BUILD_TIMEOUT = 300.0
 
 def host_arch() -> str:
     return {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[
-        platform.machine().lower()]
+        platform.machine().lower()
+    ]
 
 
 def local_template(arch: str) -> dict:
@@ -90,7 +97,8 @@ def local_template(arch: str) -> dict:
     for resource, key in ((function, "CodeUri"), (layer, "ContentUri")):
         resource["Properties"][key] = str(ROOT / resource["Properties"][key])
     function["Properties"]["Environment"]["Variables"].update(
-        SKYPORT_S3_ENDPOINT="", SKYPORT_DYNAMODB_ENDPOINT="")
+        SKYPORT_S3_ENDPOINT="", SKYPORT_DYNAMODB_ENDPOINT=""
+    )
     return template
 
 
@@ -156,8 +164,7 @@ def bridge() -> Iterator[Bridge]:
 def sam_dockerd(bridge: Bridge) -> Iterator[Docker]:
     """A private dockerd whose default network is `bridge` (still no iptables: published
     ports go through docker-proxy, and the host talks to the bridge directly)."""
-    with private_dockerd(f"--bridge={bridge.name}", "--ip-forward=false",
-                         prefix="skyport-samd-") as docker:
+    with private_dockerd(f"--bridge={bridge.name}", "--ip-forward=false", prefix="skyport-samd-") as docker:
         yield docker
 
 
@@ -180,13 +187,27 @@ def moto_on_bridge(bridge: Bridge) -> Iterator[str]:
 def stack(moto_on_bridge: str) -> Stack:
     template = load_template()
     suffix = uuid.uuid4().hex[:12]
-    env = {**function_environment(template), "SKYPORT_BUCKET": f"skyport-sam-{suffix}",
-           "SKYPORT_TABLE": f"skyport-sam-{suffix}", "AWS_REGION": REGION,
-           "SKYPORT_S3_ENDPOINT": moto_on_bridge, "SKYPORT_DYNAMODB_ENDPOINT": moto_on_bridge}
-    clients = AwsClients(Settings(bucket="-", table="-", region=REGION,
-                                  s3_endpoint=moto_on_bridge, dynamodb_endpoint=moto_on_bridge))
-    ensure_stack(clients.s3, clients.dynamodb, env["SKYPORT_BUCKET"], env["SKYPORT_TABLE"],
-                 template=template, region=REGION)
+    env = {
+        **function_environment(template),
+        "SKYPORT_BUCKET": f"skyport-sam-{suffix}",
+        "SKYPORT_TABLE": f"skyport-sam-{suffix}",
+        "AWS_REGION": REGION,
+        "SKYPORT_S3_ENDPOINT": moto_on_bridge,
+        "SKYPORT_DYNAMODB_ENDPOINT": moto_on_bridge,
+    }
+    clients = AwsClients(
+        Settings(
+            bucket="-", table="-", region=REGION, s3_endpoint=moto_on_bridge, dynamodb_endpoint=moto_on_bridge
+        )
+    )
+    ensure_stack(
+        clients.s3,
+        clients.dynamodb,
+        env["SKYPORT_BUCKET"],
+        env["SKYPORT_TABLE"],
+        template=template,
+        region=REGION,
+    )
     return Stack(moto_on_bridge, env)
 
 
@@ -220,10 +241,27 @@ class SamLocal:
     def invoke(self, event: Path) -> tuple[dict, str]:
         """`sam local invoke`: the function's answer, and what SAM and the function logged."""
         __tracebackhide__ = True
-        result = run([str(SAM), "local", "invoke", FUNCTION, "--template", str(self.built_template),
-                      "--event", str(event), "--env-vars", str(self.env_vars),
-                      "--skip-pull-image", "--layer-cache-basedir", str(self.layer_cache),
-                      "--region", REGION], env=self.env, timeout=INVOKE_TIMEOUT)
+        result = run(
+            [
+                str(SAM),
+                "local",
+                "invoke",
+                FUNCTION,
+                "--template",
+                str(self.built_template),
+                "--event",
+                str(event),
+                "--env-vars",
+                str(self.env_vars),
+                "--skip-pull-image",
+                "--layer-cache-basedir",
+                str(self.layer_cache),
+                "--region",
+                REGION,
+            ],
+            env=self.env,
+            timeout=INVOKE_TIMEOUT,
+        )
         lines = result.stdout.strip().splitlines()
         assert lines, f"`sam local invoke` printed no answer\n--- stderr ---\n{result.stderr[-6000:]}"
         return json.loads(lines[-1]), result.stderr
@@ -234,14 +272,23 @@ def _start_sam_build(tmp: Path, arch: str, python: Path) -> tuple[subprocess.Pop
     template.write_text(json.dumps(local_template(arch), indent=1))
     build, log = tmp / "build", tmp / "sam-build.log"
     machine = {"x86_64": "x86_64", "arm64": "aarch64"}[arch]
-    env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": REGION,
-           "PATH": f"{python.parent}{os.pathsep}{os.environ['PATH']}",
-           # functions/api/Makefile and layers/skyport/Makefile: wheels for this architecture.
-           "PIP_PLATFORM": f"manylinux2014_{machine}"}
+    env = {
+        **os.environ,
+        "SAM_CLI_TELEMETRY": "0",
+        "AWS_DEFAULT_REGION": REGION,
+        "PATH": f"{python.parent}{os.pathsep}{os.environ['PATH']}",
+        # functions/api/Makefile and layers/skyport/Makefile: wheels for this architecture.
+        "PIP_PLATFORM": f"manylinux2014_{machine}",
+    }
     with log.open("wb") as out:
-        proc = subprocess.Popen([str(SAM), "build", "--template", str(template), "--build-dir", str(build)],
-                                cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [str(SAM), "build", "--template", str(template), "--build-dir", str(build)],
+            cwd=tmp,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     return proc, build, log
 
 
@@ -259,8 +306,9 @@ def sam_python() -> Path:
 
 
 @pytest.fixture(scope="module")
-def sam_local(sam_python: Path, sam_dockerd: Docker, stack: Stack,
-              tmp_path_factory: pytest.TempPathFactory) -> SamLocal:
+def sam_local(
+    sam_python: Path, sam_dockerd: Docker, stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> SamLocal:
     python = sam_python
     runtime = load_template()["Resources"][FUNCTION]["Properties"]["Runtime"]
     arch = host_arch()
@@ -268,8 +316,11 @@ def sam_local(sam_python: Path, sam_dockerd: Docker, stack: Stack,
     # sam build runs while the base image is built and imported.
     build_proc, build, build_log = _start_sam_build(tmp, arch, python)
     try:
-        imported = run([sys.executable, str(IMAGE_BUILDER), "--python", str(python), "--import"],
-                       env=sam_dockerd.client.env, timeout=BUILD_TIMEOUT)
+        imported = run(
+            [sys.executable, str(IMAGE_BUILDER), "--python", str(python), "--import"],
+            env=sam_dockerd.client.env,
+            timeout=BUILD_TIMEOUT,
+        )
         tag = imported.stdout.split()[-1]
         assert tag == f"public.ecr.aws/lambda/{runtime.replace('python', 'python:')}-{arch}", tag
         build_proc.wait(BUILD_TIMEOUT)
@@ -281,16 +332,28 @@ def sam_local(sam_python: Path, sam_dockerd: Docker, stack: Stack,
     assert build_proc.returncode == 0 and "Build Succeeded" in output, output[-6000:]
 
     env_vars = tmp / "env.json"
-    env_vars.write_text(json.dumps({FUNCTION: {
-        **{k: v for k, v in stack.env.items() if k.startswith("SKYPORT_")},
-        # Resolved from the template's parameters and resources otherwise.
-        "SKYPORT_AUTH": "off", "SKYPORT_SIGNING_KEY_SECRET": "", "SKYPORT_ADMIN_SECRET": "",
-    }}))
-    env = {**sam_dockerd.client.env, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": REGION,
-           "AWS_ACCESS_KEY_ID": os.environ["AWS_ACCESS_KEY_ID"],
-           "AWS_SECRET_ACCESS_KEY": os.environ["AWS_SECRET_ACCESS_KEY"],
-           "AWS_ENDPOINT_URL_STS": stack.endpoint,
-           "TMPDIR": str(tmp)}  # SAM's lock files for its image builds go there
+    env_vars.write_text(
+        json.dumps(
+            {
+                FUNCTION: {
+                    **{k: v for k, v in stack.env.items() if k.startswith("SKYPORT_")},
+                    # Resolved from the template's parameters and resources otherwise.
+                    "SKYPORT_AUTH": "off",
+                    "SKYPORT_SIGNING_KEY_SECRET": "",
+                    "SKYPORT_ADMIN_SECRET": "",
+                }
+            }
+        )
+    )
+    env = {
+        **sam_dockerd.client.env,
+        "SAM_CLI_TELEMETRY": "0",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": os.environ["AWS_ACCESS_KEY_ID"],
+        "AWS_SECRET_ACCESS_KEY": os.environ["AWS_SECRET_ACCESS_KEY"],
+        "AWS_ENDPOINT_URL_STS": stack.endpoint,
+        "TMPDIR": str(tmp),
+    }  # SAM's lock files for its image builds go there
     env.pop("AWS_SESSION_TOKEN", None)
     env.pop("AWS_PROFILE", None)
     return SamLocal(build / "template.yaml", env_vars, tmp / "layers", env)
@@ -310,8 +373,7 @@ def _without_signature_time(url: str) -> tuple:
 
 
 @pytest.mark.parametrize("name", INVOKED)
-def test_sam_local_invoke_answers_as_the_handler_does(name: str, sam_local: SamLocal, in_process
-                                                       ) -> None:
+def test_sam_local_invoke_answers_as_the_handler_does(name: str, sam_local: SamLocal, in_process) -> None:
     got, logs = sam_local.invoke(EVENTS / f"{name}.json")
     expected = in_process(load_event(name))
     context = f"{name}: sam local invoke answered {got}\n--- sam/function log ---\n{logs[-6000:]}"

@@ -156,9 +156,7 @@ def test_list_tags(skopeo: Client, registry, tmp_path: Path) -> None:
     for i, tag in enumerate(tags):
         layout = build_oci_layout(tmp_path / f"src{i}", SMALL, tag=tag)
         push(skopeo, layout, ref(registry, repo, tag))
-    listed = json.loads(
-        skopeo("list-tags", "--tls-verify=false", f"docker://{registry.host}/{repo}").stdout
-    )
+    listed = json.loads(skopeo("list-tags", "--tls-verify=false", f"docker://{registry.host}/{repo}").stdout)
     assert listed["Repository"] == f"{registry.host}/{repo}"
     assert sorted(listed["Tags"]) == sorted(tags)
 
@@ -174,6 +172,6 @@ def test_delete_manifest(skopeo: Client, registry, tmp_path: Path) -> None:
 
     for gone in (ref(registry, repo, layout.digest), ref(registry, repo, "1.0")):
         failed = skopeo.fails("inspect", "--raw", "--tls-verify=false", gone)
-        assert (
-            "manifest unknown" in failed.stderr.lower() or "not found" in failed.stderr.lower()
-        ), f"inspect {gone} after delete failed for another reason:\n{failed.stderr}"
+        assert "manifest unknown" in failed.stderr.lower() or "not found" in failed.stderr.lower(), (
+            f"inspect {gone} after delete failed for another reason:\n{failed.stderr}"
+        )

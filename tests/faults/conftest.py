@@ -30,8 +30,11 @@ def faults_moto() -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     endpoint = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -55,15 +58,21 @@ def faults_moto() -> Iterator[str]:
 @pytest.fixture
 def settings_for_faults(faults_moto: str) -> Settings:
     suffix = uuid.uuid4().hex[:12]
-    return Settings(bucket=f"skyport-faults-{suffix}", table=f"skyport-faults-{suffix}", region=REGION,
-                    s3_endpoint=faults_moto, dynamodb_endpoint=faults_moto,
-                    # SKYPORT_PART_SIZE at its smallest: multipart uploads with few bytes.
-                    part_size=5 * MiB)
+    return Settings(
+        bucket=f"skyport-faults-{suffix}",
+        table=f"skyport-faults-{suffix}",
+        region=REGION,
+        s3_endpoint=faults_moto,
+        dynamodb_endpoint=faults_moto,
+        # SKYPORT_PART_SIZE at its smallest: multipart uploads with few bytes.
+        part_size=5 * MiB,
+    )
 
 
 @pytest.fixture
-def harness(settings_for_faults: Settings, template: dict,
-            monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+def harness(
+    settings_for_faults: Settings, template: dict, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Harness]:
     yield from make_harness(settings_for_faults, template, monkeypatch)
 
 
@@ -75,10 +84,12 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.write_line(
         f"faults: {STATS.operations} operations, {STATS.faults} faults injected, "
         f"{STATS.killed_requests} requests killed mid-upload, "
-        f"{STATS.images_lost_or_corrupt} images lost or corrupt")
+        f"{STATS.images_lost_or_corrupt} images lost or corrupt"
+    )
     terminalreporter.write_line(f"faults: outcomes: {outcomes}")
     if STATS.notes:
         notes = ", ".join(f"{name} {count}" for name, count in sorted(STATS.notes.items()))
         terminalreporter.write_line(f"faults: notes: {notes}")
     terminalreporter.write_line(
-        f"faults: the SDK asked for {STATS.backoff_asked:.1f} s of retry back-off (slept 1/100th)")
+        f"faults: the SDK asked for {STATS.backoff_asked:.1f} s of retry back-off (slept 1/100th)"
+    )

@@ -68,8 +68,9 @@ class Harness:
 
 def make_harness(settings: Settings, template: dict, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     clients = AwsClients(settings)
-    ensure_stack(clients.s3, clients.dynamodb, settings.bucket, settings.table, template=template,
-                 region=REGION)
+    ensure_stack(
+        clients.s3, clients.dynamodb, settings.bucket, settings.table, template=template, region=REGION
+    )
     registry = Registry(settings, clients=clients)
     injector = FaultInjector(clients)
     monkeypatch.setattr(botocore.endpoint, "time", QuickBackoff(STATS))
@@ -77,10 +78,9 @@ def make_harness(settings: Settings, template: dict, monkeypatch: pytest.MonkeyP
     logger = logging.getLogger("skyport.api")
     logger.addHandler(tracebacks)
     try:
-        with TestClient(create_app(registry), follow_redirects=False,
-                        raise_server_exceptions=False) as client:
+        with TestClient(
+            create_app(registry), follow_redirects=False, raise_server_exceptions=False
+        ) as client:
             yield Harness(client, injector, registry, tracebacks)
     finally:
         logger.removeHandler(tracebacks)
-
-

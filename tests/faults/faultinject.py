@@ -128,12 +128,15 @@ class _BrokenStream:
 
 def _error_response(request: Any, service: str, status: int, code: str) -> AWSResponse:
     if service == "s3":
-        body = (f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
-                f"<Message>injected</Message><RequestId>fault</RequestId></Error>").encode()
+        body = (
+            f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
+            f"<Message>injected</Message><RequestId>fault</RequestId></Error>"
+        ).encode()
         headers = {"Content-Type": "application/xml"}
     else:
-        body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}",
-                           "message": "injected"}).encode()
+        body = json.dumps(
+            {"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": "injected"}
+        ).encode()
         headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-ErrorType": code}
     headers["Content-Length"] = str(len(body))
     return AWSResponse(request.url, status, headers, _WholeStream(body))
@@ -214,8 +217,9 @@ class FaultInjector:
         if call.operation == "TransactWriteItems":
             token = json.loads(request.body).get("ClientRequestToken")
             if token in self._applied_tokens:
-                return AWSResponse(request.url, 200, {"Content-Type": "application/x-amz-json-1.0"},
-                                   _WholeStream(b"{}"))
+                return AWSResponse(
+                    request.url, 200, {"Content-Type": "application/x-amz-json-1.0"}, _WholeStream(b"{}")
+                )
         if call.attempts > 1 and not fault.every_attempt:
             return None
         with self._lock:

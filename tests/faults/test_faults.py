@@ -62,7 +62,7 @@ class Steps:
 
 def body_in_pieces(data: bytes) -> Iterator[bytes]:
     # Chunked transfer encoding, no Content-Length: how docker and podman send a layer.
-    return (data[i:i + MiB] for i in range(0, len(data), MiB))
+    return (data[i : i + MiB] for i in range(0, len(data), MiB))
 
 
 def push_blob(steps: Steps, repo: str, data: bytes, mode: str, chunk: int = 4 * MiB) -> None:
@@ -76,14 +76,25 @@ def push_blob(steps: Steps, repo: str, data: bytes, mode: str, chunk: int = 4 * 
     if response is None:
         return
     if mode == "stream":
-        response = steps.send("PATCH streamed", "PATCH", upload_path(response.headers["Location"]), {202},
-                              content=body_in_pieces(data))
+        response = steps.send(
+            "PATCH streamed",
+            "PATCH",
+            upload_path(response.headers["Location"]),
+            {202},
+            content=body_in_pieces(data),
+        )
     else:
         for start in range(0, len(data), chunk):
-            piece = data[start:start + chunk]
+            piece = data[start : start + chunk]
             end = start + len(piece) - 1
-            response = steps.send(f"PATCH {start}-{end}", "PATCH", upload_path(response.headers["Location"]),
-                                  {202}, content=piece, headers={"Content-Range": f"{start}-{end}"})
+            response = steps.send(
+                f"PATCH {start}-{end}",
+                "PATCH",
+                upload_path(response.headers["Location"]),
+                {202},
+                content=piece,
+                headers={"Content-Range": f"{start}-{end}"},
+            )
             if response is None:
                 return
     if response is None:
@@ -92,12 +103,19 @@ def push_blob(steps: Steps, repo: str, data: bytes, mode: str, chunk: int = 4 * 
 
 
 def put_manifest(steps: Steps, repo: str, image: Image, reference: str) -> None:
-    steps.send(f"PUT manifest {reference}", "PUT", f"/v2/{repo}/manifests/{reference}", {201},
-               content=image.manifest, headers={"Content-Type": image.media_type})
+    steps.send(
+        f"PUT manifest {reference}",
+        "PUT",
+        f"/v2/{repo}/manifests/{reference}",
+        {201},
+        content=image.manifest,
+        headers={"Content-Type": image.media_type},
+    )
 
 
-def push_image(steps: Steps, repo: str, image: Image, tag: str, modes: tuple[str, ...],
-               skip_existing: bool = False) -> None:
+def push_image(
+    steps: Steps, repo: str, image: Image, tag: str, modes: tuple[str, ...], skip_existing: bool = False
+) -> None:
     """``skip_existing``: a blob HEAD finds is not uploaded again (as docker and skopeo
     do when they push an image again)."""
     for blob, mode in zip((image.config, *image.layers), modes, strict=True):
@@ -308,17 +326,25 @@ class Commit(Scenario):
         ctx.image = make_image((self.FIRST + self.LAST,))
         start = h.call("POST", f"/v2/{ctx.repo}/blobs/uploads/")
         assert start.status_code == 202, start.text
-        response = h.call("PATCH", upload_path(start.headers["Location"]),
-                          content=ctx.image.layers[0][: self.FIRST],
-                          headers={"Content-Range": f"0-{self.FIRST - 1}"})
+        response = h.call(
+            "PATCH",
+            upload_path(start.headers["Location"]),
+            content=ctx.image.layers[0][: self.FIRST],
+            headers={"Content-Range": f"0-{self.FIRST - 1}"},
+        )
         assert response.status_code == 202, response.text
         ctx.data["location"] = upload_path(response.headers["Location"])
 
     def _close(self, steps: Steps, ctx: Context, label: str) -> None:
         layer = ctx.image.layers[0]
-        steps.send(label, "PUT", f"{ctx.data['location']}?digest={sha256(layer)}", {201},
-                   content=layer[self.FIRST:],
-                   headers={"Content-Range": f"{self.FIRST}-{len(layer) - 1}"})
+        steps.send(
+            label,
+            "PUT",
+            f"{ctx.data['location']}?digest={sha256(layer)}",
+            {201},
+            content=layer[self.FIRST :],
+            headers={"Content-Range": f"{self.FIRST}-{len(layer) - 1}"},
+        )
 
     def operate(self, h: Any, ctx: Context) -> Steps:
         steps = Steps(h)
@@ -469,8 +495,13 @@ class ManifestDelete(Scenario):
 
     def excuse(self, h: Any, ctx: Context, steps: Steps, fault: Fault) -> str | None:
         label, response = steps.stopped
-        if (fault.applied and not isinstance(response, Exception) and response.status_code == 404
-                and error_code(response) == "MANIFEST_UNKNOWN" and self.states(h, ctx)[0] == {"absent"}):
+        if (
+            fault.applied
+            and not isinstance(response, Exception)
+            and response.status_code == 404
+            and error_code(response) == "MANIFEST_UNKNOWN"
+            and self.states(h, ctx)[0] == {"absent"}
+        ):
             return "delete took effect, its lost reply retried by the SDK: answered 404"
         return None
 
@@ -523,8 +554,13 @@ class BlobDelete(Scenario):
 
     def excuse(self, h: Any, ctx: Context, steps: Steps, fault: Fault) -> str | None:
         label, response = steps.stopped
-        if (fault.applied and not isinstance(response, Exception) and response.status_code == 404
-                and error_code(response) == "BLOB_UNKNOWN" and not self.present(h, ctx)):
+        if (
+            fault.applied
+            and not isinstance(response, Exception)
+            and response.status_code == 404
+            and error_code(response) == "BLOB_UNKNOWN"
+            and not self.present(h, ctx)
+        ):
             return "delete took effect, its lost reply retried by the SDK: answered 404"
         return None
 
@@ -549,8 +585,9 @@ SCENARIOS: list[Callable[[], Scenario]] = [
 ]
 
 
-def run_once(h: Any, scenario: Scenario, label: str, number: int | None = None,
-             fault: Fault | None = None) -> tuple[Steps, list, list[str]]:
+def run_once(
+    h: Any, scenario: Scenario, label: str, number: int | None = None, fault: Fault | None = None
+) -> tuple[Steps, list, list[str]]:
     ctx = Context(h.repo(scenario.name, label))
     scenario.prepare(h, ctx)
     before = len(h.tracebacks.seen)

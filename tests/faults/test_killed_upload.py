@@ -36,10 +36,12 @@ LEASE_SECONDS = 2
 
 
 @pytest.fixture
-def killing(settings_for_faults: Settings, template: dict,
-            monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
-    yield from make_harness(replace(settings_for_faults, upload_lease_seconds=LEASE_SECONDS), template,
-                            monkeypatch)
+def killing(
+    settings_for_faults: Settings, template: dict, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Harness]:
+    yield from make_harness(
+        replace(settings_for_faults, upload_lease_seconds=LEASE_SECONDS), template, monkeypatch
+    )
 
 
 class KilledRequest:
@@ -47,19 +49,30 @@ class KilledRequest:
     stops after ``pieces``: then the client disconnects, or the request hangs (until
     ``cancel``)."""
 
-    def __init__(self, app: Any, method: str, path: str, pieces: list[bytes], headers: dict[str, str],
-                 disconnect: bool) -> None:
+    def __init__(
+        self, app: Any, method: str, path: str, pieces: list[bytes], headers: dict[str, str], disconnect: bool
+    ) -> None:
         self._pieces, self._disconnect = list(pieces), disconnect
         self.body_taken = threading.Event()  # the app asked for more than the pieces
         self.done = threading.Event()
         self.messages: list[dict] = []
         self._loop = asyncio.new_event_loop()
         self._scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-            "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
-            "root_path": "", "client": ("killed", 50000), "server": ("testserver", 80),
-            "headers": [(b"host", b"testserver"),
-                        *((k.lower().encode(), v.encode()) for k, v in headers.items())],
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "client": ("killed", 50000),
+            "server": ("testserver", 80),
+            "headers": [
+                (b"host", b"testserver"),
+                *((k.lower().encode(), v.encode()) for k, v in headers.items()),
+            ],
         }
         self._task: asyncio.Task | None = None
         self._app = app
@@ -106,8 +119,9 @@ def lifecycle_gaps(h: Harness) -> list[str]:
     upload sessions carry the attribute the table's TTL deletes them by."""
     s3, dynamodb = h.registry.clients.s3, h.registry.clients.dynamodb
     bucket, table = h.registry.settings.bucket, h.registry.settings.table
-    rules = [r for r in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
-             if r["Status"] == "Enabled"]
+    rules = [
+        r for r in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"] if r["Status"] == "Enabled"
+    ]
 
     def prefix(rule: dict) -> str:
         return rule.get("Filter", {}).get("Prefix", rule.get("Prefix", ""))
@@ -152,13 +166,17 @@ def test_request_killed_mid_upload(killing: Harness, case: str, how: str) -> Non
     data = os.urandom(stored + size)
     location = upload_path(h.client.post(f"/v2/{repo}/blobs/uploads/").headers["Location"])
     if stored:
-        response = h.client.patch(location, content=data[:stored],
-                                  headers={"Content-Range": f"0-{stored - 1}"})
+        response = h.client.patch(
+            location, content=data[:stored], headers={"Content-Range": f"0-{stored - 1}"}
+        )
         assert response.status_code == 202, response.text
-    body = data[stored:stored + sent]
-    pieces = [body[i:i + MiB] for i in range(0, len(body), MiB)]
-    headers = ({"Content-Range": f"{stored}-{stored + size - 1}", "Content-Length": str(size)} if stored
-               else {"Transfer-Encoding": "chunked"})
+    body = data[stored : stored + sent]
+    pieces = [body[i : i + MiB] for i in range(0, len(body), MiB)]
+    headers = (
+        {"Content-Range": f"{stored}-{stored + size - 1}", "Content-Length": str(size)}
+        if stored
+        else {"Transfer-Encoding": "chunked"}
+    )
     killed = KilledRequest(h.client.app, "PATCH", location, pieces, headers, disconnect=how == "disconnect")
     STATS.killed_requests += 1
     if how == "disconnect":

@@ -41,11 +41,22 @@ def load(name: str, upload_id: str | None = None) -> dict:
 @pytest.fixture(scope="module")
 def function_env(moto_endpoint, aws_clients, template):
     suffix = uuid.uuid4().hex[:12]
-    env = {**function_environment(template), "SKYPORT_BUCKET": f"skyport-fn-{suffix}",
-           "SKYPORT_TABLE": f"skyport-fn-{suffix}", "AWS_REGION": REGION,
-           "SKYPORT_S3_ENDPOINT": moto_endpoint, "SKYPORT_DYNAMODB_ENDPOINT": moto_endpoint}
-    ensure_stack(aws_clients.s3, aws_clients.dynamodb, env["SKYPORT_BUCKET"], env["SKYPORT_TABLE"],
-                 template=template, region=REGION)
+    env = {
+        **function_environment(template),
+        "SKYPORT_BUCKET": f"skyport-fn-{suffix}",
+        "SKYPORT_TABLE": f"skyport-fn-{suffix}",
+        "AWS_REGION": REGION,
+        "SKYPORT_S3_ENDPOINT": moto_endpoint,
+        "SKYPORT_DYNAMODB_ENDPOINT": moto_endpoint,
+    }
+    ensure_stack(
+        aws_clients.s3,
+        aws_clients.dynamodb,
+        env["SKYPORT_BUCKET"],
+        env["SKYPORT_TABLE"],
+        template=template,
+        region=REGION,
+    )
     return env
 
 
@@ -93,8 +104,14 @@ def test_event_is_payload_2_0(name):
     event = load(name)
     assert event["version"] == "2.0" and event["routeKey"] == "$default"
     http = event["requestContext"]["http"]
-    assert http["path"] == event["rawPath"] and http["method"] in {"GET", "HEAD", "PUT", "POST", "PATCH",
-                                                                    "DELETE"}
+    assert http["path"] == event["rawPath"] and http["method"] in {
+        "GET",
+        "HEAD",
+        "PUT",
+        "POST",
+        "PATCH",
+        "DELETE",
+    }
     assert all(k == k.lower() for k in event["headers"])
     assert isinstance(event["isBase64Encoded"], bool)
     if "body" in event:
@@ -145,14 +162,19 @@ def test_the_story_in_order(handler, capsys, logs):
     lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     requests = [line for line in lines if line.get("message") == "request"]
     assert [r["correlation_id"] for r in requests] == [
-        load(name)["requestContext"]["requestId"] for name in sample_events.STORY]
+        load(name)["requestContext"]["requestId"] for name in sample_events.STORY
+    ]
     assert "X-Amz-Signature" not in out and location not in out
     # Metrics in EMF: a push, pulls, bytes uploaded.
     emf = [line for line in lines if "_aws" in line]
     names = {m["Name"] for line in emf for d in line["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
     assert {"Pushes", "Pulls", "BytesUploaded"} <= names
-    uploaded = sum(line.get("BytesUploaded", [0])[0] if isinstance(line.get("BytesUploaded"), list)
-                   else line.get("BytesUploaded", 0) for line in emf)
+    uploaded = sum(
+        line.get("BytesUploaded", [0])[0]
+        if isinstance(line.get("BytesUploaded"), list)
+        else line.get("BytesUploaded", 0)
+        for line in emf
+    )
     assert uploaded == len(sample_events.CONFIG) + len(sample_events.LAYER)
 
 
@@ -163,8 +185,10 @@ def test_errors_are_counted_by_oci_code(handler, capsys):
     assert response["statusCode"] == 404
     assert json.loads(response["body"])["errors"][0]["code"] == "MANIFEST_UNKNOWN"
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
-    assert [(line["code"], line["Errors"]) for line in emf] in ([("MANIFEST_UNKNOWN", [1.0])],
-                                                               [("MANIFEST_UNKNOWN", 1.0)])
+    assert [(line["code"], line["Errors"]) for line in emf] in (
+        [("MANIFEST_UNKNOWN", [1.0])],
+        [("MANIFEST_UNKNOWN", 1.0)],
+    )
 
 
 def _chunk_event(upload_id: str, body: bytes, start: int | None) -> dict:
@@ -195,7 +219,11 @@ def test_a_body_over_the_limit_is_refused_and_changes_nothing(handler, function_
     assert error["detail"] == {"limit": limit}
     after = function_registry.uploads.status("team/app", upload_id)
     assert (after.offset, after.hash_state, after.part_etags, after.tail_key) == (
-        before.offset, before.hash_state, before.part_etags, before.tail_key)
+        before.offset,
+        before.hash_state,
+        before.part_etags,
+        before.tail_key,
+    )
 
     # The client does as told: the rest in chunks, and the blob is whole.
     rest = os.urandom(limit + 1)
@@ -205,22 +233,33 @@ def test_a_body_over_the_limit_is_refused_and_changes_nothing(handler, function_
         assert invoke(handler, _chunk_event(upload_id, piece, offset))["statusCode"] == 202
         offset += len(piece)
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    finish = build_event("PUT", f"/v2/team/app/blobs/uploads/{upload_id}".encode(),
-                         f"digest={digest}".encode(), [], b"")
+    finish = build_event(
+        "PUT", f"/v2/team/app/blobs/uploads/{upload_id}".encode(), f"digest={digest}".encode(), [], b""
+    )
     response = invoke(handler, finish)
     assert response["statusCode"] == 201, response
 
 
 def test_a_chunk_of_the_advertised_size_fits_in_an_event(function_registry):
     limit = function_registry.settings.max_request_body
-    headers = [(b"content-type", b"application/octet-stream"), (b"content-range", b"0-1"),
-               (b"authorization", b"Bearer " + b"x" * 4000), (b"user-agent", b"y" * 500)]
-    event = build_event("PATCH", b"/v2/" + b"a/" * 100 + b"blobs/uploads/" + str(uuid.uuid4()).encode(),
-                        b"", headers, os.urandom(limit))
+    headers = [
+        (b"content-type", b"application/octet-stream"),
+        (b"content-range", b"0-1"),
+        (b"authorization", b"Bearer " + b"x" * 4000),
+        (b"user-agent", b"y" * 500),
+    ]
+    event = build_event(
+        "PATCH",
+        b"/v2/" + b"a/" * 100 + b"blobs/uploads/" + str(uuid.uuid4()).encode(),
+        b"",
+        headers,
+        os.urandom(limit),
+    )
     assert event_size(event) <= EVENT_LIMIT
 
 
 # --- the gateway's own answers ---------------------------------------------------------------
+
 
 def _gateway(handler_fn, **kwargs) -> TestClient:
     return TestClient(LambdaGateway(handler_fn, **kwargs), follow_redirects=False)
@@ -229,8 +268,11 @@ def _gateway(handler_fn, **kwargs) -> TestClient:
 def test_gateway_refuses_an_event_over_6_mib_without_invoking():
     calls = []
     with _gateway(lambda event, context: calls.append(event)) as client:
-        response = client.patch("/v2/team/app/blobs/uploads/x", content=os.urandom(4_800_000),
-                                headers={"content-type": "application/octet-stream"})
+        response = client.patch(
+            "/v2/team/app/blobs/uploads/x",
+            content=os.urandom(4_800_000),
+            headers={"content-type": "application/octet-stream"},
+        )
     assert response.status_code == 413 and response.json() == {"message": "Request Entity Too Large"}
     assert calls == []
 
@@ -262,13 +304,22 @@ def test_gateway_event_follows_api_gateway_rules():
 
     def echo(event, context):
         seen.append(event)
-        return {"statusCode": 200, "headers": {"content-type": "text/plain", "x-a": "1"},
-                "cookies": ["c=1"], "body": "aGk=", "isBase64Encoded": True}
+        return {
+            "statusCode": 200,
+            "headers": {"content-type": "text/plain", "x-a": "1"},
+            "cookies": ["c=1"],
+            "body": "aGk=",
+            "isBase64Encoded": True,
+        }
 
     with _gateway(echo) as client:
         request = client.build_request(
-            "PUT", "http://testserver/v2/a/b/manifests/x", params=[("n", "1"), ("n", "2")],
-            headers=[("Accept", "a/b"), ("Accept", "c/d"), ("Cookie", "k=v; k2=v2")], content=b"{}")
+            "PUT",
+            "http://testserver/v2/a/b/manifests/x",
+            params=[("n", "1"), ("n", "2")],
+            headers=[("Accept", "a/b"), ("Accept", "c/d"), ("Cookie", "k=v; k2=v2")],
+            content=b"{}",
+        )
         request.url = request.url.copy_with(raw_path=b"/v2/a%2Fb/manifests/x?n=1&n=2")
         response = client.send(request)
     assert response.status_code == 200 and response.content == b"hi"
@@ -288,7 +339,8 @@ def test_presigned_urls_name_the_regional_s3_endpoint():
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
         url = registry.clients.s3.generate_presigned_url(
-            "get_object", Params={"Bucket": "skyport-blobs", "Key": "blobs/x"}, ExpiresIn=60)
+            "get_object", Params={"Bucket": "skyport-blobs", "Key": "blobs/x"}, ExpiresIn=60
+        )
         host = httpx.URL(url).host
         assert host == f"skyport-blobs.s3.{region}.amazonaws.com", url
         assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in url
@@ -300,6 +352,11 @@ def test_importing_the_handler_creates_no_aws_client(function_env):
     import sys
 
     script = "import skyport_api.handler, sys; print('boto3' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
-                            env={**os.environ, **function_env})
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **function_env},
+    )
     assert result.stdout.strip() == "False"

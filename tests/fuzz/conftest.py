@@ -55,8 +55,9 @@ def target(request: pytest.FixtureRequest, moto_endpoint, aws_clients, template)
     """One registry per target and test module: the properties hold whatever an earlier
     request stored, and building a world costs about a second."""
     transport, mode = request.param.split("-")
-    settings = make_auth_settings(moto_endpoint, aws_clients, template,
-                                  auth="on" if mode == "auth" else "off")
+    settings = make_auth_settings(
+        moto_endpoint, aws_clients, template, auth="on" if mode == "auth" else "off"
+    )
     if transport == "lambda":
         settings = replace(lambda_settings(settings, template), auth=settings.auth)
     registry = Registry(settings, clients=aws_clients)
@@ -65,8 +66,9 @@ def target(request: pytest.FixtureRequest, moto_endpoint, aws_clients, template)
     if transport == "asgi":
         app = create_app(registry)
     else:
-        app = LambdaGateway(lambda_handler(registry), function_timeout=function_timeout(template),
-                            region=REGION)
+        app = LambdaGateway(
+            lambda_handler(registry), function_timeout=function_timeout(template), region=REGION
+        )
     log = ServerLog()
     loggers = [logging.getLogger(name) for name in ("skyport.api", "skyport.gateway")]
     for logger in loggers:
@@ -78,13 +80,17 @@ def target(request: pytest.FixtureRequest, moto_endpoint, aws_clients, template)
         if mode == "auth":
             # A token of the admin's for the world's repositories (and so the signing
             # key, created on first use, exists before any case runs).
-            scopes = [("scope", "repository:team/app:pull,push,delete"),
-                      ("scope", "repository:pub/app:pull"), ("scope", "registry:catalog:*")]
+            scopes = [
+                ("scope", "repository:team/app:pull,push,delete"),
+                ("scope", "repository:pub/app:pull"),
+                ("scope", "registry:catalog:*"),
+            ]
             response = client.get("/auth/token", params=scopes)
             assert response.status_code == 200, response.text
             tokens.append(response.json()["token"])
-            anonymous = client.get("/auth/token", params=[("scope", "repository:pub/app:pull")],
-                                   headers={"Authorization": ""})
+            anonymous = client.get(
+                "/auth/token", params=[("scope", "repository:pub/app:pull")], headers={"Authorization": ""}
+            )
             tokens.append(anonymous.json()["token"])
             basic_values.append(admin["Authorization"].split(" ", 1)[1])
             basic_values.append(basic("reader", PASSWORDS["reader"])["Authorization"].split(" ", 1)[1])
@@ -99,4 +105,5 @@ def pytest_terminal_summary(terminalreporter) -> None:
         runs = len(SENT)
         terminalreporter.write_line(
             f"fuzz: {sum(SENT.values())} requests sent in {runs} test runs (shrinking included; "
-            f"{EXAMPLES} generated examples per run, SKYPORT_FUZZ_EXAMPLES sets it)")
+            f"{EXAMPLES} generated examples per run, SKYPORT_FUZZ_EXAMPLES sets it)"
+        )

@@ -45,8 +45,12 @@ FUZZ = settings(
     print_blob=False,
     # No "explain" phase: it traces every line run while shrinking, ten times slower.
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                           HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+    ],
 )
 
 SENT: Counter[str] = Counter()  # requests sent, per test id
@@ -64,8 +68,10 @@ class Request:
     def __repr__(self) -> str:
         body = b"".join(self.body)
         shown = body if len(body) <= 200 else body[:200] + f"... ({len(body)} bytes)".encode()
-        return (f"Request({self.method} {self.path!r} query={self.query!r} headers={self.headers!r} "
-                f"content_length={self.content_length!r} body={shown!r})")
+        return (
+            f"Request({self.method} {self.path!r} query={self.query!r} headers={self.headers!r} "
+            f"content_length={self.content_length!r} body={shown!r})"
+        )
 
 
 class ServerLog(logging.Handler):
@@ -131,9 +137,17 @@ class Target:
             headers.append((b"content-length", request.content_length.encode("latin-1")))
         headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in request.headers]
         scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": request.method,
-            "scheme": "http", "path": request.path, "raw_path": raw_path, "query_string": query,
-            "root_path": "", "client": ("198.51.100.7", 50000), "server": ("testserver", 80),
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": request.method,
+            "scheme": "http",
+            "path": request.path,
+            "raw_path": raw_path,
+            "query_string": query,
+            "root_path": "",
+            "client": ("198.51.100.7", 50000),
+            "server": ("testserver", 80),
             "headers": headers,
         }
         pieces = [{"type": "http.request", "body": piece, "more_body": True} for piece in request.body]
@@ -152,8 +166,9 @@ class Target:
             asyncio.run(self.app(scope, receive, send))
         except Exception as error:  # noqa: BLE001 - the property reports it
             if not any(m["type"] == "http.response.start" for m in sent):
-                raise AssertionError(f"no response (a dropped connection): {error!r}\n{request!r}"
-                                     f"\n{self._log()}") from error
+                raise AssertionError(
+                    f"no response (a dropped connection): {error!r}\n{request!r}\n{self._log()}"
+                ) from error
         start = next((m for m in sent if m["type"] == "http.response.start"), None)
         assert start is not None, f"no response (a dropped connection)\n{request!r}"
         content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
@@ -175,7 +190,8 @@ class Target:
         assert 200 <= status < 500, shown
         for name, value in response.headers:
             assert not re.search(rb"[\r\n\x00]", name + value), (
-                f"a header of several lines {name!r}: {value!r}\n{shown}")
+                f"a header of several lines {name!r}: {value!r}\n{shown}"
+            )
         challenge = response.header("www-authenticate")
         if challenge is not None:
             match = _CHALLENGE.fullmatch(challenge)

@@ -71,8 +71,9 @@ def manifest(draw, world: World, bodies: list[bytes]) -> Request:
         if content_type is not None:
             request.headers.append(("Content-Type", header_text(content_type)))
         request.body = [draw(s.manifest_bodies(world, bodies))]
-        request.content_length = draw(st.sampled_from(["auto", "auto", "auto", None])
-                                      | s.numbers().map(header_text))
+        request.content_length = draw(
+            st.sampled_from(["auto", "auto", "auto", None]) | s.numbers().map(header_text)
+        )
     return request
 
 
@@ -87,8 +88,13 @@ def blob(draw, world: World) -> Request:
 def start_upload(draw, world: World) -> Request:
     query = _query(draw, digest=s.digests(world), mount=s.digests(world), **{"from": s.names(world)})
     slash = draw(st.sampled_from(["/", ""]))
-    request = Request("POST", f"/v2/{draw(s.names(world))}/blobs/uploads{slash}", query,
-                      _authorization(draw, world), draw(s.chunk_bodies()))
+    request = Request(
+        "POST",
+        f"/v2/{draw(s.names(world))}/blobs/uploads{slash}",
+        query,
+        _authorization(draw, world),
+        draw(s.chunk_bodies()),
+    )
     request.content_length = draw(st.sampled_from(["auto", None]))
     return request
 
@@ -120,24 +126,40 @@ def upload(draw, world: World) -> Request:
 def token(draw, world: World) -> Request:
     """The token endpoint (auth on; with auth off it does not exist: a 404)."""
     scopes = st.one_of(
-        st.tuples(st.sampled_from(["repository", "registry", "repository(plugin)", ""]), s.names(world),
-                  st.sampled_from(["pull", "push", "pull,push,delete", "*", ""]) | s.nasty_text)
-        .map(":".join),
+        st.tuples(
+            st.sampled_from(["repository", "registry", "repository(plugin)", ""]),
+            s.names(world),
+            st.sampled_from(["pull", "push", "pull,push,delete", "*", ""]) | s.nasty_text,
+        ).map(":".join),
         s.nasty_text,
     )
     headers = _authorization(draw, world)
     if draw(st.booleans()):
-        query = _query(draw, scope=scopes, service=st.sampled_from(["skyport"]) | s.nasty_text,
-                       offline_token=st.sampled_from(["true", "false", "TRUE"]) | s.nasty_text)
+        query = _query(
+            draw,
+            scope=scopes,
+            service=st.sampled_from(["skyport"]) | s.nasty_text,
+            offline_token=st.sampled_from(["true", "false", "TRUE"]) | s.nasty_text,
+        )
         return Request("GET", "/auth/token", query, headers)
-    fields = _query(draw, grant_type=st.sampled_from(["password", "refresh_token"]) | s.nasty_text,
-                    username=st.from_regex(r"nobody[a-z]{0,6}", fullmatch=True) | s.nasty_text,
-                    password=s.nasty_text, refresh_token=s.forged_tokens(world), scope=scopes,
-                    access_type=st.sampled_from(["offline", "online"]) | s.nasty_text)
+    fields = _query(
+        draw,
+        grant_type=st.sampled_from(["password", "refresh_token"]) | s.nasty_text,
+        username=st.from_regex(r"nobody[a-z]{0,6}", fullmatch=True) | s.nasty_text,
+        password=s.nasty_text,
+        refresh_token=s.forged_tokens(world),
+        scope=scopes,
+        access_type=st.sampled_from(["offline", "online"]) | s.nasty_text,
+    )
     from urllib.parse import urlencode
 
-    body = draw(st.one_of(st.just(urlencode(fields).encode()), st.binary(max_size=300),
-                          st.just(b"grant_type=password&" + b"a" * 70_000)))
+    body = draw(
+        st.one_of(
+            st.just(urlencode(fields).encode()),
+            st.binary(max_size=300),
+            st.just(b"grant_type=password&" + b"a" * 70_000),
+        )
+    )
     headers.append(("Content-Type", "application/x-www-form-urlencoded"))
     return Request("POST", "/auth/token", headers=headers, body=[body])
 
@@ -145,14 +167,45 @@ def token(draw, world: World) -> Request:
 @st.composite
 def anything(draw, world: World) -> Request:
     """Any method on a path made of pieces of the registry's own and hostile text."""
-    pieces = st.sampled_from(["v2", "_catalog", "tags", "list", "manifests", "blobs", "uploads",
-                              "referrers", "auth", "token", "team", "app", ""]) | s.nasty_text
+    pieces = (
+        st.sampled_from(
+            [
+                "v2",
+                "_catalog",
+                "tags",
+                "list",
+                "manifests",
+                "blobs",
+                "uploads",
+                "referrers",
+                "auth",
+                "token",
+                "team",
+                "app",
+                "",
+            ]
+        )
+        | s.nasty_text
+    )
     path = "/" + "/".join(draw(st.lists(pieces, max_size=7)))
-    return Request(draw(st.sampled_from(SIMPLE_METHODS)), path, headers=_authorization(draw, world),
-                   body=draw(s.chunk_bodies()))
+    return Request(
+        draw(st.sampled_from(SIMPLE_METHODS)),
+        path,
+        headers=_authorization(draw, world),
+        body=draw(s.chunk_bodies()),
+    )
 
 
 def any_request(world: World, manifests: list[bytes]) -> st.SearchStrategy[Request]:
-    return st.one_of(base(world), catalog(world), tags_list(world), referrers(world),
-                     manifest(world, manifests), blob(world), start_upload(world), upload(world),
-                     token(world), anything(world))
+    return st.one_of(
+        base(world),
+        catalog(world),
+        tags_list(world),
+        referrers(world),
+        manifest(world, manifests),
+        blob(world),
+        start_upload(world),
+        upload(world),
+        token(world),
+        anything(world),
+    )

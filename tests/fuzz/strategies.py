@@ -20,13 +20,59 @@ NAME = rf"{NAME_COMPONENT}(?:/{NAME_COMPONENT})*"
 TAG = r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}"
 
 # Characters that broke something once, or that parsers treat specially.
-NASTY = ["\n", "\r", "\r\n", "\x00", '"', "'", "\\", " ", "\t", "%", "%0D", "%0A", "..", "/", "//",
-         ":", "@", "?", "#", ";", ",", "=", "\u00b2", "\u0663", "\u00e9", "\u202e", "\ufeff",
-         "\U0001f600"]
-UNICODE_DIGITS = ["\u00b2", "\u00b3", "\u00b9", "\u0663", "\u06f5", "\u0967", "\uff15", "\U0001d7d8",
-                  "\u2460"]
-MEDIA_TYPES = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST, OCI_CONFIG, OCI_LAYER,
-               "application/json", "application/octet-stream", "*/*", "text/plain"]
+NASTY = [
+    "\n",
+    "\r",
+    "\r\n",
+    "\x00",
+    '"',
+    "'",
+    "\\",
+    " ",
+    "\t",
+    "%",
+    "%0D",
+    "%0A",
+    "..",
+    "/",
+    "//",
+    ":",
+    "@",
+    "?",
+    "#",
+    ";",
+    ",",
+    "=",
+    "\u00b2",
+    "\u0663",
+    "\u00e9",
+    "\u202e",
+    "\ufeff",
+    "\U0001f600",
+]
+UNICODE_DIGITS = [
+    "\u00b2",
+    "\u00b3",
+    "\u00b9",
+    "\u0663",
+    "\u06f5",
+    "\u0967",
+    "\uff15",
+    "\U0001d7d8",
+    "\u2460",
+]
+MEDIA_TYPES = [
+    OCI_MANIFEST,
+    OCI_INDEX,
+    DOCKER_MANIFEST,
+    DOCKER_LIST,
+    OCI_CONFIG,
+    OCI_LAYER,
+    "application/json",
+    "application/octet-stream",
+    "*/*",
+    "text/plain",
+]
 
 # Text of any kind (surrogates excepted: a header or URL cannot carry them), and
 # text biased towards the characters above.
@@ -60,8 +106,7 @@ class World:
 
 def names(world: World) -> st.SearchStrategy[str]:
     valid = st.from_regex(NAME, fullmatch=True).filter(lambda n: len(n) <= 255)
-    return st.one_of(st.sampled_from(world.names), valid, _mutated(st.sampled_from(world.names)),
-                     nasty_text)
+    return st.one_of(st.sampled_from(world.names), valid, _mutated(st.sampled_from(world.names)), nasty_text)
 
 
 def hex_digest(algorithm: str, length: int) -> st.SearchStrategy[str]:
@@ -71,10 +116,13 @@ def hex_digest(algorithm: str, length: int) -> st.SearchStrategy[str]:
 def digests(world: World) -> st.SearchStrategy[str]:
     valid = hex_digest("sha256", 64) | hex_digest("sha512", 128)
     return st.one_of(
-        st.sampled_from(world.digests), valid, _mutated(st.sampled_from(world.digests)),
-        st.tuples(st.sampled_from(["sha256", "sha512", "md5", "SHA256", "sha256+b64", ""]),
-                  st.text("0123456789abcdefABCDEF=_-" + "".join(UNICODE_DIGITS), max_size=140))
-        .map(":".join),
+        st.sampled_from(world.digests),
+        valid,
+        _mutated(st.sampled_from(world.digests)),
+        st.tuples(
+            st.sampled_from(["sha256", "sha512", "md5", "SHA256", "sha256+b64", ""]),
+            st.text("0123456789abcdefABCDEF=_-" + "".join(UNICODE_DIGITS), max_size=140),
+        ).map(":".join),
         nasty_text,
     )
 
@@ -89,8 +137,12 @@ def references(world: World) -> st.SearchStrategy[str]:
 
 
 def upload_ids(world: World) -> st.SearchStrategy[str]:
-    return st.one_of(st.sampled_from(world.upload_ids), st.uuids().map(str),
-                     _mutated(st.sampled_from(world.upload_ids)), nasty_text)
+    return st.one_of(
+        st.sampled_from(world.upload_ids),
+        st.uuids().map(str),
+        _mutated(st.sampled_from(world.upload_ids)),
+        nasty_text,
+    )
 
 
 def numbers() -> st.SearchStrategy[str]:
@@ -99,8 +151,24 @@ def numbers() -> st.SearchStrategy[str]:
         st.integers(0, 20_000).map(str),
         st.integers(-5, 10**30).map(str),
         st.lists(st.sampled_from(UNICODE_DIGITS + list("0123456789")), min_size=1, max_size=4).map("".join),
-        st.sampled_from(["", "-1", "+5", " 5", "5 ", "5\n", "1e3", "0x10", "1_000", "5.0", "NaN",
-                         "0" * 5000 + "7", "9" * 5000, "9" * 4301]),
+        st.sampled_from(
+            [
+                "",
+                "-1",
+                "+5",
+                " 5",
+                "5 ",
+                "5\n",
+                "1e3",
+                "0x10",
+                "1_000",
+                "5.0",
+                "NaN",
+                "0" * 5000 + "7",
+                "9" * 5000,
+                "9" * 4301,
+            ]
+        ),
         any_text,
     )
 
@@ -133,13 +201,14 @@ def forged_tokens(world: World) -> st.SearchStrategy[str]:
     genuine = st.sampled_from(world.tokens) if world.tokens else st.just("a.b.c")
     header = _b64(json.dumps({"typ": "JWT", "alg": "HS256", "kid": "x"}).encode())
     return st.one_of(
-        st.tuples(genuine, st.integers(0, 400)).map(lambda t: t[0][:t[1]]),
+        st.tuples(genuine, st.integers(0, 400)).map(lambda t: t[0][: t[1]]),
         st.tuples(genuine, b64url).map(lambda t: t[0].rsplit(".", 1)[0] + "." + t[1]),
         st.tuples(genuine, st.integers(1, 3)).map(lambda t: t[0] + "." * t[1]),
         st.tuples(b64url, b64url, b64url).map(".".join),
         st.tuples(st.just(header), b64url, b64url).map(".".join),
-        st.tuples(st.binary(max_size=60), st.binary(max_size=60), b64url)
-        .map(lambda t: f"{_b64(t[0])}.{_b64(t[1])}.{t[2]}"),
+        st.tuples(st.binary(max_size=60), st.binary(max_size=60), b64url).map(
+            lambda t: f"{_b64(t[0])}.{_b64(t[1])}.{t[2]}"
+        ),
         nasty_text,
     )
 
@@ -150,8 +219,9 @@ def authorizations(world: World) -> st.SearchStrategy[str | None]:
     real user they count towards a lockout, a write that a refusal may well make."""
     forged_basic = st.one_of(
         st.binary(max_size=40).map(lambda b: base64.b64encode(b).decode()),
-        st.tuples(st.from_regex(r"nobody[a-z]{0,6}", fullmatch=True), any_text)
-        .map(lambda t: base64.b64encode(f"{t[0]}:{t[1]}".encode()).decode()),
+        st.tuples(st.from_regex(r"nobody[a-z]{0,6}", fullmatch=True), any_text).map(
+            lambda t: base64.b64encode(f"{t[0]}:{t[1]}".encode()).decode()
+        ),
         nasty_text,
     )
     genuine = [f"Basic {b}" for b in world.basic] + [f"Bearer {t}" for t in world.tokens]
@@ -161,8 +231,9 @@ def authorizations(world: World) -> st.SearchStrategy[str | None]:
         st.none(),
         forged_tokens(world).map("Bearer ".__add__),
         forged_basic.map("Basic ".__add__),
-        st.tuples(st.sampled_from(["Bearer", "Basic", "bearer", "BASIC", "Digest", "", "Bearer  "]),
-                  nasty_text).map(" ".join),
+        st.tuples(
+            st.sampled_from(["Bearer", "Basic", "bearer", "BASIC", "Digest", "", "Bearer  "]), nasty_text
+        ).map(" ".join),
     )
 
 
@@ -175,11 +246,13 @@ def deep_json(depth: int) -> bytes:
 
 def manifest_documents(world: World) -> st.SearchStrategy[dict]:
     """Manifests that look right, with fields of every kind swapped in."""
-    descriptor = st.fixed_dictionaries({
-        "mediaType": st.sampled_from(MEDIA_TYPES) | any_text,
-        "digest": digests(world),
-        "size": st.one_of(st.integers(-1, 5000), st.just(10**30), st.floats(allow_nan=False), any_text),
-    })
+    descriptor = st.fixed_dictionaries(
+        {
+            "mediaType": st.sampled_from(MEDIA_TYPES) | any_text,
+            "digest": digests(world),
+            "size": st.one_of(st.integers(-1, 5000), st.just(10**30), st.floats(allow_nan=False), any_text),
+        }
+    )
     json_value = st.recursive(
         st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | any_text,
         lambda children: st.lists(children, max_size=3) | st.dictionaries(any_text, children, max_size=3),
@@ -214,14 +287,23 @@ def manifest_bodies(world: World, manifests: list[bytes]) -> st.SearchStrategy[b
 
     return st.one_of(
         st.sampled_from(manifests),
-        st.tuples(st.sampled_from(manifests), st.dictionaries(with_surrogates, with_surrogates, max_size=3))
-        .map(annotated),
+        st.tuples(
+            st.sampled_from(manifests), st.dictionaries(with_surrogates, with_surrogates, max_size=3)
+        ).map(annotated),
         manifest_documents(world).map(lambda d: json.dumps(d).encode()),
-        st.tuples(manifest_documents(world), st.sampled_from([60, 64, 65, 1000, 60_000]))
-        .map(with_deep_array),
-        st.sampled_from([deep_json(60_000), b"{" + b'"a":{' * 30_000 + b"}" * 30_001,
-                         b'{"schemaVersion": 2, "size": ' + b"9" * 5000 + b"}",
-                         b'{"schemaVersion": 2e400}', b'"\\ud800"', b"\xff\xfe{\x00}\x00"]),
+        st.tuples(manifest_documents(world), st.sampled_from([60, 64, 65, 1000, 60_000])).map(
+            with_deep_array
+        ),
+        st.sampled_from(
+            [
+                deep_json(60_000),
+                b"{" + b'"a":{' * 30_000 + b"}" * 30_001,
+                b'{"schemaVersion": 2, "size": ' + b"9" * 5000 + b"}",
+                b'{"schemaVersion": 2e400}',
+                b'"\\ud800"',
+                b"\xff\xfe{\x00}\x00",
+            ]
+        ),
         st.binary(max_size=300),
     )
 

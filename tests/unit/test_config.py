@@ -8,8 +8,9 @@ from skyport.config import Settings
 BASE = {"SKYPORT_BUCKET": "b", "SKYPORT_TABLE": "t"}
 
 
-@pytest.mark.parametrize(("value", "expected"), [(None, True), ("", True), ("on", True),
-                                                 ("off", False), ("OFF", False)])
+@pytest.mark.parametrize(
+    ("value", "expected"), [(None, True), ("", True), ("on", True), ("off", False), ("OFF", False)]
+)
 def test_automatic_mount(value, expected):
     env = BASE if value is None else {**BASE, "SKYPORT_AUTOMATIC_MOUNT": value}
     assert Settings.from_env(env).automatic_mount is expected

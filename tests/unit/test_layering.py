@@ -11,8 +11,17 @@ from pathlib import Path
 
 import skyport
 
-FORBIDDEN = {"fastapi", "starlette", "mangum", "uvicorn", "aws_lambda_powertools", "pydantic", "skyport_api",
-             "skyport_cli", "moto"}
+FORBIDDEN = {
+    "fastapi",
+    "starlette",
+    "mangum",
+    "uvicorn",
+    "aws_lambda_powertools",
+    "pydantic",
+    "skyport_api",
+    "skyport_cli",
+    "moto",
+}
 CORE = Path(skyport.__file__).parent
 
 
@@ -25,8 +34,9 @@ def test_core_sources_import_no_framework():
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names = [node.module]
-            offenders += [f"{path.relative_to(CORE)}: {name}" for name in names
-                          if name.split(".")[0] in FORBIDDEN]
+            offenders += [
+                f"{path.relative_to(CORE)}: {name}" for name in names if name.split(".")[0] in FORBIDDEN
+            ]
     assert offenders == []
 
 

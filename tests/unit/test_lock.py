@@ -28,9 +28,14 @@ LAMBDA = {
 }
 # The function's runtime: template.yaml, python3.12 on arm64 (Amazon Linux).
 LAMBDA_ENV = {
-    "python_version": "3.12", "python_full_version": "3.12.0", "sys_platform": "linux",
-    "platform_system": "Linux", "platform_machine": "aarch64", "os_name": "posix",
-    "implementation_name": "cpython", "platform_python_implementation": "CPython",
+    "python_version": "3.12",
+    "python_full_version": "3.12.0",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": "aarch64",
+    "os_name": "posix",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
 }
 PIN = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^\s;#]+)\s*(?:;(?P<marker>[^#]*))?")
 
@@ -58,8 +63,9 @@ def _roots(path: Path) -> list[Requirement]:
 
 def _pyproject_requirements() -> list[Requirement]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    specs = project["dependencies"] + [r for extra in project["optional-dependencies"].values()
-                                       for r in extra]
+    specs = project["dependencies"] + [
+        r for extra in project["optional-dependencies"].values() for r in extra
+    ]
     return [Requirement(spec) for spec in specs]
 
 
@@ -68,8 +74,9 @@ def test_pyproject_dependencies_are_all_locked():
     for requirement in _pyproject_requirements():
         name = canonicalize_name(requirement.name)
         assert name in lock, f"{name} is not in {LOCK.name}: run `make lock`"
-        assert requirement.specifier.contains(lock[name][0], prereleases=True), \
+        assert requirement.specifier.contains(lock[name][0], prereleases=True), (
             f"{name}=={lock[name][0]} does not satisfy pyproject's {requirement}: run `make lock`"
+        )
 
 
 def test_the_venv_is_the_lock():
@@ -94,8 +101,9 @@ def test_lambda_requirements_are_the_locks_pins(requirements):
     pins = _pins(requirements)
     for name, (version, marker) in pins.items():
         assert marker is None, f"{name}: a marker in a file for one platform"
-        assert name in lock and lock[name][0] == version, \
+        assert name in lock and lock[name][0] == version, (
             f"{name}=={version} but the lock says {lock.get(name)}: run `make lock`"
+        )
 
 
 @pytest.mark.parametrize("requirements", list(LAMBDA), ids=lambda p: str(p.relative_to(ROOT)))
@@ -121,8 +129,8 @@ def test_lambda_requirements_are_complete(requirements):
         for spec in importlib.metadata.requires(name) or []:
             dependency = Requirement(spec)
             if dependency.marker is None or any(
-                    dependency.marker.evaluate({**LAMBDA_ENV, "extra": extra})
-                    for extra in extras or {""}):
+                dependency.marker.evaluate({**LAMBDA_ENV, "extra": extra}) for extra in extras or {""}
+            ):
                 todo.append((canonicalize_name(dependency.name), frozenset(dependency.extras)))
     assert not missing, f"{requirements.relative_to(ROOT)} lacks {sorted(set(missing))}: run `make lock`"
     unused = set(pins) - {name for name, _ in seen}

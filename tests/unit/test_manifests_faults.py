@@ -65,8 +65,9 @@ class World:
 
     def __init__(self, plan: FaultPlan, inline_limit: int) -> None:
         self.storage = MemoryStorage(plan, min_part=PART)
-        settings = Settings(bucket="-", table="-", part_size=PART, min_part_size=PART,
-                            inline_manifest_limit=inline_limit)
+        settings = Settings(
+            bucket="-", table="-", part_size=PART, min_part_size=PART, inline_manifest_limit=inline_limit
+        )
         storage = self.storage
         self.blobs = BlobService(storage.objects, storage.blobs, 60)
         self.uploads = UploadService(storage.objects, storage.sessions, self.blobs, settings)
@@ -83,8 +84,7 @@ class World:
         self.manifests.push(REPO, reference, media_type, manifest)
 
     def push_image(self, image, reference: str | None = None) -> None:
-        self.push([image.config, *image.layers], image.manifest, image.media_type,
-                  reference or image.digest)
+        self.push([image.config, *image.layers], image.manifest, image.media_type, reference or image.digest)
 
     # --- what is visible ---------------------------------------------------------------
 
@@ -103,11 +103,11 @@ class World:
         """What a client would find broken, read through the services (faults off)."""
         broken = []
         index = self.storage.manifests
-        for (repo, tag) in list(index.tags):
+        for repo, tag in list(index.tags):
             broken += [f"tag {tag}: {why}" for why in self._manifest_problems(repo, tag)]
-        for (repo, digest) in list(index.manifests):
+        for repo, digest in list(index.manifests):
             broken += [f"manifest {digest[:19]}: {why}" for why in self._manifest_problems(repo, digest)]
-        for (repo, subject, _digest) in list(index.referrers):
+        for repo, subject, _digest in list(index.referrers):
             for descriptor in self.referrers.list(repo, subject).index["manifests"]:
                 try:
                     self.manifests.fetch(repo, descriptor["digest"])
@@ -182,20 +182,38 @@ def _blob_delete_setup(world: World) -> None:
 OPERATIONS = [
     Operation("push", _nothing, lambda w: w.push_image(IMAGE_A, "v1")),
     # Bodies over the inline limit go to S3 first, then the index entries.
-    Operation("push, manifest body in S3", _nothing, lambda w: w.push_image(IMAGE_A, "v1"),
-              inline_limit=64),
+    Operation("push, manifest body in S3", _nothing, lambda w: w.push_image(IMAGE_A, "v1"), inline_limit=64),
     Operation("index push", _index_setup, lambda w: w.manifests.push(REPO, "multi", INDEX_TYPE, INDEX)),
-    Operation("tag move", _tag_move_setup,
-              lambda w: w.manifests.push(REPO, "v1", IMAGE_B.media_type, IMAGE_B.manifest)),
-    Operation("delete by tag", _image_a_tagged, lambda w: w.manifests.delete(REPO, "v1"),
-              gone_on_retry=(ManifestUnknown,)),
-    Operation("delete by digest", _image_a_tagged, lambda w: w.manifests.delete(REPO, IMAGE_A.digest),
-              gone_on_retry=(ManifestUnknown,)),
-    Operation("blob delete", _blob_delete_setup, lambda w: w.blobs.delete(REPO, sha256(ORPHAN)),
-              gone_on_retry=(BlobUnknown,)),
-    Operation("referrer push", _image_a_tagged,
-              lambda w: w.push([ARTIFACT.config, *ARTIFACT.layers], ARTIFACT.manifest,
-                               ARTIFACT.media_type, ARTIFACT.digest)),
+    Operation(
+        "tag move",
+        _tag_move_setup,
+        lambda w: w.manifests.push(REPO, "v1", IMAGE_B.media_type, IMAGE_B.manifest),
+    ),
+    Operation(
+        "delete by tag",
+        _image_a_tagged,
+        lambda w: w.manifests.delete(REPO, "v1"),
+        gone_on_retry=(ManifestUnknown,),
+    ),
+    Operation(
+        "delete by digest",
+        _image_a_tagged,
+        lambda w: w.manifests.delete(REPO, IMAGE_A.digest),
+        gone_on_retry=(ManifestUnknown,),
+    ),
+    Operation(
+        "blob delete",
+        _blob_delete_setup,
+        lambda w: w.blobs.delete(REPO, sha256(ORPHAN)),
+        gone_on_retry=(BlobUnknown,),
+    ),
+    Operation(
+        "referrer push",
+        _image_a_tagged,
+        lambda w: w.push(
+            [ARTIFACT.config, *ARTIFACT.layers], ARTIFACT.manifest, ARTIFACT.media_type, ARTIFACT.digest
+        ),
+    ),
 ]
 
 
@@ -292,10 +310,16 @@ def _lost_or_corrupt(before: dict, expected: dict, world: World) -> list[str]:
     """Entries neither as before nor as after a fault-free run; committed entries the
     operation does not touch, gone; images a client would find broken."""
     now = world.state()
-    why = [f"{key} = {value!r}: neither before nor after" for key, value in now.items()
-           if before.get(key, object()) != value and expected.get(key, object()) != value]
-    why += [f"{key}: committed, untouched by the operation, lost" for key, value in before.items()
-            if expected.get(key) == value and now.get(key) != value]
+    why = [
+        f"{key} = {value!r}: neither before nor after"
+        for key, value in now.items()
+        if before.get(key, object()) != value and expected.get(key, object()) != value
+    ]
+    why += [
+        f"{key}: committed, untouched by the operation, lost"
+        for key, value in before.items()
+        if expected.get(key) == value and now.get(key) != value
+    ]
     return why + world.broken_images()
 
 

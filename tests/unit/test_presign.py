@@ -50,13 +50,17 @@ def _client(monkeypatch, region: str, endpoint: str | None, token: str | None):
 def _botocore_url(monkeypatch, client, key: str, expires: int, now: dt.datetime) -> str:
     # botocore.auth signs at botocore.compat.get_current_datetime(), imported by name.
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *args, **kwargs: now)
-    return client.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": key},
-                                         ExpiresIn=expires)
+    return client.generate_presigned_url(
+        "get_object", Params={"Bucket": BUCKET, "Key": key}, ExpiresIn=expires
+    )
 
 
 @pytest.mark.parametrize("token", [None, TOKEN], ids=["long-term", "session-token"])
-@pytest.mark.parametrize("endpoint", [None, "http://127.0.0.1:5000", "https://s3.example.test:8443"],
-                         ids=["aws-virtual", "custom-path", "custom-https-path"])
+@pytest.mark.parametrize(
+    "endpoint",
+    [None, "http://127.0.0.1:5000", "https://s3.example.test:8443"],
+    ids=["aws-virtual", "custom-path", "custom-https-path"],
+)
 @pytest.mark.parametrize("region", REGIONS)
 def test_same_url_as_botocore(monkeypatch, region, endpoint, token):
     client = _client(monkeypatch, region, endpoint, token)
@@ -95,7 +99,8 @@ def test_object_store_uses_it_with_the_current_time(monkeypatch):
     store = S3ObjectStore(client, BUCKET)
     assert store._presigner is not None
     assert store.presign_get("blobs/k", 1200) == client.generate_presigned_url(
-        "get_object", Params={"Bucket": BUCKET, "Key": "blobs/k"}, ExpiresIn=1200)
+        "get_object", Params={"Bucket": BUCKET, "Key": "blobs/k"}, ExpiresIn=1200
+    )
 
 
 def test_signing_key_is_derived_once_a_day(monkeypatch):
@@ -114,15 +119,19 @@ def test_refreshed_credentials_are_used(monkeypatch):
     """Temporary credentials are frozen on every call: once botocore refreshes them,
     the next URL carries the new ones, as botocore's own would."""
     now = dt.datetime.now(dt.UTC)
-    issued = {"access_key": "ASIAFIRST", "secret_key": "first-secret", "token": "first-token",
-              "expiry_time": (now + dt.timedelta(hours=1)).isoformat()}
+    issued = {
+        "access_key": "ASIAFIRST",
+        "secret_key": "first-secret",
+        "token": "first-token",
+        "expiry_time": (now + dt.timedelta(hours=1)).isoformat(),
+    }
     credentials = RefreshableCredentials.create_from_metadata(
-        dict(issued), refresh_using=lambda: dict(issued), method="test")
+        dict(issued), refresh_using=lambda: dict(issued), method="test"
+    )
     core = botocore.session.Session()
     core._credentials = credentials
     clients = AwsClients(Settings(bucket=BUCKET, table="t", region="eu-west-1"))
-    clients.__dict__["_session"] = boto3.session.Session(botocore_session=core,
-                                                         region_name="eu-west-1")
+    clients.__dict__["_session"] = boto3.session.Session(botocore_session=core, region_name="eu-west-1")
     client = clients.s3
     presigner = S3Presigner.for_client(client, BUCKET)
     assert "X-Amz-Credential=ASIAFIRST%2F" in presigner.presign_get("k", 60)
@@ -154,10 +163,12 @@ def test_fips_and_accelerate_fall_back_to_botocore(monkeypatch):
 
     _client(monkeypatch, "us-east-1", None, None)
     session = boto3.session.Session(region_name="us-east-1")
-    for config in (Config(signature_version="s3v4", use_fips_endpoint=True),
-                   Config(signature_version="s3v4", s3={"use_accelerate_endpoint": True}),
-                   Config(signature_version="s3v4", s3={"use_dualstack_endpoint": True}),
-                   Config(signature_version="s3v4", s3={"addressing_style": "auto"})):
+    for config in (
+        Config(signature_version="s3v4", use_fips_endpoint=True),
+        Config(signature_version="s3v4", s3={"use_accelerate_endpoint": True}),
+        Config(signature_version="s3v4", s3={"use_dualstack_endpoint": True}),
+        Config(signature_version="s3v4", s3={"addressing_style": "auto"}),
+    ):
         assert S3Presigner.for_client(session.client("s3", config=config), BUCKET) is None
     path_style = Config(signature_version="s3v4", s3={"addressing_style": "path"})
     prefixed = session.client("s3", endpoint_url="http://127.0.0.1:5000/prefix", config=path_style)
@@ -221,8 +232,15 @@ def _fallback_store(registry, monkeypatch, shape: str):
     return S3ObjectStore(client, registry.settings.bucket), client
 
 
-@pytest.mark.parametrize("shape", ["no-private-attributes", "signer-without-_credentials",
-                                   "signer-without-signature_version", "signer-without-signing_name"])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "no-private-attributes",
+        "signer-without-_credentials",
+        "signer-without-signature_version",
+        "signer-without-signing_name",
+    ],
+)
 def test_other_internals_fall_back_to_botocore(registry, monkeypatch, shape):
     store, client = _fallback_store(registry, monkeypatch, shape)
     assert store._presigner is None
@@ -235,7 +253,8 @@ def test_other_internals_fall_back_to_botocore(registry, monkeypatch, shape):
     instant = dt.datetime(2030, 3, 4, 5, 6, 7)
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *args, **kwargs: instant)
     assert store.presign_get(key, 60) == client.generate_presigned_url(
-        "get_object", Params={"Bucket": registry.settings.bucket, "Key": key}, ExpiresIn=60)
+        "get_object", Params={"Bucket": registry.settings.bucket, "Key": key}, ExpiresIn=60
+    )
 
 
 def test_a_client_that_signs_differently_falls_back_to_botocore(registry, monkeypatch):

@@ -17,8 +17,10 @@ from skyport_api.app import create_app
 from starlette.testclient import TestClient
 
 MiB = 1024 * 1024
-ACCESS_DENIED = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
-                 b"<Message>Access Denied</Message></Error>")
+ACCESS_DENIED = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+    b"<Message>Access Denied</Message></Error>"
+)
 
 
 def deny_absent_keys(s3_client) -> list[str]:
@@ -98,8 +100,9 @@ def test_vanished_tail_behind_a_403_is_an_unknown_upload_not_a_503(denied_client
         assert tail.startswith("uploads/")
         clients.s3.delete_object(Bucket=settings.bucket, Key=tail)
         if then == "patch":
-            response = client.patch(location, content=data[first:],
-                                    headers={"Content-Range": f"{first}-{len(data) - 1}"})
+            response = client.patch(
+                location, content=data[first:], headers={"Content-Range": f"{first}-{len(data) - 1}"}
+            )
         else:
             digest = "sha256:" + hashlib.sha256(data[:first]).hexdigest()
             response = client.put(f"{location}?digest={digest}")

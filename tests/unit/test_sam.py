@@ -24,12 +24,17 @@ SAM = ROOT / ".venv-sam" / "bin" / "sam"
 def _sam(*args: str, path_prefix: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     if not SAM.exists():
         cannot_run("aws-sam-cli is not installed: `make sam` installs it into .venv-sam")
-    env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_REGION": "us-east-1"}
+    env = {
+        **os.environ,
+        "SAM_CLI_TELEMETRY": "0",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }
     if path_prefix:
         env["PATH"] = f"{path_prefix}{os.pathsep}{env['PATH']}"
-    return subprocess.run([str(SAM), *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [str(SAM), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def _pinned(requirements) -> dict[str, str]:
@@ -56,8 +61,17 @@ def test_sam_build(tmp_path):
     if python is None:
         cannot_run(f"sam build needs python{version} (the function's runtime) on PATH or under pyenv")
     build = tmp_path / "build"
-    result = _sam("build", "--template", str(TEMPLATE_PATH), "--build-dir", str(build),
-                  "--cache-dir", str(ROOT / ".aws-sam" / "cache"), "--cached", path_prefix=str(python.parent))
+    result = _sam(
+        "build",
+        "--template",
+        str(TEMPLATE_PATH),
+        "--build-dir",
+        str(build),
+        "--cache-dir",
+        str(ROOT / ".aws-sam" / "cache"),
+        "--cached",
+        path_prefix=str(python.parent),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Build Succeeded" in result.stdout + result.stderr
     # The layer holds the core and its dependencies, built for arm64; the
@@ -69,14 +83,17 @@ def test_sam_build(tmp_path):
     assert (layer / "skyport" / "__pycache__" / f"registry.{tag}.pyc").exists()
     assert (build / "ApiFunction" / "fastapi" / "__pycache__" / f"applications.{tag}.pyc").exists()
     assert list(layer.glob("rehashes/*.so")), "rehashes' native module"
-    assert all("aarch64" in p.name or "abi3" in p.name for p in build.rglob("*.so")), \
-        [p.name for p in build.rglob("*.so")]
+    assert all("aarch64" in p.name or "abi3" in p.name for p in build.rglob("*.so")), [
+        p.name for p in build.rglob("*.so")
+    ]
     function = build / "ApiFunction"
     assert (function / "skyport_api" / "handler.py").exists()
     # Exactly the pinned packages (requirements.txt, from requirements/lock.txt), so the
     # function ships the botocore these tests run with.
-    for package, requirements in ((layer, ROOT / "layers" / "skyport" / "requirements.txt"),
-                                  (function, ROOT / "functions" / "api" / "requirements.txt")):
+    for package, requirements in (
+        (layer, ROOT / "layers" / "skyport" / "requirements.txt"),
+        (function, ROOT / "functions" / "api" / "requirements.txt"),
+    ):
         assert _installed(package) == _pinned(requirements), package
         assert _installed(package)["botocore"] == botocore.__version__
     assert not (function / "skyport").exists()

@@ -67,9 +67,7 @@ def test_table_matches_template(clients, template):
     props = _props(template, "MetadataTable")
     table = ddb.describe_table(TableName=TABLE)["Table"]
     assert table["KeySchema"] == props["KeySchema"]
-    assert sorted(table["AttributeDefinitions"], key=str) == sorted(
-        props["AttributeDefinitions"], key=str
-    )
+    assert sorted(table["AttributeDefinitions"], key=str) == sorted(props["AttributeDefinitions"], key=str)
     assert table["BillingModeSummary"]["BillingMode"] == props["BillingMode"]
     assert table["StreamSpecification"] == {
         "StreamEnabled": True,
@@ -97,9 +95,7 @@ def test_bucket_lifecycle_matches_template(clients, template):
         if "ExpirationInDays" in rule:
             assert rule_got["Expiration"]["Days"] == rule["ExpirationInDays"]
         if "AbortIncompleteMultipartUpload" in rule:
-            assert (
-                rule_got["AbortIncompleteMultipartUpload"] == rule["AbortIncompleteMultipartUpload"]
-            )
+            assert rule_got["AbortIncompleteMultipartUpload"] == rule["AbortIncompleteMultipartUpload"]
 
 
 def test_bucket_is_private_and_encrypted(clients, template):

@@ -52,11 +52,13 @@ def ports(request: pytest.FixtureRequest) -> Ports:
         return Ports(memory.objects, memory.blobs, memory.sessions, memory.manifests, memory.auth)
     settings = request.getfixturevalue("settings")
     clients = request.getfixturevalue("aws_clients")
-    return Ports(S3ObjectStore(clients.s3, settings.bucket),
-                 DynamoBlobIndex(clients.dynamodb, settings.table),
-                 DynamoUploadSessions(clients.dynamodb, settings.table),
-                 DynamoManifestIndex(clients.dynamodb, settings.table),
-                 DynamoAuthStore(clients.dynamodb, settings.table))
+    return Ports(
+        S3ObjectStore(clients.s3, settings.bucket),
+        DynamoBlobIndex(clients.dynamodb, settings.table),
+        DynamoUploadSessions(clients.dynamodb, settings.table),
+        DynamoManifestIndex(clients.dynamodb, settings.table),
+        DynamoAuthStore(clients.dynamodb, settings.table),
+    )
 
 
 def digest(data: bytes) -> str:
@@ -64,6 +66,7 @@ def digest(data: bytes) -> str:
 
 
 # --- ObjectStore ------------------------------------------------------------------------
+
 
 def test_objects_put_read_copy_delete(ports):
     objects = ports.objects
@@ -125,6 +128,7 @@ def test_multipart_upload_gone(ports):
 
 # --- BlobIndex --------------------------------------------------------------------------
 
+
 def test_blob_index_first_writer_wins_and_links(ports):
     blobs = ports.blobs
     first = BlobRecord(digest(b"a"), 1, "blobs/one")
@@ -141,9 +145,18 @@ def test_blob_index_first_writer_wins_and_links(ports):
 
 # --- UploadSessions ---------------------------------------------------------------------
 
+
 def session(upload_id: str = "u1", **changes: Any) -> UploadSession:
-    return replace(UploadSession(upload_id=upload_id, repository="team/app", blob_key=f"blobs/{upload_id}",
-                                 hash_state=b"state", expires_at=NOW + 3600), **changes)
+    return replace(
+        UploadSession(
+            upload_id=upload_id,
+            repository="team/app",
+            blob_key=f"blobs/{upload_id}",
+            hash_state=b"state",
+            expires_at=NOW + 3600,
+        ),
+        **changes,
+    )
 
 
 def test_sessions_lease(ports):
@@ -161,8 +174,13 @@ def test_sessions_lease(ports):
     with pytest.raises(UploadConflict):
         sessions.save(session(offset=5), "t1")
     # Saving drops the lease: the next claim needs no waiting.
-    saved = session(offset=5, multipart_id="m", part_etags=['"00112233445566778899aabbccddeeff"'],
-                    tail_key="uploads/u1/tail-5", tail_size=5)
+    saved = session(
+        offset=5,
+        multipart_id="m",
+        part_etags=['"00112233445566778899aabbccddeeff"'],
+        tail_key="uploads/u1/tail-5",
+        tail_size=5,
+    )
     sessions.save(saved, "t2")
     assert sessions.get("u1") == saved
     assert sessions.claim("u1", "team/app", "t3", NOW + 62, NOW + 122, expected_offset=5) == saved
@@ -177,8 +195,11 @@ def test_sessions_conditions(ports):
     with pytest.raises(UploadConflict) as wrong_offset:
         sessions.claim("u1", "team/app", "t", NOW, NOW + 60, expected_offset=3)
     assert wrong_offset.value.busy is False and wrong_offset.value.current.offset == 10
-    for repository, now, owner in (("team/other", NOW, None), ("team/app", NOW + 3600, None),
-                                   ("team/app", NOW, "bob")):
+    for repository, now, owner in (
+        ("team/other", NOW, None),
+        ("team/app", NOW + 3600, None),
+        ("team/app", NOW, "bob"),
+    ):
         with pytest.raises(UploadMissing):
             sessions.claim("u1", repository, "t", now, now + 60, expected_offset=None, owner=owner)
     with pytest.raises(UploadMissing):
@@ -239,9 +260,11 @@ def test_sessions_open_cap(ports):
 
 # --- ManifestIndex ----------------------------------------------------------------------
 
+
 def manifest(body: bytes, subject: str | None = None) -> ManifestRecord:
-    return ManifestRecord(digest(body), "application/vnd.oci.image.manifest.v1+json", len(body), body=body,
-                          subject=subject)
+    return ManifestRecord(
+        digest(body), "application/vnd.oci.image.manifest.v1+json", len(body), body=body, subject=subject
+    )
 
 
 def test_manifests_tags_referrers_catalog(ports):
@@ -331,9 +354,12 @@ def test_batch_reads_ask_again_for_unprocessed_keys(settings, aws_clients):
         items = parsed.get("Responses", {}).get(settings.table, [])
         if len(calls) <= times and items:
             held, parsed["Responses"][settings.table] = items[::2], items[1::2]
-            parsed["UnprocessedKeys"] = {settings.table: {
-                "Keys": [{"PK": item["PK"], "SK": item["SK"]} for item in held],
-                "ProjectionExpression": "PK, SK, size_bytes"}}
+            parsed["UnprocessedKeys"] = {
+                settings.table: {
+                    "Keys": [{"PK": item["PK"], "SK": item["SK"]} for item in held],
+                    "ProjectionExpression": "PK, SK, size_bytes",
+                }
+            }
 
     events = dynamodb.meta.events
     for times, fails in ((2, False), (BATCH_GET_ATTEMPTS, True)):
@@ -356,6 +382,7 @@ def test_batch_reads_ask_again_for_unprocessed_keys(settings, aws_clients):
 
 
 # --- AuthStore --------------------------------------------------------------------------
+
 
 def test_identities_lockout_grants_keys_bootstrap(ports):
     auth = ports.auth
@@ -392,8 +419,10 @@ def test_identities_lockout_grants_keys_bootstrap(ports):
 
     auth.put_grant("team/*", "alice", frozenset({"pull", "push"}))
     auth.put_grant("*", "*", frozenset({"pull"}))
-    assert sorted(auth.list_grants()) == [("*", "*", frozenset({"pull"})),
-                                          ("team/*", "alice", frozenset({"pull", "push"}))]
+    assert sorted(auth.list_grants()) == [
+        ("*", "*", frozenset({"pull"})),
+        ("team/*", "alice", frozenset({"pull", "push"})),
+    ]
     assert auth.delete_grant("*", "*") is True and auth.delete_grant("*", "*") is False
 
     assert auth.get_signing_keys() is None

@@ -25,8 +25,9 @@ def _run(tmp_path: Path, *, uid: int, apt_get: str | None, ci: str | None = None
     for tool in bin_dir.iterdir():
         tool.chmod(0o755)
     env = {"PATH": str(bin_dir)} | ({"CI": ci} if ci is not None else {})
-    return subprocess.run([BASH, str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60,
-                          check=False)
+    return subprocess.run(
+        [BASH, str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def test_a_failed_install_fails(tmp_path):

@@ -13,16 +13,12 @@ from skyport_cli.stack import TEMPLATE_PATH, load_template
 
 def test_cfn_lint_reports_no_errors_or_warnings():
     matches = lint_file(TEMPLATE_PATH)
-    problems = [
-        f"{m.rule.id} {m.message} (line {m.linenumber})" for m in matches if m.rule.id[0] in "EW"
-    ]
+    problems = [f"{m.rule.id} {m.message} (line {m.linenumber})" for m in matches if m.rule.id[0] in "EW"]
     assert problems == []
 
 
 def test_upload_tails_expire():
-    rules = load_template()["Resources"]["BlobBucket"]["Properties"]["LifecycleConfiguration"][
-        "Rules"
-    ]
+    rules = load_template()["Resources"]["BlobBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
     assert any(r.get("Prefix") == "uploads/" and "ExpirationInDays" in r for r in rules)
     assert any("AbortIncompleteMultipartUpload" in r for r in rules)
 
@@ -37,8 +33,10 @@ def test_function_policy_is_scoped_to_the_bucket_and_table():
 # --------------------------------------------------------------------------- least privilege
 
 # The deployed code: the core layer and the function (the CLI never runs on Lambda).
-DEPLOYED_CODE = [TEMPLATE_PATH.parent / "layers" / "skyport" / "skyport",
-                 TEMPLATE_PATH.parent / "functions" / "api" / "skyport_api"]
+DEPLOYED_CODE = [
+    TEMPLATE_PATH.parent / "layers" / "skyport" / "skyport",
+    TEMPLATE_PATH.parent / "functions" / "api" / "skyport_api",
+]
 SERVICES = ("s3", "dynamodb", "secretsmanager", "ssm")
 # A service the function reaches only when its environment names one of these; without
 # them its calls are dead code there, and the role must not grant them.
@@ -64,12 +62,18 @@ ACTIONS_OF = {
     # Each item of a transaction needs its own action: see TRANSACT_ITEMS.
     ("dynamodb", "TransactWriteItems"): set(),
 }
-TRANSACT_ITEMS = {"Put": "dynamodb:PutItem", "Update": "dynamodb:UpdateItem",
-                  "Delete": "dynamodb:DeleteItem", "ConditionCheck": "dynamodb:ConditionCheckItem"}
+TRANSACT_ITEMS = {
+    "Put": "dynamodb:PutItem",
+    "Update": "dynamodb:UpdateItem",
+    "Delete": "dynamodb:DeleteItem",
+    "ConditionCheck": "dynamodb:ConditionCheckItem",
+}
 # Powertools Parameters call boto3 for us.
-POWERTOOLS = {"SecretsProvider": ("secretsmanager", "GetSecretValue"),
-              "get_secret": ("secretsmanager", "GetSecretValue"),
-              "SSMProvider": ("ssm", "GetParameter")}
+POWERTOOLS = {
+    "SecretsProvider": ("secretsmanager", "GetSecretValue"),
+    "get_secret": ("secretsmanager", "GetSecretValue"),
+    "SSMProvider": ("ssm", "GetParameter"),
+}
 
 
 def _names_in(tree) -> tuple[set[str], set[str]]:
@@ -145,9 +149,15 @@ def test_the_role_grants_exactly_the_aws_calls_the_code_makes():
 def test_the_scan_sees_the_calls_it_must():
     """The comparison above is only as good as the scan: the calls every push makes."""
     calls = aws_calls_in_code()
-    for call in [("s3", "PutObject"), ("s3", "UploadPart"), ("s3", "CompleteMultipartUpload"),
-                 ("dynamodb", "PutItem"), ("dynamodb", "Query"), ("dynamodb", "TransactWriteItems"),
-                 ("secretsmanager", "GetSecretValue")]:
+    for call in [
+        ("s3", "PutObject"),
+        ("s3", "UploadPart"),
+        ("s3", "CompleteMultipartUpload"),
+        ("dynamodb", "PutItem"),
+        ("dynamodb", "Query"),
+        ("dynamodb", "TransactWriteItems"),
+        ("secretsmanager", "GetSecretValue"),
+    ]:
         assert call in calls, call
 
 

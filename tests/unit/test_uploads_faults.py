@@ -37,7 +37,7 @@ def sha256(data: bytes) -> str:
 
 async def chunks(data: bytes, size: int = 16 * KiB) -> AsyncIterator[bytes]:
     for i in range(0, len(data), size):
-        yield data[i:i + size]
+        yield data[i : i + size]
 
 
 @dataclass
@@ -49,8 +49,9 @@ class Client:
 
     def __post_init__(self) -> None:
         blobs = BlobService(self.storage.objects, self.storage.blobs, 60)
-        self.service = UploadService(self.storage.objects, self.storage.sessions, blobs, SETTINGS,
-                                     clock=lambda: self.now[0])
+        self.service = UploadService(
+            self.storage.objects, self.storage.sessions, blobs, SETTINGS, clock=lambda: self.now[0]
+        )
 
     def run(self, step: Step, upload_id: str) -> object:
         if step.kind == "patch":
@@ -72,14 +73,18 @@ def plan_upload(flavour: str, data: bytes) -> list[Step]:
         return [Step("patch", data), Step("put", b"", digest=sha256(data))]
     if flavour == "chunks":  # Content-Range chunks smaller than a part: tails coalesce
         third = len(data) // 3
-        return [Step("patch", data[:third], (0, third - 1)),
-                Step("patch", data[third:], (third, len(data) - 1)),
-                Step("put", b"", digest=sha256(data))]
+        return [
+            Step("patch", data[:third], (0, third - 1)),
+            Step("patch", data[third:], (third, len(data) - 1)),
+            Step("put", b"", digest=sha256(data)),
+        ]
     if flavour == "fold":  # a short last part, then more: the upload is folded
         first = PART + 10 * KiB
-        return [Step("patch", data[:first]),
-                Step("patch", data[first:first + 20 * KiB], (first, first + 20 * KiB - 1)),
-                Step("put", data[first + 20 * KiB:], digest=sha256(data))]
+        return [
+            Step("patch", data[:first]),
+            Step("patch", data[first : first + 20 * KiB], (first, first + 20 * KiB - 1)),
+            Step("put", data[first + 20 * KiB :], digest=sha256(data)),
+        ]
     raise ValueError(flavour)
 
 
@@ -91,8 +96,9 @@ def start(client: Client) -> str:
     return client.service.start(REPO).upload_id
 
 
-def assert_no_strays(storage: MemoryStorage, allowed: set[str] = frozenset(), *,
-                     unknown_multipart: bool = False) -> None:
+def assert_no_strays(
+    storage: MemoryStorage, allowed: set[str] = frozenset(), *, unknown_multipart: bool = False
+) -> None:
     """Nothing in S3 but what a stored session names (its multipart upload, its tail,
     and at its blob key the object its multipart upload was completed as, which a
     retry completes again), registered blobs, and ``allowed``. ``unknown_multipart``:
@@ -159,10 +165,12 @@ def tally(request: pytest.FixtureRequest):
 
 
 @pytest.mark.parametrize("kind", ["error", "throttle", "timeout", "crash"])
-@pytest.mark.parametrize(("flavour", "index", "nth"), CASES,
-                         ids=[f"{f}-step{i}-call{n}" for f, i, n in CASES])
-def test_a_fault_at_any_call_of_a_request_leaves_a_resumable_or_removed_session(flavour, index, nth, kind,
-                                                                                tally):
+@pytest.mark.parametrize(
+    ("flavour", "index", "nth"), CASES, ids=[f"{f}-step{i}-call{n}" for f, i, n in CASES]
+)
+def test_a_fault_at_any_call_of_a_request_leaves_a_resumable_or_removed_session(
+    flavour, index, nth, kind, tally
+):
     storage = MemoryStorage(FaultPlan(), min_part=PART)
     client = Client(storage)
     steps = plan_upload(flavour, DATA)
@@ -189,7 +197,7 @@ def test_a_fault_at_any_call_of_a_request_leaves_a_resumable_or_removed_session(
     if not isinstance(outcome, Exception):
         # The fault hit a call whose failure the request rides out (a timeout whose
         # write had landed, a best-effort delete): it succeeded, and says so.
-        rest = steps[index + 1:]
+        rest = steps[index + 1 :]
     elif after is None:
         # Removed: the client hears the upload is unknown, or an error to retry on, and
         # a retry finds it unknown; it starts over. Never a half-registered blob.
@@ -206,7 +214,9 @@ def test_a_fault_at_any_call_of_a_request_leaves_a_resumable_or_removed_session(
     faulted = storage.plan.injected[0].split(":")[0]
     allowed = _unregistered_blob_keys(stored, after) | (
         {key for key in storage.objects.objects if key.startswith("uploads/")}
-        if faulted == "ObjectStore.delete" else set())
+        if faulted == "ObjectStore.delete"
+        else set()
+    )
     unknown_multipart = faulted == "ObjectStore.start_multipart" and kind == "timeout"
     if kind != "crash":
         # A crashed request ran no clean-up: what it wrote is left to the lifecycle
@@ -257,8 +267,9 @@ AFTER_COMPLETION = [
 # The completion's answer lost is only known to have made an object nothing names when
 # this PUT started the multipart upload; a stored session's upload is completed again
 # by the retry (see the fault test above for what that leaves).
-MADE_CASES = ([("whole-put", "ObjectStore.complete_multipart", "timeout")]
-              + [(flavour, *fault) for flavour in ("whole-put", "streamed") for fault in AFTER_COMPLETION])
+MADE_CASES = [("whole-put", "ObjectStore.complete_multipart", "timeout")] + [
+    (flavour, *fault) for flavour in ("whole-put", "streamed") for fault in AFTER_COMPLETION
+]
 
 
 @pytest.mark.parametrize(("flavour", "method", "kind"), MADE_CASES)
@@ -270,8 +281,9 @@ def test_a_put_that_made_the_blob_and_then_failed_leaves_no_object_behind(flavou
     storage = MemoryStorage(min_part=PART)
     client = Client(storage)
     upload_id = start(client)
-    steps = ([Step("put", DATA, digest=sha256(DATA))] if flavour == "whole-put"
-             else plan_upload("streamed", DATA))
+    steps = (
+        [Step("put", DATA, digest=sha256(DATA))] if flavour == "whole-put" else plan_upload("streamed", DATA)
+    )
     finish_upload(client, steps[:-1], upload_id)
     storage.plan.fail(method, kind=kind)
     with pytest.raises(StorageUnavailable):
@@ -291,6 +303,7 @@ def test_a_put_that_made_the_blob_and_then_failed_leaves_no_object_behind(flavou
 
 
 # --- the lease ----------------------------------------------------------------------------
+
 
 class Gate:
     """A body that sends its first half, then waits until opened."""
@@ -341,12 +354,12 @@ def test_a_lease_past_its_time_is_taken_over_and_the_first_writer_loses():
         slow = asyncio.create_task(client.service.append(REPO, upload_id, gate))
         await gate.waiting.wait()
         client.now[0] += LEASE + 1  # the slow writer's lease times out
-        taken = await client.service.append(REPO, upload_id, chunks(other[:PART + 5]), (0, PART + 4))
+        taken = await client.service.append(REPO, upload_id, chunks(other[: PART + 5]), (0, PART + 4))
         assert taken.offset == PART + 5
         gate.opened.set()
         with pytest.raises(UploadBusy):
             await slow  # its save finds the lease gone: nothing it sent counts
-        await client.service.append(REPO, upload_id, chunks(other[PART + 5:]), (PART + 5, len(other) - 1))
+        await client.service.append(REPO, upload_id, chunks(other[PART + 5 :]), (PART + 5, len(other) - 1))
         await client.service.finish(REPO, upload_id, sha256(other), chunks(b""))
 
     asyncio.run(scenario())
@@ -385,8 +398,12 @@ def test_a_writer_that_lost_its_lease_never_touches_the_new_writers_tail(loser_c
     asyncio.run(scenario())
     assert_blob(storage, data)
     assert storage.sessions.items == {}
-    assert_no_strays(storage, {key for key in storage.objects.objects if key.startswith("uploads/")}
-                     if not loser_cleans_up else set())
+    assert_no_strays(
+        storage,
+        {key for key in storage.objects.objects if key.startswith("uploads/")}
+        if not loser_cleans_up
+        else set(),
+    )
 
 
 def test_a_lease_lost_at_save_to_a_cancel_removes_everything():
@@ -417,10 +434,10 @@ def test_a_save_whose_answer_is_lost_counts_once():
     third = len(DATA) // 3
     client.run(Step("patch", DATA[:third], (0, third - 1)), upload_id)
     storage.plan.fail("UploadSessions.save", kind="timeout")
-    session = client.run(Step("patch", DATA[third:2 * third], (third, 2 * third - 1)), upload_id)
+    session = client.run(Step("patch", DATA[third : 2 * third], (third, 2 * third - 1)), upload_id)
     assert storage.plan.injected == ["UploadSessions.save: timeout"]
     assert storage.sessions.get(upload_id) == session
-    client.run(Step("put", DATA[2 * third:], (2 * third, len(DATA) - 1), sha256(DATA)), upload_id)
+    client.run(Step("put", DATA[2 * third :], (2 * third, len(DATA) - 1), sha256(DATA)), upload_id)
     assert_blob(storage, DATA)
     assert_no_strays(storage)
 

@@ -37,7 +37,11 @@ def create_app(registry: Registry, *, one_request_at_a_time: bool = False) -> Fa
     # dependency at all, so the open registry pays nothing for it.
     dependencies = [Depends(auth.authorize)] if registry.settings.auth_enabled else []
     app = FastAPI(
-        title="Skyport", docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False,
+        title="Skyport",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        redirect_slashes=False,
         dependencies=dependencies,
     )
     app.state.registry = registry

@@ -169,9 +169,7 @@ async def _authenticate_basic(request: Request, registry: Registry, value: str) 
     pair = _basic(value)
     if pair is None:
         raise Unauthorized(message="malformed Basic credentials")
-    return await run_blocking(
-        registry.auth.authenticate, *pair, _source(request), inline=inline(request)
-    )
+    return await run_blocking(registry.auth.authenticate, *pair, _source(request), inline=inline(request))
 
 
 def _mount_source(request: Request, path: str) -> str:
@@ -206,9 +204,7 @@ async def authorize(request: Request) -> None:
         # before it enters a scope or a challenge (distribution-spec, error codes).
         validate_name(name)
     scope = (
-        access.challenge_scope(needed.type, name, needed.action)
-        if needed and needed.type != "base"
-        else None
+        access.challenge_scope(needed.type, name, needed.action) if needed and needed.type != "base" else None
     )
     source = _mount_source(request, path)
     if scope and source:
@@ -225,9 +221,7 @@ async def authorize(request: Request) -> None:
             # May load the signing keys (the table, Secrets Manager or SSM): off the loop.
             claims = await run_blocking(auth.verify_access, value, inline=inline(request))
         except Unauthorized as error:
-            raise _unauthorized(
-                request, registry, scope, "invalid_token", message=error.message
-            ) from None
+            raise _unauthorized(request, registry, scope, "invalid_token", message=error.message) from None
         grant = TokenAccess(claims)
         identity: Identity | None = None
     elif scheme == "basic":
@@ -281,9 +275,7 @@ async def _refusal(
                 registry,
                 scope,
                 "insufficient_scope",
-                message="authentication required"
-                if identity.anonymous
-                else "the token does not grant this",
+                message="authentication required" if identity.anonymous else "the token does not grant this",
             )
         return Denied()
     if scheme == "basic":
@@ -337,9 +329,7 @@ async def token(request: Request) -> Response:
     scopes = parse_scopes(params.getlist("scope"))
     offline = params.get("offline_token", "").lower() == "true"
     return _token_response(
-        await run_blocking(
-            registry.auth.issue, identity, scopes, offline=offline, inline=inline(request)
-        )
+        await run_blocking(registry.auth.issue, identity, scopes, offline=offline, inline=inline(request))
     )
 
 
@@ -370,15 +360,11 @@ async def oauth_token(request: Request) -> Response:
         )
         offline = field("access_type") == "offline"
     elif grant_type == "refresh_token":
-        identity = await run_blocking(
-            registry.auth.refresh, field("refresh_token"), inline=inline(request)
-        )
+        identity = await run_blocking(registry.auth.refresh, field("refresh_token"), inline=inline(request))
         offline = False
     else:
         raise Unsupported({"grant_type": grant_type[:40]}, message="unsupported grant_type")
     scopes = parse_scopes(form.get("scope", []))
     return _token_response(
-        await run_blocking(
-            registry.auth.issue, identity, scopes, offline=offline, inline=inline(request)
-        )
+        await run_blocking(registry.auth.issue, identity, scopes, offline=offline, inline=inline(request))
     )

@@ -43,8 +43,10 @@ def _headers(error: RegistryError) -> dict[str, str]:
         # distribution-spec: a 416 on an upload carries Range and Location, so the
         # client can resume.
         upload = error.upload
-        return {"Range": range_header(upload.offset),
-                "Location": upload_location(upload.repository, upload.upload_id)}
+        return {
+            "Range": range_header(upload.offset),
+            "Location": upload_location(upload.repository, upload.upload_id),
+        }
     if isinstance(error, TooManyRequests) and error.retry_after is not None:
         return {"Retry-After": str(error.retry_after)}
     if isinstance(error, Challenge):

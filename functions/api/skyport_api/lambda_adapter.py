@@ -77,7 +77,8 @@ def make_handler(app: Any) -> LambdaHandler:
     # log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: events carry
     # Authorization headers and request bodies.
     @logger.inject_lambda_context(
-        correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False, clear_state=True)
+        correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False, clear_state=True
+    )
     # capture_response=False: responses carry presigned URLs, which must not
     # end up in traces.
     @tracer.capture_lambda_handler(capture_response=False)
@@ -98,8 +99,16 @@ def _observe(event: dict, response: dict, seconds: float) -> None:
     method, path = http.get("method", ""), event.get("rawPath", "")
     status = response.get("statusCode", 0)
     code = _error_code(response) if status >= 400 else None
-    logger.info("request", extra={"method": method, "path": path[:512], "status": status,
-                                  "duration_ms": round(seconds * 1000, 2), "error_code": code})
+    logger.info(
+        "request",
+        extra={
+            "method": method,
+            "path": path[:512],
+            "status": status,
+            "duration_ms": round(seconds * 1000, 2),
+            "error_code": code,
+        },
+    )
     metric: tuple[str, str, float] | None = None
     if code:
         metric = ("Errors", MetricUnit.Count, 1)

@@ -22,8 +22,13 @@ class BlobDownload:
 
 
 class BlobService:
-    def __init__(self, objects: ObjectStore, index: BlobIndex, presign_expiry_seconds: int,
-                 automatic_mount: bool = True) -> None:
+    def __init__(
+        self,
+        objects: ObjectStore,
+        index: BlobIndex,
+        presign_expiry_seconds: int,
+        automatic_mount: bool = True,
+    ) -> None:
         self._objects = objects
         self._index = index
         self._expiry = presign_expiry_seconds
@@ -61,8 +66,9 @@ class BlobService:
         if not self._index.unlink(repository, digest):
             raise BlobUnknown({"digest": digest})
 
-    def mount(self, repository: str, digest: str, source: str | None,
-              reader: Access | None = None) -> BlobRecord | None:
+    def mount(
+        self, repository: str, digest: str, source: str | None, reader: Access | None = None
+    ) -> BlobRecord | None:
         """Cross-repository mount (distribution-spec "Mounting a blob from another
         repository"). ``reader`` says which repositories the caller may pull (None: all,
         auth off): a blob is only mounted from one of those. Without ``source``, any

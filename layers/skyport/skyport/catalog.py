@@ -20,8 +20,9 @@ MAX_EXAMINED = 5000
 
 
 class CatalogService:
-    def __init__(self, index: ManifestIndex, max_examined: int = MAX_EXAMINED,
-                 scan_page: int = SCAN_PAGE) -> None:
+    def __init__(
+        self, index: ManifestIndex, max_examined: int = MAX_EXAMINED, scan_page: int = SCAN_PAGE
+    ) -> None:
         self._index = index
         self._max_examined = max_examined
         self._scan_page = scan_page

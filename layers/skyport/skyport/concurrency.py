@@ -54,9 +54,7 @@ def _executor() -> ThreadPoolExecutor:
             if _pool is None:
                 # futures.ThreadPoolExecutor is imported on this first use (the package
                 # loads it lazily), not during Lambda's init phase.
-                _pool = futures.ThreadPoolExecutor(
-                    max_workers=MAX_THREADS, thread_name_prefix="skyport-io"
-                )
+                _pool = futures.ThreadPoolExecutor(max_workers=MAX_THREADS, thread_name_prefix="skyport-io")
     return _pool
 
 

@@ -139,8 +139,7 @@ class Settings:
             auth=auth,
             # The token spec: expires_in at least 60 seconds.
             token_ttl_seconds=max(integer("SKYPORT_TOKEN_TTL", "token_ttl_seconds"), 60),
-            refresh_token_ttl_seconds=integer("SKYPORT_REFRESH_TOKEN_TTL",
-                                              "refresh_token_ttl_seconds"),
+            refresh_token_ttl_seconds=integer("SKYPORT_REFRESH_TOKEN_TTL", "refresh_token_ttl_seconds"),
             token_service=env.get("SKYPORT_TOKEN_SERVICE") or defaults["token_service"],
             token_issuer=env.get("SKYPORT_TOKEN_ISSUER") or defaults["token_issuer"],
             token_realm=env.get("SKYPORT_TOKEN_REALM") or None,

@@ -131,8 +131,9 @@ class RangeInvalid(RegistryError):
 
     code_name = "RANGE_INVALID"
 
-    def __init__(self, detail: Any = None, *, message: str | None = None,
-                 upload: UploadPosition | None = None) -> None:
+    def __init__(
+        self, detail: Any = None, *, message: str | None = None, upload: UploadPosition | None = None
+    ) -> None:
         super().__init__(detail, message=message)
         self.upload = upload
 
@@ -143,7 +144,8 @@ class TooManyRequests(RegistryError):
 
     code_name = "TOOMANYREQUESTS"
 
-    def __init__(self, detail: Any = None, *, message: str | None = None,
-                 retry_after: int | None = None) -> None:
+    def __init__(
+        self, detail: Any = None, *, message: str | None = None, retry_after: int | None = None
+    ) -> None:
         super().__init__(detail, message=message)
         self.retry_after = retry_after

@@ -116,11 +116,13 @@ def _check_reference_count(count: int, limit: int | None) -> None:
         raise ManifestInvalid(
             {"reason": "too many references", "references": count, "limit": limit},
             message=f"manifest invalid: it references {count} blobs or manifests, more than"
-                    f" the {limit} this registry accepts in one manifest")
+            f" the {limit} this registry accepts in one manifest",
+        )
 
 
-def parse_manifest(body: bytes, content_type: str | None,
-                   max_references: int | None = None) -> ParsedManifest:
+def parse_manifest(
+    body: bytes, content_type: str | None, max_references: int | None = None
+) -> ParsedManifest:
     """The manifest's media type, references and referrers fields, validated. With
     ``max_references``, a manifest listing more descriptors than that (config and layers,
     or child manifests) is refused before any of them is read."""
@@ -169,7 +171,8 @@ def parse_manifest(body: bytes, content_type: str | None,
             if layer_type not in media_types.NON_DISTRIBUTABLE_LAYERS:
                 need_blob(digest, size)
         artifact_type = document.get("artifactType") or (
-            config_type if media_type == media_types.OCI_MANIFEST else None)
+            config_type if media_type == media_types.OCI_MANIFEST else None
+        )
     else:
         manifests = document.get("manifests")
         if not isinstance(manifests, list):
@@ -189,7 +192,8 @@ def parse_manifest(body: bytes, content_type: str | None,
         subject, _, _ = _descriptor(document["subject"], "subject")
     annotations = document.get("annotations")
     if annotations is not None and not (
-            isinstance(annotations, dict) and all(isinstance(v, str) for v in annotations.values())):
+        isinstance(annotations, dict) and all(isinstance(v, str) for v in annotations.values())
+    ):
         raise _invalid("annotations must map strings to strings")
     return ParsedManifest(media_type, blobs, children, subject, artifact_type, annotations or None)
 
@@ -200,7 +204,9 @@ def accepts(media_type: str, accept_headers: Iterable[str]) -> bool:
     that names no manifest type at all (curl, plain HTTP tools) gets what is stored."""
     offered = {
         value.split(";", 1)[0].strip().lower()
-        for header in accept_headers for value in header.split(",") if value.strip()
+        for header in accept_headers
+        for value in header.split(",")
+        if value.strip()
     }
     if not offered & media_types.MANIFESTS or "*/*" in offered:
         return True
@@ -239,14 +245,16 @@ class ManifestService:
             raise ManifestUnknown({"name": repository, "reference": reference})
         return record
 
-    def fetch(self, repository: str, reference: str, accept: Iterable[str] = (),
-              include_body: bool = True) -> tuple[ManifestRecord, bytes | None]:
+    def fetch(
+        self, repository: str, reference: str, accept: Iterable[str] = (), include_body: bool = True
+    ) -> tuple[ManifestRecord, bytes | None]:
         """GET (and HEAD, without the body): the manifest, if the client accepts its type."""
         record = self.resolve(repository, reference)
         if not accepts(record.media_type, accept):
             raise ManifestUnknown(
                 {"name": repository, "reference": reference, "mediaType": record.media_type},
-                message="manifest exists, but not in a media type the client accepts")
+                message="manifest exists, but not in a media type the client accepts",
+            )
         if not include_body:
             return record, None
         body = record.body if record.body is not None else self._objects.read(record.body_key or "")
@@ -255,8 +263,9 @@ class ManifestService:
     def push(self, repository: str, reference: str, content_type: str | None, body: bytes) -> PushedManifest:
         validate_name(repository)
         if len(body) > self._settings.max_manifest_size:
-            raise PayloadTooLarge({"limit": self._settings.max_manifest_size},
-                                  message="manifest exceeds the size limit")
+            raise PayloadTooLarge(
+                {"limit": self._settings.max_manifest_size}, message="manifest exceeds the size limit"
+            )
         tag: str | None = None
         if is_digest(reference):
             given = Digest.parse(reference)
@@ -270,9 +279,14 @@ class ManifestService:
         digest_text = str(digest)
         inline = len(body) <= self._settings.inline_manifest_limit
         record = ManifestRecord(
-            digest=digest_text, media_type=parsed.media_type, size=len(body),
-            body=body if inline else None, body_key=None if inline else keys.manifest_object(digest_text),
-            subject=parsed.subject, artifact_type=parsed.artifact_type, annotations=parsed.annotations,
+            digest=digest_text,
+            media_type=parsed.media_type,
+            size=len(body),
+            body=body if inline else None,
+            body_key=None if inline else keys.manifest_object(digest_text),
+            subject=parsed.subject,
+            artifact_type=parsed.artifact_type,
+            annotations=parsed.annotations,
         )
         try:
             if not inline:

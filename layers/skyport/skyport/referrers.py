@@ -40,7 +40,9 @@ class ReferrerService:
             if artifact_type and referrer.artifact_type != artifact_type:
                 continue
             descriptor: dict[str, Any] = {
-                "mediaType": referrer.media_type, "digest": referrer.digest, "size": referrer.size,
+                "mediaType": referrer.media_type,
+                "digest": referrer.digest,
+                "size": referrer.size,
             }
             if referrer.artifact_type:
                 descriptor["artifactType"] = referrer.artifact_type

@@ -45,8 +45,9 @@ class Registry:
     @cached_property
     def blobs(self) -> BlobService:
         index = DynamoBlobIndex(self.clients.dynamodb, self.settings.table)
-        return BlobService(self._objects, index, self.settings.presign_expiry_seconds,
-                           self.settings.automatic_mount)
+        return BlobService(
+            self._objects, index, self.settings.presign_expiry_seconds, self.settings.automatic_mount
+        )
 
     @cached_property
     def uploads(self) -> UploadService:

@@ -62,8 +62,14 @@ def _copy(session: UploadSession) -> UploadSession:
 
 
 class UploadService:
-    def __init__(self, objects: ObjectStore, sessions: UploadSessions, blobs: BlobService,
-                 settings: Settings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        objects: ObjectStore,
+        sessions: UploadSessions,
+        blobs: BlobService,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._objects = objects
         self._sessions = sessions
         self._blobs = blobs
@@ -73,8 +79,11 @@ class UploadService:
     def _new_session(self, repository: str, algorithm: str = CANONICAL_ALGORITHM) -> UploadSession:
         upload_id = str(uuid.uuid4())
         return UploadSession(
-            upload_id=upload_id, repository=repository, blob_key=keys.blob_object(upload_id),
-            hash_algorithm=algorithm, hash_state=ResumableHash(algorithm).state(),
+            upload_id=upload_id,
+            repository=repository,
+            blob_key=keys.blob_object(upload_id),
+            hash_algorithm=algorithm,
+            hash_state=ResumableHash(algorithm).state(),
             expires_at=int(self._clock()) + self._settings.upload_ttl_seconds,
         )
 
@@ -100,14 +109,19 @@ class UploadService:
             raise TooManyRequests(
                 {"reason": "too many upload sessions open", "limit": full.limit},
                 message=f"at most {full.limit} upload sessions may be open at once ({whose}):"
-                        " finish or cancel (DELETE) one, or wait for one to expire") from full
+                " finish or cancel (DELETE) one, or wait for one to expire",
+            ) from full
         return session
 
     def status(self, repository: str, upload_id: str, owner: str | None = None) -> UploadSession:
         validate_name(repository)
         session = self._sessions.get(upload_id)
-        if (session is None or session.repository != repository or session.expires_at <= self._clock()
-                or (owner is not None and session.owner != owner)):
+        if (
+            session is None
+            or session.repository != repository
+            or session.expires_at <= self._clock()
+            or (owner is not None and session.owner != owner)
+        ):
             raise BlobUploadUnknown({"upload": upload_id})
         return session
 
@@ -139,8 +153,9 @@ class UploadService:
         except Exception:  # noqa: BLE001 - best effort; the lifecycle rules are the backstop
             pass
 
-    async def _failed(self, writer: PartWriter, stored: UploadSession, token: str,
-                      error: BaseException) -> None:
+    async def _failed(
+        self, writer: PartWriter, stored: UploadSession, token: str, error: BaseException
+    ) -> None:
         """The error path of PATCH and PUT: undo what the request wrote; keep the stored
         session if it still describes S3, else remove it."""
         await writer.abandon()
@@ -151,8 +166,14 @@ class UploadService:
 
     # --- writes ---------------------------------------------------------------------------
 
-    def _claim(self, repository: str, upload_id: str, token: str,
-               content_range: tuple[int, int] | None, owner: str | None = None) -> UploadSession:
+    def _claim(
+        self,
+        repository: str,
+        upload_id: str,
+        token: str,
+        content_range: tuple[int, int] | None,
+        owner: str | None = None,
+    ) -> UploadSession:
         validate_name(repository)
         limit = self._settings.max_request_body
         if limit and content_range and content_range[1] - content_range[0] + 1 > limit:
@@ -160,8 +181,14 @@ class UploadService:
         now = int(self._clock())
         try:
             return self._sessions.claim(
-                upload_id, repository, token, now, now + self._settings.upload_lease_seconds,
-                expected_offset=content_range[0] if content_range else None, owner=owner)
+                upload_id,
+                repository,
+                token,
+                now,
+                now + self._settings.upload_lease_seconds,
+                expected_offset=content_range[0] if content_range else None,
+                owner=owner,
+            )
         except UploadMissing as missing:
             raise BlobUploadUnknown({"upload": upload_id}) from missing
         except UploadConflict as conflict:
@@ -170,7 +197,8 @@ class UploadService:
             offset = conflict.current.offset if conflict.current else 0
             # distribution-spec: out-of-order chunk -> 416 with Range and Location.
             raise RangeInvalid(
-                {"expected_start": offset}, message="chunk does not start where the upload ends",
+                {"expected_start": offset},
+                message="chunk does not start where the upload ends",
                 upload=UploadPosition(repository, upload_id, offset),
             ) from conflict
 
@@ -180,8 +208,10 @@ class UploadService:
             session = writer.session
             # distribution-spec: a 416 carries Range and Location, so the client can resume.
             raise RangeInvalid(
-                {"received": writer.received}, message="chunk length does not match Content-Range",
-                upload=UploadPosition(session.repository, session.upload_id, session.offset))
+                {"received": writer.received},
+                message="chunk length does not match Content-Range",
+                upload=UploadPosition(session.repository, session.upload_id, session.offset),
+            )
 
     def _save(self, session: UploadSession, token: str) -> None:
         try:
@@ -213,8 +243,14 @@ class UploadService:
         except StorageUnavailable:
             pass
 
-    async def append(self, repository: str, upload_id: str, body: ByteStream,
-                     content_range: tuple[int, int] | None = None, owner: str | None = None) -> UploadSession:
+    async def append(
+        self,
+        repository: str,
+        upload_id: str,
+        body: ByteStream,
+        content_range: tuple[int, int] | None = None,
+        owner: str | None = None,
+    ) -> UploadSession:
         """PATCH: append one chunk (or a whole streamed body) to the upload."""
         token = uuid.uuid4().hex
         stored = await run_blocking(self._claim, repository, upload_id, token, content_range, owner)
@@ -235,8 +271,15 @@ class UploadService:
             await run_blocking(self._delete_stale, stale_tail)
         return writer.session
 
-    async def finish(self, repository: str, upload_id: str, digest: str, body: ByteStream,
-                     content_range: tuple[int, int] | None = None, owner: str | None = None) -> BlobRecord:
+    async def finish(
+        self,
+        repository: str,
+        upload_id: str,
+        digest: str,
+        body: ByteStream,
+        content_range: tuple[int, int] | None = None,
+        owner: str | None = None,
+    ) -> BlobRecord:
         """PUT ?digest=: the optional last chunk, verification, and the blob."""
         expected = Digest.parse(digest)
         token = uuid.uuid4().hex
@@ -303,8 +346,9 @@ class UploadService:
         except Exception:  # noqa: BLE001 - the request already failed; the error it reports stands
             pass
 
-    async def _verify_by_reading(self, record: BlobRecord, expected: Digest, stored: UploadSession,
-                                 token: str) -> None:
+    async def _verify_by_reading(
+        self, record: BlobRecord, expected: Digest, stored: UploadSession, token: str
+    ) -> None:
         def read_digest() -> Digest:
             hasher = ResumableHash(expected.algorithm)
             for chunk in self._objects.stream(record.key):
@@ -317,8 +361,9 @@ class UploadService:
             await run_blocking(self._sessions.delete, stored.upload_id, stored.repository, token)
             if stored.tail_key:
                 await run_blocking(self._objects.delete, stored.tail_key)
-            raise DigestInvalid({"digest": str(expected)},
-                                message="digest does not match the uploaded content")
+            raise DigestInvalid(
+                {"digest": str(expected)}, message="digest does not match the uploaded content"
+            )
 
     async def upload_whole(self, repository: str, digest: str, body: ByteStream) -> BlobRecord:
         """POST ?digest= with the blob as body: a monolithic upload, no session stored."""

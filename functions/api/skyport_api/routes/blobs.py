@@ -15,10 +15,13 @@ PATH = "/v2/{name:path}/blobs/{digest}"
 @routes.head(PATH)
 async def head_blob(request: Request, name: str, digest: str) -> Response:
     blob = await run_blocking(registry_of(request).blobs.stat, name, digest, inline=inline(request))
-    return Response(headers={
-        "Content-Length": str(blob.size), "Docker-Content-Digest": blob.digest,
-        "Content-Type": "application/octet-stream",
-    })
+    return Response(
+        headers={
+            "Content-Length": str(blob.size),
+            "Docker-Content-Digest": blob.digest,
+            "Content-Type": "application/octet-stream",
+        }
+    )
 
 
 @routes.get(PATH)
@@ -27,13 +30,16 @@ async def get_blob(request: Request, name: str, digest: str) -> Response:
     if registry.settings.blob_delivery == "proxy":
         one_at_a_time = inline(request)
         blob, chunks = await run_blocking(registry.blobs.stream, name, digest, inline=one_at_a_time)
-        return StreamingResponse(_each(chunks, one_at_a_time), media_type="application/octet-stream",
-                                 headers={"Content-Length": str(blob.size),
-                                          "Docker-Content-Digest": blob.digest})
+        return StreamingResponse(
+            _each(chunks, one_at_a_time),
+            media_type="application/octet-stream",
+            headers={"Content-Length": str(blob.size), "Docker-Content-Digest": blob.digest},
+        )
     download = await run_blocking(registry.blobs.download, name, digest, inline=inline(request))
     # Image bytes never pass through the function: 307 keeps the method.
-    return Response(status_code=307, headers={
-        "Location": download.url, "Docker-Content-Digest": download.blob.digest})
+    return Response(
+        status_code=307, headers={"Location": download.url, "Docker-Content-Digest": download.blob.digest}
+    )
 
 
 async def _each(chunks: Iterator[bytes], inline: bool) -> AsyncIterator[bytes]:

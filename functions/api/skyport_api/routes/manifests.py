@@ -14,11 +14,19 @@ PATH = "/v2/{name:path}/manifests/{reference}"
 
 async def _manifest_response(request: Request, name: str, reference: str, include_body: bool) -> Response:
     accept = request.headers.getlist("accept")
-    record, body = await run_blocking(registry_of(request).manifests.fetch, name, reference, accept,
-                                      include_body=include_body, inline=inline(request))
+    record, body = await run_blocking(
+        registry_of(request).manifests.fetch,
+        name,
+        reference,
+        accept,
+        include_body=include_body,
+        inline=inline(request),
+    )
     headers = {
-        "Docker-Content-Digest": record.digest, "Content-Type": record.media_type,
-        "Content-Length": str(record.size), "ETag": f'"{record.digest}"',
+        "Docker-Content-Digest": record.digest,
+        "Content-Type": record.media_type,
+        "Content-Length": str(record.size),
+        "ETag": f'"{record.digest}"',
     }
     return Response(content=body or b"", headers=headers)
 
@@ -50,8 +58,14 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 async def put_manifest(request: Request, name: str, reference: str) -> Response:
     registry = registry_of(request)
     body = await _read_limited(request, registry.settings.max_manifest_size)
-    pushed = await run_blocking(registry.manifests.push, name, reference,
-                                request.headers.get("content-type"), body, inline=inline(request))
+    pushed = await run_blocking(
+        registry.manifests.push,
+        name,
+        reference,
+        request.headers.get("content-type"),
+        body,
+        inline=inline(request),
+    )
     headers = {"Location": f"/v2/{name}/manifests/{pushed.digest}", "Docker-Content-Digest": pushed.digest}
     if pushed.subject:
         # distribution-spec 1.1: tells the client the registry handles referrers itself.

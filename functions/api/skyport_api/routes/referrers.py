@@ -15,8 +15,9 @@ routes = Routes()
 @routes.get("/v2/{name:path}/referrers/{digest}")
 async def list_referrers(request: Request, name: str, digest: str) -> Response:
     artifact_type = request.query_params.get("artifactType")
-    referrers = await run_blocking(registry_of(request).referrers.list, name, digest, artifact_type,
-                                   inline=inline(request))
+    referrers = await run_blocking(
+        registry_of(request).referrers.list, name, digest, artifact_type, inline=inline(request)
+    )
     response = Response(content=json.dumps(referrers.index).encode(), media_type=OCI_INDEX)
     if referrers.filtered:
         response.headers["OCI-Filters-Applied"] = "artifactType"

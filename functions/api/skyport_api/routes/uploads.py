@@ -40,7 +40,7 @@ def parse_content_range(value: str | None) -> tuple[int, int] | None:
     text = value.strip()
     for prefix in ("bytes=", "bytes "):
         if text.startswith(prefix):
-            text = text[len(prefix):]
+            text = text[len(prefix) :]
     match = _CONTENT_RANGE.fullmatch(text.split("/", 1)[0])
     if not match or int(match[2]) < int(match[1]):
         raise RangeInvalid({"content_range": value[:100]}, message="malformed Content-Range")
@@ -48,16 +48,21 @@ def parse_content_range(value: str | None) -> tuple[int, int] | None:
 
 
 def _in_progress(name: str, session: UploadSession, status: int) -> Response:
-    return Response(status_code=status, headers={
-        "Location": upload_location(name, session.upload_id),
-        "Range": range_header(session.offset),
-        "Docker-Upload-UUID": session.upload_id,
-    })
+    return Response(
+        status_code=status,
+        headers={
+            "Location": upload_location(name, session.upload_id),
+            "Range": range_header(session.offset),
+            "Docker-Upload-UUID": session.upload_id,
+        },
+    )
 
 
 def _created(name: str, blob: BlobRecord) -> Response:
-    return Response(status_code=201, headers={
-        "Location": f"/v2/{name}/blobs/{blob.digest}", "Docker-Content-Digest": blob.digest})
+    return Response(
+        status_code=201,
+        headers={"Location": f"/v2/{name}/blobs/{blob.digest}", "Docker-Content-Digest": blob.digest},
+    )
 
 
 @routes.post(UPLOADS)
@@ -67,8 +72,14 @@ async def start_upload(request: Request, name: str) -> Response:
     query = request.query_params
     if "mount" in query:
         # Only from a repository the caller may pull (auth on).
-        blob = await run_blocking(registry.blobs.mount, name, query["mount"], query.get("from"),
-                                  access_of(request), inline=inline(request))
+        blob = await run_blocking(
+            registry.blobs.mount,
+            name,
+            query["mount"],
+            query.get("from"),
+            access_of(request),
+            inline=inline(request),
+        )
         if blob is not None:
             return _created(name, blob)
     elif "digest" in query:
@@ -92,8 +103,9 @@ async def _content_range(request: Request, name: str, upload_id: str) -> tuple[i
     except RangeInvalid as error:
         # distribution-spec: an invalid Content-Range is a 416, and a 416 carries
         # Range and Location so the client can resume (unknown uploads stay 404).
-        session = await run_blocking(registry_of(request).uploads.status, name, upload_id,
-                                     owner_of(request), inline=inline(request))
+        session = await run_blocking(
+            registry_of(request).uploads.status, name, upload_id, owner_of(request), inline=inline(request)
+        )
         error.upload = UploadPosition(name, session.upload_id, session.offset)
         raise
 
@@ -102,7 +114,8 @@ async def _content_range(request: Request, name: str, upload_id: str) -> tuple[i
 async def append_chunk(request: Request, name: str, upload_id: str) -> Response:
     content_range = await _content_range(request, name, upload_id)
     session = await registry_of(request).uploads.append(
-        name, upload_id, request.stream(), content_range, owner=owner_of(request))
+        name, upload_id, request.stream(), content_range, owner=owner_of(request)
+    )
     return _in_progress(name, session, 202)
 
 
@@ -113,19 +126,22 @@ async def finish_upload(request: Request, name: str, upload_id: str) -> Response
         raise DigestInvalid(message="the digest query parameter is required")
     content_range = await _content_range(request, name, upload_id)
     blob = await registry_of(request).uploads.finish(
-        name, upload_id, digest, request.stream(), content_range, owner=owner_of(request))
+        name, upload_id, digest, request.stream(), content_range, owner=owner_of(request)
+    )
     return _created(name, blob)
 
 
 @routes.get(UPLOAD)
 async def upload_status(request: Request, name: str, upload_id: str) -> Response:
-    session = await run_blocking(registry_of(request).uploads.status, name, upload_id, owner_of(request),
-                                 inline=inline(request))
+    session = await run_blocking(
+        registry_of(request).uploads.status, name, upload_id, owner_of(request), inline=inline(request)
+    )
     return _in_progress(name, session, 204)
 
 
 @routes.delete(UPLOAD)
 async def cancel_upload(request: Request, name: str, upload_id: str) -> Response:
-    await run_blocking(registry_of(request).uploads.cancel, name, upload_id, owner_of(request),
-                       inline=inline(request))
+    await run_blocking(
+        registry_of(request).uploads.cancel, name, upload_id, owner_of(request), inline=inline(request)
+    )
     return Response(status_code=204)

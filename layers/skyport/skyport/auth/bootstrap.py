@@ -48,8 +48,6 @@ def bootstrap_admin(
     if not found or found[0] != username:
         return None
     name, password = found
-    record = IdentityRecord(
-        name, "user", passwords.hash_password(password), admin=True, created_at=now
-    )
+    record = IdentityRecord(name, "user", passwords.hash_password(password), admin=True, created_at=now)
     store.bootstrap_admin(record)
     return store.get_identity(username)

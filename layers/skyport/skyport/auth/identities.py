@@ -97,9 +97,7 @@ class IdentityAdmin:
         self._store.update_identity(record.name, password_hash=passwords.hash_password(secret))
         return secret
 
-    def update(
-        self, name: str, *, admin: bool | None = None, groups: Iterable[str] | None = None
-    ) -> None:
+    def update(self, name: str, *, admin: bool | None = None, groups: Iterable[str] | None = None) -> None:
         if not self._store.update_identity(
             name, admin=admin, groups=_groups(groups) if groups is not None else None
         ):

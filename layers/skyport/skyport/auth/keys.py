@@ -54,9 +54,7 @@ class TtlCache(Generic[T]):
 
 
 def key_ring(current: bytes, previous: bytes | None) -> KeyRing:
-    return KeyRing(
-        SigningKey.from_secret(current), SigningKey.from_secret(previous) if previous else None
-    )
+    return KeyRing(SigningKey.from_secret(current), SigningKey.from_secret(previous) if previous else None)
 
 
 def key_from_value(value: str | bytes) -> tuple[bytes, bytes | None]:

@@ -33,9 +33,7 @@ def _unb64(text: str) -> bytes:
 
 
 def _scrypt(secret: str, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(
-        secret.encode(), salt=salt, n=2**log2_n, r=r, p=p, maxmem=_MAXMEM, dklen=HASH_BYTES
-    )
+    return hashlib.scrypt(secret.encode(), salt=salt, n=2**log2_n, r=r, p=p, maxmem=_MAXMEM, dklen=HASH_BYTES)
 
 
 def hash_password(

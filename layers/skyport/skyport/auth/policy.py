@@ -228,10 +228,7 @@ class Policy:
         if self.identity.admin:
             return True
         principals = self.identity.principals
-        return any(
-            g.pattern == "*" and PULL in g.actions and g.principal in principals
-            for g in self.grants
-        )
+        return any(g.pattern == "*" and PULL in g.actions and g.principal in principals for g in self.grants)
 
     def grant(self, scopes: Iterable[Scope]) -> list[dict[str, Any]]:
         """The token's ``access`` claim: what was asked for, intersected with what is allowed."""

@@ -77,9 +77,7 @@ class AuthService:
         now = time.monotonic()
         with self._lock:
             stale = self._ring is None or now - self._ring_loaded > KEY_CACHE_SECONDS
-            retry = unknown_kid and (
-                not self._ring_checked or now - self._ring_checked > KEY_RELOAD_INTERVAL
-            )
+            retry = unknown_kid and (not self._ring_checked or now - self._ring_checked > KEY_RELOAD_INTERVAL)
             if retry:
                 self._ring_checked = now
             if stale or retry:
@@ -95,9 +93,7 @@ class AuthService:
     # --- authentication -----------------------------------------------------------------
 
     def _credential_key(self, username: str, password: str) -> bytes:
-        return hmac.new(
-            self._cache_key, f"{username}\0{password}".encode(), hashlib.sha256
-        ).digest()
+        return hmac.new(self._cache_key, f"{username}\0{password}".encode(), hashlib.sha256).digest()
 
     def authenticate(self, username: str, password: str, source: str = "") -> Identity:
         """The identity whose password or robot secret this is; else Unauthorized (or
@@ -182,9 +178,7 @@ class AuthService:
             "use": use,
         }
 
-    def issue(
-        self, identity: Identity, scopes: Iterable[Scope], *, offline: bool = False
-    ) -> dict[str, Any]:
+    def issue(self, identity: Identity, scopes: Iterable[Scope], *, offline: bool = False) -> dict[str, Any]:
         """The token response: an access token for what was asked, intersected with
         what ``identity`` may do, and a refresh token when ``offline`` (not anonymous)."""
         now = int(self._clock())
@@ -199,9 +193,7 @@ class AuthService:
             "expires_in": ttl,
             "issued_at": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             # What was granted, as OAuth2 responses say it (space-separated scopes).
-            "scope": " ".join(
-                f"{a['type']}:{a['name']}:{','.join(a['actions'])}" for a in claims["access"]
-            ),
+            "scope": " ".join(f"{a['type']}:{a['name']}:{','.join(a['actions'])}" for a in claims["access"]),
         }
         if offline and not identity.anonymous:
             refresh = self._claims(

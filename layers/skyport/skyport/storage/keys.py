@@ -79,6 +79,7 @@ CATALOG = "CATALOG"
 
 # --- S3 ---------------------------------------------------------------------
 
+
 def blob_object(upload_id: str) -> str:
     return f"blobs/{upload_id}"
 
@@ -93,6 +94,7 @@ def upload_tail_object(upload_id: str, end_offset: int, writer: str) -> str:
 
 
 # --- DynamoDB ---------------------------------------------------------------
+
 
 def _key(pk: str, sk: str) -> dict[str, dict[str, str]]:
     return {PK: {"S": pk}, SK: {"S": sk}}

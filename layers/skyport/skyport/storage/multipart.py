@@ -59,7 +59,8 @@ def body_too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(
         {"limit": limit},
         message=f"request body larger than {limit} bytes, the most one request may carry here: "
-                f"push the blob in chunks (PATCH with Content-Range) of at most {limit} bytes")
+        f"push the blob in chunks (PATCH with Content-Range) of at most {limit} bytes",
+    )
 
 
 def copy_ranges(size: int) -> list[tuple[int, int]]:
@@ -164,7 +165,8 @@ class PartWriter:
         if number > MAX_PARTS:
             raise PayloadTooLarge(message="blob exceeds the largest upload this registry accepts")
         self._in_flight = start_blocking(
-            self._objects.upload_part, session.blob_key, multipart_id, number, data)
+            self._objects.upload_part, session.blob_key, multipart_id, number, data
+        )
 
     async def drain(self) -> None:
         """Wait for the part in flight, if any, and record its ETag."""
@@ -184,11 +186,21 @@ class PartWriter:
         await run_blocking(self._objects.complete_multipart, session.blob_key, old_id, old_etags)
         self._fold_from = None
         self.stored_upload_gone = self._owns_staging_object = True
-        copied = await asyncio.gather(*(
-            start_blocking(self._objects.copy_part, session.blob_key, multipart_id, number,
-                           session.blob_key, first, last)
-            for number, (first, last) in enumerate(copy_ranges(size), start=1)),
-            return_exceptions=True)  # all settled before a failure is raised
+        copied = await asyncio.gather(
+            *(
+                start_blocking(
+                    self._objects.copy_part,
+                    session.blob_key,
+                    multipart_id,
+                    number,
+                    session.blob_key,
+                    first,
+                    last,
+                )
+                for number, (first, last) in enumerate(copy_ranges(size), start=1)
+            ),
+            return_exceptions=True,
+        )  # all settled before a failure is raised
         for result in copied:
             if isinstance(result, BaseException):
                 raise result
@@ -219,8 +231,10 @@ class PartWriter:
                 await run_blocking(self._objects.abort_multipart, session.blob_key, session.multipart_id)
             except Exception:  # noqa: BLE001
                 pass
-        for key, mine in ((self._written_tail, True),
-                          (session.blob_key, self._owns_staging_object or self._makes_blob_object)):
+        for key, mine in (
+            (self._written_tail, True),
+            (session.blob_key, self._owns_staging_object or self._makes_blob_object),
+        ):
             if key and mine:
                 try:
                     await run_blocking(self._objects.delete, key)
@@ -274,11 +288,23 @@ class PartWriter:
                 self._makes_blob_object = True
                 await run_blocking(self._objects.copy, session.tail_key, session.blob_key)
             else:
-                session.part_etags.append(await run_blocking(
-                    self._objects.copy_part, session.blob_key, session.multipart_id,
-                    len(session.part_etags) + 1, session.tail_key, None, None))
-                await run_blocking(self._objects.complete_multipart, session.blob_key,
-                                   session.multipart_id, session.part_etags)
+                session.part_etags.append(
+                    await run_blocking(
+                        self._objects.copy_part,
+                        session.blob_key,
+                        session.multipart_id,
+                        len(session.part_etags) + 1,
+                        session.tail_key,
+                        None,
+                        None,
+                    )
+                )
+                await run_blocking(
+                    self._objects.complete_multipart,
+                    session.blob_key,
+                    session.multipart_id,
+                    session.part_etags,
+                )
         elif session.multipart_id is None and self._fold_from is None:
             # Small blob: everything is in memory, one PutObject.
             self._makes_blob_object = True
@@ -291,8 +317,9 @@ class PartWriter:
             # The stored session's own multipart upload is left as it is when its completion
             # fails: the retry completes it again, at the same key.
             self._makes_blob_object = self._started_multipart
-            await run_blocking(self._objects.complete_multipart, session.blob_key, session.multipart_id,
-                               session.part_etags)
+            await run_blocking(
+                self._objects.complete_multipart, session.blob_key, session.multipart_id, session.part_etags
+            )
         # The blob is at blob_key now (over the staging object, if any).
         self.buffer.clear()
         self._started_multipart, self._owns_staging_object, self._makes_blob_object = False, False, False

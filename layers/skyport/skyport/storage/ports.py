@@ -14,6 +14,7 @@ from typing import Protocol
 
 # --- records ----------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class BlobRecord:
     digest: str
@@ -118,6 +119,7 @@ class Page:
 
 # --- exceptions -------------------------------------------------------------
 
+
 class StorageError(Exception):
     pass
 
@@ -162,6 +164,7 @@ class MissingReferences(StorageError):
 
 # --- interfaces -------------------------------------------------------------
 
+
 class ObjectStore(Protocol):
     """Blob bytes in S3. Raises ObjectMissing for absent keys.
 
@@ -176,24 +179,35 @@ class ObjectStore(Protocol):
     def read(self, key: str, *, may_be_missing: bool = False) -> bytes: ...
     def stream(self, key: str) -> Iterator[bytes]:
         """Raises ObjectMissing when called, not at the first chunk."""
+
     def put(self, key: str, data: bytes) -> None: ...
     def delete(self, key: str) -> None: ...
     def copy(self, source_key: str, key: str) -> None:
         """Server-side copy of a whole object (at most 5 GiB)."""
         ...
+
     def start_multipart(self, key: str) -> str: ...
     def upload_part(self, key: str, multipart_id: str, number: int, data: bytes) -> str: ...
-    def copy_part(self, key: str, multipart_id: str, number: int, source_key: str,
-                  first: int | None = None, last: int | None = None) -> str:
+    def copy_part(
+        self,
+        key: str,
+        multipart_id: str,
+        number: int,
+        source_key: str,
+        first: int | None = None,
+        last: int | None = None,
+    ) -> str:
         """Part ``number`` copied server-side from ``source_key``: bytes first..last
         (inclusive), or the whole object; at most 5 GiB. Returns its ETag. ObjectMissing
         when the multipart upload or the source is gone."""
         ...
+
     def complete_multipart(self, key: str, multipart_id: str, etags: Sequence[str]) -> None:
         """ObjectMissing when S3 no longer has the multipart upload (aborted, or completed
         and its object since replaced; completing it again while the object it made is
         still there succeeds)."""
         ...
+
     def abort_multipart(self, key: str, multipart_id: str) -> None:
         """Idempotent: an upload already gone is not an error."""
         ...
@@ -207,6 +221,7 @@ class BlobIndex(Protocol):
     def add_blob(self, record: BlobRecord) -> BlobRecord:
         """Record a blob unless one is recorded already; return the one that is."""
         ...
+
     def link(self, repository: str, record: BlobRecord) -> None: ...
     def unlink(self, repository: str, digest: str) -> bool:
         """False when there was no link."""
@@ -221,23 +236,34 @@ class UploadSessions(Protocol):
         than ``max_open`` sessions of that quota are open (stored, and expiring after
         ``now``); else TooManyUploads, and nothing is stored."""
         ...
+
     def get(self, upload_id: str) -> UploadSession | None: ...
     def claim(
-        self, upload_id: str, repository: str, token: str, now: int, lease_until: int,
-        expected_offset: int | None, owner: str | None = None,
+        self,
+        upload_id: str,
+        repository: str,
+        token: str,
+        now: int,
+        lease_until: int,
+        expected_offset: int | None,
+        owner: str | None = None,
     ) -> UploadSession:
         """Lease the session for one request. Raises UploadMissing (also when ``owner`` is
         given and the session is someone else's), or UploadConflict when it is leased by
         another request or not at ``expected_offset``."""
         ...
+
     def save(self, session: UploadSession, token: str) -> None:
         """Store the new state and drop the lease. Raises UploadConflict if the lease was lost."""
         ...
+
     def release(self, upload_id: str, token: str) -> None:
         """Drop the lease, keeping the stored state (the request failed)."""
         ...
-    def delete(self, upload_id: str, repository: str, token: str | None = None,
-               owner: str | None = None) -> UploadSession:
+
+    def delete(
+        self, upload_id: str, repository: str, token: str | None = None, owner: str | None = None
+    ) -> UploadSession:
         """Remove the session (held under ``token``, owned by ``owner``, when given),
         which then no longer counts in its quota. Raises UploadMissing."""
         ...
@@ -249,17 +275,25 @@ class ManifestIndex(Protocol):
     def get_manifest(self, repository: str, digest: str) -> ManifestRecord | None: ...
     def get_tag(self, repository: str, tag: str) -> ManifestRecord | None: ...
     def put_manifest(
-        self, repository: str, record: ManifestRecord, tag: str | None,
-        blobs: dict[str, int], manifests: Sequence[str], referrer_of: str | None,
+        self,
+        repository: str,
+        record: ManifestRecord,
+        tag: str | None,
+        blobs: dict[str, int],
+        manifests: Sequence[str],
+        referrer_of: str | None,
     ) -> None:
         """Store atomically with its tag, catalog entry and referrer entry, provided every
         blob (digest -> size) and child manifest is in the repository; else MissingReferences."""
         ...
-    def check_references(self, repository: str, digest: str, blobs: dict[str, int],
-                         manifests: Sequence[str]) -> None:
+
+    def check_references(
+        self, repository: str, digest: str, blobs: dict[str, int], manifests: Sequence[str]
+    ) -> None:
         """MissingReferences unless every blob (at its size) and child manifest (other
         than ``digest`` itself) is in the repository; by reads, not atomic with any write."""
         ...
+
     def delete_manifest(self, repository: str, digest: str) -> ManifestRecord | None: ...
     def delete_tag(self, repository: str, tag: str) -> bool: ...
     def list_tags(self, repository: str, limit: int, after: str | None) -> Page: ...
@@ -275,31 +309,44 @@ class AuthStore(Protocol):
     def create_identity(self, record: IdentityRecord) -> bool:
         """False when an identity of that name exists."""
         ...
-    def update_identity(self, name: str, *, password_hash: str | None = None, admin: bool | None = None,
-                        groups: Sequence[str] | None = None) -> bool:
+
+    def update_identity(
+        self,
+        name: str,
+        *,
+        password_hash: str | None = None,
+        admin: bool | None = None,
+        groups: Sequence[str] | None = None,
+    ) -> bool:
         """A new password hash also bumps the generation. False when there is no such identity."""
         ...
+
     def delete_identity(self, name: str) -> bool: ...
     def list_identities(self) -> list[IdentityRecord]: ...
     def get_lockout(self, name: str, source: str) -> Lockout | None: ...
-    def record_failed_login(self, name: str, source: str, now: int, threshold: int,
-                            max_lock_seconds: int, window: int) -> None:
+    def record_failed_login(
+        self, name: str, source: str, now: int, threshold: int, max_lock_seconds: int, window: int
+    ) -> None:
         """Count a failure of ``name`` from ``source`` (failures before ``now - window``
         no longer count); from ``threshold`` failures on, lock for a doubling time. The
         record expires (TTL) once neither its window nor its lock matters."""
         ...
+
     def clear_failed_logins(self, name: str, source: str | None = None) -> None:
         """Forget the failures of ``name`` from ``source`` (None: from everywhere)."""
         ...
+
     def list_grants(self) -> list[tuple[str, str, frozenset[str]]]:
         """(pattern, principal, actions) of every grant."""
         ...
+
     def put_grant(self, pattern: str, principal: str, actions: frozenset[str]) -> None: ...
     def delete_grant(self, pattern: str, principal: str) -> bool: ...
     def get_signing_keys(self) -> tuple[bytes, bytes | None] | None: ...
     def put_signing_keys(self, current: bytes, previous: bytes | None, replacing: bytes | None) -> bool:
         """Store the keys if the current key is still ``replacing`` (None: no keys yet)."""
         ...
+
     def bootstrap_admin(self, record: IdentityRecord) -> bool:
         """Create the first admin, once in the registry's life; False if done before."""
         ...

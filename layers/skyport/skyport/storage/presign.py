@@ -123,17 +123,32 @@ class S3Presigner:
         region = meta.region_name
         endpoint = meta.endpoint_url
         s3 = config.s3 or {}
-        if (credentials is None or not callable(getattr(credentials, "get_frozen_credentials", None))
-                or not isinstance(region, str) or not region or not isinstance(endpoint, str)
-                or not isinstance(s3, dict) or config.signature_version != "s3v4"
-                or signer.signature_version != "s3v4" or signer.signing_name != SERVICE
-                or s3.get("use_accelerate_endpoint") or s3.get("use_dualstack_endpoint")
-                or getattr(config, "use_dualstack_endpoint", None)
-                or getattr(config, "use_fips_endpoint", None)):
+        if (
+            credentials is None
+            or not callable(getattr(credentials, "get_frozen_credentials", None))
+            or not isinstance(region, str)
+            or not region
+            or not isinstance(endpoint, str)
+            or not isinstance(s3, dict)
+            or config.signature_version != "s3v4"
+            or signer.signature_version != "s3v4"
+            or signer.signing_name != SERVICE
+            or s3.get("use_accelerate_endpoint")
+            or s3.get("use_dualstack_endpoint")
+            or getattr(config, "use_dualstack_endpoint", None)
+            or getattr(config, "use_fips_endpoint", None)
+        ):
             return None
         parts = urlsplit(endpoint)
-        if parts.scheme not in _DEFAULT_PORTS or parts.path not in ("", "/") or parts.query \
-                or parts.username or parts.password or not parts.hostname or "[" in parts.netloc:
+        if (
+            parts.scheme not in _DEFAULT_PORTS
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.username
+            or parts.password
+            or not parts.hostname
+            or "[" in parts.netloc
+        ):
             return None
         style = s3.get("addressing_style")
         if style == "path":
@@ -144,8 +159,12 @@ class S3Presigner:
             if parts.port is not None and parts.port != _DEFAULT_PORTS[parts.scheme]:
                 host = f"{host}:{parts.port}"
             return cls(credentials, region, base_url, host)
-        if style == "virtual" and endpoint.rstrip("/") == f"https://s3.{region}.amazonaws.com" \
-                and _VIRTUAL_HOSTABLE.fullmatch(bucket) and not bucket.endswith("--x-s3"):
+        if (
+            style == "virtual"
+            and endpoint.rstrip("/") == f"https://s3.{region}.amazonaws.com"
+            and _VIRTUAL_HOSTABLE.fullmatch(bucket)
+            and not bucket.endswith("--x-s3")
+        ):
             host = f"{bucket}.s3.{region}.amazonaws.com"
             return cls(credentials, region, f"https://{host}", host)
         return None
@@ -154,7 +173,8 @@ class S3Presigner:
         """Sign one URL with botocore and with us at botocore's instant: equal, byte for
         byte, or we do not sign for this client. Costs one botocore presign per client."""
         expected = client.generate_presigned_url(
-            "get_object", Params={"Bucket": bucket, "Key": _CHECK_KEY}, ExpiresIn=_CHECK_EXPIRES)
+            "get_object", Params={"Bucket": bucket, "Key": _CHECK_KEY}, ExpiresIn=_CHECK_EXPIRES
+        )
         # [QS] X-Amz-Date: the instant botocore signed at.
         stamp = parse_qs(urlsplit(expected).query)["X-Amz-Date"][0]
         now = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
@@ -162,8 +182,13 @@ class S3Presigner:
 
     def _scope_for(self, access_key: str, secret_key: str, token: str | None, date: str) -> _Scope:
         scope = self._scope
-        if (scope is not None and scope.date == date and scope.access_key == access_key
-                and scope.secret_key == secret_key and scope.token == token):
+        if (
+            scope is not None
+            and scope.date == date
+            and scope.access_key == access_key
+            and scope.secret_key == secret_key
+            and scope.token == token
+        ):
             return scope
         # [KEY] kSecret = "AWS4" + secret; kDate = HMAC(kSecret, yyyymmdd);
         # kRegion = HMAC(kDate, region); kService = HMAC(kRegion, "s3");
@@ -200,21 +225,28 @@ class S3Presigner:
         # [CR] CanonicalQueryString: parameters sorted by (encoded) name, names and
         # values URI-encoded; X-Amz-Signature itself is not part of it ([QS]).
         # "X-Amz-Security-Token" < "X-Amz-SignedHeaders" ('c' < 'g').
-        common = (f"X-Amz-Algorithm={ALGORITHM}&X-Amz-Credential={scope.credential}"
-                  f"&X-Amz-Date={timestamp}&X-Amz-Expires={expires_in}")
+        common = (
+            f"X-Amz-Algorithm={ALGORITHM}&X-Amz-Credential={scope.credential}"
+            f"&X-Amz-Date={timestamp}&X-Amz-Expires={expires_in}"
+        )
         canonical_query = f"{common}{scope.token_param}&X-Amz-SignedHeaders={SIGNED_HEADERS}"
         # [CR] CanonicalRequest = Method \n CanonicalURI \n CanonicalQueryString \n
         # CanonicalHeaders (each "name:value\n") \n SignedHeaders \n HashedPayload.
-        canonical_request = (f"GET\n{path}\n{canonical_query}\nhost:{self._host}\n\n"
-                             f"{SIGNED_HEADERS}\n{UNSIGNED_PAYLOAD}")
+        canonical_request = (
+            f"GET\n{path}\n{canonical_query}\nhost:{self._host}\n\n{SIGNED_HEADERS}\n{UNSIGNED_PAYLOAD}"
+        )
         # [STS] StringToSign = Algorithm \n RequestDateTime \n CredentialScope \n
         # Hex(SHA256(CanonicalRequest)).
         credential_scope = f"{date}/{self._region}/{SERVICE}/aws4_request"
-        string_to_sign = (f"{ALGORITHM}\n{timestamp}\n{credential_scope}\n"
-                          f"{hashlib.sha256(canonical_request.encode()).hexdigest()}")
+        string_to_sign = (
+            f"{ALGORITHM}\n{timestamp}\n{credential_scope}\n"
+            f"{hashlib.sha256(canonical_request.encode()).hexdigest()}"
+        )
         # [KEY] Signature = Hex(HMAC-SHA256(kSigning, StringToSign)).
         signature = hmac.digest(scope.signing_key, string_to_sign.encode(), "sha256").hex()
         # The URL lists the parameters in botocore's order (the token after
         # SignedHeaders), X-Amz-Signature last; the order in the URL does not matter to S3.
-        return (f"{self._base_url}/{encoded_key}?{common}&X-Amz-SignedHeaders={SIGNED_HEADERS}"
-                f"{scope.token_param}&X-Amz-Signature={signature}")
+        return (
+            f"{self._base_url}/{encoded_key}?{common}&X-Amz-SignedHeaders={SIGNED_HEADERS}"
+            f"{scope.token_param}&X-Amz-Signature={signature}"
+        )

@@ -86,8 +86,12 @@ class S3ObjectStore:
         self._call("delete_object", Key=key)
 
     def copy(self, source_key: str, key: str) -> None:
-        self._call("copy_object", may_be_missing=True, Key=key,
-                   CopySource={"Bucket": self._bucket, "Key": source_key})
+        self._call(
+            "copy_object",
+            may_be_missing=True,
+            Key=key,
+            CopySource={"Bucket": self._bucket, "Key": source_key},
+        )
 
     def start_multipart(self, key: str) -> str:
         return self._call("create_multipart_upload", Key=key)["UploadId"]
@@ -96,12 +100,24 @@ class S3ObjectStore:
         response = self._call("upload_part", Key=key, UploadId=multipart_id, PartNumber=number, Body=data)
         return response["ETag"]
 
-    def copy_part(self, key: str, multipart_id: str, number: int, source_key: str,
-                  first: int | None = None, last: int | None = None) -> str:
+    def copy_part(
+        self,
+        key: str,
+        multipart_id: str,
+        number: int,
+        source_key: str,
+        first: int | None = None,
+        last: int | None = None,
+    ) -> str:
         extra = {} if first is None else {"CopySourceRange": f"bytes={first}-{last}"}
         response = self._call(
-            "upload_part_copy", may_be_missing=True, Key=key, UploadId=multipart_id, PartNumber=number,
-            CopySource={"Bucket": self._bucket, "Key": source_key}, **extra,
+            "upload_part_copy",
+            may_be_missing=True,
+            Key=key,
+            UploadId=multipart_id,
+            PartNumber=number,
+            CopySource={"Bucket": self._bucket, "Key": source_key},
+            **extra,
         )
         return response["CopyPartResult"]["ETag"]
 

@@ -17,8 +17,11 @@ def _blob_item(key: dict, record: BlobRecord) -> dict:
 
 
 def _blob_record(item: dict) -> BlobRecord:
-    return BlobRecord(digest=get_str(item, "digest") or "", size=get_int(item, "size_bytes"),
-                      key=get_str(item, "s3_key") or "")
+    return BlobRecord(
+        digest=get_str(item, "digest") or "",
+        size=get_int(item, "size_bytes"),
+        key=get_str(item, "s3_key") or "",
+    )
 
 
 class DynamoBlobIndex:
@@ -34,8 +37,11 @@ class DynamoBlobIndex:
         return _blob_record(item) if item else None
 
     def add_blob(self, record: BlobRecord) -> BlobRecord:
-        ok, _, old = conditional(lambda: self._table.put(
-            _blob_item(keys.blob(record.digest), record), BLOB_IS_NEW, return_old_on_failure=True))
+        ok, _, old = conditional(
+            lambda: self._table.put(
+                _blob_item(keys.blob(record.digest), record), BLOB_IS_NEW, return_old_on_failure=True
+            )
+        )
         if ok:
             return record
         return _blob_record(old) if old else (self.get_blob(record.digest) or record)
@@ -44,9 +50,12 @@ class DynamoBlobIndex:
         self._table.put(_blob_item(keys.blob_link(repository, record.digest), record))
 
     def unlink(self, repository: str, digest: str) -> bool:
-        ok, _, _ = conditional(lambda: self._table.call(
-            "delete_item", TableName=self._table.name, Key=keys.blob_link(repository, digest),
-            ConditionExpression=ITEM_EXISTS))
+        ok, _, _ = conditional(
+            lambda: self._table.call(
+                "delete_item",
+                TableName=self._table.name,
+                Key=keys.blob_link(repository, digest),
+                ConditionExpression=ITEM_EXISTS,
+            )
+        )
         return ok
-
-

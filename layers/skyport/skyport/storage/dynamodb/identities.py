@@ -53,9 +53,11 @@ class DynamoAuthStore:
         self._table = Table(client, table)
 
     def _partition(self, pk: str) -> Iterator[dict]:
-        kwargs: dict[str, Any] = {"TableName": self._table.name,
-                                  "KeyConditionExpression": "PK = :pk",
-                                  "ExpressionAttributeValues": {":pk": S(pk)}}
+        kwargs: dict[str, Any] = {
+            "TableName": self._table.name,
+            "KeyConditionExpression": "PK = :pk",
+            "ExpressionAttributeValues": {":pk": S(pk)},
+        }
         while True:
             page = self._table.call("query", **kwargs)
             yield from page.get("Items", [])
@@ -71,8 +73,14 @@ class DynamoAuthStore:
         ok, _, _ = conditional(lambda: self._table.put(_identity_item(record), IDENTITY_IS_NEW))
         return ok
 
-    def update_identity(self, name: str, *, password_hash: str | None = None,
-                        admin: bool | None = None, groups: Sequence[str] | None = None) -> bool:
+    def update_identity(
+        self,
+        name: str,
+        *,
+        password_hash: str | None = None,
+        admin: bool | None = None,
+        groups: Sequence[str] | None = None,
+    ) -> bool:
         # Attribute names go through placeholders: ADMIN and others are reserved words.
         sets, values, names = [], {}, {}
         if password_hash is not None:
@@ -90,16 +98,28 @@ class DynamoAuthStore:
             names["#groups"] = "groups"
         if not sets:
             return self.get_identity(name) is not None
-        ok, _, _ = conditional(lambda: self._table.call(
-            "update_item", TableName=self._table.name, Key=keys.identity(name),
-            UpdateExpression="SET " + ", ".join(sets), ConditionExpression=ITEM_EXISTS,
-            ExpressionAttributeValues=values, ExpressionAttributeNames=names))
+        ok, _, _ = conditional(
+            lambda: self._table.call(
+                "update_item",
+                TableName=self._table.name,
+                Key=keys.identity(name),
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression=ITEM_EXISTS,
+                ExpressionAttributeValues=values,
+                ExpressionAttributeNames=names,
+            )
+        )
         return ok
 
     def delete_identity(self, name: str) -> bool:
-        ok, _, _ = conditional(lambda: self._table.call(
-            "delete_item", TableName=self._table.name, Key=keys.identity(name),
-            ConditionExpression=ITEM_EXISTS))
+        ok, _, _ = conditional(
+            lambda: self._table.call(
+                "delete_item",
+                TableName=self._table.name,
+                Key=keys.identity(name),
+                ConditionExpression=ITEM_EXISTS,
+            )
+        )
         return ok
 
     def list_identities(self) -> list[IdentityRecord]:
@@ -109,18 +129,26 @@ class DynamoAuthStore:
         item = self._table.get(keys.lockout(name, source))
         if not item:
             return None
-        return Lockout(get_int(item, "failed_logins"), get_int(item, "window_start"),
-                       get_int(item, "locked_until"))
+        return Lockout(
+            get_int(item, "failed_logins"), get_int(item, "window_start"), get_int(item, "locked_until")
+        )
 
-    def record_failed_login(self, name: str, source: str, now: int, threshold: int,
-                            max_lock_seconds: int, window: int) -> None:
+    def record_failed_login(
+        self, name: str, source: str, now: int, threshold: int, max_lock_seconds: int, window: int
+    ) -> None:
         key = keys.lockout(name, source)
-        ok, response, _ = conditional(lambda: self._table.call(
-            "update_item", TableName=self._table.name, Key=key,
-            UpdateExpression="ADD #failed :one", ConditionExpression=LOCKOUT_WINDOW_OPEN,
-            ExpressionAttributeNames={"#failed": "failed_logins", "#start": "window_start"},
-            ExpressionAttributeValues={":one": N(1), ":cutoff": N(now - window)},
-            ReturnValues="ALL_NEW"))
+        ok, response, _ = conditional(
+            lambda: self._table.call(
+                "update_item",
+                TableName=self._table.name,
+                Key=key,
+                UpdateExpression="ADD #failed :one",
+                ConditionExpression=LOCKOUT_WINDOW_OPEN,
+                ExpressionAttributeNames={"#failed": "failed_logins", "#start": "window_start"},
+                ExpressionAttributeValues={":one": N(1), ":cutoff": N(now - window)},
+                ReturnValues="ALL_NEW",
+            )
+        )
         if ok:
             item = response["Attributes"]
             failures, start = get_int(item, "failed_logins"), get_int(item, "window_start")
@@ -128,51 +156,77 @@ class DynamoAuthStore:
             # No record, or its window is over: the count starts again. Two racing
             # first failures may count as one; the lock comes one failure later.
             failures, start = 1, now
-            self._table.put({**key, "failed_logins": N(1), "window_start": N(now),
-                             "locked_until": N(0), keys.TTL_ATTRIBUTE: N(now + window)})
+            self._table.put(
+                {
+                    **key,
+                    "failed_logins": N(1),
+                    "window_start": N(now),
+                    "locked_until": N(0),
+                    keys.TTL_ATTRIBUTE: N(now + window),
+                }
+            )
         if failures >= threshold:
             # 1 s after the threshold-th failure, then 2, 4, ... up to the cap.
             until = now + min(2 ** min(failures - threshold, 30), max_lock_seconds)
             self._table.call(
-                "update_item", TableName=self._table.name, Key=key,
+                "update_item",
+                TableName=self._table.name,
+                Key=key,
                 UpdateExpression="SET #locked = :until, #ttl = :ttl",
                 ExpressionAttributeNames={"#locked": "locked_until", "#ttl": keys.TTL_ATTRIBUTE},
-                ExpressionAttributeValues={":until": N(until),
-                                           ":ttl": N(max(until, start + window))})
+                ExpressionAttributeValues={":until": N(until), ":ttl": N(max(until, start + window))},
+            )
 
     def clear_failed_logins(self, name: str, source: str | None = None) -> None:
         if source is not None:
-            self._table.call("delete_item", TableName=self._table.name,
-                             Key=keys.lockout(name, source))
+            self._table.call("delete_item", TableName=self._table.name, Key=keys.lockout(name, source))
             return
         kwargs: dict[str, Any] = {
             "TableName": self._table.name,
             "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
-            "ExpressionAttributeValues": {":pk": S(keys.LOCKOUT),
-                                          ":prefix": S(keys.lockout_prefix(name))}}
+            "ExpressionAttributeValues": {":pk": S(keys.LOCKOUT), ":prefix": S(keys.lockout_prefix(name))},
+        }
         while True:
             page = self._table.call("query", **kwargs)
             for item in page.get("Items", []):
-                self._table.call("delete_item", TableName=self._table.name,
-                                 Key={keys.PK: item[keys.PK], keys.SK: item[keys.SK]})
+                self._table.call(
+                    "delete_item",
+                    TableName=self._table.name,
+                    Key={keys.PK: item[keys.PK], keys.SK: item[keys.SK]},
+                )
             if not page.get("LastEvaluatedKey"):
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def list_grants(self) -> list[tuple[str, str, frozenset[str]]]:
-        return [(get_str(item, "pattern") or "", get_str(item, "principal") or "",
-                 frozenset(value["S"] for value in item.get("actions", {}).get("L", [])))
-                for item in self._partition(keys.GRANT)]
+        return [
+            (
+                get_str(item, "pattern") or "",
+                get_str(item, "principal") or "",
+                frozenset(value["S"] for value in item.get("actions", {}).get("L", [])),
+            )
+            for item in self._partition(keys.GRANT)
+        ]
 
     def put_grant(self, pattern: str, principal: str, actions: frozenset[str]) -> None:
-        self._table.put({**keys.grant(pattern, principal), "pattern": S(pattern),
-                         "principal": S(principal),
-                         "actions": {"L": [S(a) for a in sorted(actions)]}})
+        self._table.put(
+            {
+                **keys.grant(pattern, principal),
+                "pattern": S(pattern),
+                "principal": S(principal),
+                "actions": {"L": [S(a) for a in sorted(actions)]},
+            }
+        )
 
     def delete_grant(self, pattern: str, principal: str) -> bool:
-        ok, _, _ = conditional(lambda: self._table.call(
-            "delete_item", TableName=self._table.name, Key=keys.grant(pattern, principal),
-            ConditionExpression=ITEM_EXISTS))
+        ok, _, _ = conditional(
+            lambda: self._table.call(
+                "delete_item",
+                TableName=self._table.name,
+                Key=keys.grant(pattern, principal),
+                ConditionExpression=ITEM_EXISTS,
+            )
+        )
         return ok
 
     def get_signing_keys(self) -> tuple[bytes, bytes | None] | None:
@@ -181,30 +235,41 @@ class DynamoAuthStore:
             return None
         return get_bytes(item, "current_key") or b"", get_bytes(item, "previous_key")
 
-    def put_signing_keys(self, current: bytes, previous: bytes | None,
-                         replacing: bytes | None) -> bool:
+    def put_signing_keys(self, current: bytes, previous: bytes | None, replacing: bytes | None) -> bool:
         item = {**keys.signing_keys(), "current_key": B(current)}
         if previous is not None:
             item["previous_key"] = B(previous)
         if replacing is None:
             ok, _, _ = conditional(lambda: self._table.put(item, KEYS_ARE_NEW))
         else:
-            ok, _, _ = conditional(lambda: self._table.put(item, KEYS_UNCHANGED,
-                                                            {":replacing": B(replacing)}))
+            ok, _, _ = conditional(
+                lambda: self._table.put(item, KEYS_UNCHANGED, {":replacing": B(replacing)})
+            )
         return ok
 
     def bootstrap_admin(self, record: IdentityRecord) -> bool:
         name = self._table.name
         try:
-            self._table.transact([
-                {"Put": {"TableName": name, "Item": keys.bootstrap_marker(),
-                         "ConditionExpression": BOOTSTRAP_NOT_DONE}},
-                {"Put": {"TableName": name, "Item": _identity_item(record),
-                         "ConditionExpression": IDENTITY_IS_NEW}},
-            ])
+            self._table.transact(
+                [
+                    {
+                        "Put": {
+                            "TableName": name,
+                            "Item": keys.bootstrap_marker(),
+                            "ConditionExpression": BOOTSTRAP_NOT_DONE,
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": name,
+                            "Item": _identity_item(record),
+                            "ConditionExpression": IDENTITY_IS_NEW,
+                        }
+                    },
+                ]
+            )
         except ClientError as error:
             if "ConditionalCheckFailed" in getattr(error, "reasons", []):
                 return False
             raise
         return True
-

@@ -84,8 +84,15 @@ class DynamoManifestIndex:
         item = self._table.get(keys.tag(repository, tag))
         return _manifest_record(item) if item else None
 
-    def put_manifest(self, repository: str, record: ManifestRecord, tag: str | None,
-                     blobs: dict[str, int], manifests: Sequence[str], referrer_of: str | None) -> None:
+    def put_manifest(
+        self,
+        repository: str,
+        record: ManifestRecord,
+        tag: str | None,
+        blobs: dict[str, int],
+        manifests: Sequence[str],
+        referrer_of: str | None,
+    ) -> None:
         name = self._table.name
         attributes = _manifest_attributes(record)
         writes: list[dict] = [
@@ -95,9 +102,17 @@ class DynamoManifestIndex:
         if tag is not None:
             writes.append({"Put": {"TableName": name, "Item": {**keys.tag(repository, tag), **attributes}}})
         if referrer_of is not None:
-            writes.append({"Put": {"TableName": name, "Item": {
-                **keys.referrer(repository, referrer_of, record.digest),
-                **{k: v for k, v in attributes.items() if k not in ("body_inline", "body_key")}}}})
+            writes.append(
+                {
+                    "Put": {
+                        "TableName": name,
+                        "Item": {
+                            **keys.referrer(repository, referrer_of, record.digest),
+                            **{k: v for k, v in attributes.items() if k not in ("body_inline", "body_key")},
+                        },
+                    }
+                }
+            )
         checks = self._checks(repository, record.digest, blobs, manifests)
         room = MAX_TRANSACTION_ITEMS - len(writes)
         # References beyond what one transaction holds are checked by reads
@@ -109,43 +124,72 @@ class DynamoManifestIndex:
             self._table.transact(writes + [check for _, _, check in atomic])
         except ClientError as error:
             reasons = getattr(error, "reasons", [])
-            failed = [atomic[i - len(writes)] for i, code in enumerate(reasons)
-                      if code == "ConditionalCheckFailed" and i >= len(writes)]
+            failed = [
+                atomic[i - len(writes)]
+                for i, code in enumerate(reasons)
+                if code == "ConditionalCheckFailed" and i >= len(writes)
+            ]
             if not failed:
                 raise
-            raise MissingReferences([d for kind, d, _ in failed if kind == "blob"],
-                                    [d for kind, d, _ in failed if kind == "manifest"]) from error
+            raise MissingReferences(
+                [d for kind, d, _ in failed if kind == "blob"],
+                [d for kind, d, _ in failed if kind == "manifest"],
+            ) from error
 
-    def _checks(self, repository: str, digest: str, blobs: dict[str, int],
-                manifests: Sequence[str]) -> list[tuple[str, str, dict]]:
+    def _checks(
+        self, repository: str, digest: str, blobs: dict[str, int], manifests: Sequence[str]
+    ) -> list[tuple[str, str, dict]]:
         name = self._table.name
         return [
-            ("blob", blob, {"ConditionCheck": {
-                "TableName": name, "Key": keys.blob_link(repository, blob),
-                "ConditionExpression": LINK_EXISTS_WITH_SIZE,
-                "ExpressionAttributeValues": {":size": N(size)}}})
+            (
+                "blob",
+                blob,
+                {
+                    "ConditionCheck": {
+                        "TableName": name,
+                        "Key": keys.blob_link(repository, blob),
+                        "ConditionExpression": LINK_EXISTS_WITH_SIZE,
+                        "ExpressionAttributeValues": {":size": N(size)},
+                    }
+                },
+            )
             for blob, size in blobs.items()
         ] + [
-            ("manifest", child, {"ConditionCheck": {
-                "TableName": name, "Key": keys.manifest(repository, child),
-                "ConditionExpression": ITEM_EXISTS}})
-            for child in dict.fromkeys(manifests) if child != digest
+            (
+                "manifest",
+                child,
+                {
+                    "ConditionCheck": {
+                        "TableName": name,
+                        "Key": keys.manifest(repository, child),
+                        "ConditionExpression": ITEM_EXISTS,
+                    }
+                },
+            )
+            for child in dict.fromkeys(manifests)
+            if child != digest
         ]
 
-    def check_references(self, repository: str, digest: str, blobs: dict[str, int],
-                         manifests: Sequence[str]) -> None:
+    def check_references(
+        self, repository: str, digest: str, blobs: dict[str, int], manifests: Sequence[str]
+    ) -> None:
         self._check_by_reading(repository, self._checks(repository, digest, blobs, manifests), blobs)
 
-    def _check_by_reading(self, repository: str, checks: list[tuple[str, str, dict]],
-                          blobs: dict[str, int]) -> None:
+    def _check_by_reading(
+        self, repository: str, checks: list[tuple[str, str, dict]], blobs: dict[str, int]
+    ) -> None:
         """BatchGetItem, MAX_BATCH_GET_KEYS references at a time; the first batch with a
         reference missing (or a blob at another size) ends the check, so a manifest of
         unknown references costs one read however many it lists."""
         for start in range(0, len(checks), MAX_BATCH_GET_KEYS):
-            batch = checks[start:start + MAX_BATCH_GET_KEYS]
+            batch = checks[start : start + MAX_BATCH_GET_KEYS]
             # One partition (the repository's), so the sort key names each item.
-            found = {item[keys.SK]["S"]: item for item in self._table.batch_get(
-                [check["ConditionCheck"]["Key"] for _, _, check in batch], "PK, SK, size_bytes")}
+            found = {
+                item[keys.SK]["S"]: item
+                for item in self._table.batch_get(
+                    [check["ConditionCheck"]["Key"] for _, _, check in batch], "PK, SK, size_bytes"
+                )
+            }
             missing_blobs, missing_manifests = [], []
             for kind, digest, check in batch:
                 item = found.get(check["ConditionCheck"]["Key"][keys.SK]["S"])
@@ -163,22 +207,41 @@ class DynamoManifestIndex:
             return None
         record = _manifest_record(item)
         name = self._table.name
-        deletes: list[dict] = [{"Delete": {"TableName": name, "Key": keys.manifest(repository, digest),
-                                           "ConditionExpression": ITEM_EXISTS}}]
+        deletes: list[dict] = [
+            {
+                "Delete": {
+                    "TableName": name,
+                    "Key": keys.manifest(repository, digest),
+                    "ConditionExpression": ITEM_EXISTS,
+                }
+            }
+        ]
         if record.subject:
-            deletes.append({"Delete": {"TableName": name,
-                                       "Key": keys.referrer(repository, record.subject, digest)}})
+            deletes.append(
+                {"Delete": {"TableName": name, "Key": keys.referrer(repository, record.subject, digest)}}
+            )
         # Tags pointing at the manifest go with it (distribution-spec "Deleting Manifests").
         for tag_item in self._table.query(
-                keys.repository_partition(repository), keys.TAG_PREFIX, projection="PK, SK, digest",
-                filter_expression=TAG_POINTS_AT, values={":digest": S(digest)}):
+            keys.repository_partition(repository),
+            keys.TAG_PREFIX,
+            projection="PK, SK, digest",
+            filter_expression=TAG_POINTS_AT,
+            values={":digest": S(digest)},
+        ):
             tag_key = {keys.PK: tag_item[keys.PK], keys.SK: tag_item[keys.SK]}
-            deletes.append({"Delete": {"TableName": name, "Key": tag_key,
-                                       "ConditionExpression": TAG_POINTS_AT,
-                                       "ExpressionAttributeValues": {":digest": S(digest)}}})
+            deletes.append(
+                {
+                    "Delete": {
+                        "TableName": name,
+                        "Key": tag_key,
+                        "ConditionExpression": TAG_POINTS_AT,
+                        "ExpressionAttributeValues": {":digest": S(digest)},
+                    }
+                }
+            )
         for start in range(0, len(deletes), MAX_TRANSACTION_ITEMS):
             try:
-                self._table.transact(deletes[start:start + MAX_TRANSACTION_ITEMS])
+                self._table.transact(deletes[start : start + MAX_TRANSACTION_ITEMS])
             except ClientError:
                 if start == 0:
                     return None  # deleted concurrently by someone else
@@ -186,16 +249,27 @@ class DynamoManifestIndex:
         return record
 
     def delete_tag(self, repository: str, tag: str) -> bool:
-        ok, _, _ = conditional(lambda: self._table.call(
-            "delete_item", TableName=self._table.name, Key=keys.tag(repository, tag),
-            ConditionExpression=ITEM_EXISTS))
+        ok, _, _ = conditional(
+            lambda: self._table.call(
+                "delete_item",
+                TableName=self._table.name,
+                Key=keys.tag(repository, tag),
+                ConditionExpression=ITEM_EXISTS,
+            )
+        )
         return ok
 
     def _page(self, pk: str, prefix: str, limit: int, after: str | None) -> Page:
-        items = list(self._table.query(
-            pk, prefix, limit=limit + 1, after=f"{prefix}{after}" if after is not None else None,
-            projection="SK"))
-        names = [item[keys.SK]["S"][len(prefix):] for item in items]
+        items = list(
+            self._table.query(
+                pk,
+                prefix,
+                limit=limit + 1,
+                after=f"{prefix}{after}" if after is not None else None,
+                projection="SK",
+            )
+        )
+        names = [item[keys.SK]["S"][len(prefix) :] for item in items]
         return Page(names[:limit], has_more=len(names) > limit)
 
     def list_tags(self, repository: str, limit: int, after: str | None) -> Page:
@@ -203,13 +277,22 @@ class DynamoManifestIndex:
 
     def list_referrers(self, repository: str, subject: str) -> list[Referrer]:
         referrers = []
-        for item in self._table.query(keys.repository_partition(repository), keys.referrer_prefix(subject),
-                                      projection="digest, media_type, size_bytes, artifact_type, annotations,"
-                                                 " annotations_in_body"):
+        for item in self._table.query(
+            keys.repository_partition(repository),
+            keys.referrer_prefix(subject),
+            projection="digest, media_type, size_bytes, artifact_type, annotations, annotations_in_body",
+        ):
             record = _manifest_record(item)
-            referrers.append(Referrer(record.digest, record.media_type, record.size,
-                                      record.artifact_type, record.annotations,
-                                      annotations_in_body="annotations_in_body" in item))
+            referrers.append(
+                Referrer(
+                    record.digest,
+                    record.media_type,
+                    record.size,
+                    record.artifact_type,
+                    record.annotations,
+                    annotations_in_body="annotations_in_body" in item,
+                )
+            )
         return referrers
 
     def repository_exists(self, repository: str) -> bool:
@@ -217,5 +300,3 @@ class DynamoManifestIndex:
 
     def list_repositories(self, limit: int, after: str | None) -> Page:
         return self._page(keys.CATALOG, keys.REPO_PREFIX, limit, after)
-
-

@@ -30,11 +30,17 @@ MAX_BATCH_GET_KEYS = 100
 # they are asked again this many times, with backoff, before the read is given up.
 BATCH_GET_ATTEMPTS = 5
 _THROTTLED = {
-    "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
-    "InternalServerError", "ServiceUnavailable", "TransactionInProgressException",
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "TransactionInProgressException",
 }
 
 T = TypeVar("T")
+
+
 def S(value: str) -> dict[str, str]:
     return {"S": value}
 
@@ -89,8 +95,13 @@ class Table:
             kwargs["ProjectionExpression"] = projection
         return self.call("get_item", **kwargs).get("Item")
 
-    def put(self, item: dict, condition: str | None = None, values: dict | None = None,
-            return_old_on_failure: bool = False) -> None:
+    def put(
+        self,
+        item: dict,
+        condition: str | None = None,
+        values: dict | None = None,
+        return_old_on_failure: bool = False,
+    ) -> None:
         kwargs: dict[str, Any] = {"TableName": self.name, "Item": item}
         if condition:
             kwargs["ConditionExpression"] = condition
@@ -100,9 +111,16 @@ class Table:
             kwargs["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
         self.call("put_item", **kwargs)
 
-    def query(self, pk: str, sk_prefix: str, limit: int | None = None, after: str | None = None,
-              projection: str | None = None, filter_expression: str | None = None,
-              values: dict | None = None) -> Iterator[dict]:
+    def query(
+        self,
+        pk: str,
+        sk_prefix: str,
+        limit: int | None = None,
+        after: str | None = None,
+        projection: str | None = None,
+        filter_expression: str | None = None,
+        values: dict | None = None,
+    ) -> Iterator[dict]:
         """Items of partition ``pk`` whose SK starts with ``sk_prefix``, in SK order,
         starting after SK ``after``; stops after ``limit`` items when given."""
         kwargs: dict[str, Any] = {
@@ -174,5 +192,3 @@ def conditional(fn: Callable[[], T]) -> tuple[bool, T | None, dict | None]:
         if error_code(error) != "ConditionalCheckFailedException":
             raise
         return False, None, error.response.get("Item")
-
-

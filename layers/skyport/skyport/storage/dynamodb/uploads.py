@@ -48,7 +48,7 @@ def _pack_etags(etags: Sequence[str]) -> bytes:
 
 def _unpack_etags(packed: bytes | None) -> list[str]:
     packed = packed or b""
-    return [f'"{packed[i:i + 16].hex()}"' for i in range(0, len(packed), 16)]
+    return [f'"{packed[i : i + 16].hex()}"' for i in range(0, len(packed), 16)]
 
 
 def _session_item(session: UploadSession) -> dict:
@@ -95,8 +95,11 @@ def _session(item: dict) -> UploadSession:
 def _is_own_write(old: dict | None, session: UploadSession) -> bool:
     """Whether the item that failed UPLOAD_IS_NEW is the one ``session`` wrote: the id
     is a fresh uuid4, so only a retry of our own write whose answer was lost finds it."""
-    return bool(old) and get_str(old, "repo_name") == session.repository \
+    return (
+        bool(old)
+        and get_str(old, "repo_name") == session.repository
         and get_int(old, keys.TTL_ATTRIBUTE) == session.expires_at
+    )
 
 
 class DynamoUploadSessions:
@@ -105,23 +108,32 @@ class DynamoUploadSessions:
 
     def create(self, session: UploadSession, max_open: int = 0, now: int = 0) -> None:
         if session.quota is None or not max_open:
-            ok, _, old = conditional(lambda: self._table.put(
-                _session_item(session), UPLOAD_IS_NEW, return_old_on_failure=True))
+            ok, _, old = conditional(
+                lambda: self._table.put(_session_item(session), UPLOAD_IS_NEW, return_old_on_failure=True)
+            )
             if not ok and not _is_own_write(old, session):
                 raise StorageUnavailable("upload id taken")  # a uuid4 clash: retryable
             return
         name, quota_key = self._table.name, keys.open_uploads(session.quota)
         # The session and its place in the quota, together or not at all.
         actions = [
-            {"Put": {"TableName": name, "Item": _session_item(session),
-                     "ConditionExpression": UPLOAD_IS_NEW}},
-            {"Update": {"TableName": name, "Key": quota_key,
-                        "UpdateExpression": f"SET open_uploads.#id = :expires,"
-                                            f" {keys.TTL_ATTRIBUTE} = :expires",
-                        "ConditionExpression": QUOTA_BELOW_CAP,
-                        "ExpressionAttributeNames": {"#id": session.upload_id},
-                        "ExpressionAttributeValues": {":expires": N(session.expires_at),
-                                                      ":cap": N(max_open)}}},
+            {
+                "Put": {
+                    "TableName": name,
+                    "Item": _session_item(session),
+                    "ConditionExpression": UPLOAD_IS_NEW,
+                }
+            },
+            {
+                "Update": {
+                    "TableName": name,
+                    "Key": quota_key,
+                    "UpdateExpression": f"SET open_uploads.#id = :expires, {keys.TTL_ATTRIBUTE} = :expires",
+                    "ConditionExpression": QUOTA_BELOW_CAP,
+                    "ExpressionAttributeNames": {"#id": session.upload_id},
+                    "ExpressionAttributeValues": {":expires": N(session.expires_at), ":cap": N(max_open)},
+                }
+            },
         ]
         for _ in range(QUOTA_ATTEMPTS):
             try:
@@ -139,21 +151,31 @@ class DynamoUploadSessions:
         """After the quota refused a session: True if it may take one now (it was absent
         and is created, it changed meanwhile, or expired sessions were dropped from it);
         False when it holds ``max_open`` open sessions."""
-        item = self._table.call("get_item", TableName=self._table.name, Key=quota_key,
-                                ConsistentRead=True).get("Item")
+        item = self._table.call(
+            "get_item", TableName=self._table.name, Key=quota_key, ConsistentRead=True
+        ).get("Item")
         if item is None or "open_uploads" not in item:
-            conditional(lambda: self._table.put(
-                {**quota_key, "open_uploads": {"M": {}}, keys.TTL_ATTRIBUTE: N(expires_at)}, QUOTA_IS_NEW))
+            conditional(
+                lambda: self._table.put(
+                    {**quota_key, "open_uploads": {"M": {}}, keys.TTL_ATTRIBUTE: N(expires_at)}, QUOTA_IS_NEW
+                )
+            )
             return True
         entries = item["open_uploads"]["M"]
         expired = [upload_id for upload_id, value in entries.items() if int(value["N"]) <= now]
         if not expired:
             return len(entries) < max_open
         names = {f"#e{i}": upload_id for i, upload_id in enumerate(expired[:QUOTA_PRUNE_BATCH])}
-        conditional(lambda: self._table.call(
-            "update_item", TableName=self._table.name, Key=quota_key,
-            UpdateExpression="REMOVE " + ", ".join(f"open_uploads.{n}" for n in names),
-            ConditionExpression=QUOTA_EXISTS, ExpressionAttributeNames=names))
+        conditional(
+            lambda: self._table.call(
+                "update_item",
+                TableName=self._table.name,
+                Key=quota_key,
+                UpdateExpression="REMOVE " + ", ".join(f"open_uploads.{n}" for n in names),
+                ConditionExpression=QUOTA_EXISTS,
+                ExpressionAttributeNames=names,
+            )
+        )
         return True
 
     def _leave_quota(self, session: UploadSession) -> None:
@@ -162,10 +184,16 @@ class DynamoUploadSessions:
         if session.quota is None:
             return
         try:
-            conditional(lambda: self._table.call(
-                "update_item", TableName=self._table.name, Key=keys.open_uploads(session.quota),
-                UpdateExpression="REMOVE open_uploads.#id", ConditionExpression=QUOTA_EXISTS,
-                ExpressionAttributeNames={"#id": session.upload_id}))
+            conditional(
+                lambda: self._table.call(
+                    "update_item",
+                    TableName=self._table.name,
+                    Key=keys.open_uploads(session.quota),
+                    UpdateExpression="REMOVE open_uploads.#id",
+                    ConditionExpression=QUOTA_EXISTS,
+                    ExpressionAttributeNames={"#id": session.upload_id},
+                )
+            )
         except StorageUnavailable:
             pass
 
@@ -173,8 +201,16 @@ class DynamoUploadSessions:
         item = self._table.get(keys.upload(upload_id))
         return _session(item) if item else None
 
-    def claim(self, upload_id: str, repository: str, token: str, now: int, lease_until: int,
-              expected_offset: int | None, owner: str | None = None) -> UploadSession:
+    def claim(
+        self,
+        upload_id: str,
+        repository: str,
+        token: str,
+        now: int,
+        lease_until: int,
+        expected_offset: int | None,
+        owner: str | None = None,
+    ) -> UploadSession:
         condition = UPLOAD_IS_FREE
         values = {":repo": S(repository), ":now": N(now), ":token": S(token), ":until": N(lease_until)}
         if owner is not None:
@@ -183,49 +219,73 @@ class DynamoUploadSessions:
         if expected_offset is not None:
             condition = f"{condition} AND {UPLOAD_AT_OFFSET}"
             values[":expected"] = N(expected_offset)
-        ok, response, old = conditional(lambda: self._table.call(
-            "update_item", TableName=self._table.name, Key=keys.upload(upload_id),
-            UpdateExpression="SET lease_token = :token, lease_until = :until",
-            ConditionExpression=condition, ExpressionAttributeValues=values,
-            ReturnValues="ALL_NEW", ReturnValuesOnConditionCheckFailure="ALL_OLD"))
+        ok, response, old = conditional(
+            lambda: self._table.call(
+                "update_item",
+                TableName=self._table.name,
+                Key=keys.upload(upload_id),
+                UpdateExpression="SET lease_token = :token, lease_until = :until",
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        )
         if ok:
             return _session(response["Attributes"])
         if old and get_str(old, "lease_token") == token:
             # Our own lease: the SDK retried a write whose answer was lost, and the
             # retry failed the condition the first attempt had met.
             return _session(old)
-        if (not old or get_str(old, "repo_name") != repository or get_int(old, keys.TTL_ATTRIBUTE) <= now
-                or (owner is not None and get_str(old, "owner_name") != owner)):
+        if (
+            not old
+            or get_str(old, "repo_name") != repository
+            or get_int(old, keys.TTL_ATTRIBUTE) <= now
+            or (owner is not None and get_str(old, "owner_name") != owner)
+        ):
             raise UploadMissing(upload_id)
         busy = "lease_token" in old and get_int(old, "lease_until") >= now
         raise UploadConflict(_session(old), busy=busy)
 
     def save(self, session: UploadSession, token: str) -> None:
-        ok, _, _ = conditional(lambda: self._table.put(
-            _session_item(session), LEASE_HELD, {":token": S(token)}))
+        ok, _, _ = conditional(
+            lambda: self._table.put(_session_item(session), LEASE_HELD, {":token": S(token)})
+        )
         if not ok:
             raise UploadConflict(None)
 
     def release(self, upload_id: str, token: str) -> None:
-        conditional(lambda: self._table.call(
-            "update_item", TableName=self._table.name, Key=keys.upload(upload_id),
-            UpdateExpression="REMOVE lease_token, lease_until", ConditionExpression=LEASE_HELD,
-            ExpressionAttributeValues={":token": S(token)}))
+        conditional(
+            lambda: self._table.call(
+                "update_item",
+                TableName=self._table.name,
+                Key=keys.upload(upload_id),
+                UpdateExpression="REMOVE lease_token, lease_until",
+                ConditionExpression=LEASE_HELD,
+                ExpressionAttributeValues={":token": S(token)},
+            )
+        )
 
-    def delete(self, upload_id: str, repository: str, token: str | None = None,
-               owner: str | None = None) -> UploadSession:
+    def delete(
+        self, upload_id: str, repository: str, token: str | None = None, owner: str | None = None
+    ) -> UploadSession:
         condition, values = UPLOAD_IN_REPO, {":repo": S(repository)}
         if owner is not None:
             condition, values = f"{condition} AND {UPLOAD_OWNED_BY}", {**values, ":owner": S(owner)}
         if token is not None:
             condition, values = f"{condition} AND {LEASE_HELD}", {**values, ":token": S(token)}
-        ok, response, _ = conditional(lambda: self._table.call(
-            "delete_item", TableName=self._table.name, Key=keys.upload(upload_id),
-            ConditionExpression=condition, ExpressionAttributeValues=values, ReturnValues="ALL_OLD"))
+        ok, response, _ = conditional(
+            lambda: self._table.call(
+                "delete_item",
+                TableName=self._table.name,
+                Key=keys.upload(upload_id),
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_OLD",
+            )
+        )
         if not ok:
             raise UploadMissing(upload_id)
         session = _session(response["Attributes"])
         self._leave_quota(session)
         return session
-
-
