@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 from e2e.clients import base_env
-from e2e.conftest import READY_TIMEOUT, _free_port, _log_tail, _stop, spawn_server
+from e2e.conftest import READY_TIMEOUT, _free_port, _log_tail, _stop, _wait_ready, spawn_server
 
 pytestmark = pytest.mark.e2e
 
@@ -98,27 +98,6 @@ class Server:
     log: Path
 
 
-def _wait_ready(server: Server, auth: bool) -> str | None:
-    """Poll ``GET /v2/`` until it answers as this server should (200, or 401 with a
-    challenge when auth is on); return why it never did, or None."""
-    deadline, last = time.monotonic() + READY_TIMEOUT, "no answer yet"
-    with httpx.Client(trust_env=False, timeout=2) as http:
-        while time.monotonic() < deadline:
-            if server.proc.poll() is not None:
-                return f"the registry exited with code {server.proc.returncode}"
-            try:
-                response = http.get(f"{server.url}/v2/")
-                if response.status_code == 200 or (
-                    auth and response.status_code == 401 and "WWW-Authenticate" in response.headers
-                ):
-                    return None
-                last = f"GET /v2/ answered {response.status_code}: {response.text[:200]}"
-            except httpx.HTTPError as exc:
-                last = f"GET /v2/ failed: {exc!r}"
-            time.sleep(0.2)
-    return f"not ready after {READY_TIMEOUT:.0f}s ({last})"
-
-
 @pytest.fixture(scope="module")
 def server_for(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -137,7 +116,7 @@ def server_for(
             request, port, base / "skyport.log", SKYPORT_STATE_DIR=str(base / "state"), **env
         )
         server = Server(f"http://127.0.0.1:{port}", proc, base / "skyport.log")
-        why = _wait_ready(server, auth=env.get("SKYPORT_AUTH") == "on")
+        why = _wait_ready(server, time.monotonic() + READY_TIMEOUT, auth=env.get("SKYPORT_AUTH") == "on")
         if why:
             _stop(proc, "the registry")
             pytest.fail(

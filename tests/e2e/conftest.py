@@ -154,8 +154,10 @@ _REGISTRY = pytest.StashKey[Registry]()
 _LOG_OFFSET = pytest.StashKey[int]()
 
 
-def _wait_ready(reg: Registry, deadline: float) -> str | None:
-    """Poll ``GET /v2/`` until 200; return why it never got there, or None."""
+def _wait_ready(reg: Registry, deadline: float, auth: bool = False) -> str | None:
+    """Poll ``GET /v2/`` until it answers as a registry should (200, or with ``auth`` a
+    401 with a challenge); return why it never did, or None. ``reg``: anything with the
+    server's ``url`` and its ``proc`` (None: not ours to watch)."""
     last = "no answer yet"
     with httpx.Client(trust_env=False, timeout=2) as http:
         while time.monotonic() < deadline:
@@ -163,7 +165,9 @@ def _wait_ready(reg: Registry, deadline: float) -> str | None:
                 return f"the registry exited with code {reg.proc.returncode}"
             try:
                 response = http.get(f"{reg.url}/v2/")
-                if response.status_code == 200:
+                if response.status_code == 200 or (
+                    auth and response.status_code == 401 and "WWW-Authenticate" in response.headers
+                ):
                     return None
                 last = f"GET /v2/ answered {response.status_code}: {response.text[:200]}"
             except httpx.HTTPError as exc:
