@@ -54,16 +54,16 @@ class S3ObjectStore:
         # The SDK retries a failed call, but not a body that breaks off after S3 answered
         # (botocore's IncompleteReadError or ResponseStreamingError, a reset socket): a
         # read is idempotent, so it is asked again here, then reported as retryable.
-        for attempt in range(1, READ_ATTEMPTS + 1):
+        broken: Exception | None = None
+        for _ in range(READ_ATTEMPTS):
             body = self._call("get_object", may_be_missing=may_be_missing, Key=key)["Body"]
             try:
                 return body.read()
             except (BotoCoreError, OSError) as error:
-                if attempt == READ_ATTEMPTS:
-                    raise StorageUnavailable(f"S3 get_object: body of {key}: {error}") from error
+                broken = error
             finally:
                 body.close()
-        raise AssertionError("unreachable")
+        raise StorageUnavailable(f"S3 get_object: body of {key}: {broken}") from broken
 
     def stream(self, key: str) -> Iterator[bytes]:
         # GetObject now, not at the first chunk: a missing object raises ObjectMissing to
