@@ -5,25 +5,6 @@
 - ``manifests.py``: ManifestIndex (manifests, tags, referrers, catalog);
 - ``identities.py``: AuthStore (identities, grants, signing keys).
 
-The adapters are also importable from here, each loaded on first use (an auth-off
-function never imports ``identities``).
+Each is imported from its own module (``registry.py``), so an auth-off function never
+imports ``identities``.
 """
-
-from __future__ import annotations
-
-from importlib import import_module
-from typing import Any
-
-_ADAPTERS = {
-    "DynamoBlobIndex": "blobs",
-    "DynamoUploadSessions": "uploads",
-    "DynamoManifestIndex": "manifests",
-    "DynamoAuthStore": "identities",
-}
-__all__ = list(_ADAPTERS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _ADAPTERS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f".{_ADAPTERS[name]}", __name__), name)
