@@ -370,6 +370,12 @@ def test_service_fargate_arm64_circuit_breaker_and_scaling():
     task = _one(stack, "AWS::ECS::TaskDefinition")
     assert task["RequiresCompatibilities"] == ["FARGATE"] and task["NetworkMode"] == "awsvpc"
     assert task["RuntimePlatform"]["CpuArchitecture"] == "ARM64"
+    # Every CPU size allowed has a memory size Fargate accepts with it (the least).
+    template = load_template()
+    fargate_least_memory = {"512": "1024", "1024": "2048", "2048": "4096"}
+    for cpu in template["Parameters"]["UploadTaskCpu"]["AllowedValues"]:
+        assert template["Mappings"]["UploadTaskMemory"][cpu]["Memory"] == fargate_least_memory[cpu]
+    assert task["Memory"] == {"Fn::FindInMap": ["UploadTaskMemory", {"Ref": "UploadTaskCpu"}, "Memory"]}
     service = _one(stack, "AWS::ECS::Service")
     assert service["DeploymentConfiguration"]["DeploymentCircuitBreaker"] == {
         "Enable": True,
