@@ -194,7 +194,13 @@ def test_running_the_api_hands_out_the_service_with_its_key():
     stack = deployed(RUNNING)
     fn = stack["Resources"]["ApiFunction"]["Properties"]
     variables = fn["Environment"]["Variables"]
-    assert variables["SKYPORT_UPLOAD_ENDPOINT"] == {"Fn::Sub": "https://${UploadDomainName}"}
+    # The URL, and a reference to the service so that the function waits for it.
+    assert variables["SKYPORT_UPLOAD_ENDPOINT"] == {
+        "Fn::Select": [
+            0,
+            [{"Fn::Sub": "https://${UploadDomainName}"}, {"Fn::GetAtt": ["UploadEcsService", "Name"]}],
+        ]
+    }
     assert variables["SKYPORT_UPLOAD_KEY_SECRET"] == {"Ref": "UploadKeySecret"}
     granted = [s for p in fn["Policies"] for s in p["Statement"] if s.get("Sid") == "UploadKey"]
     assert granted == [
