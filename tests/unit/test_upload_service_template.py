@@ -341,6 +341,15 @@ def test_tasks_take_the_container_port_from_the_load_balancer_only():
     port = mapping["ContainerPort"]
     task_group = stack["Resources"]["UploadTaskSecurityGroup"]["Properties"]
     assert "SecurityGroupIngress" not in task_group
+    # The load balancer may reach the tasks' port and nothing else (inline: no default allow-all).
+    balancer_group = stack["Resources"]["UploadLoadBalancerSecurityGroup"]["Properties"]
+    assert [
+        (r["FromPort"], r["ToPort"], r["DestinationSecurityGroupId"])
+        for r in balancer_group["SecurityGroupEgress"]
+    ] == [(port, port, {"Ref": "UploadTaskSecurityGroup"})]
+    assert not _of_type(stack, "AWS::EC2::SecurityGroupEgress")
+    # The tasks talk HTTPS out (AWS APIs), nothing else.
+    assert [(r["FromPort"], r["ToPort"]) for r in task_group["SecurityGroupEgress"]] == [(443, 443)]
     ingress = [r["Properties"] for r in _of_type(stack, "AWS::EC2::SecurityGroupIngress").values()]
     assert ingress == [
         {
