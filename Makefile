@@ -7,6 +7,7 @@
 #   make lint    ruff (lint and format check) and cfn-lint
 #   make build   sam build (aws-sam-cli in .venv-sam); then `sam deploy --guided`, see README "Deploy on AWS"
 #   make lock    re-resolve the pinned dependencies (requirements/); UPGRADE=1 to move every pin
+#   make upload-image STACK=<stack>   build the upload service image, push it to the stack's ECR repository
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -33,9 +34,9 @@ export SAM_CLI_TELEMETRY := 0
 PY312_DIR := $(shell for p in "$$(pyenv root 2>/dev/null)"/versions/3.12*/bin/python3.12 "$$(command -v python3.12)"; do \
 	"$$p" -c '' 2>/dev/null && dirname "$$p" && break; done)
 
-.PHONY: help run test test-fast lint bench build sam system-deps python312 lock clean
+.PHONY: help run test test-fast lint bench build sam system-deps python312 lock clean upload-image
 help:
-	@sed -n '2,9p' Makefile | sed 's/^# *//'
+	@sed -n '2,10p' Makefile | sed 's/^# *//'
 
 # Exactly the lock: --no-deps, so pip resolves nothing of its own, and `pip check`
 # fails if the lock misses a dependency (then run `make lock`).
@@ -110,6 +111,31 @@ lock:
 		--python-platform aarch64-manylinux2014 --only-binary :all: \
 		requirements/function.in -o functions/api/requirements.txt
 	$(UV_COMPILE) --universal --python-version 3.11 requirements/sam.in -o $(SAM_LOCK)
+
+# The upload service image (Dockerfile) into the stack's ECR repository (output
+# UploadRepositoryUri: deploy once with UploadService=on first), tagged with the commit
+# (tags are immutable there: an image already pushed under it is kept). Built for the
+# task's architecture, ARM64 in template.yaml. Prints the tag to deploy: UploadImageTag.
+STACK ?= skyport
+UPLOAD_PLATFORM ?= linux/arm64
+UPLOAD_TAG ?= $(shell git rev-parse --short=12 HEAD)$(if $(shell git status --porcelain --untracked-files=no),-dirty-$(shell date +%s))
+upload-image:
+	@set -euo pipefail; \
+	repo=$$(aws cloudformation describe-stacks --stack-name "$(STACK)" \
+		--query "Stacks[0].Outputs[?OutputKey=='UploadRepositoryUri'].OutputValue" --output text); \
+	if [ -z "$$repo" ] || [ "$$repo" = None ]; then \
+		echo "stack $(STACK) has no UploadRepositoryUri: deploy it with UploadService=on first" >&2; exit 1; fi; \
+	region=$$(echo "$$repo" | cut -d. -f4); \
+	if aws ecr describe-images --region "$$region" --repository-name "$${repo#*/}" \
+		--image-ids imageTag="$(UPLOAD_TAG)" >/dev/null 2>&1; then \
+		echo "$$repo:$(UPLOAD_TAG) is in the repository already"; \
+	else \
+		aws ecr get-login-password --region "$$region" | docker login --username AWS --password-stdin "$${repo%%/*}"; \
+		docker build --platform $(UPLOAD_PLATFORM) --tag "$$repo:$(UPLOAD_TAG)" .; \
+		docker push "$$repo:$(UPLOAD_TAG)"; \
+	fi; \
+	echo "image: $$repo:$(UPLOAD_TAG)"; \
+	echo "deploy it: UploadImageTag=$(UPLOAD_TAG) in samconfig.toml's parameter_overrides, then sam deploy"
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .pytest_cache .aws-sam
