@@ -87,6 +87,13 @@ class Settings:
     lockout_threshold: int = 5
     lockout_max_seconds: int = 900
     lockout_window_seconds: int = 900
+    # --- direct uploads (skyport.direct_uploads, `skyport push`) ---
+    # Presigned UploadPart URLs live this long: minutes, enough to send one part on a
+    # slow link; the client asks for new ones as it goes (SKYPORT_DIRECT_URL_EXPIRES).
+    direct_url_seconds: int = 900
+    # The verifier Lambda function (template.yaml VerifyFunction), invoked
+    # asynchronously; None: the verifier runs in a thread of this process (local).
+    verify_function: str | None = None
 
     @property
     def auth_enabled(self) -> bool:
@@ -147,4 +154,13 @@ class Settings:
             signing_key_parameter=env.get("SKYPORT_SIGNING_KEY_PARAMETER") or None,
             signing_key_in_memory=env.get("SKYPORT_SIGNING_KEY_IN_MEMORY", "") == "on",
             admin_secret=env.get("SKYPORT_ADMIN_SECRET") or None,
+            **_direct_upload_settings(env, defaults),
         )
+
+
+def _direct_upload_settings(env: Mapping[str, str], defaults: dict) -> dict:
+    value = env.get("SKYPORT_DIRECT_URL_EXPIRES")
+    seconds = int(value) if value else defaults["direct_url_seconds"]
+    if not 1 <= seconds <= 604800:  # SigV4 presigned URLs live at most 7 days
+        raise ValueError(f"SKYPORT_DIRECT_URL_EXPIRES must be 1..604800 seconds, not {seconds}")
+    return {"direct_url_seconds": seconds, "verify_function": env.get("SKYPORT_VERIFY_FUNCTION") or None}
