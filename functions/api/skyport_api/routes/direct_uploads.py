@@ -95,10 +95,8 @@ async def direct_part_urls(request: Request, name: str, upload_id: str) -> Respo
     urls = await run_blocking(
         registry.direct_uploads.part_urls, name, upload_id, numbers, owner_of(request), inline=inline(request)
     )
-    return _json(
-        200,
-        {"urls": {str(n): url for n, url in urls.items()}, "expires_in": registry.settings.direct_url_seconds},
-    )
+    expires_in = registry.settings.direct_url_seconds
+    return _json(200, {"urls": {str(n): url for n, url in urls.items()}, "expires_in": expires_in})
 
 
 @routes.get(UPLOAD)
