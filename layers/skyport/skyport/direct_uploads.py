@@ -24,7 +24,7 @@ A registry extension (``/v2/<name>/_skyport/uploads``, the distribution-spec's
    invoked with InvocationType=Event when deployed, a background thread locally):
    CompleteMultipartUpload with the parts S3 lists (never ETags a client claims),
    then the object is read back with parallel ranged GETs feeding one sequential
-   SHA-256. A match registers the blob (``BlobService.register``) and removes the
+   SHA-256. A match registers the blob (``BlobService.register``), then removes the
    session; a wrong size or digest deletes the object and the session, and leaves no
    blob. S3 has no whole-object SHA-256 for multipart uploads (only CRCs), so reading
    the bytes back is the one way to know them.
@@ -226,8 +226,10 @@ class DirectUploadService:
                     # Not started: back to uploading, so that completing again starts it.
                     self._sessions.move_direct(upload_id, repository, VERIFYING, UPLOADING, now, owner)
                     raise
-            session = self._session(repository, upload_id, owner)
-        return self._describe(session)
+            # Started (by this call or a concurrent one), and maybe finished already:
+            # the answer is "verifying", the client polls status from there.
+            return replace(upload, state=VERIFYING)
+        return upload
 
     def abort(self, repository: str, upload_id: str, owner: str | None = None) -> None:
         validate_name(repository)
@@ -262,18 +264,20 @@ class DirectUploadService:
             self._reject(session, completed=True)
             return "rejected"
         record = BlobRecord(upload.digest, size, session.blob_key)
-        try:
-            # As in skyport.uploads: the session goes before the blob is registered.
-            self._sessions.delete(upload_id, session.repository, self._lease)
-        except UploadMissing:
-            # Cancelled meanwhile: its object was ours; nothing is registered.
-            self._objects.delete(session.blob_key)
-            return "gone"
+        # Unlike a chunked upload, the blob is registered before the session goes: no
+        # request can write to this key any more (the multipart upload is completed, and
+        # presigned part URLs name only it), and the client, polling, must never see the
+        # session gone before the blob is there. A crash in between leaves the session
+        # verifying; the event's retry registers again (idempotent) and removes it.
         try:
             self._blobs.register(session.repository, record)
         except BaseException:
             self._blobs.discard_unregistered(upload.digest, session.blob_key)
             raise
+        try:
+            self._sessions.delete(upload_id, session.repository, self._lease)
+        except UploadMissing:
+            pass  # cancelled meanwhile, too late: the blob is verified and registered
         return "registered"
 
     def hash_object(self, key: str, size: int) -> str:
@@ -369,9 +373,12 @@ class ThreadVerifier:
 
     def _run(self, upload_id: str) -> None:
         try:
-            self.outcomes[upload_id] = self._verify(upload_id)
+            outcome = self._verify(upload_id)
         except Exception as error:  # noqa: BLE001 - reported through outcomes, like a Lambda error
-            self.outcomes[upload_id] = f"error: {type(error).__name__}"
+            outcome = f"error: {type(error).__name__}"
+        if len(self.outcomes) >= 1000:  # a long-running server keeps the recent ones only
+            self.outcomes.clear()
+        self.outcomes[upload_id] = outcome
 
 
 class LambdaVerifier:
