@@ -94,6 +94,9 @@ class Settings:
     # The verifier Lambda function (template.yaml VerifyFunction), invoked
     # asynchronously; None: the verifier runs in a thread of this process (local).
     verify_function: str | None = None
+    # How the verifier reads an object back: 1, one GetObject stream; more, that many
+    # ranged GETs at a time (SKYPORT_VERIFY_READERS; template.yaml sets 8 for S3).
+    verify_readers: int = 1
 
     @property
     def auth_enabled(self) -> bool:
@@ -163,4 +166,11 @@ def _direct_upload_settings(env: Mapping[str, str], defaults: dict) -> dict:
     seconds = int(value) if value else defaults["direct_url_seconds"]
     if not 1 <= seconds <= 604800:  # SigV4 presigned URLs live at most 7 days
         raise ValueError(f"SKYPORT_DIRECT_URL_EXPIRES must be 1..604800 seconds, not {seconds}")
-    return {"direct_url_seconds": seconds, "verify_function": env.get("SKYPORT_VERIFY_FUNCTION") or None}
+    readers = int(env.get("SKYPORT_VERIFY_READERS") or defaults["verify_readers"])
+    if not 1 <= readers <= 32:
+        raise ValueError(f"SKYPORT_VERIFY_READERS must be 1..32, not {readers}")
+    return {
+        "direct_url_seconds": seconds,
+        "verify_function": env.get("SKYPORT_VERIFY_FUNCTION") or None,
+        "verify_readers": readers,
+    }

@@ -35,6 +35,7 @@ A direct session holds a lease for its whole life (``storage/dynamodb/uploads.py
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Callable
@@ -44,7 +45,7 @@ from typing import Any, Protocol
 
 from .blobs import BlobService
 from .config import Settings
-from .digest import CANONICAL_ALGORITHM, Digest, ResumableHash
+from .digest import CANONICAL_ALGORITHM, Digest
 from .errors import BlobUploadInvalid, BlobUploadUnknown, SizeInvalid, TooManyRequests
 from .reference import validate_name
 from .storage import keys
@@ -69,10 +70,10 @@ MAX_URLS_PER_REQUEST = 1000  # the JSON answer stays far below API Gateway's 10 
 UPLOADING = "uploading"
 VERIFYING = "verifying"
 
-# The verifier reads the object back in ranges of this size, this many at a time,
-# into one sequential hasher (measured in docs/direct-uploads.md).
+# With Settings.verify_readers > 1 the verifier reads the object back in ranges of this
+# size, that many at a time, into one sequential hasher; with 1, as one GetObject stream
+# (docs/direct-uploads.md: which is faster where, measured).
 VERIFY_RANGE = 16 * MiB
-VERIFY_READERS = 8
 
 
 def part_size_for(size: int) -> int:
@@ -281,20 +282,26 @@ class DirectUploadService:
         return "registered"
 
     def hash_object(self, key: str, size: int) -> str:
-        """The object's sha256 digest: ranged GETs, VERIFY_READERS at a time, fed in order
-        into one hasher (SHA-256 is sequential; the reads are not)."""
-        hasher = ResumableHash(CANONICAL_ALGORITHM)
+        """The object's sha256 digest. SHA-256 is sequential; the reads need not be:
+        with ``verify_readers`` > 1, ranged GETs that many at a time, fed in order into
+        one hasher (S3 serves each connection at a bounded rate); with 1, one stream."""
+        hasher = hashlib.sha256()  # one pass, nothing to resume: OpenSSL's, the fastest here
+        readers = self._settings.verify_readers
+        if readers <= 1:
+            for chunk in self._objects.stream(key):
+                hasher.update(chunk)
+            return f"sha256:{hasher.hexdigest()}"
         ranges = [(start, min(start + VERIFY_RANGE, size) - 1) for start in range(0, size, VERIFY_RANGE)]
-        with ThreadPoolExecutor(VERIFY_READERS, thread_name_prefix="skyport-verify-read") as pool:
-            pending = [pool.submit(self._objects.read_range, key, *r) for r in ranges[:VERIFY_READERS]]
-            following = iter(ranges[VERIFY_READERS:])
+        with ThreadPoolExecutor(readers, thread_name_prefix="skyport-verify-read") as pool:
+            pending = [pool.submit(self._objects.read_range, key, *r) for r in ranges[:readers]]
+            following = iter(ranges[readers:])
             while pending:
                 chunk = pending.pop(0).result()
                 step = next(following, None)
                 if step is not None:
                     pending.append(pool.submit(self._objects.read_range, key, *step))
                 hasher.update(chunk)
-        return str(hasher.digest())
+        return f"sha256:{hasher.hexdigest()}"
 
     def _reject(self, session: UploadSession, *, completed: bool) -> None:
         """A wrong size or digest: no object, no session, no blob."""
