@@ -133,6 +133,7 @@ class Pusher:
         self.parts_sent = 0
         self.parts_reused = 0  # parts a resumed push found in S3 already
         self.parts_total = 0
+        self.verify_seconds = 0.0  # waiting for the registry's SHA-256 checks
         self._count_lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max(1, args.jobs), thread_name_prefix="skyport-push")
         self.skipped: list[str] = []
@@ -233,6 +234,7 @@ class Pusher:
             self.parts_sent += 1
 
     def _finish(self, blob: BlobFile, upload_id: str, key: str) -> None:
+        started = time.monotonic()
         response = self._json("POST", f"{self._base()}/{upload_id}/complete")
         if response.status != 202:
             raise self.client.fail(response, f"completing {blob.digest}")
@@ -245,6 +247,8 @@ class Pusher:
                 raise self.client.fail(response, f"status of {blob.digest}")
             time.sleep(delay)
             delay = min(delay * 2, VERIFY_POLL_MAX)
+        with self._count_lock:
+            self.verify_seconds += time.monotonic() - started
         self.state.set(key, None)
         head = self.client.request("HEAD", f"/v2/{self.client.name}/blobs/{blob.digest}")
         if head.status != 200:
@@ -300,7 +304,8 @@ def run(args: argparse.Namespace) -> int:
             resumed = f" ({pusher.parts_reused} of {pusher.parts_total} parts were there already)"
         print(
             f"pushed {target.host}/{target.name}:{target.tag}: {len(pusher.uploaded)} blobs uploaded, "
-            f"{len(pusher.skipped)} already there{resumed}, in {elapsed:.1f}s",
+            f"{len(pusher.skipped)} already there{resumed}, in {elapsed:.1f}s "
+            f"({pusher.verify_seconds:.1f}s of it waiting for the registry's SHA-256 checks)",
             file=sys.stderr,
         )
     print(image.root.digest)
