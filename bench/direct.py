@@ -2,7 +2,8 @@
 S3, verified by the registry) into Skyport, against ``skopeo copy`` into Distribution
 (S3 driver), both on the run's one moto server; and what the verification costs.
 
-Runs interleave, the order alternating, each to a new repository. The skyport push
+Runs interleave, the order alternating; each run on an emptied moto server with new
+registry processes, so both registries take the whole layer every time. The skyport push
 time is the whole command: reading the layout, the parts, the registry's SHA-256 check
 (the client waits for it), and the manifest. Verification is then timed alone, in
 process, on the pushed object: ``DirectUploadService.hash_object`` (ranged GETs,
@@ -39,13 +40,16 @@ def run(profile: Profile, work: Path, backend: Backend, skopeo: Skopeo, log: Cal
     t = time.monotonic()
     layout = build_layout(work / "img" / "direct", {"1": [size]})
     log(f"bench: direct section image ({human(size)}) built in {time.monotonic() - t:.1f} s")
-    backend.reset()
-    skyport = start_skyport(work, backend.endpoint, "skyport-direct")
-    distribution = start_distribution(work, backend.endpoint, "distribution-direct")
     samples: dict[str, list[float]] = {"skyport push": [], "skopeo → distribution": []}
     state = work / "direct-push-state.json"
-    try:
-        for run in range(profile.runs):
+    verification: dict = {}
+    for run in range(profile.runs):
+        # Each run on an emptied moto with new registries: the registry that already holds
+        # the layer would link it (skyport push) instead of taking its bytes again.
+        backend.reset()
+        skyport = start_skyport(work, backend.endpoint, f"skyport-direct-{run}")
+        distribution = start_distribution(work, backend.endpoint, f"distribution-direct-{run}")
+        try:
             ref = f"bench/direct-r{run}:1"
             order = ["skyport", "distribution"] if run % 2 == 0 else ["distribution", "skyport"]
             for who in order:
@@ -56,10 +60,13 @@ def run(profile: Profile, work: Path, backend: Backend, skopeo: Skopeo, log: Cal
                     seconds = skopeo.copy(layout.ref("1"), f"docker://{distribution.host}/{ref}")
                     samples["skopeo → distribution"].append(seconds)
                 log(f"  direct push {human(size):<8} {who:<13} run {run + 1}/{profile.runs} {seconds:7.2f} s")
-        verification = _verification(backend.endpoint, "skyport-direct", "bench/direct-r0", layout, size)
-    finally:
-        skyport.process.stop()
-        distribution.process.stop()
+            if run == profile.runs - 1:
+                verification = _verification(
+                    backend.endpoint, f"skyport-direct-{run}", f"bench/direct-r{run}", layout, size
+                )
+        finally:
+            skyport.process.stop()
+            distribution.process.stop()
     medians = {label: statistics.median(values) for label, values in samples.items()}
     sky, dist = medians["skyport push"], medians["skopeo → distribution"]
     return {
