@@ -168,4 +168,9 @@ class RegistryClient:
     @staticmethod
     def fail(response: urllib3.BaseHTTPResponse, what: str) -> RegistryClientError:
         text = response.data[:500].decode(errors="replace")
-        return RegistryClientError(f"{what}: HTTP {response.status}: {text}")
+        hint = ""
+        if response.status == 401:
+            hint = " (credentials: docker login, or --username with SKYPORT_PASSWORD)"
+        elif response.status == 403:
+            hint = " (these credentials may not push to this repository)"
+        return RegistryClientError(f"{what}: HTTP {response.status}: {text}{hint}")

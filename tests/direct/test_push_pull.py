@@ -125,3 +125,54 @@ def test_interrupted_push_resumes_with_the_missing_parts_only(served, tmp_path: 
     assert resumed.stdout.strip() == layout.digest
     assert json.loads(state.read_text()) == {}
     assert _manifest(served, "team/resume", "1.0") == layout.raw
+
+
+def test_auth_on_credentials_from_docker_config_or_username_and_scopes(
+    moto_endpoint, aws_clients, template, tmp_path: Path
+) -> None:
+    import base64
+
+    from auth.conftest import make_auth_settings
+    from skyport.registry import Registry
+
+    from .running import serve
+
+    registry = Registry(make_auth_settings(moto_endpoint, aws_clients, template), clients=aws_clients)
+    admin = registry.identities
+    pusher, pusher_secret = admin.add_robot("ci")
+    reader, reader_secret = admin.add_robot("reader")
+    admin.grant("team/*", pusher.name, ["push"])
+    admin.grant("team/*", reader.name, ["pull"])
+    layout = build_oci_layout(tmp_path / "src", [1000], tag="1.0")
+    state = tmp_path / "state.json"
+    with serve(registry) as served:
+        target = f"{served.address}/team/app:1.0"
+        anonymous = skyport("push", layout.ref, target, state=state)
+        assert anonymous.returncode == 1 and "HTTP 401" in anonymous.stderr
+        as_reader = skyport(
+            "push",
+            "--username",
+            reader.name,
+            layout.ref,
+            target,
+            state=state,
+            env={"SKYPORT_PASSWORD": reader_secret},
+        )
+        assert as_reader.returncode == 1 and "HTTP 403" in as_reader.stderr
+        config = tmp_path / "docker"
+        config.mkdir()
+        auth = base64.b64encode(f"{pusher.name}:{pusher_secret}".encode()).decode()
+        (config / "config.json").write_text(json.dumps({"auths": {served.address: {"auth": auth}}}))
+        pushed = skyport("push", layout.ref, target, state=state, env={"DOCKER_CONFIG": str(config)})
+        assert pushed.returncode == 0, pushed.stderr
+        assert pushed.stdout.strip() == layout.digest
+        pulled = skyport(
+            "pull",
+            "--username",
+            reader.name,
+            f"{served.address}/team/app:1.0",
+            f"oci:{tmp_path / 'pulled'}",
+            state=state,
+            env={"SKYPORT_PASSWORD": reader_secret},
+        )
+        assert pulled.returncode == 0, pulled.stderr
