@@ -53,6 +53,13 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         help="stop (exit 3) after uploading this many parts, keeping the state for a resume (tests)",
     )
     push.add_argument(
+        "--verify-timeout",
+        type=float,
+        default=960.0,
+        help="seconds to wait for the registry's SHA-256 check of one blob (default 960: "
+        "the verifier function's 15 minutes, and a margin)",
+    )
+    push.add_argument(
         "--state-file",
         default=os.environ.get("SKYPORT_PUSH_STATE")
         or str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "skyport" / "push.json"),
@@ -164,8 +171,12 @@ class Pusher:
         remembered = self.state.get(key)
         if remembered:
             response = self._json("GET", f"{self._base()}/{remembered}")
-            if response.status == 200 and json.loads(response.data)["state"] == "uploading":
+            if response.status == 200:
                 upload = json.loads(response.data)
+                if upload["state"] == "verifying":  # completed by the interrupted push
+                    self._finish(blob, remembered, key)
+                    self.uploaded.append(blob.digest)
+                    return
         if upload is None:
             response = self._json("POST", self._base(), {"digest": blob.digest, "size": blob.size})
             if response.status == 201:
@@ -239,12 +250,19 @@ class Pusher:
         if response.status != 202:
             raise self.client.fail(response, f"completing {blob.digest}")
         delay = 0.02
+        deadline = started + self.args.verify_timeout
         while True:  # the registry verifies; the session goes when it is done
             response = self._json("GET", f"{self._base()}/{upload_id}")
             if response.status == 404:
                 break
             if response.status != 200:
                 raise self.client.fail(response, f"status of {blob.digest}")
+            if time.monotonic() > deadline:
+                # Kept in the state file: a later push finds it verifying, or done.
+                raise RegistryClientError(
+                    f"{blob.digest}: the registry has not finished verifying it after "
+                    f"{self.args.verify_timeout:.0f}s (upload {upload_id}); push again later"
+                )
             time.sleep(delay)
             delay = min(delay * 2, VERIFY_POLL_MAX)
         with self._count_lock:
