@@ -14,12 +14,14 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .image_sources import DOCKER_LIST, DOCKER_MANIFEST, INDEX_TYPES, OCI_INDEX, OCI_MANIFEST, REF_NAME
 from .push import _common, client_for, progress
-from .registry_client import RegistryClient, RegistryClientError, Target
+from .registry_client import RegistryClient, RegistryClientError, Target, is_loopback
 
-RANGE = 16 * 1024 * 1024
+STREAM_CHUNK = 4 * 1024 * 1024
+DEFAULT_RANGE_MIB = 16
 ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
 
 
@@ -31,6 +33,15 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     )
     pull.add_argument("reference")
     pull.add_argument("destination")
+    pull.add_argument(
+        "--range-mib",
+        type=int,
+        default=None,
+        help="blobs are fetched in ranges of this many MiB, --jobs at a time (default 16); 0: one "
+        "GET per blob. Unless given, blobs served from loopback (a local S3 emulator) are "
+        "fetched whole: ranges beat a remote store's per-connection limit, and moto copies "
+        "the whole object for every range",
+    )
     _common(pull)
 
 
@@ -89,6 +100,16 @@ class Puller:
         else:
             response.data  # noqa: B018 - read the error body for the message
             raise self.client.fail(response, f"blob {digest}")
+        chosen = self.args.range_mib
+        range_size = (DEFAULT_RANGE_MIB if chosen is None else chosen) * 1024 * 1024
+        local = chosen is None and url is not None and is_loopback(urlsplit(url).netloc)
+        if url is not None and (range_size <= 0 or local):
+            # One plain GET, streamed: the same code path as a proxied blob.
+            response = self.client.http.request("GET", url, preload_content=False, redirect=False)
+            if response.status != 200:
+                response.data  # noqa: B018 - read the error body for the message
+                raise self.client.fail(response, f"blob {digest} from storage")
+            url = None
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial")
         bar = progress(self.args, size, digest[7:19])
@@ -96,12 +117,12 @@ class Puller:
             with open(partial, "wb") as file:
                 file.truncate(size)
                 if url is None:
-                    for chunk in response.stream(RANGE):
+                    for chunk in response.stream(STREAM_CHUNK):
                         file.write(chunk)
                         bar.update(len(chunk))
                     response.release_conn()
                 else:
-                    ranges = [(s, min(s + RANGE, size) - 1) for s in range(0, size, RANGE)]
+                    ranges = [(s, min(s + range_size, size) - 1) for s in range(0, size, range_size)]
                     fd = file.fileno()
                     futures = [self.pool.submit(self._range, url, fd, a, b, bar) for a, b in ranges]
                     for future in futures:

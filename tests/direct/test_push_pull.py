@@ -55,7 +55,17 @@ def test_push_oci_layout_in_parallel_parts_then_pull_round_trip(served, tmp_path
             assert hashlib.sha256(_blob(served, "team/app", digest)).hexdigest() == digest[7:]
 
     pulled = tmp_path / "pulled"
-    result = skyport("pull", "--jobs", "4", f"{served.address}/team/app:1.0", f"oci:{pulled}", state=state)
+    # Ranges of 5 MiB, 4 at a time (given: from loopback the default is one GET a blob).
+    result = skyport(
+        "pull",
+        "--jobs",
+        "4",
+        "--range-mib",
+        "5",
+        f"{served.address}/team/app:1.0",
+        f"oci:{pulled}",
+        state=state,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == layout.digest
     descriptor, raw, blobs = read_oci_layout(pulled, "1.0")  # checks every blob against its name
