@@ -105,6 +105,9 @@ def test_missing_parts_are_named(api) -> None:
 
 
 def test_part_urls_name_this_upload_only_and_expire_in_minutes(api, registry: Registry) -> None:
+    # moto checks neither the signature nor the expiry of a presigned URL (without its IAM
+    # mode), so what S3 would enforce is checked in the URL: the key, the multipart upload
+    # and the part number are in the signed query, and X-Amz-Expires is minutes.
     upload = api.post(BASE, json={"digest": _sha256(b"x"), "size": 3 * DIRECT_MIN_PART}).json()
     answer = api.post(f"{BASE}/{upload['upload_id']}/parts", json={"parts": [2]}).json()
     assert answer["expires_in"] == registry.settings.direct_url_seconds == 900
