@@ -288,8 +288,14 @@ def push_image(image: Image, client: RegistryClient, args: argparse.Namespace, t
         # and a large layer gets every connection. Small blobs go side by side.
         small = [b for b in image.blobs.values() if b.size < 16 * 1024 * 1024]
         large = [b for b in image.blobs.values() if b.size >= 16 * 1024 * 1024]
+        # The first one alone: it makes the registry's count of this caller's open uploads,
+        # which concurrent first uploads would all race to create (harmless on DynamoDB;
+        # moto's transactions roll back by restoring whole-table copies, and concurrent
+        # rollbacks there undo each other's writes).
+        if small:
+            pusher.push_blob(small[0])
         with ThreadPoolExecutor(max(1, args.jobs), thread_name_prefix="skyport-small") as side:
-            for future in [side.submit(pusher.push_blob, b) for b in small]:
+            for future in [side.submit(pusher.push_blob, b) for b in small[1:]]:
                 future.result()
         for blob in large:
             pusher.push_blob(blob)
