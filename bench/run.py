@@ -31,7 +31,7 @@ from .images import build_layout
 from .profiles import PROFILES, human
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("transfer", "calls", "memory", "lambda")
+SECTIONS = ("transfer", "calls", "memory", "lambda", "direct")
 MEMORY_BUDGET_PARTS = 4  # per concurrent stream: "a few part sizes"
 
 
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
     absent = missing_tools()
-    if absent and sections & {"transfer", "memory"}:
+    if absent and sections & {"transfer", "memory", "direct"}:
         _log(
             f"bench: {', '.join(absent)} not installed; run `bash bench/setup.sh` as root "
             "(Debian packages skopeo and docker-registry)"
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _log(f"bench: profile {profile.name}, scratch {work}")
         skopeo = Skopeo(work / "skopeo", profile.timeout)
-        if sections & {"transfer", "calls", "memory"}:
+        if sections & {"transfer", "calls", "memory", "direct"}:
             # The one moto server of the run: every registry on S3 uses it, each with
             # its own bucket (and Skyport its own table); emptied between groups.
             with services.Backend(work) as backend:
@@ -152,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
                 if "memory" in sections:
                     _log("bench: section 3, memory")
                     result["memory"] = run_memory(profile, work, backend, skopeo)
+                if "direct" in sections:
+                    from . import direct  # skyport push vs skopeo into Distribution (issue 10)
+
+                    _log("bench: section direct, skyport push")
+                    result["direct"] = direct.run(profile, work, backend, skopeo, _log)
         if "lambda" in sections:
             if profile.lambda_runs:
                 _log("bench: section 4, Lambda cold start and per request (bench/coldstart.py)")
@@ -168,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
 
     result["duration_s"] = round(time.monotonic() - started, 1)
     print(report.render(result), flush=True)
+    if result.get("direct"):
+        from . import direct
+
+        print("\n" + direct.render(result["direct"]), flush=True)
     latest, dated = report.write(result, out)
     print(f"\nresults: {latest} (and {dated.name})", flush=True)
     return 0

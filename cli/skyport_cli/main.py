@@ -63,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     from .admin import add_commands
 
     add_commands(commands)
+    from . import pull, push  # `skyport push` / `skyport pull`: straight to and from S3
+
+    push.add_command(commands)
+    pull.add_command(commands)
     return parser
 
 
@@ -72,6 +76,10 @@ def main(argv: list[str] | None = None) -> None:
         from .serve import serve
 
         sys.exit(serve(args))
+    if args.command in ("push", "pull"):
+        from . import pull, push
+
+        sys.exit((push if args.command == "push" else pull).run(args))
     from .admin import run
 
     sys.exit(run(args))

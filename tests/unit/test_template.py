@@ -56,6 +56,7 @@ SERVICES = ("s3", "dynamodb", "secretsmanager", "ssm")
 CONFIGURED_BY = {
     "secretsmanager": ("SKYPORT_SIGNING_KEY_SECRET", "SKYPORT_ADMIN_SECRET", "SKYPORT_UPLOAD_KEY_SECRET"),
     "ssm": ("SKYPORT_SIGNING_KEY_PARAMETER",),
+    "lambda": ("SKYPORT_VERIFY_FUNCTION",),
 }
 # Operations whose IAM actions are not simply service:Operation (Service Authorization
 # Reference, "Actions defined by Amazon S3" / "Amazon DynamoDB").
@@ -74,6 +75,7 @@ ACTIONS_OF = {
     ("dynamodb", "TransactGetItems"): {"dynamodb:GetItem"},
     # Each item of a transaction needs its own action: see TRANSACT_ITEMS.
     ("dynamodb", "TransactWriteItems"): set(),
+    ("lambda", "Invoke"): {"lambda:InvokeFunction"},
 }
 TRANSACT_ITEMS = {
     "Put": "dynamodb:PutItem",
@@ -86,6 +88,9 @@ POWERTOOLS = {
     "SecretsProvider": ("secretsmanager", "GetSecretValue"),
     "get_secret": ("secretsmanager", "GetSecretValue"),
     "SSMProvider": ("ssm", "GetParameter"),
+    # Direct uploads start the verifier function (lambda is not scanned: its operation
+    # names, list_tags among them, are our own methods' names too).
+    "LambdaVerifier": ("lambda", "Invoke"),
 }
 
 

@@ -6,7 +6,7 @@ from fastapi import Depends, FastAPI
 from skyport.registry import Registry
 
 from . import auth, errors
-from .routes import base, blobs, catalog, manifests, referrers, tags, uploads
+from .routes import base, blobs, catalog, direct_uploads, manifests, referrers, tags, uploads
 
 API_VERSION_HEADER = (b"docker-distribution-api-version", b"registry/2.0")
 
@@ -50,6 +50,7 @@ def create_app(registry: Registry, *, one_request_at_a_time: bool = False) -> Fa
     # Order matters: {name:path} is greedy, so the specific suffixes come
     # before the generic blob route.
     concepts = [base, catalog, tags, referrers, manifests, uploads, blobs]
+    concepts.append(direct_uploads)  # the `skyport push` extension (/v2/<name>/_skyport/uploads)
     if registry.settings.auth_enabled:
         concepts.append(auth)  # the token endpoint (the authorizer lets it through)
     for concept in concepts:

@@ -37,7 +37,7 @@ from skyport.registry import Registry
 from starlette.responses import Response
 
 from .errors import Challenge
-from .routes import Routes, blobs, inline, manifests, registry_of, uploads
+from .routes import Routes, blobs, direct_uploads, inline, manifests, registry_of, uploads
 
 TOKEN_PATH = "/auth/token"
 MAX_FORM_BYTES = 64 * 1024
@@ -76,6 +76,12 @@ REQUIREMENTS: dict[tuple[str, str], Requirement] = {
     ("PUT", uploads.UPLOAD): PUSH,
     ("GET", uploads.UPLOAD): PUSH,
     ("DELETE", uploads.UPLOAD): PUSH,
+    # The direct-upload extension (skyport push): push, and the session is the caller's own.
+    ("POST", direct_uploads.UPLOADS): PUSH,
+    ("POST", direct_uploads.PARTS): PUSH,
+    ("GET", direct_uploads.UPLOAD): PUSH,
+    ("POST", direct_uploads.COMPLETE): PUSH,
+    ("DELETE", direct_uploads.UPLOAD): PUSH,
 }
 
 

@@ -87,6 +87,16 @@ class Settings:
     lockout_threshold: int = 5
     lockout_max_seconds: int = 900
     lockout_window_seconds: int = 900
+    # --- direct uploads (skyport.direct_uploads, `skyport push`) ---
+    # Presigned UploadPart URLs live this long: minutes, enough to send one part on a
+    # slow link; the client asks for new ones as it goes (SKYPORT_DIRECT_URL_EXPIRES).
+    direct_url_seconds: int = 900
+    # The verifier Lambda function (template.yaml VerifyFunction), invoked
+    # asynchronously; None: the verifier runs in a thread of this process (local).
+    verify_function: str | None = None
+    # How the verifier reads an object back: 1, one GetObject stream; more, that many
+    # ranged GETs at a time (SKYPORT_VERIFY_READERS; template.yaml sets 8 for S3).
+    verify_readers: int = 1
 
     @property
     def auth_enabled(self) -> bool:
@@ -147,4 +157,20 @@ class Settings:
             signing_key_parameter=env.get("SKYPORT_SIGNING_KEY_PARAMETER") or None,
             signing_key_in_memory=env.get("SKYPORT_SIGNING_KEY_IN_MEMORY", "") == "on",
             admin_secret=env.get("SKYPORT_ADMIN_SECRET") or None,
+            **_direct_upload_settings(env, defaults),
         )
+
+
+def _direct_upload_settings(env: Mapping[str, str], defaults: dict) -> dict:
+    value = env.get("SKYPORT_DIRECT_URL_EXPIRES")
+    seconds = int(value) if value else defaults["direct_url_seconds"]
+    if not 1 <= seconds <= 604800:  # SigV4 presigned URLs live at most 7 days
+        raise ValueError(f"SKYPORT_DIRECT_URL_EXPIRES must be 1..604800 seconds, not {seconds}")
+    readers = int(env.get("SKYPORT_VERIFY_READERS") or defaults["verify_readers"])
+    if not 1 <= readers <= 32:
+        raise ValueError(f"SKYPORT_VERIFY_READERS must be 1..32, not {readers}")
+    return {
+        "direct_url_seconds": seconds,
+        "verify_function": env.get("SKYPORT_VERIFY_FUNCTION") or None,
+        "verify_readers": readers,
+    }

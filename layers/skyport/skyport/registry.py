@@ -22,6 +22,7 @@ from .uploads import UploadService
 if TYPE_CHECKING:
     from .auth.identities import IdentityAdmin
     from .auth.service import AuthService
+    from .direct_uploads import DirectUploadService
     from .storage.ports import AuthStore
 
 
@@ -69,6 +70,24 @@ class Registry:
     @cached_property
     def catalog(self) -> CatalogService:
         return CatalogService(self._manifest_index)
+
+    @cached_property
+    def direct_uploads(self) -> DirectUploadService:
+        """Direct uploads (``skyport push``): parts straight to S3, verified by the
+        verifier function (SKYPORT_VERIFY_FUNCTION) or, locally, a thread of this process."""
+        from .direct_uploads import DirectUploadService, LambdaVerifier, ThreadVerifier
+        from .storage.dynamodb.uploads import DIRECT_LEASE
+
+        sessions = DynamoUploadSessions(self.clients.dynamodb, self.settings.table)
+        launcher: LambdaVerifier | ThreadVerifier
+        if self.settings.verify_function:
+            launcher = LambdaVerifier(self.clients.lambda_, self.settings.verify_function)
+        else:
+            launcher = ThreadVerifier(lambda upload_id: service.verify(upload_id))
+        service = DirectUploadService(
+            self._objects, sessions, self.blobs, self.settings, launcher, DIRECT_LEASE
+        )
+        return service
 
     # Auth: only registries with auth on (and the admin commands) pay for the imports.
     @cached_property

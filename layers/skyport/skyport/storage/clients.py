@@ -66,3 +66,8 @@ class AwsClients:
     @cached_property
     def ssm(self) -> Any:
         return self._client("ssm", None)
+
+    # Direct uploads: the API function starts the verifier function (asynchronously).
+    @cached_property
+    def lambda_(self) -> Any:
+        return self._client("lambda", None)

@@ -34,7 +34,11 @@
     ├── CATALOG           / REPO#<name>                   <name> has had a manifest pushed
     ├── UPLOAD#<id>       / META                          an upload session (offset, parts, tail,
     │                                                     hash state, lease, owner when auth is
-    │                                                     on, quota); TTL `expires_at`
+    │                                                     on, quota); TTL `expires_at`. A direct
+    │                                                     upload (skyport push) also holds its
+    │                                                     digest, size and state, and a lease
+    │                                                     for its whole life (DIRECT_LEASE);
+    │                                                     its bytes go to blobs/<id> as parts
     ├── OPEN_UPLOADS#<quota> / SESSIONS                   the upload sessions open in <quota>
     │                                                     (identity:<name>, or repository:<name>
     │                                                     with auth off): id -> expires_at, for

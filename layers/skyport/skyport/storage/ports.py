@@ -68,6 +68,12 @@ class UploadSession:
     # The count of open sessions this one is counted in (UploadSessions.create's cap):
     # its owner's, or with auth off its repository's; None: counted in none.
     quota: str | None = None
+    # A direct upload (skyport.direct_uploads: the client sends parts straight to S3 by
+    # presigned URLs): the digest and size it announced, and where it stands,
+    # "uploading" then "verifying". None: a chunked upload through the registry.
+    direct_digest: str | None = None
+    direct_size: int = 0
+    direct_state: str | None = None
 
     @property
     def short_last_part(self) -> bool:
@@ -210,6 +216,27 @@ class ObjectStore(Protocol):
 
     def abort_multipart(self, key: str, multipart_id: str) -> None:
         """Idempotent: an upload already gone is not an error."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class UploadedPart:
+    """A part S3 holds for a multipart upload (ListParts)."""
+
+    number: int
+    size: int
+    etag: str
+
+
+class DirectObjectStore(ObjectStore, Protocol):
+    """What direct uploads (parts sent by the client to presigned URLs) need beyond
+    ObjectStore. ObjectMissing when the multipart upload or the object is gone."""
+
+    def presign_upload_part(self, key: str, multipart_id: str, number: int, expires_in: int) -> str: ...
+    def list_parts(self, key: str, multipart_id: str) -> list[UploadedPart]: ...
+    def size_of(self, key: str) -> int: ...
+    def read_range(self, key: str, first: int, last: int) -> bytes:
+        """Bytes first..last (inclusive) of the object."""
         ...
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .ports import ObjectMissing, StorageUnavailable
+from .ports import ObjectMissing, StorageUnavailable, UploadedPart
 from .presign import S3Presigner
 
 # NoSuchUpload: a multipart upload already completed or aborted (abort is idempotent).
@@ -132,3 +132,50 @@ class S3ObjectStore:
             self._call("abort_multipart_upload", Key=key, UploadId=multipart_id)
         except ObjectMissing:
             pass  # already gone: aborting is idempotent for us
+
+    # --- direct uploads (skyport.direct_uploads) ---------------------------------------
+
+    def presign_upload_part(self, key: str, multipart_id: str, number: int, expires_in: int) -> str:
+        """A presigned UploadPart URL: it names this key, this multipart upload and this
+        part number only (all three are in the signed query), and dies after
+        ``expires_in`` seconds or with the signing credentials, whichever comes first.
+        Signed by botocore (SigV4: the client is s3v4, storage/clients.py), locally."""
+        return self._client.generate_presigned_url(
+            "upload_part",
+            Params={"Bucket": self._bucket, "Key": key, "UploadId": multipart_id, "PartNumber": number},
+            ExpiresIn=expires_in,
+        )
+
+    def list_parts(self, key: str, multipart_id: str) -> list[UploadedPart]:
+        parts: list[UploadedPart] = []
+        marker = 0
+        while True:  # ListParts answers at most 1,000 parts a page
+            response = self._call(
+                "list_parts", Key=key, UploadId=multipart_id, PartNumberMarker=marker, MaxParts=1000
+            )
+            parts.extend(
+                UploadedPart(int(part["PartNumber"]), int(part["Size"]), part["ETag"])
+                for part in response.get("Parts", [])
+            )
+            if not response.get("IsTruncated"):
+                return parts
+            marker = int(response["NextPartNumberMarker"])
+
+    def size_of(self, key: str) -> int:
+        return int(self._call("head_object", Key=key)["ContentLength"])
+
+    def read_range(self, key: str, first: int, last: int) -> bytes:
+        # As read(): a body that breaks off is asked again, then reported as retryable.
+        broken: Exception | None = None
+        for _ in range(READ_ATTEMPTS):
+            body = self._call("get_object", Key=key, Range=f"bytes={first}-{last}")["Body"]
+            try:
+                data = body.read()
+                if len(data) == last - first + 1:
+                    return data
+                broken = OSError(f"short range: {len(data)} bytes")
+            except (BotoCoreError, OSError) as error:
+                broken = error
+            finally:
+                body.close()
+        raise StorageUnavailable(f"S3 get_object: range of {key}: {broken}") from broken

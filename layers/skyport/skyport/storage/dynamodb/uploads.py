@@ -34,6 +34,13 @@ UPLOAD_OWNED_BY = "owner_name = :owner"
 QUOTA_BELOW_CAP = "attribute_exists(open_uploads) AND size(open_uploads) < :cap"
 QUOTA_IS_NEW = "attribute_not_exists(PK)"
 QUOTA_EXISTS = "attribute_exists(open_uploads)"
+# A direct upload (skyport.direct_uploads) moves from state to state only from the one
+# it is known to be in, and only through its repository, by its owner.
+DIRECT_IN_STATE = "attribute_exists(PK) AND repo_name = :repo AND direct_state = :from AND expires_at > :now"
+# The lease a direct upload holds for its whole life: the chunked-upload routes find the
+# session busy (UPLOAD_IS_FREE fails) and never write to it; the direct-upload service
+# deletes it under this token (LEASE_HELD).
+DIRECT_LEASE = "direct-upload"
 # A full quota is read, pruned of expired sessions and tried again this many times.
 QUOTA_ATTEMPTS = 4
 # Entries one pruning update removes (an update expression holds at most 4 KB).
@@ -71,6 +78,12 @@ def _session_item(session: UploadSession) -> dict:
         item["owner_name"] = S(session.owner)
     if session.quota is not None:
         item["quota"] = S(session.quota)
+    if session.direct_state is not None:
+        item["direct_state"] = S(session.direct_state)
+        item["direct_digest"] = S(session.direct_digest or "")
+        item["direct_size"] = N(session.direct_size)
+        item["lease_token"] = S(DIRECT_LEASE)
+        item["lease_until"] = N(session.expires_at)
     return item
 
 
@@ -89,6 +102,9 @@ def _session(item: dict) -> UploadSession:
         expires_at=get_int(item, keys.TTL_ATTRIBUTE),
         owner=get_str(item, "owner_name"),
         quota=get_str(item, "quota"),
+        direct_digest=get_str(item, "direct_digest"),
+        direct_size=get_int(item, "direct_size"),
+        direct_state=get_str(item, "direct_state"),
     )
 
 
@@ -289,3 +305,26 @@ class DynamoUploadSessions:
         session = _session(response["Attributes"])
         self._leave_quota(session)
         return session
+
+    # --- direct uploads -------------------------------------------------------------------
+
+    def move_direct(
+        self, upload_id: str, repository: str, from_state: str, to_state: str, now: int, owner: str | None
+    ) -> bool:
+        """Move a direct upload from ``from_state`` to ``to_state`` (DIRECT_IN_STATE, and
+        UPLOAD_OWNED_BY with an owner). False when it is not in ``from_state`` (or gone)."""
+        condition = DIRECT_IN_STATE
+        values = {":repo": S(repository), ":from": S(from_state), ":to": S(to_state), ":now": N(now)}
+        if owner is not None:
+            condition, values = f"{condition} AND {UPLOAD_OWNED_BY}", {**values, ":owner": S(owner)}
+        ok, _, _ = conditional(
+            lambda: self._table.call(
+                "update_item",
+                TableName=self._table.name,
+                Key=keys.upload(upload_id),
+                UpdateExpression="SET direct_state = :to",
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+            )
+        )
+        return ok

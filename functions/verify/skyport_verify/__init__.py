@@ -1,0 +1,1 @@
+"""The verifier function: checks a direct upload's SHA-256 (skyport.direct_uploads)."""
