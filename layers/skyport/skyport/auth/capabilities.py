@@ -141,6 +141,10 @@ class Capabilities:
         self._auth_enabled = auth_enabled
         self._clock = clock
 
+    def ready(self) -> None:
+        """Loads the keys now: a service without them refuses to start (ValueError)."""
+        self._keys()
+
     def mint(self, repository: str, upload_id: str, owner: str | None, expires_at: int) -> str:
         key = self._keys().current
         owner_text = owner or ""
