@@ -3,6 +3,7 @@ and a view of everything a registry stores (a rejected request must change nothi
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import replace
 
 from skyport.config import Settings
@@ -13,7 +14,15 @@ from skyport_cli.stack import function_environment
 def lambda_settings(settings: Settings, template: dict) -> Settings:
     """``settings`` as the deployed function reads them: template.yaml's environment."""
     deployed = Settings.from_env(
-        {**function_environment(template), "SKYPORT_BUCKET": settings.bucket, "SKYPORT_TABLE": settings.table}
+        {
+            **function_environment(template),
+            "SKYPORT_BUCKET": settings.bucket,
+            "SKYPORT_TABLE": settings.table,
+            # The template names its upload endpoint and key secret by references that do
+            # not resolve locally: the upload service variant sets its own.
+            "SKYPORT_UPLOAD_ENDPOINT": "",
+            "SKYPORT_UPLOAD_KEY_SECRET": "",
+        }
     )
     return replace(
         deployed,
@@ -21,6 +30,34 @@ def lambda_settings(settings: Settings, template: dict) -> Settings:
         s3_endpoint=settings.s3_endpoint,
         dynamodb_endpoint=settings.dynamodb_endpoint,
     )
+
+
+def upload_service_settings(
+    api: Settings, upload_endpoint: str, registry_url: str
+) -> tuple[Settings, Settings]:
+    """The API's settings with an upload endpoint, and the upload service's (as its task
+    reads them: the same storage and key, no body limit, the registry's URL), sharing a
+    capability key made for this test."""
+    key = secrets.token_urlsafe(32)
+    with_endpoint = replace(api, upload_endpoint=upload_endpoint, upload_key=key)
+    service = replace(api, upload_key=key, registry_url=registry_url, max_request_body=0)
+    return with_endpoint, service
+
+
+class HostRouter:
+    """One ASGI app in front of several, chosen by the request's Host: the API and the
+    upload service on their own hosts, for a TestClient that follows absolute Locations."""
+
+    def __init__(self, apps: dict) -> None:
+        self._apps = apps
+        self._default = next(iter(apps.values()))
+
+    async def __call__(self, scope, receive, send) -> None:
+        app = self._default
+        if scope["type"] == "http":
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").split(":")[0]
+            app = self._apps.get(host, self._default)
+        await app(scope, receive, send)
 
 
 class StorageView:
