@@ -21,21 +21,16 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from harness import HostRouter, StorageView, lambda_settings, upload_service_settings
+from harness import UPLOAD_HOST, StorageView, api_behind_lambda
 from moto.server import ThreadedMotoServer
 from skyport.config import Settings
 from skyport.registry import Registry
 from skyport.storage.clients import AwsClients
 from skyport_api.app import create_app
-from skyport_api.lambda_adapter import lambda_handler
-from skyport_api.upload_service import create_upload_app
-from skyport_cli.gateway import LambdaGateway
-from skyport_cli.stack import ensure_stack, function_timeout, load_template
+from skyport_cli.stack import ensure_stack, load_template
 from starlette.testclient import TestClient
 
 REGION = "us-east-1"
-API_HOST = "testserver"  # the TestClient's default host
-UPLOAD_HOST = "uploads.testserver"
 
 
 @pytest.fixture(scope="session")
@@ -113,26 +108,6 @@ def client(request: pytest.FixtureRequest, registry: Registry, template: dict) -
         # else (a relative Location, on the registry).
         test_client.upload_host = UPLOAD_HOST if request.param == "uploadsvc" else ""  # type: ignore[attr-defined]
         yield test_client
-
-
-def api_behind_lambda(registry: Registry, template: dict, *, with_upload_service: bool = False):
-    """The API as deployed: the Lambda handler behind the local API Gateway, configured
-    from template.yaml; with the upload service, it and the API share one ASGI app that
-    routes by Host (the API on ``API_HOST``, the upload service on ``UPLOAD_HOST``)."""
-    settings = lambda_settings(registry.settings, template)
-    if with_upload_service:
-        settings, upload_settings = upload_service_settings(
-            settings, f"http://{UPLOAD_HOST}", f"http://{API_HOST}"
-        )
-    gateway = LambdaGateway(
-        lambda_handler(Registry(settings, clients=registry.clients)),
-        function_timeout=function_timeout(template),
-        region=REGION,
-    )
-    if not with_upload_service:
-        return gateway
-    uploads = create_upload_app(Registry(upload_settings, clients=registry.clients))
-    return HostRouter({API_HOST: gateway, UPLOAD_HOST: uploads})
 
 
 @pytest.fixture

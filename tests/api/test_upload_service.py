@@ -1,0 +1,299 @@
+"""The upload service and its capability (issue 10): the API (Lambda, behind the local API
+Gateway) answers a started upload with a Location on the upload host, and the upload
+service takes the bytes, authorized only by the capability in that Location.
+
+Refusals are 401 UNAUTHORIZED without a Bearer challenge (a registry token is of no use
+on the upload host), or 404 BLOB_UPLOAD_UNKNOWN for a session that is over; none stores
+anything, and no capability ever reaches a log line or an error's detail."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from harness import API_HOST, UPLOAD_HOST, StorageView, api_behind_lambda
+from oci import MiB, assert_error, fetch, path_of, sha256, with_digest
+from skyport.auth.capabilities import Capabilities, CapabilityKeys
+from skyport.config import Settings
+from skyport.registry import Registry
+from starlette.testclient import TestClient
+
+USER, PASSWORD = "pusher", "pusher-password-1"
+REPO = "team/app"
+
+
+@dataclass
+class Topology:
+    client: TestClient  # routes by Host: API_HOST is the API, UPLOAD_HOST the upload service
+    registry: Registry
+    key: str  # the capability key both sides share
+    auth: bool
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        if not self.auth:
+            return {}
+        import base64
+
+        return {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
+
+    def start(self, repository: str = REPO) -> str:
+        response = self.client.post(f"/v2/{repository}/blobs/uploads/", headers=self.credentials)
+        assert response.status_code == 202, response.text
+        return response.headers["Location"]
+
+    def capabilities(self, clock=time.time) -> Capabilities:
+        return Capabilities(lambda: CapabilityKeys.from_value(self.key), self.auth, clock=clock)
+
+
+@pytest.fixture(params=["auth-off", "auth-on"])
+def topology(request, settings: Settings, aws_clients, template) -> Iterator[Topology]:
+    from dataclasses import replace
+
+    auth = request.param == "auth-on"
+    registry = Registry(replace(settings, auth="on" if auth else "off"), clients=aws_clients)
+    if auth:
+        registry.identities.add_user(USER, PASSWORD)
+        registry.identities.grant("team/*", USER, ["push", "pull"])
+    key = secrets.token_urlsafe(32)
+    app = api_behind_lambda(registry, template, with_upload_service=True, upload_key=key)
+    with TestClient(app, follow_redirects=False) as client:
+        yield Topology(client, registry, key, auth)
+
+
+def capability_of(location: str) -> str:
+    return parse_qs(urlsplit(location).query)["_capability"][0]
+
+
+def with_capability(location: str, capability: str | None) -> str:
+    """``location`` with its capability replaced (None: removed)."""
+    parts = urlsplit(location)
+    base = f"{parts.scheme}://{parts.netloc}{parts.path}"
+    return base if capability is None else f"{base}?_capability={capability}"
+
+
+def upload_id_of(location: str) -> str:
+    return urlsplit(location).path.rsplit("/", 1)[1]
+
+
+# --- the happy path --------------------------------------------------------------------------
+
+
+def test_a_push_goes_to_the_upload_host_and_every_location_keeps_the_capability(topology):
+    location = topology.start()
+    parts = urlsplit(location)
+    assert parts.netloc == UPLOAD_HOST and parts.path.startswith(f"/v2/{REPO}/blobs/uploads/")
+    capability = capability_of(location)
+    # Bigger than any Lambda event: only the upload service can take it in one request.
+    data = os.urandom(12 * MiB + 3)
+    response = topology.client.patch(
+        location, content=iter([data[i : i + MiB] for i in range(0, len(data), MiB)])
+    )
+    assert response.status_code == 202, response.text
+    assert capability_of(response.headers["Location"]) == capability
+    assert path_of(response.headers["Location"]).startswith(parts.path)
+    status = topology.client.get(location)
+    assert status.status_code == 204 and status.headers["Range"] == f"0-{len(data) - 1}"
+    assert capability_of(status.headers["Location"]) == capability
+    done = topology.client.put(with_digest(location, sha256(data)))
+    assert done.status_code == 201, done.text
+    # The blob lives on the registry's host (SKYPORT_REGISTRY_URL), not the upload host's.
+    assert done.headers["Location"] == f"http://{API_HOST}/v2/{REPO}/blobs/{sha256(data)}"
+    assert done.headers["Docker-Content-Digest"] == sha256(data)
+    head = topology.client.head(f"/v2/{REPO}/blobs/{sha256(data)}", headers=topology.credentials)
+    assert head.status_code == 200 and head.headers["Content-Length"] == str(len(data))
+    redirect = topology.client.get(f"/v2/{REPO}/blobs/{sha256(data)}", headers=topology.credentials)
+    assert fetch(redirect.headers["Location"]) == data
+
+
+def test_a_416_on_the_upload_host_keeps_the_capability(topology):
+    location = topology.start()
+    response = topology.client.patch(location, content=b"abc", headers={"Content-Range": "5-7"})
+    assert_error(response, 416, "RANGE_INVALID")
+    assert response.headers["Range"] == "0-0"
+    assert capability_of(response.headers["Location"]) == capability_of(location)
+    response = topology.client.patch(location, content=b"abc", headers={"Content-Range": "x"})
+    assert_error(response, 416, "RANGE_INVALID")
+    assert capability_of(response.headers["Location"]) == capability_of(location)
+
+
+def test_the_authorization_header_is_ignored_on_the_upload_host(topology):
+    location = topology.start()
+    for header in ("Bearer forged.token.value", "Basic bm9ib2R5Om5vdGhpbmc=", "garbage"):
+        response = topology.client.patch(location, content=b"x", headers={"Authorization": header})
+        assert response.status_code == 202, response.text
+        location = response.headers["Location"]
+    # The registry's own credentials do not open an upload without its capability.
+    stripped = f"http://{UPLOAD_HOST}{path_of(location).split('?')[0]}"
+    response = topology.client.get(stripped, headers=topology.credentials)
+    assert_error(response, 401, "UNAUTHORIZED")
+    assert "WWW-Authenticate" not in response.headers
+
+
+def test_health_check_and_nothing_else(topology):
+    health = topology.client.get(f"http://{UPLOAD_HOST}/healthz")
+    assert health.status_code == 200
+    for method, path, status, code in [
+        ("GET", "/v2/", 404, "NOT_FOUND"),
+        ("GET", "/v2/_catalog", 404, "NOT_FOUND"),
+        ("POST", f"/v2/{REPO}/blobs/uploads/", 404, "NOT_FOUND"),
+        ("GET", f"/v2/{REPO}/manifests/latest", 404, "NOT_FOUND"),
+        ("PUT", f"/v2/{REPO}/manifests/latest", 404, "NOT_FOUND"),
+        ("GET", f"/v2/{REPO}/blobs/{sha256(b'x')}", 404, "NOT_FOUND"),
+        ("POST", f"/v2/{REPO}/blobs/uploads/some-id", 405, "UNSUPPORTED"),
+    ]:
+        response = topology.client.request(method, f"http://{UPLOAD_HOST}{path}")
+        assert_error(response, status, code)
+
+
+# --- refusals ---------------------------------------------------------------------------------
+
+
+def _tampered(capability: str, field: int, change) -> str:
+    fields = capability.split(".")
+    fields[field] = change(fields[field])
+    return ".".join(fields)
+
+
+def _flip(text: str) -> str:
+    """One character changed, in the middle (base64url and digits stay in their alphabet)."""
+    i = len(text) // 2
+    alphabet = "0123456789" if text.isdigit() else "abcdef0123456789" if len(text) == 16 else "AB"
+    replacement = next(c for c in alphabet if c != text[i : i + 1])
+    return text[:i] + replacement + text[i + 1 :]
+
+
+# (name, how to make the capability from a genuine one)
+FORGERIES = {
+    "missing": lambda c: None,
+    "empty": lambda c: "",
+    "version": lambda c: "2" + c[1:],
+    "key-id": lambda c: _tampered(c, 1, _flip),
+    "expiry-later": lambda c: _tampered(c, 2, lambda e: str(int(e) + 3600)),
+    "expiry-earlier": lambda c: _tampered(c, 2, lambda e: str(int(e) - 1)),
+    "owner": lambda c: _tampered(c, 3, lambda o: "YWRtaW4"),  # "admin"
+    "mac-flipped": lambda c: _tampered(c, 4, _flip),
+    "mac-truncated": lambda c: c[:-1],
+    "mac-missing": lambda c: c.rsplit(".", 1)[0],
+    "extended": lambda c: c + "A",
+    "extra-field": lambda c: c + ".AAAA",
+    "unicode-digits-in-expiry": lambda c: _tampered(c, 2, lambda e: "\uff11" + e[1:]),
+    "oversized": lambda c: c + "A" * 6000,
+    "percent-encoded-garbage": lambda c: "%00%ff" + c,
+}
+
+
+@pytest.mark.parametrize("forge", [pytest.param(f, id=name) for name, f in FORGERIES.items()])
+def test_forged_capabilities_are_refused_and_store_nothing(topology, forge, caplog):
+    caplog.set_level(logging.DEBUG)
+    location = topology.start()
+    assert topology.client.patch(location, content=b"first").status_code == 202
+    storage = StorageView(topology.registry)
+    before = storage.snapshot()
+    forged = forge(capability_of(location))
+    target = with_capability(location, forged)
+    for method, body in (("PATCH", b"evil"), ("PUT", b"evil"), ("GET", b""), ("DELETE", b"")):
+        url = with_digest(target, sha256(b"firstevil")) if method == "PUT" else target
+        response = topology.client.request(method, url, content=body)
+        error = assert_error(response, 401, "UNAUTHORIZED")
+        assert "WWW-Authenticate" not in response.headers
+        if forged:
+            assert forged[:40] not in json.dumps(error)
+    assert storage.snapshot() == before
+    # The genuine capability still works: the upload is as it was.
+    status = topology.client.get(location)
+    assert status.status_code == 204 and status.headers["Range"] == "0-4"
+
+
+def test_a_capability_for_another_upload_or_repository_is_refused(topology):
+    first, second = topology.start(), topology.start()
+    other_repo = topology.start("team/other")
+    storage = StorageView(topology.registry)
+    before = storage.snapshot()
+    # The second upload's capability on the first upload's URL.
+    response = topology.client.patch(with_capability(first, capability_of(second)), content=b"x")
+    assert_error(response, 401, "UNAUTHORIZED")
+    # The first upload's capability on its id under another repository.
+    moved = first.replace(f"/v2/{REPO}/", "/v2/team/other/")
+    response = topology.client.patch(moved, content=b"x")
+    assert_error(response, 401, "UNAUTHORIZED")
+    # Another repository's capability on this repository's upload.
+    response = topology.client.get(with_capability(first, capability_of(other_repo)))
+    assert_error(response, 401, "UNAUTHORIZED")
+    assert storage.snapshot() == before
+
+
+def test_an_expired_capability_is_refused(topology):
+    location = topology.start()
+    upload_id = upload_id_of(location)
+    session = topology.registry.uploads.status(REPO, upload_id, USER if topology.auth else None)
+    owner = USER if topology.auth else None
+    # Minted as the API would, but expiring a second ago (the session itself still runs).
+    expired = topology.capabilities().mint(REPO, upload_id, owner, int(time.time()) - 1)
+    still_valid = topology.capabilities().mint(REPO, upload_id, owner, session.expires_at)
+    storage = StorageView(topology.registry)
+    before = storage.snapshot()
+    response = topology.client.patch(with_capability(location, expired), content=b"x")
+    error = assert_error(response, 401, "UNAUTHORIZED")
+    assert error["detail"] == {"reason": "expired"}
+    assert storage.snapshot() == before
+    assert topology.client.patch(with_capability(location, still_valid), content=b"x").status_code == 202
+
+
+def test_a_capability_from_another_key_is_refused(topology):
+    location = topology.start()
+    other = Capabilities(lambda: CapabilityKeys.from_value(secrets.token_urlsafe(32)), topology.auth)
+    owner = USER if topology.auth else None
+    forged = other.mint(REPO, upload_id_of(location), owner, int(time.time()) + 3600)
+    assert_error(topology.client.get(with_capability(location, forged)), 401, "UNAUTHORIZED")
+
+
+def test_a_capability_is_over_with_its_upload(topology):
+    location = topology.start()
+    done = topology.client.put(with_digest(location, sha256(b"blob")), content=b"blob")
+    assert done.status_code == 201
+    storage = StorageView(topology.registry)
+    before = storage.snapshot()
+    for method, body in (("PATCH", b"again"), ("PUT", b"again"), ("GET", b""), ("DELETE", b"")):
+        url = with_digest(location, sha256(b"blobagain")) if method == "PUT" else location
+        assert_error(topology.client.request(method, url, content=body), 404, "BLOB_UPLOAD_UNKNOWN")
+    assert storage.snapshot() == before
+    cancelled = topology.start()
+    assert topology.client.delete(cancelled).status_code == 204
+    assert_error(topology.client.patch(cancelled, content=b"x"), 404, "BLOB_UPLOAD_UNKNOWN")
+
+
+def test_capabilities_never_reach_the_logs(topology, caplog, capsys):
+    caplog.set_level(logging.DEBUG)
+    location = topology.start()
+    capability = capability_of(location)
+    topology.client.patch(location, content=b"abc")
+    topology.client.patch(location, content=b"abc", headers={"Content-Range": "9-11"})  # a 416
+    topology.client.get(with_capability(location, capability[:-2] + "AA"))  # a refusal
+    topology.client.put(with_digest(location, sha256(b"abc")))
+    captured = capsys.readouterr()  # the Lambda adapter's JSON log lines go to stdout
+    mac = capability.rsplit(".", 1)[1]
+    # Ours: every logger but the test client's own (httpx logs the URLs it requests).
+    ours = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith(("httpx", "httpcore")))
+    for text in (ours, captured.out, captured.err):
+        assert mac not in text and mac[:-2] not in text
+
+
+def test_settings_keep_the_key_out_of_repr():
+    settings = Settings.from_env(
+        {
+            "SKYPORT_BUCKET": "b",
+            "SKYPORT_TABLE": "t",
+            "SKYPORT_UPLOAD_ENDPOINT": "https://uploads.example.net/",
+            "SKYPORT_UPLOAD_KEY": "k" * 40,
+        }
+    )
+    assert settings.upload_endpoint == "https://uploads.example.net"
+    assert "k" * 40 not in repr(settings)
