@@ -297,3 +297,57 @@ def test_settings_keep_the_key_out_of_repr():
     )
     assert settings.upload_endpoint == "https://uploads.example.net"
     assert "k" * 40 not in repr(settings)
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def secretsmanager(moto_endpoint, monkeypatch):
+    """Secrets Manager on the moto server (as AWS_ENDPOINT_URL_SECRETS_MANAGER points it)."""
+    from skyport.storage.clients import AwsClients
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_endpoint)
+    return AwsClients(
+        Settings(bucket="-", table="-", s3_endpoint=moto_endpoint, dynamodb_endpoint=moto_endpoint)
+    )
+
+
+def test_keys_from_secrets_manager_survive_a_rotation(secretsmanager):
+    from skyport.auth.capabilities import capability_keys
+
+    client = secretsmanager.secretsmanager
+    name = f"skyport-upload-key-{secrets.token_hex(4)}"
+    client.create_secret(Name=name, SecretString="a" * 64)
+    settings = Settings(bucket="-", table="-", upload_key_secret=name)
+    before = Capabilities(capability_keys(settings, secretsmanager), auth_enabled=False)
+    minted = before.mint(REPO, "upload-1", None, int(time.time()) + 600)
+    client.put_secret_value(SecretId=name, SecretString="b" * 64)  # the rotation
+    after = Capabilities(capability_keys(settings, secretsmanager), auth_enabled=False)  # a cold task
+    assert after.verify(minted, REPO, "upload-1").upload_id == "upload-1"  # AWSPREVIOUS verifies
+    assert after.mint(REPO, "upload-1", None, 1) != before.mint(REPO, "upload-1", None, 1)
+
+
+def test_keys_rotate_by_hand_with_current_and_previous():
+    old, new = "o" * 40, "n" * 40
+    minted = Capabilities(lambda: CapabilityKeys.from_value(old), False).mint(REPO, "u", None, 2**33)
+    rotated = Capabilities(
+        lambda: CapabilityKeys.from_value(json.dumps({"current": new, "previous": old})), False
+    )
+    assert rotated.verify(minted, REPO, "u").repository == REPO
+    retired = Capabilities(lambda: CapabilityKeys.from_value(new), False)
+    with pytest.raises(Exception, match="does not authorize"):
+        retired.verify(minted, REPO, "u")
+
+
+def test_short_keys_and_bad_endpoints_are_refused_at_start():
+    with pytest.raises(ValueError, match="at least"):
+        CapabilityKeys.from_value("short")
+    base = {"SKYPORT_BUCKET": "b", "SKYPORT_TABLE": "t"}
+    with pytest.raises(ValueError, match="SKYPORT_UPLOAD_KEY"):
+        Settings.from_env({**base, "SKYPORT_UPLOAD_ENDPOINT": "https://uploads.example.net"})
+    for bad in ("uploads.example.net", "https://uploads.example.net/path", "ftp://x", "https://x?q=1"):
+        with pytest.raises(ValueError, match="base URL"):
+            Settings.from_env({**base, "SKYPORT_UPLOAD_ENDPOINT": bad, "SKYPORT_UPLOAD_KEY": "k" * 40})
+    with pytest.raises(ValueError, match="SKYPORT_REGISTRY_URL"):
+        Settings.from_env({**base, "SKYPORT_REGISTRY_URL": "registry.example.net"})
