@@ -351,3 +351,68 @@ def test_short_keys_and_bad_endpoints_are_refused_at_start():
             Settings.from_env({**base, "SKYPORT_UPLOAD_ENDPOINT": bad, "SKYPORT_UPLOAD_KEY": "k" * 40})
     with pytest.raises(ValueError, match="SKYPORT_REGISTRY_URL"):
         Settings.from_env({**base, "SKYPORT_REGISTRY_URL": "registry.example.net"})
+
+
+# --- what the ECS task role must grant --------------------------------------------------------
+
+
+class AwsCalls:
+    """Every S3 and DynamoDB operation made while recording (botocore's before-parameter-build
+    event on the real clients), with the S3 keys and DynamoDB partition keys each one names."""
+
+    def __init__(self) -> None:
+        self.operations: set[tuple[str, str]] = set()
+        self.s3_keys: set[str] = set()
+        self.partitions: set[str] = set()
+
+    def __call__(self, params, model, **_) -> None:
+        service = model.service_model.service_name
+        self.operations.add((service, model.name))
+        if service == "s3" and "Key" in params:
+            self.s3_keys.add(params["Key"])
+        for item in [params, *[next(iter(t.values())) for t in params.get("TransactItems", [])]]:
+            key = item.get("Key") or item.get("Item") or {}
+            if "PK" in key:
+                self.partitions.add(key["PK"]["S"].split("#", 1)[0])
+
+
+def test_the_upload_service_calls_exactly_what_its_task_role_grants(topology):
+    """upload_service.AWS_CALLS lists the task role's grants (template.yaml, part B, builds
+    the role from it): every call the upload service makes is in it, on the blobs/ and
+    uploads/ prefixes and the UPLOAD, BLOB and LINK items only."""
+    from skyport_api.upload_service import AWS_CALLS, DYNAMODB_ITEMS, S3_PREFIXES
+
+    calls = AwsCalls()
+    clients = topology.registry.clients
+    started = [topology.start() for _ in range(3)]
+    for client in (clients.s3, clients.dynamodb):
+        client.meta.events.register("before-parameter-build", calls)
+    try:
+        big, small = os.urandom(13 * MiB), os.urandom(1000)
+        streamed = topology.client.patch(started[0], content=iter([big[: 7 * MiB], big[7 * MiB :]]))
+        assert streamed.status_code == 202
+        chunk = topology.client.patch(
+            started[0], content=small, headers={"Content-Range": f"{len(big)}-{len(big) + 999}"}
+        )
+        assert chunk.status_code == 202  # a tail object
+        assert topology.client.get(started[0]).status_code == 204
+        assert_error(topology.client.put(with_digest(started[0], sha256(b"wrong"))), 400, "DIGEST_INVALID")
+        assert topology.client.put(with_digest(started[0], sha256(big + small))).status_code == 201
+        # The same blob again (already registered), and a cancelled upload with a part and a tail.
+        assert topology.client.put(with_digest(started[1], sha256(small)), content=small).status_code == 201
+        assert (
+            topology.client.patch(
+                started[2], content=big[: 6 * MiB], headers={"Content-Range": f"0-{6 * MiB - 1}"}
+            ).status_code
+            == 202
+        )
+        assert topology.client.delete(started[2]).status_code == 204
+    finally:
+        for client in (clients.s3, clients.dynamodb):
+            client.meta.events.unregister("before-parameter-build", calls)
+    granted = {(service, operation) for service, operations in AWS_CALLS.items() for operation in operations}
+    assert calls.operations - granted == set(), "the upload service calls what its role does not grant"
+    assert all(key.startswith(S3_PREFIXES) for key in calls.s3_keys), calls.s3_keys
+    assert calls.partitions <= set(DYNAMODB_ITEMS), calls.partitions
+    # And the list is not padded: what a push, a failed PUT and a cancel call is most of it.
+    assert len(granted - calls.operations) <= 2, granted - calls.operations  # GetObject, CopyObject

@@ -30,6 +30,34 @@ from .routes import Routes, inline, registry_of, uploads
 
 HEALTH_PATH = "/healthz"
 
+# What the upload service calls in AWS, for its ECS task role (template.yaml grants these
+# and nothing else; tests/api/test_upload_service.py checks every call it makes is here).
+# As IAM actions: s3:PutObject (PutObject, CreateMultipartUpload, UploadPart,
+# UploadPartCopy, CompleteMultipartUpload, CopyObject's target), s3:GetObject (GetObject:
+# a digest other than sha256 is verified by reading; CopyObject's and UploadPartCopy's
+# source), s3:DeleteObject, s3:AbortMultipartUpload, on S3_PREFIXES only; and
+# dynamodb:GetItem, PutItem, UpdateItem, DeleteItem on the table. Never TransactWriteItems
+# or Query (starting an upload is the API's), never Secrets Manager: the capability key
+# comes from the task's environment (ECS reads the secret with the execution role).
+AWS_CALLS = {
+    "s3": (
+        "PutObject",
+        "GetObject",
+        "CopyObject",
+        "DeleteObject",
+        "CreateMultipartUpload",
+        "UploadPart",
+        "UploadPartCopy",
+        "CompleteMultipartUpload",
+        "AbortMultipartUpload",
+    ),
+    "dynamodb": ("GetItem", "PutItem", "UpdateItem", "DeleteItem"),
+}
+S3_PREFIXES = ("blobs/", "uploads/")  # storage/keys.py: blob objects and upload tails
+# The items it reads and writes, by partition key kind (storage/keys.py): upload sessions
+# and their quota, the blob and the repository's link to it.
+DYNAMODB_ITEMS = ("UPLOAD", "OPEN_UPLOADS", "BLOB", "REPO")
+
 
 class CapabilityAccess:
     """``request.state.access`` on the upload service: the upload session's owner as the
