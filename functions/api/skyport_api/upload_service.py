@@ -76,8 +76,6 @@ async def authorize_capability(request: Request) -> None:
     """Runs before every upload route: the capability must be for this repository's
     upload (its MAC binds both) and unexpired, else 401 with nothing stored. Sets the
     owner the session is used as, and the capability the answers' Locations keep."""
-    if request.url.path == HEALTH_PATH:
-        return
     name = request.path_params.get("name", "")
     # An invalid name is NAME_INVALID, as on the registry API, before anything else.
     validate_name(name)
