@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -194,9 +195,16 @@ def serve_uploads(args: argparse.Namespace) -> int:
     from skyport_api.upload_service import create_upload_app
 
     _allocator_as_on_lambda()
-    settings = replace(Settings.from_env(os.environ), max_request_body=0)
-    registry = Registry(settings)
-    registry.capabilities.ready()  # no key, no service: refuse at start, not at the first PATCH
+    try:
+        settings = replace(Settings.from_env(os.environ), max_request_body=0)
+        registry = Registry(settings)
+        registry.capabilities.ready()  # no key, no service: refuse at start, not at the first PATCH
+    except KeyError as missing:
+        print(f"skyport serve-uploads: {missing.args[0]} is not set", file=sys.stderr)
+        return 2
+    except ValueError as invalid:
+        print(f"skyport serve-uploads: {invalid}", file=sys.stderr)
+        return 2
     print(
         f"Skyport upload service on http://{args.host}:{args.port} (bucket {settings.bucket}, "
         f"table {settings.table}, auth {settings.auth}; health check GET /healthz)",

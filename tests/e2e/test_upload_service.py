@@ -28,7 +28,7 @@ import httpx
 import pytest
 from machine import cannot_run
 
-from .clients import Client, unique
+from .clients import Client, base_env, unique
 from .conftest import (
     READY_TIMEOUT,
     REGISTRY_ENV,
@@ -293,3 +293,71 @@ def test_a_tampered_capability_fails_cleanly_and_stores_nothing(topology) -> Non
         assert done.status_code == 201, done.text
         assert done.headers["Location"] == f"{registry.url}/v2/{repo}/blobs/{digest}"
         assert http.head(f"/v2/{repo}/blobs/{digest}").status_code == 200
+
+
+def test_serve_uploads_is_the_containers_command(request, settings, aws_clients, tmp_path: Path) -> None:
+    """`skyport serve-uploads` (the Dockerfile's CMD) from the environment ECS gives it:
+    the health check answers, a capability minted with its key opens an upload, anything
+    else is refused; without a key it does not start."""
+    import sys
+
+    from skyport.auth.capabilities import Capabilities, CapabilityKeys
+    from skyport.registry import Registry as Storage
+
+    storage = Storage(settings, clients=aws_clients)
+
+    key = secrets.token_urlsafe(32)
+    roots = [str(p) for p in request.config.getini("pythonpath")]
+    env = base_env(
+        PYTHONPATH=os.pathsep.join(roots),
+        SKYPORT_BUCKET=settings.bucket,
+        SKYPORT_TABLE=settings.table,
+        AWS_REGION=settings.region,
+        SKYPORT_S3_ENDPOINT=settings.s3_endpoint,
+        SKYPORT_DYNAMODB_ENDPOINT=settings.dynamodb_endpoint,
+        SKYPORT_REGISTRY_URL="https://registry.example.net",
+        SKYPORT_AUTH="off",
+    )
+    env.pop("SKYPORT_UPLOAD_KEY", None)
+    argv = [sys.executable, "-m", "skyport_cli", "serve-uploads", "--host", "127.0.0.1"]
+    refused = subprocess.run(
+        [*argv, "--port", str(_free_port())], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 2 and "SKYPORT_UPLOAD_KEY" in refused.stderr, refused.stderr
+    port = _free_port()
+    log = tmp_path / "serve-uploads.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*argv, "--port", str(port)],
+            env={**env, "SKYPORT_UPLOAD_KEY": key},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + READY_TIMEOUT
+        with httpx.Client(base_url=url, trust_env=False, timeout=30) as http:
+            while time.monotonic() < deadline:
+                try:
+                    if http.get("/healthz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+            else:
+                pytest.fail(f"serve-uploads did not start:\n{_log_tail(log)}")
+            session = storage.uploads.start("team/app")
+            capability = Capabilities(lambda: CapabilityKeys.from_value(key), False).mint(
+                "team/app", session.upload_id, None, session.expires_at
+            )
+            path = f"/v2/team/app/blobs/uploads/{session.upload_id}"
+            assert http.patch(path, content=b"x").status_code == 401
+            assert http.patch(f"{path}?_capability={capability}", content=b"abc").status_code == 202
+            done = http.put(
+                f"{path}?_capability={capability}&digest=sha256:{hashlib.sha256(b'abc').hexdigest()}"
+            )
+            assert done.status_code == 201, done.text
+            assert done.headers["Location"].startswith("https://registry.example.net/v2/team/app/blobs/")
+            assert http.get("/v2/").status_code == 404
+        assert capability not in log.read_text()
+    finally:
+        _stop(proc, "serve-uploads")
