@@ -173,6 +173,17 @@ MODES = {
         {"OCI_AUTOMATIC_CROSSMOUNT": "1"},
         (MOUNT_ON_SPEC,),
     ),
+    "upload-service-auth-on": Mode(
+        "uploadsvc-auth",
+        {
+            "SKYPORT_GATEWAY": "lambda",
+            "SKYPORT_UPLOAD_SERVICE": "on",
+            "SKYPORT_AUTH": "on",
+            "SKYPORT_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        },
+        {"OCI_USERNAME": "admin", "OCI_PASSWORD": ADMIN_PASSWORD, "OCI_AUTOMATIC_CROSSMOUNT": "1"},
+        (MOUNT_ON_SPEC,),
+    ),
     "automatic-mount-off": Mode(
         "mount-off", {"SKYPORT_AUTOMATIC_MOUNT": "off"}, {"OCI_AUTOMATIC_CROSSMOUNT": "0"}, (MOUNT_OFF_SPEC,)
     ),
