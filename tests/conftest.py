@@ -86,12 +86,17 @@ def registry(settings: Settings, aws_clients: AwsClients) -> Registry:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """``asgi_only`` tests get no ``[lambda]`` variant at all: deselected, not skipped,
-    since a request bigger than a Lambda event has nothing to test there."""
+    since a request bigger than a Lambda event has nothing to test there. The
+    ``[uploadsvc]`` variant runs them (the big requests go to the upload service), except
+    those marked ``big_body_to_api``, whose big request is the API's own."""
     kept, dropped = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        behind_lambda = callspec is not None and callspec.params.get("client") in ("lambda", "uploadsvc")
-        (dropped if behind_lambda and item.get_closest_marker("asgi_only") else kept).append(item)
+        variant = callspec.params.get("client") if callspec is not None else None
+        refused = (variant == "lambda" and item.get_closest_marker("asgi_only")) or (
+            variant == "uploadsvc" and item.get_closest_marker("big_body_to_api")
+        )
+        (dropped if refused else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept

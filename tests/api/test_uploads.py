@@ -124,6 +124,7 @@ def test_monolithic_post(client, storage):
 
 
 @pytest.mark.asgi_only
+@pytest.mark.big_body_to_api
 def test_monolithic_post_spanning_parts(client, storage):
     data = os.urandom(17 * MiB + 1)
     push_blob(client, "team/app", data, mode="post")
@@ -612,7 +613,7 @@ def objects(registry, prefix="") -> dict[str, int]:
 
 
 def session_item(storage, location) -> dict:
-    upload_id = location.rsplit("/", 1)[1]
+    upload_id = urlsplit(location).path.rsplit("/", 1)[1]
     [item] = [i for i in storage.snapshot()["items"] if i["PK"]["S"] == f"UPLOAD#{upload_id}"]
     return item
 
