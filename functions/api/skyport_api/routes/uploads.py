@@ -12,7 +12,6 @@ import re
 from urllib.parse import urlencode
 
 from fastapi import Request
-from skyport.auth.capabilities import QUERY_PARAMETER
 from skyport.concurrency import run_blocking
 from skyport.errors import DigestInvalid, RangeInvalid, UploadPosition
 from skyport.storage.ports import BlobRecord, UploadSession
@@ -40,6 +39,8 @@ def session_location(request: Request, repository: str, upload_id: str) -> str:
     location = upload_location(repository, upload_id)
     capability = getattr(request.state, "capability", None)
     if capability:
+        from skyport.auth.capabilities import QUERY_PARAMETER  # only where there are capabilities
+
         location += "?" + urlencode({QUERY_PARAMETER: capability})
     return location
 
@@ -53,6 +54,9 @@ def started_location(request: Request, repository: str, session: UploadSession) 
     endpoint = registry.settings.upload_endpoint
     if not endpoint:
         return upload_location(repository, session.upload_id)
+    # Imported here: a function without an upload endpoint never loads it (cold start).
+    from skyport.auth.capabilities import QUERY_PARAMETER
+
     capability = registry.capabilities.mint(repository, session.upload_id, session.owner, session.expires_at)
     query = urlencode({QUERY_PARAMETER: capability})
     return f"{endpoint}{upload_location(repository, session.upload_id)}?{query}"

@@ -33,12 +33,17 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config import Settings
 from ..errors import Unauthorized
-from ..storage.clients import AwsClients
-from .keys import VALUE_MAX_AGE, TtlCache, key_from_value, secret_value
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..storage.clients import AwsClients
+
+# .keys (and through it the token and identity modules) is imported where keys are read,
+# not here: the API's routes import this module for QUERY_PARAMETER, and the Lambda cold
+# start should not pay for the rest (~6 ms) unless an upload endpoint is configured.
 
 QUERY_PARAMETER = "_capability"
 VERSION = "1"
@@ -81,6 +86,8 @@ class CapabilityKeys:
 
     @classmethod
     def from_value(cls, value: str | bytes) -> CapabilityKeys:
+        from .keys import key_from_value
+
         current, previous = key_from_value(value)
         return cls(
             CapabilityKey.from_secret(current), CapabilityKey.from_secret(previous) if previous else None
@@ -195,6 +202,8 @@ def capability_keys(settings: Settings, clients: AwsClients) -> Callable[[], Cap
     """The key ring the settings name: SKYPORT_UPLOAD_KEY (the value itself), else the
     Secrets Manager secret SKYPORT_UPLOAD_KEY_SECRET (its current value, and its previous
     version verifying too), read on first use and again every ``VALUE_MAX_AGE`` seconds."""
+    from .keys import VALUE_MAX_AGE, TtlCache, key_from_value, secret_value
+
     if settings.upload_key:
         ring = CapabilityKeys.from_value(settings.upload_key)
         return lambda: ring
