@@ -1,7 +1,8 @@
 # Skyport — `make` alone prints this help.
 #   make run     serve a registry on http://127.0.0.1:5000 on an embedded moto backend
 #                (SKYPORT_GATEWAY=lambda make run: the Lambda handler behind a local API Gateway;
-#                 SKYPORT_AUTH=on make run: auth required, admin user `admin`)
+#                 SKYPORT_AUTH=on make run: auth required, admin user `admin`;
+#                 SKYPORT_UPLOAD_SERVICE=on make run: the upload service too, on SKYPORT_UPLOAD_PORT, default 5001)
 #   make test    install what the tests need and run them all
 #   make bench   side-by-side benchmarks against Distribution
 #   make lint    ruff (lint and format check) and cfn-lint
@@ -60,7 +61,7 @@ $(SAM_STAMP): $(SAM_LOCK)
 sam: $(SAM_STAMP)
 
 run: $(STAMP)
-	$(BIN)/skyport serve --host $(HOST) --port $(PORT)
+	$(BIN)/skyport serve --host $(HOST) --port $(PORT) --upload-service $(or $(SKYPORT_UPLOAD_SERVICE),off)
 
 # The SAM tests need the function's runtime, python3.12: found on PATH or under pyenv
 # (PY312_DIR) and handed to them as SKYPORT_RUNTIME_PYTHON (tests/machine.py). Debian 12

@@ -25,13 +25,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import awscalls, lambda_section, memory, report, services, transfer
+from . import awscalls, lambda_section, memory, report, services, transfer, uploadsvc
 from .clients import Skopeo
 from .images import build_layout
 from .profiles import PROFILES, human
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("transfer", "calls", "memory", "lambda", "direct")
+SECTIONS = ("transfer", "calls", "memory", "lambda", "direct", "uploads")
 MEMORY_BUDGET_PARTS = 4  # per concurrent stream: "a few part sizes"
 
 
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
     absent = missing_tools()
-    if absent and sections & {"transfer", "memory", "direct"}:
+    if absent and sections & {"transfer", "memory", "direct", "uploads"}:
         _log(
             f"bench: {', '.join(absent)} not installed; run `bash bench/setup.sh` as root "
             "(Debian packages skopeo and docker-registry)"
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _log(f"bench: profile {profile.name}, scratch {work}")
         skopeo = Skopeo(work / "skopeo", profile.timeout)
-        if sections & {"transfer", "calls", "memory", "direct"}:
+        if sections & {"transfer", "calls", "memory", "direct", "uploads"}:
             # The one moto server of the run: every registry on S3 uses it, each with
             # its own bucket (and Skyport its own table); emptied between groups.
             with services.Backend(work) as backend:
@@ -157,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
 
                     _log("bench: section direct, skyport push")
                     result["direct"] = direct.run(profile, work, backend, skopeo, _log)
+                if "uploads" in sections:  # issue 10: bench/uploadsvc.py
+                    _log("bench: section uploads, skopeo through the upload service vs straight")
+                    backend.reset()
+                    result["upload_service"] = uploadsvc.run(profile, work, backend.endpoint, skopeo, _log)
         if "lambda" in sections:
             if profile.lambda_runs:
                 _log("bench: section 4, Lambda cold start and per request (bench/coldstart.py)")
@@ -177,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         from . import direct
 
         print("\n" + direct.render(result["direct"]), flush=True)
+    if result.get("upload_service"):
+        print("\n" + "\n".join(uploadsvc.render(result["upload_service"])), flush=True)
     latest, dated = report.write(result, out)
     print(f"\nresults: {latest} (and {dated.name})", flush=True)
     return 0

@@ -7,7 +7,11 @@ template.yaml. boto3 clients are created once for the whole session.
 goes through the local API Gateway (skyport_cli.gateway) to the Lambda handler,
 configured as template.yaml configures the function (its request body limit
 included). A test whose request cannot fit in a Lambda event at all carries
-``@pytest.mark.asgi_only``.
+``@pytest.mark.asgi_only``. ``[uploadsvc]`` is the deployed topology with the upload
+service (issue 10): the API through the Lambda gateway, configured with an upload
+endpoint, and the upload service on that host (``UPLOAD_HOST``); requests go to one or
+the other by their Host, so a test that follows the POST's ``Location`` really talks
+to the upload service, with the capability that Location carries.
 """
 
 from __future__ import annotations
@@ -17,15 +21,13 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from harness import StorageView, lambda_settings
+from harness import UPLOAD_HOST, StorageView, api_behind_lambda
 from moto.server import ThreadedMotoServer
 from skyport.config import Settings
 from skyport.registry import Registry
 from skyport.storage.clients import AwsClients
 from skyport_api.app import create_app
-from skyport_api.lambda_adapter import lambda_handler
-from skyport_cli.gateway import LambdaGateway
-from skyport_cli.stack import ensure_stack, function_timeout, load_template
+from skyport_cli.stack import ensure_stack, load_template
 from starlette.testclient import TestClient
 
 REGION = "us-east-1"
@@ -84,27 +86,32 @@ def registry(settings: Settings, aws_clients: AwsClients) -> Registry:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """``asgi_only`` tests get no ``[lambda]`` variant at all: deselected, not skipped,
-    since a request bigger than a Lambda event has nothing to test there."""
+    since a request bigger than a Lambda event has nothing to test there. The
+    ``[uploadsvc]`` variant runs them (the big requests go to the upload service), except
+    those marked ``big_body_to_api``, whose big request is the API's own."""
     kept, dropped = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        behind_lambda = callspec is not None and callspec.params.get("client") == "lambda"
-        (dropped if behind_lambda and item.get_closest_marker("asgi_only") else kept).append(item)
+        variant = callspec.params.get("client") if callspec is not None else None
+        refused = (variant == "lambda" and item.get_closest_marker("asgi_only")) or (
+            variant == "uploadsvc" and item.get_closest_marker("big_body_to_api")
+        )
+        (dropped if refused else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
 
 
-@pytest.fixture(params=["asgi", "lambda"])
+@pytest.fixture(params=["asgi", "lambda", "uploadsvc"])
 def client(request: pytest.FixtureRequest, registry: Registry, template: dict) -> Iterator[TestClient]:
     if request.param == "asgi":
         app = create_app(registry)
     else:
-        behind_lambda = Registry(lambda_settings(registry.settings, template), clients=registry.clients)
-        app = LambdaGateway(
-            lambda_handler(behind_lambda), function_timeout=function_timeout(template), region=REGION
-        )
+        app = api_behind_lambda(registry, template, with_upload_service=request.param == "uploadsvc")
     with TestClient(app, follow_redirects=False) as test_client:
+        # Where a started upload's Location points: the upload service's host, or nowhere
+        # else (a relative Location, on the registry).
+        test_client.upload_host = UPLOAD_HOST if request.param == "uploadsvc" else ""  # type: ignore[attr-defined]
         yield test_client
 
 

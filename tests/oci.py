@@ -27,7 +27,21 @@ def descriptor(media_type: str, data: bytes, **extra) -> dict:
 
 
 def upload_path(location: str) -> str:
-    # Locations may be absolute or relative; tests talk to the app by path.
+    """Where to send an upload's next request: its ``Location`` as answered. Relative, it
+    is a path on the app; absolute, it names the upload service's host (the uploadsvc
+    variant routes by Host), and its query carries the upload's capability."""
+    return location
+
+
+def with_digest(location: str, digest: str) -> str:
+    """``location`` with ``digest=`` added to its query, as clients do (keeping the rest:
+    the upload service's capability)."""
+    separator = "&" if "?" in location else "?"
+    return f"{location}{separator}digest={digest}"
+
+
+def path_of(location: str) -> str:
+    """A Location's path and query, whatever host it names."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(location)

@@ -60,6 +60,29 @@ def _parser() -> argparse.ArgumentParser:
         "`admin` whose password is SKYPORT_ADMIN_PASSWORD (generated and shown "
         "once when unset)",
     )
+    serve.add_argument(
+        "--upload-service",
+        choices=("on", "off"),
+        default=(env.get("SKYPORT_UPLOAD_SERVICE") or "off").lower(),
+        help="on: the upload service too, on --upload-port, as deployed beside the Lambda API "
+        "(started uploads get a Location there, with a capability; bodies of any size)",
+    )
+    serve.add_argument(
+        "--upload-port",
+        type=int,
+        default=int(env.get("SKYPORT_UPLOAD_PORT") or "0"),
+        help="the upload service's port (default: --port + 1)",
+    )
+    uploads = commands.add_parser(
+        "serve-uploads",
+        help="serve the upload service alone (its container's command)",
+        description="The upload service: PATCH/PUT/GET/DELETE of upload sessions, authorized by "
+        "their capability, and GET /healthz. Settings from the environment: SKYPORT_BUCKET, "
+        "SKYPORT_TABLE, AWS_REGION, SKYPORT_AUTH, SKYPORT_UPLOAD_KEY (or SKYPORT_UPLOAD_KEY_SECRET), "
+        "SKYPORT_REGISTRY_URL.",
+    )
+    uploads.add_argument("--host", default="0.0.0.0")
+    uploads.add_argument("--port", type=int, default=8080)
     from .admin import add_commands
 
     add_commands(commands)
@@ -80,6 +103,10 @@ def main(argv: list[str] | None = None) -> None:
         from . import pull, push
 
         sys.exit((push if args.command == "push" else pull).run(args))
+    if args.command == "serve-uploads":
+        from .serve import serve_uploads
+
+        sys.exit(serve_uploads(args))
     from .admin import run
 
     sys.exit(run(args))

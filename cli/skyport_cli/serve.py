@@ -1,11 +1,16 @@
-"""`skyport serve`: the registry on uvicorn, on an embedded moto or external S3/DynamoDB."""
+"""`skyport serve`: the registry on uvicorn, on an embedded moto or external S3/DynamoDB;
+with ``--upload-service on`` the upload service too, on a second port of the same process.
+`skyport serve-uploads`: the upload service alone (its container's command)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
+from dataclasses import replace
 
 from .admin import remove_state, write_state
 from .stack import ensure_stack, function_environment
@@ -59,8 +64,6 @@ def _allocator_as_on_lambda() -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     _allocator_as_on_lambda()
     from skyport.config import Settings
     from skyport.registry import Registry
@@ -106,28 +109,112 @@ def serve(args: argparse.Namespace) -> int:
             }
         )
         stack.callback(remove_state, state)
+        upload_service = None
+        if args.upload_service == "on":
+            upload_service, settings = _local_upload_service(args, settings, registry, address)
+            registry = Registry(settings, clients=registry.clients)
         app = create_app(registry)
         front = "the FastAPI app"
         if args.gateway == "lambda":
             app = _behind_lambda_gateway(settings)
             front = "a local API Gateway in front of the Lambda handler (payload 2.0, 6 MiB events)"
+        uploads_banner = ""
+        if upload_service is not None:
+            uploads_banner = (
+                f"  uploads: the upload service on {settings.upload_endpoint} (PATCH/PUT of any size;"
+                " POST answers a Location there, with a capability)\n"
+            )
         print(
             f"Skyport registry on http://{address}\n"
             f"  serving: {front}\n"
+            f"{uploads_banner}"
             f"  storage: {backend}; bucket {args.bucket}, table {args.table}\n"
             f"  auth: {auth_banner}\n"
             f"  try:  docker tag IMAGE {address}/team/app:1.0 && docker push {address}/team/app:1.0\n"
             f"  Ctrl-C stops it.",
             flush=True,
         )
-        uvicorn.run(
-            app,
-            host=args.host,
-            port=args.port,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=5,
-        )
+        servers = [_server(app, args.host, args.port)]
+        if upload_service is not None:
+            servers.append(_server(upload_service, args.host, args.upload_port or args.port + 1))
+        asyncio.run(_serve_all(servers))
+    return 0
+
+
+def _server(app, host: str, port: int):
+    import uvicorn
+
+    # access_log off: an access log line holds the query string, and on the upload
+    # service that is the upload's capability (never logged).
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5
+    )
+    return uvicorn.Server(config)
+
+
+async def _serve_all(servers) -> None:
+    """Serve every server on this event loop; when one stops (Ctrl-C, or it could not
+    bind its port), the others stop too."""
+    tasks = [asyncio.create_task(server.serve()) for server in servers]
+    _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for server in servers:
+        server.should_exit = True
+    if pending:
+        await asyncio.wait(pending)
+
+
+def _local_upload_service(args: argparse.Namespace, settings, registry, address: str):
+    """The upload service beside `skyport serve`'s API, as deployed beside the Lambda API:
+    its own port, the same storage, a capability key made for this process (never
+    stored, like the signing key) unless SKYPORT_UPLOAD_KEY gives one. Returns its app
+    and the API's settings, which now name it as their upload endpoint."""
+    import secrets
+
+    from skyport.registry import Registry
+    from skyport_api.upload_service import create_upload_app
+
+    port = args.upload_port or args.port + 1
+    # A wildcard address is where to listen, not where to connect.
+    host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+    endpoint = os.environ.get("SKYPORT_UPLOAD_ENDPOINT") or f"http://{host}:{port}"
+    key = os.environ.get("SKYPORT_UPLOAD_KEY") or secrets.token_urlsafe(32)
+    api_settings = replace(settings, upload_endpoint=endpoint, upload_key=key)
+    # No body limit (uvicorn, not Lambda), and the 201 of a finished upload names the
+    # blob on the registry's address.
+    upload_settings = replace(api_settings, max_request_body=0, registry_url=f"http://{address}")
+    app = create_upload_app(Registry(upload_settings, clients=registry.clients))
+    return app, api_settings
+
+
+def serve_uploads(args: argparse.Namespace) -> int:
+    """The upload service alone: the container's command (Dockerfile CMD). Settings from
+    the environment (SKYPORT_BUCKET, SKYPORT_TABLE, AWS_REGION, SKYPORT_AUTH,
+    SKYPORT_UPLOAD_KEY or SKYPORT_UPLOAD_KEY_SECRET, SKYPORT_REGISTRY_URL)."""
+    from skyport.config import Settings
+    from skyport.registry import Registry
+    from skyport_api.upload_service import create_upload_app
+
+    _allocator_as_on_lambda()
+    try:
+        settings = replace(Settings.from_env(os.environ), max_request_body=0)
+        registry = Registry(settings)
+        registry.capabilities.ready()  # no key, no service: refuse at start, not at the first PATCH
+    except KeyError as missing:
+        print(f"skyport serve-uploads: {missing.args[0]} is not set", file=sys.stderr)
+        return 2
+    except ValueError as invalid:
+        print(f"skyport serve-uploads: {invalid}", file=sys.stderr)
+        return 2
+    print(
+        f"Skyport upload service on http://{args.host}:{args.port} (bucket {settings.bucket}, "
+        f"table {settings.table}, auth {settings.auth}; health check GET /healthz)",
+        flush=True,
+    )
+    server = _server(create_upload_app(registry), args.host, args.port)
+    # Above the load balancer's idle timeout (60 s by default), so the balancer, never
+    # the server, closes an idle connection (else a request may meet a closed socket: 502).
+    server.config.timeout_keep_alive = 75
+    asyncio.run(_serve_all([server]))
     return 0
 
 
@@ -150,6 +237,11 @@ def _behind_lambda_gateway(settings):
             "SKYPORT_SIGNING_KEY_IN_MEMORY": "on" if settings.signing_key_in_memory else "",
             "SKYPORT_S3_ENDPOINT": settings.s3_endpoint or "",
             "SKYPORT_DYNAMODB_ENDPOINT": settings.dynamodb_endpoint or "",
+            # The upload service beside it (--upload-service on), or none; the key is this
+            # process's (the template's secret is not reachable locally).
+            "SKYPORT_UPLOAD_ENDPOINT": settings.upload_endpoint or "",
+            "SKYPORT_UPLOAD_KEY": settings.upload_key or "",
+            "SKYPORT_UPLOAD_KEY_SECRET": "",
         }
     )
     from skyport_api.handler import handler  # reads the environment once, as in Lambda's init phase

@@ -21,6 +21,7 @@ from oci import (
     put_manifest,
     sha256,
     upload_path,
+    with_digest,
 )
 from starlette.testclient import TestClient
 
@@ -140,7 +141,7 @@ def test_racing_patches_on_one_upload(clients):
         winner = bodies[[r.status_code for r in responses].index(202)]
         status = client.get(location)
         assert status.status_code == 204 and status.headers["Range"] == f"0-{MiB - 1}"
-        response = client.put(f"{location}?digest={sha256(winner)}")
+        response = client.put(with_digest(location, sha256(winner)))
         assert response.status_code == 201, response.text
         assert fetch(client.get(f"/v2/team/app/blobs/{sha256(winner)}").headers["Location"]) == winner
 
@@ -166,7 +167,7 @@ def test_racing_streamed_patches_on_one_upload(clients):
     )
     assert [end for end, _ in done] == [100_000 * (i + 1) - 1 for i in range(len(done))]
     data = b"".join(body for _, body in done)
-    response = client.put(f"{location}?digest={sha256(data)}")
+    response = client.put(with_digest(location, sha256(data)))
     assert response.status_code == 201, response.text
 
 
@@ -199,7 +200,7 @@ def test_upload_held_by_a_request_is_busy(direct_clients, storage):
             "UPLOAD_BUSY",
         )
         assert_error(second.patch(location, content=b"z"), 409, "UPLOAD_BUSY")
-        assert_error(second.put(f"{location}?digest={sha256(b'z')}", content=b"z"), 409, "UPLOAD_BUSY")
+        assert_error(second.put(with_digest(location, sha256(b"z")), content=b"z"), 409, "UPLOAD_BUSY")
         assert storage.snapshot() == before
         status = second.get(location)  # reading the status is not writing
         assert status.status_code == 204 and status.headers["Range"] == "0-0"
@@ -207,7 +208,7 @@ def test_upload_held_by_a_request_is_busy(direct_clients, storage):
         response = slow.result(30)
     assert response.status_code == 202 and response.headers["Range"] == "0-1999"
     data = b"x" * 1000 + b"y" * 1000
-    assert second.put(f"{location}?digest={sha256(data)}").status_code == 201
+    assert second.put(with_digest(location, sha256(data))).status_code == 201
     assert fetch(second.get(f"/v2/team/app/blobs/{sha256(data)}").headers["Location"]) == data
 
 

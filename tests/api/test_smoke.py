@@ -3,6 +3,7 @@ from oci import MiB, make_image, push_blob, push_image, sha256
 
 
 @pytest.mark.asgi_only  # 11 MiB bodies: more than one Lambda request carries
+@pytest.mark.big_body_to_api  # a monolithic POST of 11 MiB
 def test_round_trip(client, registry):
     data = b"x" * (11 * MiB + 5)
     for mode in ("post", "put", "patch", "chunks"):

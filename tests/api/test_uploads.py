@@ -7,6 +7,7 @@ import hashlib
 import os
 import uuid
 from dataclasses import replace
+from urllib.parse import urlsplit
 
 import pytest
 from oci import (
@@ -14,6 +15,7 @@ from oci import (
     MiB,
     assert_error,
     fetch,
+    path_of,
     push_blob,
     sha256,
     sha512,
@@ -25,6 +27,12 @@ from skyport.storage import multipart
 from skyport_api.app import create_app
 from skyport_api.routes.uploads import parse_content_range
 from starlette.testclient import TestClient
+
+
+def upload_host(client) -> str:
+    """The host a started upload's Location names: the upload service's in the
+    ``uploadsvc`` variant, else none (relative, on the registry)."""
+    return getattr(client, "upload_host", "")
 
 
 def start(client, repo="team/app"):
@@ -89,7 +97,10 @@ def test_post_starts_an_upload(client, path):
     assert response.status_code == 202
     location = response.headers["Location"]
     upload_id = response.headers["Docker-Upload-UUID"]
-    assert location == f"/v2/team/app/blobs/uploads/{upload_id}"
+    # On the registry's host, or (uploadsvc) the upload service's, with a capability.
+    assert urlsplit(location).path == f"/v2/team/app/blobs/uploads/{upload_id}"
+    assert urlsplit(location).netloc == upload_host(client)
+    assert ("_capability" in urlsplit(location).query) == bool(upload_host(client))
     assert response.headers["Range"] == "0-0"
     # A hint, at most S3's smallest part (smaller chunks are coalesced anyway).
     assert 0 < int(response.headers["OCI-Chunk-Min-Length"]) <= 5 * MiB
@@ -113,6 +124,7 @@ def test_monolithic_post(client, storage):
 
 
 @pytest.mark.asgi_only
+@pytest.mark.big_body_to_api
 def test_monolithic_post_spanning_parts(client, storage):
     data = os.urandom(17 * MiB + 1)
     push_blob(client, "team/app", data, mode="post")
@@ -126,7 +138,8 @@ def test_post_then_put_with_the_whole_blob(client, storage, size):
     location = start(client)
     response = put(client, location, sha256(data), data)
     assert response.status_code == 201
-    assert response.headers["Location"] == f"/v2/team/app/blobs/{sha256(data)}"
+    # The blob, on the registry's host (uploadsvc: SKYPORT_REGISTRY_URL, absolute).
+    assert path_of(response.headers["Location"]) == f"/v2/team/app/blobs/{sha256(data)}"
     assert response.headers["Docker-Content-Digest"] == sha256(data)
     assert_blob(client, "team/app", data)
     assert upload_leftovers(storage) == NO_LEFTOVERS
@@ -156,7 +169,7 @@ def test_mount_from_a_repository_without_the_blob_starts_an_upload(client, sourc
     assert response.status_code == 202
     assert response.headers["Range"] == "0-0"
     location = upload_path(response.headers["Location"])
-    assert location.startswith("/v2/team/app/blobs/uploads/")
+    assert path_of(location).startswith("/v2/team/app/blobs/uploads/")
     assert put(client, location, digest, data).status_code == 201
     assert_blob(client, "team/app", data)
 
@@ -180,7 +193,7 @@ def test_mount_without_from_finds_the_blob_anywhere(client):
 def test_mount_without_from_of_an_unknown_blob_starts_an_upload(client):
     response = client.post(f"/v2/team/app/blobs/uploads/?mount={sha256(b'nowhere')}")
     assert response.status_code == 202
-    assert response.headers["Location"].startswith("/v2/team/app/blobs/uploads/")
+    assert path_of(response.headers["Location"]).startswith("/v2/team/app/blobs/uploads/")
 
 
 def test_mount_without_from_with_automatic_mount_off_starts_an_upload(registry):
@@ -297,11 +310,11 @@ def test_patch_after_patch_without_ranges_appends(client):
 
 def test_status(client):
     location = start(client)
-    upload_id = location.rsplit("/", 1)[1]
+    upload_id = urlsplit(location).path.rsplit("/", 1)[1]
     response = client.get(location)
     assert response.status_code == 204
     assert response.headers["Range"] == "0-0"
-    assert upload_path(response.headers["Location"]) == location
+    assert path_of(response.headers["Location"]) == path_of(location)
     assert response.headers["Docker-Upload-UUID"] == upload_id
     patch(client, location, b"x" * 100, 0)
     response = client.get(location)
@@ -345,7 +358,7 @@ def test_unknown_upload(client, upload_id):
 def test_upload_id_under_another_repository_is_unknown(client, storage):
     location = start(client, "team/app")
     patch(client, location, b"first", 0)
-    upload_id = location.rsplit("/", 1)[1]
+    upload_id = urlsplit(location).path.rsplit("/", 1)[1]
     before = storage.snapshot()
     for other in ("team/other", "team", "team/app/sub"):
         stolen = f"/v2/{other}/blobs/uploads/{upload_id}"
@@ -367,7 +380,7 @@ def test_upload_id_under_another_repository_is_unknown(client, storage):
 def assert_416(response, location, end):
     assert_error(response, 416, "RANGE_INVALID")
     assert response.headers["Range"] == f"0-{end}"
-    assert upload_path(response.headers["Location"]) == location
+    assert path_of(response.headers["Location"]) == path_of(location)
 
 
 def test_out_of_order_and_overlapping_chunks(client, storage):
@@ -600,7 +613,7 @@ def objects(registry, prefix="") -> dict[str, int]:
 
 
 def session_item(storage, location) -> dict:
-    upload_id = location.rsplit("/", 1)[1]
+    upload_id = urlsplit(location).path.rsplit("/", 1)[1]
     [item] = [i for i in storage.snapshot()["items"] if i["PK"]["S"] == f"UPLOAD#{upload_id}"]
     return item
 

@@ -111,6 +111,8 @@ def server_for(
             return started[key]
         base = tmp_path_factory.mktemp(f"conformance-{key}")
         port = _free_port()
+        if env.get("SKYPORT_UPLOAD_SERVICE") == "on":
+            env = {**env, "SKYPORT_UPLOAD_PORT": str(_free_port())}  # not PORT+1: it may be taken
         # Each server keeps its own admin state file (`skyport user ...` finds it there).
         proc, argv, _ = spawn_server(
             request, port, base / "skyport.log", SKYPORT_STATE_DIR=str(base / "state"), **env
@@ -159,6 +161,26 @@ MODES = {
     "auth-on-admin": Mode(
         "auth",
         {"SKYPORT_AUTH": "on", "SKYPORT_ADMIN_PASSWORD": ADMIN_PASSWORD},
+        {"OCI_USERNAME": "admin", "OCI_PASSWORD": ADMIN_PASSWORD, "OCI_AUTOMATIC_CROSSMOUNT": "1"},
+        (MOUNT_ON_SPEC,),
+    ),
+    # The deployed topology with the upload service (issue 10): POSTs through the Lambda
+    # gateway, every PATCH/PUT/GET/DELETE of a session on the upload service's port, by the
+    # Location (and its capability) the POST answered.
+    "upload-service": Mode(
+        "uploadsvc",
+        {"SKYPORT_GATEWAY": "lambda", "SKYPORT_UPLOAD_SERVICE": "on"},
+        {"OCI_AUTOMATIC_CROSSMOUNT": "1"},
+        (MOUNT_ON_SPEC,),
+    ),
+    "upload-service-auth-on": Mode(
+        "uploadsvc-auth",
+        {
+            "SKYPORT_GATEWAY": "lambda",
+            "SKYPORT_UPLOAD_SERVICE": "on",
+            "SKYPORT_AUTH": "on",
+            "SKYPORT_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        },
         {"OCI_USERNAME": "admin", "OCI_PASSWORD": ADMIN_PASSWORD, "OCI_AUTOMATIC_CROSSMOUNT": "1"},
         (MOUNT_ON_SPEC,),
     ),

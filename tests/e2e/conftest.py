@@ -17,7 +17,10 @@ run ``docker-registry serve /tmp/dist.yml &`` then
 S3 driver pointed at a moto server also works, and then serves blob GETs with 307
 redirects as Skyport does; unset AWS_CA_BUNDLE for that process.)
 ``SKYPORT_E2E_DOCKER_STORAGE_DRIVER`` (default ``overlay2,vfs``: the first that
-starts) picks the storage driver of the private dockerd.
+starts) picks the storage driver of the private dockerd. ``SKYPORT_E2E_TOPOLOGY=uploadsvc``
+starts the session's registry as deployed with the upload service (the Lambda gateway,
+and the upload service on a second port: issue 10), so every test using ``registry``
+runs through it; tests/e2e/test_upload_service.py always does, with its own servers.
 
 When the client is missing (``scripts/install-system-deps.sh`` installs them) or
 cannot run here, ``dockerd``, ``podman`` and ``skopeo`` skip with the reason, or
@@ -52,6 +55,13 @@ from .clients import Client, base_env, run
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 REGISTRY_ENV = "SKYPORT_E2E_REGISTRY"
+TOPOLOGY_ENV = "SKYPORT_E2E_TOPOLOGY"
+# The server's environment for each topology the session's registry may take.
+TOPOLOGIES = {
+    "asgi": {},
+    "lambda": {"SKYPORT_GATEWAY": "lambda"},
+    "uploadsvc": {"SKYPORT_GATEWAY": "lambda", "SKYPORT_UPLOAD_SERVICE": "on"},
+}
 
 
 def _free_port() -> int:
@@ -189,9 +199,15 @@ def registry(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         yield reg
         return
 
+    topology = os.environ.get(TOPOLOGY_ENV) or "asgi"
+    if topology not in TOPOLOGIES:
+        pytest.fail(f"{TOPOLOGY_ENV}={topology}: one of {', '.join(TOPOLOGIES)}", pytrace=False)
+    env = dict(TOPOLOGIES[topology])
+    if env.get("SKYPORT_UPLOAD_SERVICE") == "on":
+        env["SKYPORT_UPLOAD_PORT"] = str(_free_port())  # not PORT+1: it may be taken
     port = _free_port()
     log = tmp_path_factory.mktemp("registry") / "skyport.log"
-    proc, argv, _ = spawn_server(request, port, log)
+    proc, argv, _ = spawn_server(request, port, log, **env)
     reg = Registry(host=f"127.0.0.1:{port}", proc=proc, log=log)
     why = _wait_ready(reg, time.monotonic() + READY_TIMEOUT)
     if why:

@@ -93,8 +93,12 @@ class DockerArchive:
     layer_diff_ids: list[str]
 
 
-def make_layer(size: int, index: int = 0) -> Layer:
+def make_layer(size: int, index: int = 0, payload: bytes | None = None) -> Layer:
     """A tar holding one file of ``size`` random bytes, and its gzip form.
+
+    ``payload``: random bytes made once and reused (its first ``size`` bytes), so that a
+    big layer costs its randomness once per session; the file name in the tar differs
+    by ``index``, so layers built from one payload are distinct blobs.
 
     Random data does not compress, so the gzip blob is ``size`` plus a few hundred
     bytes of headers: a 6 MiB request really exercises a layer above S3's 5 MiB part
@@ -111,7 +115,8 @@ def make_layer(size: int, index: int = 0) -> Layer:
         info.size = size
         info.mode = 0o644
         info.mtime = MTIME
-        tar.addfile(info, io.BytesIO(os.urandom(size)))
+        data = os.urandom(size) if payload is None else memoryview(payload)[:size]
+        tar.addfile(info, io.BytesIO(data))
     raw = buf.getvalue()
     return Layer(tar=raw, gz=gzip.compress(raw, compresslevel=1, mtime=0))
 
@@ -146,10 +151,16 @@ def _write_blob(layout: Path, data: bytes, blobs: dict[str, int]) -> dict:
 
 
 def _write_image(
-    layout: Path, layer_sizes: list[int], arch: str, os_name: str, blobs: dict[str, int]
+    layout: Path,
+    layer_sizes: list[int],
+    arch: str,
+    os_name: str,
+    blobs: dict[str, int],
+    payload: bytes | None = None,
+    first_index: int = 0,
 ) -> tuple[bytes, dict]:
     """Write one image's layers, config and manifest as blobs; return the manifest."""
-    layers = [make_layer(size, i) for i, size in enumerate(layer_sizes)]
+    layers = [make_layer(size, first_index + i, payload) for i, size in enumerate(layer_sizes)]
     config = canonical_json(image_config(arch, os_name, layers))
     manifest = {
         "schemaVersion": 2,
@@ -177,11 +188,16 @@ def build_oci_layout(
     tag: str = "1.0",
     arch: str | None = None,
     os_name: str = "linux",
+    payload: bytes | None = None,
+    first_index: int = 0,
 ) -> OCILayout:
-    """An OCI image layout with one image of ``len(layer_sizes)`` random gzip layers."""
+    """An OCI image layout with one image of ``len(layer_sizes)`` random gzip layers
+    (``payload``, ``first_index``: see make_layer)."""
     path.mkdir(parents=True, exist_ok=True)
     blobs: dict[str, int] = {}
-    raw, descriptor = _write_image(path, layer_sizes, arch or host_arch(), os_name, blobs)
+    raw, descriptor = _write_image(
+        path, layer_sizes, arch or host_arch(), os_name, blobs, payload, first_index
+    )
     _write_layout(path, descriptor, tag)
     return OCILayout(path, tag, descriptor["digest"], OCI_MANIFEST, raw, blobs)
 
@@ -232,9 +248,12 @@ def build_docker_archive(
     repo_tag: str,
     arch: str | None = None,
     os_name: str = "linux",
+    payload: bytes | None = None,
+    first_index: int = 0,
 ) -> DockerArchive:
-    """A ``docker save``-format tarball: ``manifest.json``, the config, ``<id>/layer.tar``."""
-    layers = [make_layer(size, i) for i, size in enumerate(layer_sizes)]
+    """A ``docker save``-format tarball: ``manifest.json``, the config, ``<id>/layer.tar``
+    (``payload``, ``first_index``: see make_layer)."""
+    layers = [make_layer(size, first_index + i, payload) for i, size in enumerate(layer_sizes)]
     config = image_config(arch or host_arch(), os_name, layers)
     config_raw = canonical_json(config)
     config_name = hashlib.sha256(config_raw).hexdigest() + ".json"

@@ -11,7 +11,7 @@ from .routes import base, blobs, catalog, direct_uploads, manifests, referrers, 
 API_VERSION_HEADER = (b"docker-distribution-api-version", b"registry/2.0")
 
 
-class _ApiVersionHeader:
+class ApiVersionHeader:
     """Adds Docker-Distribution-API-Version to every response, as Distribution does
     (docker checks it on /v2/). A bare ASGI wrapper: cheaper than HTTP middleware."""
 
@@ -56,5 +56,5 @@ def create_app(registry: Registry, *, one_request_at_a_time: bool = False) -> Fa
     for concept in concepts:
         for method, path, endpoint in concept.routes:
             app.add_api_route(path, endpoint, methods=[method])
-    app.add_middleware(_ApiVersionHeader)
+    app.add_middleware(ApiVersionHeader)
     return app

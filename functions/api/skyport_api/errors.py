@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from .routes.uploads import range_header, upload_location
+from .routes.uploads import range_header, session_location, upload_location
 
 logger = logging.getLogger("skyport.api")
 
@@ -37,7 +37,7 @@ class Challenge(Unauthorized):
         self.challenge = challenge
 
 
-def _headers(error: RegistryError) -> dict[str, str]:
+def _headers(error: RegistryError, request: Request | None) -> dict[str, str]:
     """The response headers the spec requires with ``error``, from what it carries."""
     if isinstance(error, RangeInvalid) and error.upload is not None:
         # distribution-spec: a 416 on an upload carries Range and Location, so the
@@ -45,7 +45,9 @@ def _headers(error: RegistryError) -> dict[str, str]:
         upload = error.upload
         return {
             "Range": range_header(upload.offset),
-            "Location": upload_location(upload.repository, upload.upload_id),
+            "Location": session_location(request, upload.repository, upload.upload_id)
+            if request is not None
+            else upload_location(upload.repository, upload.upload_id),
         }
     if isinstance(error, TooManyRequests) and error.retry_after is not None:
         return {"Retry-After": str(error.retry_after)}
@@ -54,17 +56,19 @@ def _headers(error: RegistryError) -> dict[str, str]:
     return {}
 
 
-def render(error: RegistryError) -> Response:
+def render(error: RegistryError, request: Request | None = None) -> Response:
+    """The envelope; ``request`` (when there is one) shapes the Location of a 416 as that
+    request's other Locations (the upload service keeps the capability in them)."""
     return Response(
         content=json.dumps(error.envelope(), separators=(",", ":")).encode(),
         status_code=error.status,
         media_type="application/json",
-        headers=_headers(error),
+        headers=_headers(error, request),
     )
 
 
 async def _registry_error(request: Request, error: RegistryError) -> Response:
-    return render(error)
+    return render(error, request)
 
 
 async def _http_error(request: Request, error: HTTPException) -> Response:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 MiB = 1024 * 1024
 
@@ -97,6 +97,18 @@ class Settings:
     # How the verifier reads an object back: 1, one GetObject stream; more, that many
     # ranged GETs at a time (SKYPORT_VERIFY_READERS; template.yaml sets 8 for S3).
     verify_readers: int = 1
+    # --- the upload service (issue 10; skyport/auth/capabilities.py) ---
+    # The upload service's public base URL (no path). Set on the API: a started upload's
+    # Location names that host, with a capability. None: relative Locations, no capability.
+    upload_endpoint: str | None = None
+    # The capability MAC key: its value (SKYPORT_UPLOAD_KEY; ECS injects it into the
+    # upload service's task) or a Secrets Manager secret holding it (the API function).
+    # Never in repr: settings may be printed or logged.
+    upload_key: str | None = field(default=None, repr=False)
+    upload_key_secret: str | None = None
+    # The registry's public base URL, on the upload service: the 201 of a finished
+    # upload names the blob there, not on the upload host.
+    registry_url: str | None = None
 
     @property
     def auth_enabled(self) -> bool:
@@ -158,6 +170,7 @@ class Settings:
             signing_key_in_memory=env.get("SKYPORT_SIGNING_KEY_IN_MEMORY", "") == "on",
             admin_secret=env.get("SKYPORT_ADMIN_SECRET") or None,
             **_direct_upload_settings(env, defaults),
+            **_upload_service_settings(env),
         )
 
 
@@ -173,4 +186,38 @@ def _direct_upload_settings(env: Mapping[str, str], defaults: dict) -> dict:
         "direct_url_seconds": seconds,
         "verify_function": env.get("SKYPORT_VERIFY_FUNCTION") or None,
         "verify_readers": readers,
+    }
+
+
+def _base_url(name: str, value: str | None) -> str | None:
+    """An absolute http(s) base URL without path, query or trailing slash; None if unset."""
+    if not value:
+        return None
+    from urllib.parse import urlsplit
+
+    url = value.strip().rstrip("/")
+    parts = urlsplit(url)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or parts.path
+        or parts.query
+        or parts.fragment
+    ):
+        raise ValueError(f"{name} must be a base URL such as https://uploads.example.net, not {value!r}")
+    return url
+
+
+def _upload_service_settings(env: Mapping[str, str]) -> dict:
+    upload_endpoint = _base_url("SKYPORT_UPLOAD_ENDPOINT", env.get("SKYPORT_UPLOAD_ENDPOINT"))
+    upload_key = env.get("SKYPORT_UPLOAD_KEY") or None
+    upload_key_secret = env.get("SKYPORT_UPLOAD_KEY_SECRET") or None
+    if upload_endpoint and not (upload_key or upload_key_secret):
+        # Refused at start, not at the first push: Locations on the upload host need a capability.
+        raise ValueError("SKYPORT_UPLOAD_ENDPOINT needs SKYPORT_UPLOAD_KEY_SECRET or SKYPORT_UPLOAD_KEY")
+    return {
+        "upload_endpoint": upload_endpoint,
+        "upload_key": upload_key,
+        "upload_key_secret": upload_key_secret,
+        "registry_url": _base_url("SKYPORT_REGISTRY_URL", env.get("SKYPORT_REGISTRY_URL")),
     }

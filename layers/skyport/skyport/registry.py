@@ -20,6 +20,7 @@ from .tags import TagService
 from .uploads import UploadService
 
 if TYPE_CHECKING:
+    from .auth.capabilities import Capabilities
     from .auth.identities import IdentityAdmin
     from .auth.service import AuthService
     from .direct_uploads import DirectUploadService
@@ -115,3 +116,11 @@ class Registry:
         from .auth.identities import IdentityAdmin
 
         return IdentityAdmin(self._auth_store)
+
+    # The upload service (issue 10): capabilities the API mints and the upload service checks.
+    @cached_property
+    def capabilities(self) -> Capabilities:
+        """Upload capabilities, keyed by SKYPORT_UPLOAD_KEY or SKYPORT_UPLOAD_KEY_SECRET."""
+        from .auth.capabilities import Capabilities, capability_keys
+
+        return Capabilities(capability_keys(self.settings, self.clients), self.settings.auth_enabled)

@@ -1,9 +1,15 @@
 """Upload routes: POST (start, monolithic, mount), PATCH, PUT, GET status, DELETE.
 
 The HTTP side of uploads lives here: the ``Location`` and ``Range`` an upload is
-answered with, and ``Content-Range`` parsing."""
+answered with, and ``Content-Range`` parsing.
+
+The same routes serve the upload service (``upload_service.py``), where requests are
+authorized by the upload's capability rather than a token: every ``Location`` answered
+there keeps that capability (``session_location``), and the 201 names the blob on the
+registry's host (SKYPORT_REGISTRY_URL)."""
 
 import re
+from urllib.parse import urlencode
 
 from fastapi import Request
 from skyport.concurrency import run_blocking
@@ -24,6 +30,36 @@ _CONTENT_RANGE = re.compile(r"([0-9]{1,15})-([0-9]{1,15})")
 
 def upload_location(repository: str, upload_id: str) -> str:
     return f"/v2/{repository}/blobs/uploads/{upload_id}"
+
+
+def session_location(request: Request, repository: str, upload_id: str) -> str:
+    """The Location of an upload in progress as this request is answered: the path,
+    plus, on the upload service, the capability the request was authorized by (set on
+    ``request.state`` by its authorizer): without it the next request would be refused."""
+    location = upload_location(repository, upload_id)
+    capability = getattr(request.state, "capability", None)
+    if capability:
+        from skyport.auth.capabilities import QUERY_PARAMETER  # only where there are capabilities
+
+        location += "?" + urlencode({QUERY_PARAMETER: capability})
+    return location
+
+
+def started_location(request: Request, repository: str, session: UploadSession) -> str:
+    """The Location a POST answers. With an upload endpoint (SKYPORT_UPLOAD_ENDPOINT) it
+    names the upload service, with a capability for this one upload: clients do not
+    send the registry's Authorization to another host (distribution-spec: the Location
+    may be on another host; clients keep its query and add ``digest=``)."""
+    registry = registry_of(request)
+    endpoint = registry.settings.upload_endpoint
+    if not endpoint:
+        return upload_location(repository, session.upload_id)
+    # Imported here: a function without an upload endpoint never loads it (cold start).
+    from skyport.auth.capabilities import QUERY_PARAMETER
+
+    capability = registry.capabilities.mint(repository, session.upload_id, session.owner, session.expires_at)
+    query = urlencode({QUERY_PARAMETER: capability})
+    return f"{endpoint}{upload_location(repository, session.upload_id)}?{query}"
 
 
 def range_header(offset: int) -> str:
@@ -47,21 +83,26 @@ def parse_content_range(value: str | None) -> tuple[int, int] | None:
     return int(match[1]), int(match[2])
 
 
-def _in_progress(name: str, session: UploadSession, status: int) -> Response:
+def _in_progress(location: str, session: UploadSession, status: int) -> Response:
     return Response(
         status_code=status,
         headers={
-            "Location": upload_location(name, session.upload_id),
+            "Location": location,
             "Range": range_header(session.offset),
             "Docker-Upload-UUID": session.upload_id,
         },
     )
 
 
-def _created(name: str, blob: BlobRecord) -> Response:
+def _created(request: Request, name: str, blob: BlobRecord) -> Response:
+    # On the upload service, the blob lives on the registry's host (SKYPORT_REGISTRY_URL).
+    registry_url = registry_of(request).settings.registry_url or ""
     return Response(
         status_code=201,
-        headers={"Location": f"/v2/{name}/blobs/{blob.digest}", "Docker-Content-Digest": blob.digest},
+        headers={
+            "Location": f"{registry_url}/v2/{name}/blobs/{blob.digest}",
+            "Docker-Content-Digest": blob.digest,
+        },
     )
 
 
@@ -81,18 +122,19 @@ async def start_upload(request: Request, name: str) -> Response:
             inline=inline(request),
         )
         if blob is not None:
-            return _created(name, blob)
+            return _created(request, name, blob)
     elif "digest" in query:
         blob = await registry.uploads.upload_whole(name, query["digest"], request.stream())
-        return _created(name, blob)
+        return _created(request, name, blob)
     session = await run_blocking(registry.uploads.start, name, owner_of(request), inline=inline(request))
-    response = _in_progress(name, session, 202)
+    response = _in_progress(started_location(request, name, session), session, 202)
     # Chunks of any size are accepted (small ones are coalesced into S3 parts);
     # this asks for ones that cost few requests yet fit in one (behind Lambda).
     settings = registry.settings
     response.headers["OCI-Chunk-Min-Length"] = str(settings.chunk_min_length)
-    if settings.max_request_body:
-        # A held distribution-spec proposal; some clients read it.
+    if settings.max_request_body and not settings.upload_endpoint:
+        # A held distribution-spec proposal; some clients read it. Not when the upload
+        # service takes the bytes: it has no body limit.
         response.headers["OCI-Chunk-Max-Length"] = str(settings.max_request_body)
     return response
 
@@ -116,7 +158,7 @@ async def append_chunk(request: Request, name: str, upload_id: str) -> Response:
     session = await registry_of(request).uploads.append(
         name, upload_id, request.stream(), content_range, owner=owner_of(request)
     )
-    return _in_progress(name, session, 202)
+    return _in_progress(session_location(request, name, upload_id), session, 202)
 
 
 @routes.put(UPLOAD)
@@ -128,7 +170,7 @@ async def finish_upload(request: Request, name: str, upload_id: str) -> Response
     blob = await registry_of(request).uploads.finish(
         name, upload_id, digest, request.stream(), content_range, owner=owner_of(request)
     )
-    return _created(name, blob)
+    return _created(request, name, blob)
 
 
 @routes.get(UPLOAD)
@@ -136,7 +178,7 @@ async def upload_status(request: Request, name: str, upload_id: str) -> Response
     session = await run_blocking(
         registry_of(request).uploads.status, name, upload_id, owner_of(request), inline=inline(request)
     )
-    return _in_progress(name, session, 204)
+    return _in_progress(session_location(request, name, upload_id), session, 204)
 
 
 @routes.delete(UPLOAD)
