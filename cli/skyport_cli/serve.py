@@ -26,6 +26,8 @@ _PASSED_THROUGH = (
     "SKYPORT_AUTOMATIC_MOUNT",
 )
 ADMIN_USER = "admin"
+# Keep-alive of `skyport serve-uploads`: above the load balancer's idle timeout.
+UPLOAD_SERVICE_KEEP_ALIVE_SECONDS = 630
 
 
 @contextlib.contextmanager
@@ -211,9 +213,10 @@ def serve_uploads(args: argparse.Namespace) -> int:
         flush=True,
     )
     server = _server(create_upload_app(registry), args.host, args.port)
-    # Above the load balancer's idle timeout (60 s by default), so the balancer, never
-    # the server, closes an idle connection (else a request may meet a closed socket: 502).
-    server.config.timeout_keep_alive = 75
+    # Above the load balancer's idle timeout (template.yaml UploadLoadBalancer: 600 s), so
+    # the balancer, never the server, closes an idle connection (else a request may meet a
+    # socket the server just closed: 502). The ELB guide asks targets for exactly this.
+    server.config.timeout_keep_alive = UPLOAD_SERVICE_KEEP_ALIVE_SECONDS
     asyncio.run(_serve_all([server]))
     return 0
 

@@ -21,6 +21,7 @@ import pytest
 from oci import MiB, sha256, sha512, upload_path
 from skyport.storage import keys
 from skyport_api.app import create_app
+from skyport_cli.serve import UPLOAD_SERVICE_KEEP_ALIVE_SECONDS
 from skyport_cli.stack import load_template
 from starlette.testclient import TestClient
 
@@ -321,7 +322,11 @@ def test_the_load_balancer_speaks_https_only():
     assert balancer["Scheme"] == "internet-facing" and balancer["Type"] == "application"
     attributes = {a["Key"]: a["Value"] for a in balancer["LoadBalancerAttributes"]}
     # Long enough for a closing request's silent work on a big blob; never the 60 s default.
-    assert int(attributes["idle_timeout.timeout_seconds"]) >= 300
+    idle = int(attributes["idle_timeout.timeout_seconds"])
+    assert idle >= 300
+    # The service keeps idle connections longer than the balancer (the ELB guide), so the
+    # balancer never sends a request down a connection the server has just closed.
+    assert UPLOAD_SERVICE_KEEP_ALIVE_SECONDS > idle
     # Access logs would record upload URLs, capabilities included.
     assert attributes["access_logs.s3.enabled"] == "false"
     listeners = _of_type(stack, "AWS::ElasticLoadBalancingV2::Listener").values()
@@ -610,3 +615,33 @@ def test_the_task_role_grants_exactly_what_the_upload_path_calls(recorder):
     unused = sorted(set(granted) - set(needed))
     assert missing == [], f"the upload path calls these, the task role does not grant them: {missing}"
     assert unused == [], f"the task role grants these, the upload path never calls them: {unused}"
+
+
+def test_the_task_role_is_what_the_upload_service_declares_it_calls():
+    """The upload service names its AWS calls (skyport_api.upload_service.AWS_CALLS, which
+    its own tests check against the calls it really makes); the role grants exactly those."""
+    from skyport_api import upload_service
+
+    declared = {
+        action
+        for service, operations in upload_service.AWS_CALLS.items()
+        for operation in operations
+        for action in ACTIONS_OF.get(operation, [f"{service}:{operation}"])
+    }
+    granted = {action for statement in _task_role() for action in _as_list(statement["Action"])}
+    assert granted == declared
+    prefixes = {
+        resource["Fn::Sub"].split("/", 1)[1]
+        for statement in _task_role()
+        for resource in _as_list(statement["Resource"])
+        if isinstance(resource, dict) and "Fn::Sub" in resource and "BlobBucket" in resource["Fn::Sub"]
+    }
+    assert prefixes == {prefix + "*" for prefix in upload_service.S3_PREFIXES}
+    partitions = {
+        pattern
+        for statement in _task_role()
+        for pattern in _as_list(
+            statement.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys", [])
+        )
+    }
+    assert partitions == {f"{kind}#*" for kind in upload_service.DYNAMODB_ITEMS}
