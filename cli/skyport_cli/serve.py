@@ -196,7 +196,8 @@ def serve_uploads(args: argparse.Namespace) -> int:
     from skyport.registry import Registry
     from skyport_api.upload_service import create_upload_app
 
-    _allocator_as_on_lambda()
+    # No _allocator_as_on_lambda() here: the image holds no template.yaml to read it from;
+    # the task definition sets MALLOC_MMAP_THRESHOLD_ itself, read by glibc at start.
     try:
         settings = replace(Settings.from_env(os.environ), max_request_body=0)
         registry = Registry(settings)

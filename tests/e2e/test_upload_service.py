@@ -295,21 +295,39 @@ def test_a_tampered_capability_fails_cleanly_and_stores_nothing(topology) -> Non
         assert http.head(f"/v2/{repo}/blobs/{digest}").status_code == 200
 
 
-def test_serve_uploads_is_the_containers_command(request, settings, aws_clients, tmp_path: Path) -> None:
-    """`skyport serve-uploads` (the Dockerfile's CMD) from the environment ECS gives it:
-    the health check answers, a capability minted with its key opens an upload, anything
-    else is refused; without a key it does not start."""
+@pytest.fixture(scope="module")
+def image_environment(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What the Dockerfile installs, in a venv of the runtime's Python (python3.12, as the
+    image and the function; else this one): requirements/upload-service.txt and then the
+    project itself, not editable, so no source tree and no template.yaml lie beside it and
+    nothing of the test or local-serving dependencies (moto, Mangum) is there."""
     import sys
 
+    root = Path(__file__).resolve().parents[2]
+    venv = tmp_path_factory.mktemp("upload-image") / "venv"
+    python = os.environ.get("SKYPORT_RUNTIME_PYTHON") or sys.executable
+    subprocess.run([python, "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps"]
+    for what in (["-r", str(root / "requirements" / "upload-service.txt")], [str(root)]):
+        done = subprocess.run([*pip, *what], capture_output=True, text=True, timeout=900)
+        if done.returncode:
+            pytest.fail(f"installing the image's environment failed:\n{done.stderr[-3000:]}")
+    return venv
+
+
+def test_serve_uploads_is_the_containers_command(
+    image_environment: Path, settings, aws_clients, tmp_path: Path
+) -> None:
+    """`skyport serve-uploads` (the Dockerfile's CMD), installed as the image installs it,
+    from the environment ECS gives it: the health check answers, a capability minted with
+    its key opens an upload, anything else is refused; without a key it does not start."""
     from skyport.auth.capabilities import Capabilities, CapabilityKeys
     from skyport.registry import Registry as Storage
 
     storage = Storage(settings, clients=aws_clients)
 
     key = secrets.token_urlsafe(32)
-    roots = [str(p) for p in request.config.getini("pythonpath")]
     env = base_env(
-        PYTHONPATH=os.pathsep.join(roots),
         SKYPORT_BUCKET=settings.bucket,
         SKYPORT_TABLE=settings.table,
         AWS_REGION=settings.region,
@@ -319,9 +337,15 @@ def test_serve_uploads_is_the_containers_command(request, settings, aws_clients,
         SKYPORT_AUTH="off",
     )
     env.pop("SKYPORT_UPLOAD_KEY", None)
-    argv = [sys.executable, "-m", "skyport_cli", "serve-uploads", "--host", "127.0.0.1"]
+    env.pop("PYTHONPATH", None)
+    argv = [str(image_environment / "bin" / "skyport"), "serve-uploads", "--host", "127.0.0.1"]
     refused = subprocess.run(
-        [*argv, "--port", str(_free_port())], env=env, capture_output=True, text=True, timeout=60
+        [*argv, "--port", str(_free_port())],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert refused.returncode == 2 and "SKYPORT_UPLOAD_KEY" in refused.stderr, refused.stderr
     port = _free_port()
@@ -330,6 +354,7 @@ def test_serve_uploads_is_the_containers_command(request, settings, aws_clients,
         proc = subprocess.Popen(
             [*argv, "--port", str(port)],
             env={**env, "SKYPORT_UPLOAD_KEY": key},
+            cwd=tmp_path,
             stdout=out,
             stderr=subprocess.STDOUT,
         )

@@ -26,6 +26,12 @@ LAMBDA = {
     ROOT / "layers" / "skyport" / "requirements.txt": ROOT / "requirements" / "layer.in",
     ROOT / "functions" / "api" / "requirements.txt": ROOT / "requirements" / "function.in",
 }
+# Every file derived from the lock for one platform: the Lambda packages', and the upload
+# service image's (Dockerfile), which runs python3.12 on arm64 as the function does.
+DERIVED = {
+    **LAMBDA,
+    ROOT / "requirements" / "upload-service.txt": ROOT / "requirements" / "upload-service.in",
+}
 # The function's runtime: template.yaml, python3.12 on arm64 (Amazon Linux).
 LAMBDA_ENV = {
     "python_version": "3.12",
@@ -95,7 +101,7 @@ def test_the_venv_is_the_lock():
     assert not wrong, f"(locked, installed): {wrong}; `make clean test` reinstalls from the lock"
 
 
-@pytest.mark.parametrize("requirements", list(LAMBDA), ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("requirements", list(DERIVED), ids=lambda p: str(p.relative_to(ROOT)))
 def test_lambda_requirements_are_the_locks_pins(requirements):
     lock = _pins(LOCK)
     pins = _pins(requirements)
@@ -106,7 +112,7 @@ def test_lambda_requirements_are_the_locks_pins(requirements):
         )
 
 
-@pytest.mark.parametrize("requirements", list(LAMBDA), ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("requirements", list(DERIVED), ids=lambda p: str(p.relative_to(ROOT)))
 def test_lambda_requirements_are_complete(requirements):
     """Every root and every dependency of a pinned package (with the extras asked for,
     on python3.12/arm64) is pinned in the same file: the Lambda Makefiles install
@@ -114,7 +120,7 @@ def test_lambda_requirements_are_complete(requirements):
     The dependencies are read from the venv's metadata, which is the lock's
     (test_the_venv_is_the_lock)."""
     pins = _pins(requirements)
-    roots = _roots(LAMBDA[requirements])
+    roots = _roots(DERIVED[requirements])
     shipped = {canonicalize_name(r.name) for r in _pyproject_requirements()}
     todo = [(canonicalize_name(r.name), frozenset(r.extras)) for r in roots]
     seen, missing = set(), []
