@@ -4,7 +4,10 @@ docker log in, push and pull; a wrong password fails cleanly; a robot made with
 repository is pulled anonymously.
 
 The registry here is a second `skyport serve`, started by this module with
-SKYPORT_AUTH=on and SKYPORT_ADMIN_PASSWORD (the session's `registry` is open).
+SKYPORT_AUTH=on and SKYPORT_ADMIN_PASSWORD (the session's `registry` is open), twice:
+as `make run` serves it, and as deployed with the upload service (the Lambda gateway and
+the upload service on a second port, issue 10), where every layer goes to the upload
+host with a capability instead of the registry's credentials.
 """
 
 from __future__ import annotations
@@ -23,7 +26,15 @@ import pytest
 from machine import cannot_run
 
 from .clients import TRANSFER_TIMEOUT, Client, unique
-from .conftest import READY_TIMEOUT, REGISTRY_ENV, _free_port, _log_tail, _stop, spawn_server
+from .conftest import (
+    READY_TIMEOUT,
+    REGISTRY_ENV,
+    TOPOLOGIES,
+    _free_port,
+    _log_tail,
+    _stop,
+    spawn_server,
+)
 from .images import MiB, build_docker_archive, build_oci_layout, read_oci_layout
 
 pytestmark = pytest.mark.e2e
@@ -52,10 +63,13 @@ class AuthRegistry:
         return result.stdout
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["asgi", "uploadsvc"])
 def auth_registry(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[AuthRegistry]:
     if os.environ.get(REGISTRY_ENV):
         cannot_run(f"runs its own registry with auth on, not the one {REGISTRY_ENV} names")
+    topology = dict(TOPOLOGIES[request.param])
+    if topology.get("SKYPORT_UPLOAD_SERVICE") == "on":
+        topology["SKYPORT_UPLOAD_PORT"] = str(_free_port())
     port = _free_port()
     base = tmp_path_factory.mktemp("auth-registry")
     log = base / "skyport.log"
@@ -66,6 +80,7 @@ def auth_registry(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[
         SKYPORT_AUTH="on",
         SKYPORT_ADMIN_PASSWORD=ADMIN_PASSWORD,
         SKYPORT_STATE_DIR=str(base / "state"),
+        **topology,
     )
     url = f"http://127.0.0.1:{port}"
     deadline, last = time.monotonic() + READY_TIMEOUT, "no answer"
