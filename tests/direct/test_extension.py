@@ -68,6 +68,23 @@ def test_upload_verified_then_a_blob(api) -> None:
     assert api.head(f"/v2/other/app/blobs/{digest}").status_code == 200
 
 
+def test_a_known_digest_with_another_size_links_nothing(api) -> None:
+    """A start naming a blob the registry holds, with a size it does not have, is not a
+    mount: the blob stays out of the repository (the upload it gets will fail
+    verification unless the bytes are the blob's)."""
+    data = os.urandom(3000)
+    digest = _sha256(data)
+    upload = api.post(BASE, json={"digest": digest, "size": len(data)}).json()
+    _upload_parts(api, upload, data)
+    assert api.post(f"{BASE}/{upload['upload_id']}/complete").status_code == 202
+    _wait_verified(api, upload["upload_id"])
+    other = "/v2/other/app/_skyport/uploads"
+    wrong = api.post(other, json={"digest": digest, "size": len(data) + 1})
+    assert wrong.status_code == 202 and wrong.json()["state"] == "uploading"
+    assert api.head(f"/v2/other/app/blobs/{digest}").status_code == 404
+    assert api.delete(f"{other}/{wrong.json()['upload_id']}").status_code == 204
+
+
 def test_wrong_digest_leaves_no_blob_object_or_session(api, registry: Registry) -> None:
     before = StorageView(registry).snapshot()
     data = os.urandom(3000)

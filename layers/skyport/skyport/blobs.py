@@ -67,14 +67,21 @@ class BlobService:
             raise BlobUnknown({"digest": digest})
 
     def mount(
-        self, repository: str, digest: str, source: str | None, reader: Access | None = None
+        self,
+        repository: str,
+        digest: str,
+        source: str | None,
+        reader: Access | None = None,
+        size: int | None = None,
     ) -> BlobRecord | None:
         """Cross-repository mount (distribution-spec "Mounting a blob from another
         repository"). ``reader`` says which repositories the caller may pull (None: all,
         auth off): a blob is only mounted from one of those. Without ``source``, any
         blob the registry holds is mounted if the caller may pull everything; else
         only one already in ``repository``; and never with ``automatic_mount`` off.
-        None means not mountable: the caller starts a normal upload instead."""
+        None means not mountable: the caller starts a normal upload instead. ``size``:
+        the size the caller says the blob has; a blob of another size is not mounted (the
+        caller's upload will fail verification, and nothing was linked meanwhile)."""
         validate_name(repository)
         Digest.parse(digest)
         if source is not None:
@@ -91,7 +98,7 @@ class BlobService:
             record = self._index.get_blob(digest)
         else:
             record = self._index.get_link(repository, digest)
-        if record is None:
+        if record is None or (size is not None and record.size != size):
             return None
         self._index.link(repository, record)
         return record

@@ -151,8 +151,8 @@ class DirectUploadService:
             raise BlobUploadInvalid({"digest": digest}, message="direct uploads take sha256 digests only")
         if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_SIZE:
             raise SizeInvalid({"size": str(size)[:32]}, message=f"size must be an integer 0..{MAX_SIZE}")
-        existing = self._blobs.mount(repository, digest, None, reader)
-        if existing is not None and existing.size == size:
+        existing = self._blobs.mount(repository, digest, None, reader, size=size)
+        if existing is not None:
             return existing
         upload_id = str(uuid.uuid4())
         limit = self._settings.max_open_uploads
