@@ -91,11 +91,15 @@ def local_template(arch: str) -> dict:
     template = load_template()
     function = template["Resources"][FUNCTION]
     layer = template["Resources"]["CoreLayer"]
-    function["Properties"]["Architectures"] = [arch]
     layer["Properties"]["CompatibleArchitectures"] = [arch]
     layer["Metadata"]["BuildArchitecture"] = arch
-    for resource, key in ((function, "CodeUri"), (layer, "ContentUri")):
-        resource["Properties"][key] = str(ROOT / resource["Properties"][key])
+    layer["Properties"]["ContentUri"] = str(ROOT / layer["Properties"]["ContentUri"])
+    # Every function is built (the API's environment names the others), each for `arch`
+    # and from the checkout: the template copy lives elsewhere.
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            resource["Properties"]["Architectures"] = [arch]
+            resource["Properties"]["CodeUri"] = str(ROOT / resource["Properties"]["CodeUri"])
     function["Properties"]["Environment"]["Variables"].update(
         SKYPORT_S3_ENDPOINT="", SKYPORT_DYNAMODB_ENDPOINT=""
     )
