@@ -17,10 +17,11 @@ run ``docker-registry serve /tmp/dist.yml &`` then
 S3 driver pointed at a moto server also works, and then serves blob GETs with 307
 redirects as Skyport does; unset AWS_CA_BUNDLE for that process.)
 ``SKYPORT_E2E_DOCKER_STORAGE_DRIVER`` (default ``overlay2,vfs``: the first that
-starts) picks the storage driver of the private dockerd. ``SKYPORT_E2E_TOPOLOGY=uploadsvc``
-starts the session's registry as deployed with the upload service (the Lambda gateway,
-and the upload service on a second port: issue 10), so every test using ``registry``
-runs through it; tests/e2e/test_upload_service.py always does, with its own servers.
+starts) picks the storage driver of the private dockerd. Every test using ``registry``
+runs twice: against the registry as `make run` serves it (``asgi``), and as deployed
+with the upload service (``uploadsvc``: the Lambda gateway, and the upload service on a
+second port, issue 10). ``SKYPORT_E2E_TOPOLOGY=asgi|lambda|uploadsvc`` runs one only;
+tests/e2e/test_upload_service.py always uses that topology, with its own servers.
 
 When the client is missing (``scripts/install-system-deps.sh`` installs them) or
 cannot run here, ``dockerd``, ``podman`` and ``skopeo`` skip with the reason, or
@@ -186,9 +187,18 @@ def _wait_ready(reg: Registry, deadline: float, auth: bool = False) -> str | Non
     return f"not ready after {READY_TIMEOUT:.0f}s ({last})"
 
 
-@pytest.fixture(scope="session")
+def _session_topologies() -> list[str]:
+    """The topologies the session's registry takes, one after the other (module doc)."""
+    if os.environ.get(REGISTRY_ENV):
+        return ["external"]
+    chosen = os.environ.get(TOPOLOGY_ENV)
+    return [chosen] if chosen else ["asgi", "uploadsvc"]
+
+
+@pytest.fixture(scope="session", params=_session_topologies())
 def registry(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    """A running registry for the session: ours, or the one ``SKYPORT_E2E_REGISTRY`` names."""
+    """A running registry for the session: ours, in each topology, or the one
+    ``SKYPORT_E2E_REGISTRY`` names."""
     external = os.environ.get(REGISTRY_ENV)
     if external:
         reg = Registry(host=external.removeprefix("http://").rstrip("/"))
@@ -199,7 +209,7 @@ def registry(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         yield reg
         return
 
-    topology = os.environ.get(TOPOLOGY_ENV) or "asgi"
+    topology = request.param
     if topology not in TOPOLOGIES:
         pytest.fail(f"{TOPOLOGY_ENV}={topology}: one of {', '.join(TOPOLOGIES)}", pytrace=False)
     env = dict(TOPOLOGIES[topology])
