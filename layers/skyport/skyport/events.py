@@ -161,35 +161,41 @@ class RegistryEvent:
 # --- reading a stream record ------------------------------------------------------------
 
 
-def _string(image: Mapping | None, name: str) -> str | None:
-    value = (image or {}).get(name)
-    return value.get("S") if isinstance(value, Mapping) and isinstance(value.get("S"), str) else None
+def _attribute(image: Any, name: str, kind: str) -> Any:
+    """One attribute of an item image in DynamoDB JSON ({"S": "..."}), or None."""
+    value = image.get(name) if isinstance(image, Mapping) else None
+    return value.get(kind) if isinstance(value, Mapping) else None
 
 
-def _number(image: Mapping | None, name: str) -> int | None:
-    value = (image or {}).get(name)
-    if not isinstance(value, Mapping) or not isinstance(value.get("N"), str):
-        return None
-    try:
-        return int(value["N"])
-    except ValueError:
-        return None
+def _string(image: Any, name: str) -> str | None:
+    value = _attribute(image, name, "S")
+    return value if isinstance(value, str) else None
+
+
+def _number(image: Any, name: str) -> int | None:
+    value = _attribute(image, name, "N")
+    if not isinstance(value, str) or not value.isascii() or not value.isdigit():
+        return None  # sizes are non-negative integers; anything else is not one we wrote
+    return int(value)
 
 
 def _time(record: Mapping) -> str:
     """ApproximateCreationDateTime as RFC 3339 UTC. Lambda delivers epoch seconds (a number);
     boto3's get_records parses it into a datetime."""
-    value = record.get("dynamodb", {}).get("ApproximateCreationDateTime")
-    if isinstance(value, datetime):
-        moment = value.astimezone(UTC)
-    elif isinstance(value, int | float):
-        moment = datetime.fromtimestamp(value, UTC)
-    else:
+    value = _attribute(record, "dynamodb", "ApproximateCreationDateTime")
+    try:
+        if isinstance(value, datetime):
+            moment = value.astimezone(UTC)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            moment = datetime.fromtimestamp(value, UTC)
+        else:
+            return ""
+    except (OverflowError, OSError, ValueError):
         return ""
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def is_registry_item(record_keys: Mapping | None) -> bool:
+def is_registry_item(record_keys: Any) -> bool:
     """Whether a stream record's Keys name registry content: what EVENT_SOURCE_FILTER lets
     through."""
     pk, sk = _string(record_keys, keys.PK), _string(record_keys, keys.SK)
@@ -201,23 +207,26 @@ def is_registry_item(record_keys: Mapping | None) -> bool:
 
 
 def registry_events(record: Mapping) -> list[RegistryEvent]:
-    """The registry events one stream record stands for (module docstring), in order."""
-    change = record.get("dynamodb")
+    """The registry events one stream record stands for (module docstring), in order.
+
+    Reads the view type NEW_AND_OLD_IMAGES (template.yaml): a tag's move is told from the
+    digests in the old and new images."""
+    change = record.get("dynamodb") if isinstance(record, Mapping) else None
     if not isinstance(change, Mapping):
         return []
     record_keys = change.get("Keys")
     name = record.get("eventName")
     event_id = record.get("eventID")
-    if not is_registry_item(record_keys) or name not in (INSERT, MODIFY, REMOVE):
-        return []
-    if not isinstance(event_id, str) or not event_id:
-        return []
     pk, sk = _string(record_keys, keys.PK), _string(record_keys, keys.SK)
-    assert pk is not None and sk is not None  # is_registry_item checked both
+    if pk is None or sk is None or not is_registry_item(record_keys):
+        return []
+    if name not in (INSERT, MODIFY, REMOVE) or not isinstance(event_id, str) or not event_id:
+        return []
     new, old = change.get("NewImage"), change.get("OldImage")
+    sequence_number = change.get("SequenceNumber")
     common = {
         "time": _time(record),
-        "sequence_number": str(change.get("SequenceNumber", "")),
+        "sequence_number": sequence_number if isinstance(sequence_number, str) else "",
     }
     drafts: list[dict[str, Any]] = []
 
