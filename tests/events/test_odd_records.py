@@ -75,7 +75,11 @@ def test_known_odd_values():
         odd["dynamodb"]["NewImage"]["size_bytes"] = {"N": size}
         (event,) = registry_events(odd)
         assert event.size is None
-    for moment in (10**20, float("nan"), True, "yesterday"):
+    (event,) = registry_events(
+        {**record, "dynamodb": {**record["dynamodb"], "ApproximateCreationDateTime": "0.0"}}
+    )
+    assert event.time == "1970-01-01T00:00:00Z"
+    for moment in (10**20, float("nan"), True, "yesterday", "1e400", "٣"):
         odd = json.loads(json.dumps(record))
         odd["dynamodb"]["ApproximateCreationDateTime"] = moment
         (event,) = registry_events(odd)

@@ -185,3 +185,4 @@ def test_the_filter_criteria_are_lambda_shaped():
     assert 1 <= len(EVENT_SOURCE_FILTER["Filters"]) <= 5  # Lambda's default filters per mapping
     for entry in EVENT_SOURCE_FILTER["Filters"]:
         assert set(entry) == {"Pattern"} and isinstance(json.loads(entry["Pattern"]), dict)
+        assert len(entry["Pattern"]) <= 4096  # the API's limit on one pattern

@@ -99,9 +99,10 @@ EVENT_TYPES = (
 INSERT, MODIFY, REMOVE = "INSERT", "MODIFY", "REMOVE"
 
 # The items that are registry content, as a Lambda event source mapping's FilterCriteria
-# (Lambda "event filtering": filters are ORed, each pattern's keys ANDed, "prefix" matches
-# the start of a string). With it, identity, grant, lockout, auth, upload, open-upload and
-# blob items, and blob links, never invoke the events function (nor cost an invocation).
+# (Lambda "event filtering": up to five filters by default, ORed; each pattern's keys ANDed;
+# "prefix" matches the start of a string; a pattern is at most 4,096 characters). With it,
+# identity, grant, lockout, auth, upload, open-upload and blob items, blob links and
+# referrer index items never invoke the events function (nor cost an invocation).
 # ``is_registry_item`` is the same test in Python; tests/events proves they agree.
 _MANIFEST_OR_TAG_PATTERN = {
     "dynamodb": {
@@ -180,14 +181,16 @@ def _number(image: Any, name: str) -> int | None:
 
 
 def _time(record: Mapping) -> str:
-    """ApproximateCreationDateTime as RFC 3339 UTC. Lambda delivers epoch seconds (a number);
-    boto3's get_records parses it into a datetime."""
+    """ApproximateCreationDateTime as RFC 3339 UTC, "" when unreadable. Lambda delivers epoch
+    seconds; boto3's get_records parses them into a datetime."""
     value = _attribute(record, "dynamodb", "ApproximateCreationDateTime")
     try:
         if isinstance(value, datetime):
             moment = value.astimezone(UTC)
         elif isinstance(value, int | float) and not isinstance(value, bool):
             moment = datetime.fromtimestamp(value, UTC)
+        elif isinstance(value, str) and value.isascii():  # the Lambda guide's samples quote it
+            moment = datetime.fromtimestamp(float(value), UTC)
         else:
             return ""
     except (OverflowError, OSError, ValueError):
