@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from oci import make_artifact, push_image
+from oci import make_artifact, make_index, push_image, put_manifest, sha256
 from skyport.events import EVENT_SOURCE_FILTER, is_registry_item, registry_events
 from skyport.registry import Registry
 from skyport_api.app import create_app
@@ -79,6 +79,28 @@ def test_a_push_tag_move_and_deletes_yield_exactly_these_events_in_order(registr
     )
     # Every record that yields an event is one the event source filter lets through.
     assert all(is_registry_item(r["dynamodb"]["Keys"]) for r in records if registry_events(r))
+
+
+def test_a_multi_platform_push_and_an_unchanged_repush(registry: Registry):
+    children = [fixed_image("amd64"), fixed_image("arm64")]
+    index, index_type = make_index(children)
+    with TestClient(create_app(registry), follow_redirects=False) as client:
+        for child in children:
+            push_image(client, "multi/app", child)
+        for _ in range(2):  # the second push of the same index by the same tag changes nothing
+            response = put_manifest(client, "multi/app", "v1", index, index_type)
+            assert response.status_code == 201, response.text
+    events = [event.to_dict() for record in stream_records(registry) for event in registry_events(record)]
+    index_digest = sha256(index)
+    assert [(e["type"], e.get("digest")) for e in events] == [
+        ("manifest.pushed", children[0].digest),
+        ("repository.created", None),
+        ("manifest.pushed", children[1].digest),
+        ("manifest.pushed", index_digest),
+        ("tag.created", index_digest),
+    ]
+    assert events[3]["mediaType"] == index_type and "artifactType" not in events[3]
+    assert events[4] == {**events[4], "tag": "v1", "mediaType": index_type, "size": len(index)}
 
 
 def test_converting_the_same_records_again_yields_the_same_ids(registry: Registry):
