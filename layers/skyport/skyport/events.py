@@ -41,11 +41,11 @@ Why each event has exactly one source item, so nothing is reported twice:
 - So a push by tag gives manifest.pushed (no tag: one record cannot know it) and
   tag.created (with the digest, media type and size). Consumers wanting "image pushed
   with tag" read tag.created.
-- Pushing the same manifest again rewrites the same items unchanged. DynamoDB writes no
-  stream record for a write that changes nothing (DynamoDB developer guide, "Change data
-  capture for DynamoDB Streams"); moto writes a MODIFY whose images are equal. A MODIFY
-  of a MANIFEST or CATALOG item, or of a TAG item that still names the same digest, is
-  therefore no event.
+- Pushing the same manifest again rewrites the same items unchanged. DynamoDB is known
+  to write no stream record for a put that changes nothing (not re-checked against the
+  guide for this slice); moto writes a MODIFY whose images are equal. Either way, a
+  MODIFY of a MANIFEST or CATALOG item, or of a TAG item that still names the same
+  digest, is no event.
 - Deleting a manifest deletes the tags that point at it in the same transaction
   (distribution-spec "Deleting Manifests"): manifest.deleted, and tag.deleted for each tag.
 - Blob links (REPO#<name> / BLOB#<digest>), blobs, uploads, identities, grants, lockouts and
@@ -58,9 +58,12 @@ record, so converting the same record again yields the same ids, and consumers
 de-duplicate on them.
 
 Order: DynamoDB Streams orders the records of one item (one primary key), not across
-items. ``orderingKey`` names the item: ``<repository>:<tag>`` for tag events,
+items (DynamoDB developer guide, "Change Data Capture for DynamoDB Streams").
+``orderingKey`` names the item: ``<repository>:<tag>`` for tag events,
 ``<repository>@<digest>`` for manifest events and ``<repository>`` for repository events;
-events with the same orderingKey are to be applied in sequenceNumber order.
+events with the same orderingKey are to be applied in sequenceNumber order (compared as
+integers: they are decimal strings of varying length). ``time`` is "" when the record
+carries no readable ApproximateCreationDateTime.
 
 Stream records are input the table wrote, but the function stays total: a record it cannot
 read (a key of another shape, a missing image) yields nothing rather than an exception,
