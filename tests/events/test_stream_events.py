@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from moto.events.models import EventPattern
 from oci import make_artifact, make_index, push_image, put_manifest, sha256
 from skyport.events import EVENT_SOURCE_FILTER, is_registry_item, registry_events
 from skyport.registry import Registry
@@ -77,8 +78,13 @@ def test_a_push_tag_move_and_deletes_yield_exactly_these_events_in_order(registr
         "application/vnd.oci.image.manifest.v1+json",
         len(fixed_image("a").manifest),
     )
-    # Every record that yields an event is one the event source filter lets through.
+    # Every record that yields an event is one the event source filter lets through, and
+    # the filter's pattern (as moto's EventBridge matcher reads it) agrees on each record.
     assert all(is_registry_item(r["dynamodb"]["Keys"]) for r in records if registry_events(r))
+    patterns = [EventPattern(f["Pattern"], json.loads(f["Pattern"])) for f in EVENT_SOURCE_FILTER["Filters"]]
+    for record in records:
+        let_through = any(pattern.matches_event(record) for pattern in patterns)
+        assert let_through is is_registry_item(record["dynamodb"]["Keys"]), record["dynamodb"]["Keys"]
 
 
 def test_a_multi_platform_push_and_an_unchanged_repush(registry: Registry):

@@ -66,8 +66,9 @@ integers: they are decimal strings of varying length). ``time`` is "" when the r
 carries no readable ApproximateCreationDateTime.
 
 Stream records are input the table wrote, but the function stays total: a record it cannot
-read (a key of another shape, a missing image) yields nothing rather than an exception,
-so one odd record never blocks a shard.
+read yields nothing (a key of another shape, a tag image without a digest) or an event
+without the fields it could not read (a manifest image without a size), never an
+exception, so one odd record never blocks a shard.
 """
 
 from __future__ import annotations
