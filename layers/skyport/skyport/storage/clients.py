@@ -57,6 +57,12 @@ class AwsClients:
     def dynamodb(self) -> Any:
         return self._client("dynamodb", self._settings.dynamodb_endpoint)
 
+    # The table's stream, read by the local events pipeline and the tests (issue 11);
+    # moto serves it on the DynamoDB endpoint.
+    @cached_property
+    def dynamodbstreams(self) -> Any:
+        return self._client("dynamodbstreams", self._settings.dynamodb_endpoint)
+
     # Token signing keys and the first admin's credentials (auth on, deployed). No
     # endpoint of our own: AWS, or AWS_ENDPOINT_URL_SECRETS_MANAGER / _SSM.
     @cached_property

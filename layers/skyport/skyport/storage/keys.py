@@ -64,6 +64,12 @@
 
 Sort keys within a partition are compared bytewise, which is the lexical
 order the spec asks of tag and catalog listings.
+
+The table's stream (NEW_AND_OLD_IMAGES) carries every write to the table. Registry
+events (skyport/events.py) come from three kinds of item only: REPO#<name> / MANIFEST#,
+REPO#<name> / TAG# and CATALOG / REPO#<name>; the events function's event source
+mapping lets nothing else through (events.EVENT_SOURCE_FILTER). A new kind of key here
+goes into tests/events/test_event_filter.py's KEY_KINDS, which fails until it does.
 """
 
 from __future__ import annotations
