@@ -148,5 +148,6 @@ def test_lambda_requirements_are_complete(requirements):
 
 def test_the_function_ships_the_botocore_the_tests_run_with():
     # The events function ships none: it takes the layer's (functions/events/Makefile).
-    versions = {path.parent.name: pins["botocore"][0] for path in LAMBDA if "botocore" in (pins := _pins(path))}
+    pins = {path.parent.name: _pins(path) for path in LAMBDA}
+    versions = {name: pinned["botocore"][0] for name, pinned in pins.items() if "botocore" in pinned}
     assert versions == {"skyport": botocore.__version__, "api": botocore.__version__}

@@ -30,7 +30,8 @@ from skyport.event_bus import EventBusPublisher
 from skyport.storage.clients import AwsClients
 
 logger = Logger()
-publisher = EventBusPublisher(AwsClients(Settings.from_env(os.environ)).events, os.environ["SKYPORT_EVENT_BUS"])
+settings = Settings.from_env(os.environ)
+publisher = EventBusPublisher(AwsClients(settings).events, os.environ["SKYPORT_EVENT_BUS"])
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
 
 
@@ -60,7 +61,11 @@ def handler(event: dict, context: object = None) -> dict:
 
     logger.info(
         "stream batch",
-        extra={"records": len(records), "published": outcome.published, "failed": len(outcome.failed_records)},
+        extra={
+            "records": len(records),
+            "published": outcome.published,
+            "failed_records": len(outcome.failed_records),
+        },
     )
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
