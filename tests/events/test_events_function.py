@@ -5,6 +5,7 @@ queue, and the test reads what arrived there."""
 
 from __future__ import annotations
 
+import ast
 import copy
 import importlib
 import json
@@ -12,7 +13,9 @@ import uuid
 from pathlib import Path
 
 import boto3
+import botocore.session
 import pytest
+from botocore import xform_name
 from skyport.event_bus import DETAIL_TYPES, SOURCE
 from skyport.events import EVENT_SOURCE_FILTER
 
@@ -221,3 +224,52 @@ def test_the_template_filters_the_stream_as_the_code_does(template: dict):
     (source,) = template["Resources"]["EventsFunction"]["Properties"]["Events"].values()
     assert source["Type"] == "DynamoDB"
     assert source["Properties"]["FilterCriteria"] == EVENT_SOURCE_FILTER
+
+
+def test_the_event_source_mapping_retries_in_order_then_parks_in_an_encrypted_queue(template: dict):
+    resources = template["Resources"]
+    function = resources["EventsFunction"]["Properties"]
+    (source,) = function["Events"].values()
+    mapping = source["Properties"]
+    assert mapping["Stream"] == {"Fn::GetAtt": ["MetadataTable", "StreamArn"]}
+    assert mapping["StartingPosition"] == "TRIM_HORIZON"
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BisectBatchOnFunctionError"] is True
+    assert 0 < mapping["MaximumRetryAttempts"] <= 10_000
+    assert mapping.get("ParallelizationFactor", 1) == 1  # one batch per shard: the stream's order
+    on_failure = mapping["DestinationConfig"]["OnFailure"]
+    assert on_failure == {"Type": "SQS", "Destination": {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}}
+    assert resources["EventsDeadLetterQueue"]["Properties"]["SqsManagedSseEnabled"] is True
+    assert function["LoggingConfig"] == {"LogGroup": {"Ref": "EventsFunctionLogGroup"}}
+    assert "RetentionInDays" in resources["EventsFunctionLogGroup"]["Properties"]
+    assert function["Environment"]["Variables"]["SKYPORT_EVENT_BUS"] == {"Ref": "RegistryEventBus"}
+    assert function["Handler"] == "skyport_events.handler.handler"
+
+
+def test_the_role_grants_exactly_the_calls_the_publisher_makes(template: dict):
+    """tests/unit/test_template.py's idea for the events function: the EventBridge calls in
+    its code (the handler and skyport/event_bus.py) are exactly what its role grants, on the
+    bus only. The stream's read actions and sqs:SendMessage on the DLQ are SAM's (the
+    DynamoDB event and its OnFailure Type SQS)."""
+    session = botocore.session.get_session()
+    operations = {xform_name(name): name for name in session.get_service_model("events").operation_names}
+    root = Path(__file__).resolve().parents[2]
+    code = [
+        root / "layers" / "skyport" / "skyport" / "event_bus.py",
+        *(root / "functions" / "events").rglob("*.py"),
+    ]
+    called = set()
+    for path in code:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in operations
+            ):
+                called.add(f"events:{operations[node.func.attr]}")
+    assert called == {"events:PutEvents"}
+    statements = [
+        s for p in template["Resources"]["EventsFunction"]["Properties"]["Policies"] for s in p["Statement"]
+    ]
+    assert {action for s in statements for action in s["Action"]} == called
+    assert all(s["Resource"] == {"Fn::GetAtt": ["RegistryEventBus", "Arn"]} for s in statements)
