@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import boto3
 from botocore.stub import ANY, Stubber
@@ -40,7 +41,7 @@ def test_a_refused_entry_fails_its_record_and_every_later_one_and_nothing_more_i
     with Stubber(client) as stub:
         # One answer only: a second call (the last two records) would fail the test.
         stub.add_response("put_events", {"FailedEntryCount": 1, "Entries": accepted}, {"Entries": ANY})
-        outcome = EventBusPublisher(client, "bus").publish_records(records)
+        outcome = EventBusPublisher(SimpleNamespace(events=client), "bus").publish_records(records)
         stub.assert_no_pending_responses()
     assert outcome.failed_records == tuple(range(4, 12))
     assert outcome.published == 9
@@ -53,5 +54,5 @@ def test_an_answer_without_one_result_per_entry_fails_the_whole_call():
     client = boto3.client("events", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
     with Stubber(client) as stub:
         stub.add_response("put_events", {"FailedEntryCount": 0, "Entries": []}, {"Entries": ANY})
-        outcome = EventBusPublisher(client, "bus").publish_records(tag_records(2))
+        outcome = EventBusPublisher(SimpleNamespace(events=client), "bus").publish_records(tag_records(2))
     assert outcome.failed_records == (0, 1) and outcome.published == 0

@@ -101,7 +101,9 @@ def load_handler(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str, bus_name: 
     monkeypatch.setenv("SKYPORT_EVENT_BUS", bus_name)
     monkeypatch.setenv("AWS_ENDPOINT_URL_EVENTBRIDGE", moto_endpoint)
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "skyport-events")
-    return importlib.reload(importlib.import_module("skyport_events.handler"))
+    module = importlib.reload(importlib.import_module("skyport_events.handler"))
+    assert "events" not in vars(module.clients), "a boto3 client created at import"
+    return module
 
 
 def count_put_events(module) -> list[int]:
@@ -191,6 +193,9 @@ def test_a_missing_bus_fails_every_record_from_the_first_with_events(monkeypatch
         stream_record("07-manifest-deleted"),
     ]
     response = module.handler({"Records": records})
+    assert response == {"batchItemFailures": [{"itemIdentifier": sequence(r)} for r in records[2:]]}
+    # Every record failing is reported the same way, not raised (the handler's docstring).
+    response = module.handler({"Records": records[2:]})
     assert response == {"batchItemFailures": [{"itemIdentifier": sequence(r)} for r in records[2:]]}
 
 

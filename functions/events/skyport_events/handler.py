@@ -31,12 +31,19 @@ from skyport.storage.clients import AwsClients
 
 logger = Logger()
 settings = Settings.from_env(os.environ)
-publisher = EventBusPublisher(AwsClients(settings).events, os.environ["SKYPORT_EVENT_BUS"])
+clients = AwsClients(settings)
+publisher = EventBusPublisher(clients, os.environ["SKYPORT_EVENT_BUS"])
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
 
 
 class RecordNotPublished(Exception):
     """A record whose events, or an earlier record's, did not all reach the bus."""
+
+
+def _sequence_number(record: object) -> str | None:
+    change = record.get("dynamodb") if isinstance(record, dict) else None
+    number = change.get("SequenceNumber") if isinstance(change, dict) else None
+    return number if isinstance(number, str) else None
 
 
 def handler(event: dict, context: object = None) -> dict:
@@ -49,11 +56,7 @@ def handler(event: dict, context: object = None) -> dict:
             "registry event not published",
             extra={"event_id": failure.event.id, "event_type": failure.event.type, "reason": failure.reason},
         )
-    unpublished = {
-        records[index].get("dynamodb", {}).get("SequenceNumber")
-        for index in outcome.failed_records
-        if isinstance(records[index], dict)
-    }
+    unpublished = {_sequence_number(records[index]) for index in outcome.failed_records} - {None}
 
     def record_handler(record: DynamoDBRecord) -> None:
         if record.dynamodb is not None and record.dynamodb.sequence_number in unpublished:

@@ -60,22 +60,31 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import events as registry
-from .events import RegistryEvent
+from .events import (
+    MANIFEST_DELETED,
+    MANIFEST_PUSHED,
+    REPOSITORY_CREATED,
+    REPOSITORY_DELETED,
+    TAG_CREATED,
+    TAG_DELETED,
+    TAG_MOVED,
+    RegistryEvent,
+    registry_events,
+)
 
 log = logging.getLogger(__name__)
 
 SOURCE = "skyport.registry"
 DETAIL_TYPES = {
-    registry.MANIFEST_PUSHED: "Skyport Manifest Pushed",
-    registry.MANIFEST_DELETED: "Skyport Manifest Deleted",
-    registry.TAG_CREATED: "Skyport Tag Created",
-    registry.TAG_MOVED: "Skyport Tag Moved",
-    registry.TAG_DELETED: "Skyport Tag Deleted",
-    registry.REPOSITORY_CREATED: "Skyport Repository Created",
-    registry.REPOSITORY_DELETED: "Skyport Repository Deleted",
+    MANIFEST_PUSHED: "Skyport Manifest Pushed",
+    MANIFEST_DELETED: "Skyport Manifest Deleted",
+    TAG_CREATED: "Skyport Tag Created",
+    TAG_MOVED: "Skyport Tag Moved",
+    TAG_DELETED: "Skyport Tag Deleted",
+    REPOSITORY_CREATED: "Skyport Repository Created",
+    REPOSITORY_DELETED: "Skyport Repository Deleted",
 }
-_DELETIONS = (registry.MANIFEST_DELETED, registry.TAG_DELETED, registry.REPOSITORY_DELETED)
+_DELETIONS = (MANIFEST_DELETED, TAG_DELETED, REPOSITORY_DELETED)
 
 # EventBridge quotas, "PutEvents": entries per request and bytes per request.
 MAX_ENTRIES_PER_CALL = 10
@@ -84,7 +93,7 @@ MAX_BYTES_PER_CALL = 256 * 1024
 
 def detail(event: RegistryEvent) -> dict[str, Any]:
     """The entry's Detail (module docstring), absent fields left out."""
-    image_digest = event.digest if event.type != registry.TAG_DELETED else event.previous_digest
+    image_digest = event.digest if event.type != TAG_DELETED else event.previous_digest
     fields = {
         "action-type": "DELETE" if event.type in _DELETIONS else "PUSH",
         "result": "SUCCESS",
@@ -164,22 +173,23 @@ def _calls(entries: list[dict[str, Any]]) -> Iterator[list[int]]:
 
 
 class EventBusPublisher:
-    def __init__(self, client: Any, bus: str) -> None:
-        """``client``: a boto3 ``events`` client (AwsClients.events); ``bus``: the bus's
-        name or ARN."""
-        self._client = client
+    def __init__(self, clients: Any, bus: str) -> None:
+        """``clients``: what holds the boto3 ``events`` client (AwsClients, which creates
+        it on first use, not here: the events function builds this in its init phase);
+        ``bus``: the bus's name or ARN."""
+        self._clients = clients
         self._bus = bus
 
     @property
     def client(self) -> Any:
-        return self._client
+        return self._clients.events
 
     def publish_records(self, records: Sequence[Mapping]) -> Outcome:
         """Publish the registry events of a batch of stream records, in record order."""
         owners: list[int] = []  # the record index of each event
         events: list[RegistryEvent] = []
         for record_index, record in enumerate(records):
-            for event in registry.registry_events(record):
+            for event in registry_events(record):
                 owners.append(record_index)
                 events.append(event)
         failed, published = self.publish(events)
@@ -216,7 +226,7 @@ class EventBusPublisher:
         from botocore.exceptions import BotoCoreError, ClientError  # deferred with boto3 (clients.py)
 
         try:
-            response = self._client.put_events(Entries=[entries[index] for index in call])
+            response = self.client.put_events(Entries=[entries[index] for index in call])
         except (ClientError, BotoCoreError) as error:
             return [(index, f"PutEvents failed: {error}") for index in call]
         results = response.get("Entries") or []
