@@ -98,3 +98,9 @@ def test_sam_build(tmp_path):
         assert _installed(package)["botocore"] == botocore.__version__
     assert not (function / "skyport").exists()
     assert not (function / "skyport_cli").exists() and not (layer / "skyport_cli").exists()
+    # The events function (issue 11): its handler and exactly its pins (Powertools), no
+    # botocore or core of its own: both come from the layer.
+    events = build / "EventsFunction"
+    assert (events / "skyport_events" / "__pycache__" / f"handler.{tag}.pyc").exists()
+    assert _installed(events) == _pinned(ROOT / "functions" / "events" / "requirements.txt")
+    assert "botocore" not in _installed(events) and not (events / "skyport").exists()

@@ -77,3 +77,9 @@ class AwsClients:
     @cached_property
     def lambda_(self) -> Any:
         return self._client("lambda", None)
+
+    # The registry events' bus (issue 11; skyport.event_bus), used by the events function.
+    # No endpoint of our own: AWS, or AWS_ENDPOINT_URL_EVENTBRIDGE (moto in the tests).
+    @cached_property
+    def events(self) -> Any:
+        return self._client("events", None)
