@@ -28,7 +28,13 @@ from .registry_client import RegistryClient, RegistryClientError, Target, docker
 URL_BATCH = 64  # part URLs asked for at once: a few requests per GiB, none stale before use
 PART_ATTEMPTS = 4
 CALL_ATTEMPTS = 4
+# Upload sessions a push starts afresh when the registry no longer knows one (404).
+SESSION_ATTEMPTS = 3
 VERIFY_POLL_MAX = 2.0
+
+
+class _SessionGone(Exception):
+    """The registry answered 404 for an upload session this push started or resumed."""
 
 
 class Interrupted(Exception):
@@ -167,6 +173,19 @@ class Pusher:
             self.skipped.append(blob.digest)
             return
         key = f"{self.client.host}/{name}@{blob.digest}"
+        for attempt in range(SESSION_ATTEMPTS):
+            try:
+                return self._push_blob(blob, key)
+            except _SessionGone:
+                # The registry no longer knows the upload (expired, cancelled, or lost by
+                # the storage): forget it and start this blob over, a few times at most.
+                self.state.set(key, None)
+                if attempt == SESSION_ATTEMPTS - 1:
+                    raise RegistryClientError(
+                        f"{blob.digest}: the registry lost the upload session {SESSION_ATTEMPTS} times"
+                    ) from None
+
+    def _push_blob(self, blob: BlobFile, key: str) -> None:
         upload = None
         remembered = self.state.get(key)
         if remembered:
@@ -203,6 +222,8 @@ class Pusher:
             for start in range(0, len(missing), URL_BATCH):
                 batch = missing[start : start + URL_BATCH]
                 response = self._json("POST", f"{self._base()}/{upload_id}/parts", {"parts": batch})
+                if response.status == 404:
+                    raise _SessionGone()
                 if response.status != 200:
                     raise self.client.fail(response, f"part URLs for {blob.digest}")
                 urls = json.loads(response.data)["urls"]
@@ -247,6 +268,8 @@ class Pusher:
     def _finish(self, blob: BlobFile, upload_id: str, key: str) -> None:
         started = time.monotonic()
         response = self._json("POST", f"{self._base()}/{upload_id}/complete")
+        if response.status == 404:
+            raise _SessionGone()
         if response.status != 202:
             raise self.client.fail(response, f"completing {blob.digest}")
         delay = 0.02
