@@ -183,8 +183,12 @@ def skyport_part_size() -> int:
     return Settings.from_env({**os.environ, "SKYPORT_BUCKET": "-", "SKYPORT_TABLE": "-"}).part_size
 
 
-def start_skyport(work: Path, endpoint: str, name: str) -> Registry:
-    """``skyport serve`` on the shared moto, with a bucket and table of its own."""
+def start_skyport(
+    work: Path, endpoint: str, name: str, *, upload_service: bool = False, label: str = "skyport"
+) -> Registry:
+    """``skyport serve`` on the shared moto, with a bucket and table of its own: the ASGI
+    app as `make run` serves it, or with ``upload_service`` as deployed with the upload
+    service (the Lambda gateway, and the upload service on a second port)."""
     port = free_port()
     argv = [
         sys.executable,
@@ -210,14 +214,16 @@ def start_skyport(work: Path, endpoint: str, name: str) -> Registry:
         "off",
         "--blob-delivery",
         "redirect",
-        "--gateway",
-        "asgi",
     ]
+    if upload_service:
+        argv += ["--gateway", "lambda", "--upload-service", "on", "--upload-port", str(free_port())]
+    else:
+        argv += ["--gateway", "asgi", "--upload-service", "off"]
     # Its state file (for the admin commands) stays in the scratch space, not in the
     # developer's .skyport/ where a `make run` may be keeping its own.
     env = child_env(SKYPORT_STATE_DIR=str(work / name / "state"))
     proc = Process(name, argv, work / "logs" / f"{name}.log", env=env).start()
-    reg = Registry("skyport", f"{LOOPBACK}:{port}", proc)
+    reg = Registry(label, f"{LOOPBACK}:{port}", proc)
     proc.wait_http(f"{reg.url}/v2/")
     return reg
 

@@ -15,55 +15,15 @@ earlier runs: clients.Skopeo), so every run uploads the whole layer.
 from __future__ import annotations
 
 import statistics
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from .clients import Skopeo
 from .images import build_layout
 from .profiles import Profile, human
-from .services import LOOPBACK, REGION, Process, Registry, child_env, free_port
+from .services import start_skyport
 
 GOAL = 1.10  # through the upload service at most 10 % slower than straight
-
-
-def start_skyport(work: Path, endpoint: str, name: str, *, upload_service: bool) -> Registry:
-    """``skyport serve`` on the shared moto: straight (asgi, as `make run`), or as deployed
-    with the upload service (the Lambda gateway, and the upload service on a second port)."""
-    port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "skyport_cli",
-        "serve",
-        "--host",
-        LOOPBACK,
-        "--port",
-        str(port),
-        "--s3-endpoint",
-        endpoint,
-        "--dynamodb-endpoint",
-        endpoint,
-        "--bucket",
-        f"{name}-blobs",
-        "--table",
-        f"{name}-metadata",
-        "--region",
-        REGION,
-        "--auth",
-        "off",
-        "--blob-delivery",
-        "redirect",
-    ]
-    if upload_service:
-        argv += ["--gateway", "lambda", "--upload-service", "on", "--upload-port", str(free_port())]
-    else:
-        argv += ["--gateway", "asgi", "--upload-service", "off"]
-    env = child_env(SKYPORT_STATE_DIR=str(work / name / "state"))
-    proc = Process(name, argv, work / "logs" / f"{name}.log", env=env).start()
-    reg = Registry("uploadsvc" if upload_service else "straight", f"{LOOPBACK}:{port}", proc)
-    proc.wait_http(f"{reg.url}/v2/")
-    return reg
 
 
 def row_name(profile: Profile) -> str:
@@ -76,8 +36,8 @@ def run(profile: Profile, work: Path, endpoint: str, skopeo: Skopeo, log: Callab
     name = row_name(profile)
     samples: dict[str, list[float]] = {"uploadsvc": [], "straight": []}
     registries = [
-        start_skyport(work, endpoint, "skyport-uploadsvc", upload_service=True),
-        start_skyport(work, endpoint, "skyport-straight", upload_service=False),
+        start_skyport(work, endpoint, "skyport-uploadsvc", upload_service=True, label="uploadsvc"),
+        start_skyport(work, endpoint, "skyport-straight", label="straight"),
     ]
     try:
         # One small push each first, not measured: the first request of a process pays for
