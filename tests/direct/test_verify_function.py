@@ -4,10 +4,10 @@ fed the event the API function sends, against moto; and its role's least privile
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 
 import urllib3
+from handler_module import import_handler
 from skyport.direct_uploads import LambdaVerifier
 from skyport.registry import Registry
 from skyport_cli.stack import load_template
@@ -32,16 +32,7 @@ def _verifier_handler(registry: Registry):
         "SKYPORT_S3_ENDPOINT": settings.s3_endpoint or "",
         "SKYPORT_DYNAMODB_ENDPOINT": settings.dynamodb_endpoint or "",
     }
-    saved = {name: os.environ.get(name) for name in environment}
-    os.environ.update(environment)
-    try:
-        return importlib.reload(importlib.import_module("skyport_verify.handler"))
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    return import_handler(environment, "skyport_verify.handler")
 
 
 def test_the_api_invokes_the_verifier_asynchronously_and_the_handler_verifies(registry: Registry) -> None:

@@ -59,6 +59,7 @@ from .storage.ports import (
     UploadMissing,
     UploadSession,
 )
+from .uploads import open_uploads_quota
 
 MiB = 1024 * 1024
 DIRECT_MIN_PART = 16 * MiB  # big enough that a 1 GiB layer is 64 requests, small enough to retry
@@ -156,9 +157,7 @@ class DirectUploadService:
             return existing
         upload_id = str(uuid.uuid4())
         limit = self._settings.max_open_uploads
-        quota = None
-        if limit:
-            quota = f"identity:{owner}" if owner is not None else f"repository:{repository}"
+        quota = open_uploads_quota(self._settings, repository, owner)
         key = keys.blob_object(upload_id)
         multipart_id = self._objects.start_multipart(key)
         session = UploadSession(

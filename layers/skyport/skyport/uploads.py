@@ -57,6 +57,14 @@ from .storage.ports import (
 )
 
 
+def open_uploads_quota(settings: Settings, repository: str, owner: str | None) -> str | None:
+    """The count of open sessions a new one is counted in: its owner's (auth on), else its
+    repository's; None when there is no cap (``max_open_uploads`` 0)."""
+    if not settings.max_open_uploads:
+        return None
+    return f"identity:{owner}" if owner is not None else f"repository:{repository}"
+
+
 def _copy(session: UploadSession) -> UploadSession:
     return replace(session, part_etags=list(session.part_etags))
 
@@ -98,9 +106,7 @@ class UploadService:
         client over a limit, until one is finished, cancelled (DELETE) or expires."""
         validate_name(repository)
         limit = self._settings.max_open_uploads
-        quota = None
-        if limit:
-            quota = f"identity:{owner}" if owner is not None else f"repository:{repository}"
+        quota = open_uploads_quota(self._settings, repository, owner)
         session = replace(self._new_session(repository), owner=owner, quota=quota)
         try:
             self._sessions.create(session, limit, int(self._clock()))
