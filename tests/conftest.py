@@ -27,6 +27,7 @@ from skyport.config import Settings
 from skyport.registry import Registry
 from skyport.storage.clients import AwsClients
 from skyport_api.app import create_app
+from skyport_cli.serve import dynamodb_requests_one_at_a_time
 from skyport_cli.stack import ensure_stack, load_template
 from starlette.testclient import TestClient
 
@@ -37,6 +38,7 @@ REGION = "us-east-1"
 def moto_endpoint() -> Iterator[str]:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    dynamodb_requests_one_at_a_time()  # as `skyport serve`'s embedded moto does
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -30,6 +30,32 @@ ADMIN_USER = "admin"
 UPLOAD_SERVICE_KEEP_ALIVE_SECONDS = 630
 
 
+def dynamodb_requests_one_at_a_time() -> None:
+    """Make moto's DynamoDB as isolated as DynamoDB itself: one request at a time.
+
+    moto runs a TransactWriteItems by deep-copying every table it touches and, when a
+    condition fails, restoring that copy: a write another thread made meanwhile is undone,
+    and a transaction's half-applied items are visible to reads. DynamoDB serializes
+    transactions with every other write, so that never happens there; served from several
+    threads (uvicorn's workers, concurrent pushes), moto lost freshly created upload
+    sessions. Idempotent; affects this process's moto only."""
+    import threading
+
+    from moto.dynamodb.responses import DynamoHandler
+
+    if getattr(DynamoHandler.call_action, "_skyport_serialized", False):
+        return
+    lock = threading.Lock()
+    call_action = DynamoHandler.call_action
+
+    def one_at_a_time(self: DynamoHandler) -> object:
+        with lock:
+            return call_action(self)
+
+    one_at_a_time._skyport_serialized = True  # type: ignore[attr-defined]
+    DynamoHandler.call_action = one_at_a_time  # type: ignore[method-assign]
+
+
 @contextlib.contextmanager
 def embedded_moto(port: int = 0, host: str = "127.0.0.1") -> Iterator[str]:
     """A moto server for S3 and DynamoDB, on loopback unless told; yields its endpoint."""
@@ -42,6 +68,7 @@ def embedded_moto(port: int = 0, host: str = "127.0.0.1") -> Iterator[str]:
     # moto accepts any credentials, but boto3 wants some; never override real ones.
     for name, value in (("AWS_ACCESS_KEY_ID", "skyport-local"), ("AWS_SECRET_ACCESS_KEY", "skyport-local")):
         os.environ.setdefault(name, value)
+    dynamodb_requests_one_at_a_time()
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     host, bound_port = server.get_host_and_port()

@@ -110,6 +110,17 @@ class Settings:
     # upload names the blob there, not on the upload host.
     registry_url: str | None = None
 
+    # --- hooks (issue 11: replication, webhooks) ---
+    # Secrets Manager names of hook credentials start with this: a replication rule's
+    # destination password at "<prefix>replication/<rule id>", a webhook's signing secret at
+    # "<prefix>webhooks/<webhook id>". The functions may read "<prefix>*" and nothing else
+    # of Secrets Manager's hook secrets. Default: "skyport/<table>/hooks/".
+    hook_secret_prefix: str = ""
+
+    @property
+    def hook_secrets(self) -> str:
+        return self.hook_secret_prefix or f"skyport/{self.table}/hooks/"
+
     @property
     def auth_enabled(self) -> bool:
         return self.auth == "on"
@@ -169,6 +180,7 @@ class Settings:
             signing_key_parameter=env.get("SKYPORT_SIGNING_KEY_PARAMETER") or None,
             signing_key_in_memory=env.get("SKYPORT_SIGNING_KEY_IN_MEMORY", "") == "on",
             admin_secret=env.get("SKYPORT_ADMIN_SECRET") or None,
+            hook_secret_prefix=env.get("SKYPORT_HOOK_SECRET_PREFIX") or "",
             **_direct_upload_settings(env, defaults),
             **_upload_service_settings(env),
         )

@@ -157,11 +157,24 @@ class DynamoUploadSessions:
                 return
             except ClientError as error:
                 reasons = getattr(error, "reasons", [])
+                if len(reasons) == 2 and reasons[0] == "ConditionalCheckFailed":
+                    # The session item is there already: ours if an earlier attempt of this
+                    # loop took effect but its answer was lost; anything else is a uuid4
+                    # clash, which a retry of the whole request resolves.
+                    if self._is_own_session(session):
+                        return
+                    raise StorageUnavailable("upload id taken") from error
                 if len(reasons) != 2 or reasons[1] != "ConditionalCheckFailed":
                     raise
             if not self._make_room(quota_key, max_open, now, session.expires_at):
                 raise TooManyUploads(max_open)
         raise StorageUnavailable("upload quota: changed under every attempt")
+
+    def _is_own_session(self, session: UploadSession) -> bool:
+        item = self._table.call(
+            "get_item", TableName=self._table.name, Key=keys.upload(session.upload_id), ConsistentRead=True
+        ).get("Item")
+        return _is_own_write(item, session)
 
     def _make_room(self, quota_key: dict, max_open: int, now: int, expires_at: int) -> bool:
         """After the quota refused a session: True if it may take one now (it was absent
