@@ -55,7 +55,9 @@ def sequence(record: dict) -> str:
 
 def expected_detail(event: dict) -> dict:
     """The Detail the bus should carry for a registry event (events/registry)."""
-    detail = {DETAIL_NAMES[name]: value for name, value in event.items()}
+    detail = {DETAIL_NAMES[name]: value for name, value in event.items() if name != "tags"}
+    if event.get("tags"):  # manifest.pushed: the tag the push named, as ECR's image-tag
+        detail["image-tag"] = event["tags"][0]
     deletion = event["type"].endswith(".deleted")
     detail["action-type"] = "DELETE" if deletion else "PUSH"
     detail["result"] = "SUCCESS"

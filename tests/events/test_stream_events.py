@@ -69,7 +69,10 @@ def test_a_push_tag_move_and_deletes_yield_exactly_these_events_in_order(registr
         "size": len(fixed_image("a").manifest),
         # As the referrers API lists it: an image manifest's config media type.
         "artifactType": "application/vnd.oci.image.config.v1+json",
+        # The tag the push named (a push by digest: none).
+        "tags": ["latest"],
     }
+    assert sbom["tags"] == []
     assert sbom["artifactType"] == "application/vnd.example.sbom.v1"
     assert sbom["subject"] == digest["a"]
     tag_created = events[2].to_dict()

@@ -19,7 +19,7 @@ Each registry event becomes one entry::
       result               "SUCCESS" (only changes that were written become events)
       repository-name      the repository
       image-digest         the manifest's digest; for tag.deleted, the digest the tag named
-      image-tag            the tag (tag events only)
+      image-tag            the tag (tag events; manifest.pushed: the tag the push named)
       manifest-media-type  the manifest's media type (when known)
       artifact-media-type  its artifactType (when present)
       and our own fields:
@@ -94,12 +94,13 @@ MAX_BYTES_PER_CALL = 256 * 1024
 def detail(event: RegistryEvent) -> dict[str, Any]:
     """The entry's Detail (module docstring), absent fields left out."""
     image_digest = event.digest if event.type != TAG_DELETED else event.previous_digest
+    image_tag = event.tag if event.tag is not None else (event.tags[0] if event.tags else None)
     fields = {
         "action-type": "DELETE" if event.type in _DELETIONS else "PUSH",
         "result": "SUCCESS",
         "repository-name": event.repository,
         "image-digest": image_digest,
-        "image-tag": event.tag,
+        "image-tag": image_tag,
         "manifest-media-type": event.media_type,
         "artifact-media-type": event.artifact_type,
         "event-id": event.id,

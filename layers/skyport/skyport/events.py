@@ -7,7 +7,7 @@ The table's stream (StreamViewType NEW_AND_OLD_IMAGES, template.yaml) sees every
 ==================== ===================================== ======================================
 type                 source item and change                fields besides the common ones
 ==================== ===================================== ======================================
-manifest.pushed      REPO#<name> / MANIFEST#<digest>        digest, mediaType, size,
+manifest.pushed      REPO#<name> / MANIFEST#<digest>        digest, mediaType, size, tags,
                      INSERT                                 artifactType, subject (when present)
 manifest.deleted     same item, REMOVE                      digest, mediaType, size,
                                                             artifactType, subject (when present)
@@ -38,9 +38,11 @@ Why each event has exactly one source item, so nothing is reported twice:
   manifest is reported from its MANIFEST item, the tag from its TAG item, the repository
   from its CATALOG entry; REFERRER items only index the subject, which manifest.pushed
   already carries, and yield nothing.
-- So a push by tag gives manifest.pushed (no tag: one record cannot know it) and
-  tag.created (with the digest, media type and size). Consumers wanting "image pushed
-  with tag" read tag.created.
+- So a push by tag gives manifest.pushed and tag.created (with the digest, media type
+  and size). manifest.pushed's ``tags`` is the tag the push named (the MANIFEST item keeps
+  it as ``pushed_with_tag``), ``[]`` for a push by digest: a tag added later by pushing
+  the same manifest again is a tag.created only (the MANIFEST item changes, a MODIFY,
+  which is no event).
 - Pushing the same manifest again rewrites the same items unchanged. DynamoDB is known
   to write no stream record for a put that changes nothing (not re-checked against the
   guide for this slice); moto writes a MODIFY whose images are equal. Either way, a
@@ -142,6 +144,7 @@ class RegistryEvent:
     tag: str | None = None
     artifact_type: str | None = None
     subject: str | None = None
+    tags: tuple[str, ...] | None = None  # manifest.pushed only
 
     def to_dict(self) -> dict[str, Any]:
         """The documented JSON shape (module docstring): camelCase, absent fields left out."""
@@ -159,6 +162,7 @@ class RegistryEvent:
             "size": self.size,
             "artifactType": self.artifact_type,
             "subject": self.subject,
+            "tags": list(self.tags) if self.tags is not None else None,
         }
         return {name: value for name, value in fields.items() if value is not None}
 
@@ -200,6 +204,11 @@ def _time(record: Mapping) -> str:
     except (OverflowError, OSError, ValueError):
         return ""
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _pushed_tags(image: Any) -> tuple[str, ...]:
+    tag = _string(image, "pushed_with_tag")
+    return (tag,) if tag else ()
 
 
 def is_registry_item(record_keys: Any) -> bool:
@@ -259,6 +268,7 @@ def registry_events(record: Mapping) -> list[RegistryEvent]:
                         "size": _number(image, "size_bytes"),
                         "artifact_type": _string(image, "artifact_type"),
                         "subject": _string(image, "subject"),
+                        **({"tags": _pushed_tags(image)} if kind == MANIFEST_PUSHED else {}),
                     }
                 )
         else:

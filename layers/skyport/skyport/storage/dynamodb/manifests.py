@@ -95,8 +95,16 @@ class DynamoManifestIndex:
     ) -> None:
         name = self._table.name
         attributes = _manifest_attributes(record)
+        # The tag this push named, on the MANIFEST item only: its stream record is what
+        # manifest.pushed is read from (skyport/events.py), and it cannot see the TAG item.
+        pushed_with = {"pushed_with_tag": S(tag)} if tag is not None else {}
         writes: list[dict] = [
-            {"Put": {"TableName": name, "Item": {**keys.manifest(repository, record.digest), **attributes}}},
+            {
+                "Put": {
+                    "TableName": name,
+                    "Item": {**keys.manifest(repository, record.digest), **attributes, **pushed_with},
+                }
+            },
             {"Put": {"TableName": name, "Item": keys.catalog_entry(repository)}},
         ]
         if tag is not None:
