@@ -421,6 +421,12 @@ class MemoryManifestIndex:
             del self.tags[key]
         return record
 
+    def forget_repository_if_empty(self, repository: str) -> bool:
+        if repository not in self.repositories or any(r == repository for r, _ in self.manifests):
+            return False
+        self.repositories.discard(repository)
+        return True
+
     def delete_tag(self, repository: str, tag: str) -> bool:
         return self.tags.pop((repository, tag), None) is not None
 

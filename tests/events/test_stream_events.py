@@ -112,6 +112,29 @@ def test_a_multi_platform_push_and_an_unchanged_repush(registry: Registry):
     assert events[4] == {**events[4], "tag": "v1", "mediaType": index_type, "size": len(index)}
 
 
+def test_deleting_a_repositorys_last_manifest_deletes_the_repository(registry: Registry):
+    image, other = fixed_image("a"), fixed_image("b")
+    with TestClient(create_app(registry), follow_redirects=False) as client:
+        push_image(client, "gone/app", image, "v1")
+        push_image(client, "gone/app", other, "v2")
+        assert client.delete(f"/v2/gone/app/manifests/{image.digest}").status_code == 202
+        # One manifest left: the repository stays.
+        assert "gone/app" in client.get("/v2/_catalog").json()["repositories"]
+        assert client.delete(f"/v2/gone/app/manifests/{other.digest}").status_code == 202
+        assert "gone/app" not in client.get("/v2/_catalog").json()["repositories"]
+        assert client.get("/v2/gone/app/tags/list").json()["errors"][0]["code"] == "NAME_UNKNOWN"
+        push_image(client, "gone/app", image, "v1")  # and a push brings it back
+        assert "gone/app" in client.get("/v2/_catalog").json()["repositories"]
+    events = [e for record in stream_records(registry) for e in registry_events(record)]
+    assert [e.type for e in events if e.type.startswith("repository.")] == [
+        "repository.created",
+        "repository.deleted",
+        "repository.created",
+    ]
+    deleted = next(e for e in events if e.type == "repository.deleted")
+    assert (deleted.repository, deleted.ordering_key) == ("gone/app", "gone/app")
+
+
 def test_converting_the_same_records_again_yields_the_same_ids(registry: Registry):
     records, _ = run_scenario(registry)
     first = [event.to_dict() for record in records for event in registry_events(record)]
@@ -159,7 +182,15 @@ SAMPLE_RECORDS = {
 # What differs between two runs of the scenario. moto's SizeBytes counts the record's own
 # serialisation (its times included), so it wobbles by a byte.
 # A blob's S3 key is named after the upload that wrote it (a fresh id each run).
-VOLATILE_RECORD = ("eventID", "SequenceNumber", "ApproximateCreationDateTime", "SizeBytes", "s3_key")
+# A catalog entry's push_id is a fresh uuid per push.
+VOLATILE_RECORD = (
+    "eventID",
+    "SequenceNumber",
+    "ApproximateCreationDateTime",
+    "SizeBytes",
+    "s3_key",
+    "push_id",
+)
 VOLATILE_EVENT = ("id", "time", "sequenceNumber")
 
 

@@ -285,7 +285,9 @@ def test_a_fault_at_any_call_leaves_every_image_whole(operation, tally):
             try:
                 operation.run(world)
             except operation.gone_on_retry:
-                if outcome is None:
+                # A fault in the catalog clean-up after a delete (best effort) leaves the
+                # delete done and answered: its retry rightly finds nothing.
+                if outcome is None and faulted != "ManifestIndex.forget_repository_if_empty":
                     problems.append(f"{case}: it succeeded, yet the retry found nothing to delete")
             except (StorageUnavailable, RegistryError) as error:
                 problems.append(f"{case}: the retry without faults failed: {error!r}")

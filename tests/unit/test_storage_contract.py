@@ -298,8 +298,14 @@ def test_manifests_tags_referrers_catalog(ports):
     assert index.delete_manifest("team/app", one.digest) == one
     assert index.get_tag("team/app", "v1") is None
     assert index.delete_manifest("team/app", one.digest) is None
+    assert index.forget_repository_if_empty("team/app") is False  # signature still there
     assert index.delete_manifest("team/app", signature.digest) == signature
     assert index.list_referrers("team/app", one.digest) == []
+    # Empty now: it leaves the catalog, once; a repository never seen is not forgotten.
+    assert index.forget_repository_if_empty("team/app") is True
+    assert index.forget_repository_if_empty("team/app") is False
+    assert index.forget_repository_if_empty("team/never") is False
+    assert index.list_repositories(10, None).items == ["team/zzz"]
 
 
 def test_manifest_with_more_references_than_a_transaction_holds(ports):

@@ -50,6 +50,8 @@ Why each event has exactly one source item, so nothing is reported twice:
   digest, is no event.
 - Deleting a manifest deletes the tags that point at it in the same transaction
   (distribution-spec "Deleting Manifests"): manifest.deleted, and tag.deleted for each tag.
+  Deleting a repository's last manifest then removes its CATALOG entry
+  (``forget_repository_if_empty``): repository.deleted.
 - Blob links (REPO#<name> / BLOB#<digest>), blobs, uploads, identities, grants, lockouts and
   auth keys are not registry content here and yield nothing; ``EVENT_SOURCE_FILTER`` keeps
   them from invoking the events function at all.

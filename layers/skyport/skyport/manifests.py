@@ -22,7 +22,7 @@ from .errors import (
 )
 from .reference import validate_name, validate_tag
 from .storage import keys
-from .storage.ports import ManifestIndex, ManifestRecord, MissingReferences, ObjectStore
+from .storage.ports import ManifestIndex, ManifestRecord, MissingReferences, ObjectStore, StorageUnavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +310,13 @@ class ManifestService:
             Digest.parse(reference)
             if self._index.delete_manifest(repository, reference) is None:
                 raise ManifestUnknown({"name": repository, "reference": reference})
+            # Its last manifest gone, the repository leaves the catalog (the stream's
+            # repository.deleted). Best effort: the manifest is deleted either way, and a
+            # repository listed while empty is what the catalog showed before this existed.
+            try:
+                self._index.forget_repository_if_empty(repository)
+            except StorageUnavailable:
+                pass
         else:
             validate_tag(reference)
             if not self._index.delete_tag(repository, reference):

@@ -31,7 +31,7 @@
     │                                                     manifest item: GET by tag is one read
     │                     / REFERRER#<subject>#<digest>   descriptor of a manifest in <name>
     │                                                     whose subject is <subject>
-    ├── CATALOG           / REPO#<name>                   <name> has had a manifest pushed
+    ├── CATALOG           / REPO#<name>                   <name> holds a manifest (push_id: the last push)
     ├── UPLOAD#<id>       / META                          an upload session (offset, parts, tail,
     │                                                     hash state, lease, owner when auth is
     │                                                     on, quota); TTL `expires_at`. A direct

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +29,10 @@ from .table import (
 LINK_EXISTS_WITH_SIZE = "attribute_exists(PK) AND size_bytes = :size"
 # A tag is removed with its manifest only while it still points at it.
 TAG_POINTS_AT = "digest = :digest"
+# The catalog entry is the one read before finding the repository empty: no push has
+# rewritten it since (each push gives it a new push_id, in the push's transaction).
+CATALOG_ENTRY_UNCHANGED = "push_id = :push_id"
+CATALOG_ENTRY_UNCHANGED_LEGACY = "attribute_exists(PK) AND attribute_not_exists(push_id)"
 
 # Annotations ride in the manifest, tag and referrer items so the referrers API
 # answers from one query. A 4 MiB manifest may carry more than a 400 KB item
@@ -105,7 +110,12 @@ class DynamoManifestIndex:
                     "Item": {**keys.manifest(repository, record.digest), **attributes, **pushed_with},
                 }
             },
-            {"Put": {"TableName": name, "Item": keys.catalog_entry(repository)}},
+            {
+                "Put": {
+                    "TableName": name,
+                    "Item": {**keys.catalog_entry(repository), "push_id": S(uuid.uuid4().hex)},
+                }
+            },
         ]
         if tag is not None:
             writes.append({"Put": {"TableName": name, "Item": {**keys.tag(repository, tag), **attributes}}})
@@ -255,6 +265,39 @@ class DynamoManifestIndex:
                     return None  # deleted concurrently by someone else
                 raise
         return record
+
+    def forget_repository_if_empty(self, repository: str) -> bool:
+        """Remove the repository's catalog entry when it holds no manifest (stream:
+        repository.deleted). Safe against a concurrent push: the entry is read first, the
+        manifests queried (consistently) after, and the delete is conditional on the entry
+        being the one read; a push that lands in between rewrote it (a new push_id), and a
+        push that landed before is seen by the query."""
+        entry = self._table.call(
+            "get_item", TableName=self._table.name, Key=keys.catalog_entry(repository), ConsistentRead=True
+        ).get("Item")
+        if entry is None:
+            return False
+        partition = keys.repository_partition(repository)
+        if next(
+            self._table.query(partition, keys.MANIFEST_PREFIX, limit=1, projection="SK", consistent=True),
+            None,
+        ):
+            return False
+        push_id = get_str(entry, "push_id")
+        condition: dict[str, Any] = (
+            {
+                "ConditionExpression": CATALOG_ENTRY_UNCHANGED,
+                "ExpressionAttributeValues": {":push_id": S(push_id)},
+            }
+            if push_id
+            else {"ConditionExpression": CATALOG_ENTRY_UNCHANGED_LEGACY}
+        )
+        ok, _, _ = conditional(
+            lambda: self._table.call(
+                "delete_item", TableName=self._table.name, Key=keys.catalog_entry(repository), **condition
+            )
+        )
+        return ok
 
     def delete_tag(self, repository: str, tag: str) -> bool:
         ok, _, _ = conditional(

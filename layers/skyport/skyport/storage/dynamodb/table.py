@@ -120,6 +120,7 @@ class Table:
         projection: str | None = None,
         filter_expression: str | None = None,
         values: dict | None = None,
+        consistent: bool = False,
     ) -> Iterator[dict]:
         """Items of partition ``pk`` whose SK starts with ``sk_prefix``, in SK order,
         starting after SK ``after``; stops after ``limit`` items when given."""
@@ -128,6 +129,8 @@ class Table:
             "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
             "ExpressionAttributeValues": {":pk": S(pk), ":prefix": S(sk_prefix), **(values or {})},
         }
+        if consistent:
+            kwargs["ConsistentRead"] = True
         if projection:
             kwargs["ProjectionExpression"] = projection
         if filter_expression:
