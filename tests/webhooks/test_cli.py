@@ -144,6 +144,7 @@ def test_a_generated_secret_is_shown_once_and_signs(capsys, target, hook_registr
         (["http://hooks.example.com:99999/"], "not a URL"),
         (["http://hooks.example.com/a b"], "no spaces"),
         (["http://hooks.exämple.com/"], "ASCII"),
+        (["http://hooks.example.com/", "--insecure"], "https:// URLs only"),
         (["https://hooks.example.com/", "--repositories", "Team-A/*"], "invalid repository pattern"),
         (["https://hooks.example.com/", "--repositories", "a//b"], "invalid repository pattern"),
         (["https://hooks.example.com/", "--events", "push"], "unknown event type 'push'"),

@@ -135,10 +135,12 @@ def replace_time(event):
     return replace(event, time="")
 
 
-def test_every_event_type_has_an_action():
+def test_every_event_type_has_an_action_and_a_later_deletion_type_is_a_delete():
     for event_type in EVENT_TYPES:
         event = sample_event("02-repository-created", type=event_type)
         assert envelope_event(event, None, now=0)["action"] in ("push", "delete")
+    expired = sample_event("07-manifest-deleted", type="manifest.lifecycle.deleted")
+    assert envelope_event(expired, None, now=0)["action"] == "delete"
 
 
 def test_event_type_and_repository_filters(hook_registry, receivers):
@@ -270,3 +272,19 @@ def test_secrets_live_in_secrets_manager_only_and_webhook_items_are_no_registry_
         for name in ("INSERT", "MODIFY", "REMOVE"):
             record = {"eventID": "x", "eventName": name, "dynamodb": {"Keys": record_keys, "NewImage": item}}
             assert registry_events(record) == []
+
+
+def test_a_stored_url_that_is_not_http_is_refused_at_delivery_too(hook_registry):
+    # Someone wrote the table by hand: the delivery checks the URL again and fails, naming it.
+    from skyport.storage.dynamodb.webhooks import DynamoWebhookStore
+
+    store = DynamoWebhookStore(hook_registry.clients.dynamodb, hook_registry.settings.table)
+    fields = {"id": "wh-by-hand", "url": "file:///etc/passwd", "event_types": [], "repositories": "*"}
+    assert store.create_webhook({**fields, "insecure": False, "created_at": 0})
+    assert not store.create_webhook({**fields, "insecure": False, "created_at": 0})  # WEBHOOK_IS_NEW
+    hook_registry.clients.secretsmanager.create_secret(
+        Name=f"{hook_registry.settings.hook_secrets}webhooks/wh-by-hand", SecretString=SECRET
+    )
+    with pytest.raises(WebhookDeliveryFailed, match=r"wh-by-hand \(file://\): URL refused"):
+        WebhookDispatcher(hook_registry).deliver(sample_event("01-manifest-pushed"))
+    assert delivery_records(hook_registry) == []

@@ -12,7 +12,7 @@ media type ``application/vnd.docker.distribution.events.v2+json``, one event per
     {"events": [{
         "id":        our deterministic event id (skyport.events): de-duplicate on it,
         "timestamp": the stream record's time (RFC 3339; the delivery's when unknown),
-        "action":    "push" or "delete" (ACTIONS),
+        "action":    "push" or "delete" (action()),
         "target":    {"mediaType", "digest", "size", "length", "repository", "url", "tag"},
         "request":   {}, "actor": {}   (the table's stream knows neither; Distribution's
                                         receivers accept them empty),
@@ -119,12 +119,9 @@ MAX_PARALLEL_DELIVERIES = 8
 SECRET_CACHE_SECONDS = 300
 SECRET_NAME_PART = "webhooks/"
 
-ACTIONS = {
-    **dict.fromkeys(EVENT_TYPES, "push"),
-    MANIFEST_DELETED: "delete",
-    TAG_DELETED: "delete",
-    REPOSITORY_DELETED: "delete",
-}
+# Distribution's actions. Deletions are "delete" (a later type named "<kind>.deleted" too),
+# everything else is "push": a manifest, a tag or a repository came into being or moved.
+_DELETIONS = frozenset((MANIFEST_DELETED, TAG_DELETED, REPOSITORY_DELETED))
 PING = "webhook.ping"
 # `--events` accepts a type or a family: "tag.*" is tag.created, tag.moved, tag.deleted.
 _FAMILIES = {f"{kind.split('.')[0]}.*" for kind in EVENT_TYPES}
@@ -216,6 +213,11 @@ class WebhookStore(Protocol):
 
 
 # --- validation -------------------------------------------------------------------------
+
+
+def action(event_type: str) -> str:
+    """Distribution's action for one of our event types (module docstring)."""
+    return "delete" if event_type in _DELETIONS or event_type.endswith(".deleted") else "push"
 
 
 def _type_matches(wanted: str, event_type: str) -> bool:
@@ -318,7 +320,7 @@ def envelope_event(event: RegistryEvent, registry_url: str | None, now: float) -
         target["tag"] = event.tag
     if event.type not in (TAG_DELETED, REPOSITORY_DELETED) and event.digest:
         target["digest"] = event.digest
-        if ACTIONS[event.type] == "push":
+        if action(event.type) == "push":
             if event.media_type:
                 target["mediaType"] = event.media_type
             if event.size is not None:
@@ -336,7 +338,7 @@ def envelope_event(event: RegistryEvent, registry_url: str | None, now: float) -
     return {
         "id": event.id,
         "timestamp": event.time or _rfc3339(now),
-        "action": ACTIONS[event.type],
+        "action": action(event.type),
         "target": target,
         "request": {},
         "actor": {},
@@ -390,7 +392,10 @@ def post(
 ) -> Answer:
     """POST ``body`` to ``url`` and say how it went; never raises for the receiver's faults.
     http.client follows no redirect: a 3xx is reported as one."""
-    validate_url(url)  # stored URLs are checked again: the table is not the only writer
+    try:
+        validate_url(url)  # stored URLs are checked again: the table is not the only writer
+    except InvalidWebhook as error:
+        return Answer(0, f"URL refused: {error}")
     parts = urlsplit(url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     connection: http.client.HTTPConnection
@@ -622,6 +627,8 @@ class WebhookAdmin:
             insecure=insecure,
             created_at=int(self._clock()),
         )
+        if insecure and not url.startswith("https://"):
+            raise InvalidWebhook("--insecure (no certificate checks) applies to https:// URLs only")
         generated = None
         if secret is None:
             secret = generated = secrets.token_urlsafe(32)
