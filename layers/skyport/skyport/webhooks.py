@@ -17,7 +17,8 @@ media type ``application/vnd.docker.distribution.events.v2+json``, one event per
         "request":   {}, "actor": {}   (the table's stream knows neither; Distribution's
                                         receivers accept them empty),
         "source":    {"addr": the registry's host, "instanceID": this process},
-        "skyport":   {"eventType": "tag.moved", ..., our fields: EXTENSION_FIELDS}
+        "skyport":   our fields: eventType ("tag.moved"), orderingKey, sequenceNumber,
+                     and when present previousDigest, artifactType, subject
     }]}
 
 How our event types map to Distribution's actions, whose targets we follow:
@@ -125,8 +126,6 @@ _DELETIONS = frozenset((MANIFEST_DELETED, TAG_DELETED, REPOSITORY_DELETED))
 PING = "webhook.ping"
 # `--events` accepts a type or a family: "tag.*" is tag.created, tag.moved, tag.deleted.
 _FAMILIES = {f"{kind.split('.')[0]}.*" for kind in EVENT_TYPES}
-# The registry event's fields the envelope keeps in its "skyport" object (camelCase).
-EXTENSION_FIELDS = ("eventType", "orderingKey", "sequenceNumber", "previousDigest", "artifactType", "subject")
 # One per process, as Distribution's instanceID: it changes when the process does.
 _INSTANCE_ID = str(uuid.uuid4())
 
