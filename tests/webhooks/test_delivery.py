@@ -288,3 +288,21 @@ def test_a_stored_url_that_is_not_http_is_refused_at_delivery_too(hook_registry)
     with pytest.raises(WebhookDeliveryFailed, match=r"wh-by-hand \(file://\): URL refused"):
         WebhookDispatcher(hook_registry).deliver(sample_event("01-manifest-pushed"))
     assert delivery_records(hook_registry) == []
+
+
+def test_building_a_dispatcher_creates_no_aws_client():
+    # The webhook function may build it in its init phase: clients come on first delivery.
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from skyport.config import Settings\n"
+        "from skyport.registry import Registry\n"
+        "from skyport.webhooks import WebhookAdmin, WebhookDispatcher\n"
+        "registry = Registry(Settings(bucket='b', table='t'))\n"
+        "WebhookDispatcher(registry), WebhookAdmin(registry)\n"
+        "print('boto3' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
