@@ -566,6 +566,13 @@ class WebhookDispatcher:
         failures = []
         for webhook, answer in zip(pending, answers, strict=True):
             if answer.ok:
+                log.info(
+                    "webhook %s (%s) acknowledged event %s: HTTP %s",
+                    webhook.id,
+                    webhook.receiver,
+                    event.id,
+                    answer.status,
+                )
                 self._acknowledged(event, webhook, answer)
             else:
                 failures.append(
