@@ -320,3 +320,15 @@ def test_https_receivers_are_verified_unless_added_insecure(hook_registry, recei
     dispatcher.deliver(sample_event("03-tag-created", repository="unchecked/app"))
     [request] = own_ca.requests
     assert readme_verifier()(SECRET, request.headers["skyport-signature"], request.body)
+
+
+def test_a_removed_webhook_gets_nothing_more(hook_registry, receivers):
+    receiver = receivers()
+    admin = webhook_admin(hook_registry)
+    webhook, _ = admin.add(receiver.url, secret=SECRET)
+    dispatcher = WebhookDispatcher(hook_registry)
+    dispatcher.deliver(sample_event("03-tag-created"))
+    admin.remove(webhook.id)
+    assert admin.list_webhooks() == []
+    dispatcher.deliver(sample_event("04-tag-moved"))  # the same process: its secret was cached
+    assert [r.headers["skyport-event-type"] for r in receiver.requests] == ["tag.created"]
