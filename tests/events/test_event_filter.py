@@ -37,6 +37,9 @@ KEY_KINDS = {
     "grant": (keys.grant("*", "group:TAG#x"), False),
     "signing_keys": (keys.signing_keys(), False),
     "bootstrap_marker": (keys.bootstrap_marker(), False),
+    # webhooks (issue 11): a webhook id or event id shaped like registry keys changes nothing
+    "webhook": (keys.webhook("REPO#x"), False),
+    "webhook_delivery": (keys.webhook_delivery("CATALOG", "TAG#x"), False),
 }
 
 
