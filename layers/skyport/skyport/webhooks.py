@@ -318,6 +318,8 @@ def envelope_event(event: RegistryEvent, registry_url: str | None, now: float) -
     target: dict[str, Any] = {"repository": event.repository}
     if event.type in (TAG_CREATED, TAG_MOVED, TAG_DELETED):
         target["tag"] = event.tag
+    elif event.tags:  # manifest.pushed by tag: Distribution names the tag of a push by tag
+        target["tag"] = event.tags[0]
     if event.type not in (TAG_DELETED, REPOSITORY_DELETED) and event.digest:
         target["digest"] = event.digest
         if action(event.type) == "push":
