@@ -110,7 +110,8 @@ def resolve_target(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _identities(args: argparse.Namespace):
+def target_registry(args: argparse.Namespace):
+    """The Registry on the table the command works on (resolve_target)."""
     from skyport.config import Settings
     from skyport.registry import Registry
 
@@ -119,8 +120,16 @@ def _identities(args: argparse.Namespace):
         # moto accepts any credentials, but boto3 wants some; never override real ones.
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "skyport-local")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "skyport-local")
-    settings = Settings.from_env({k: v for k, v in target.items() if k != "where"})
-    return Registry(settings).identities
+    if target.get("SKYPORT_S3_ENDPOINT") and target["SKYPORT_S3_ENDPOINT"] == target.get(
+        "SKYPORT_DYNAMODB_ENDPOINT"
+    ):
+        # `make run`'s embedded moto is a whole moto: Secrets Manager (hook secrets) too.
+        os.environ.setdefault("AWS_ENDPOINT_URL_SECRETS_MANAGER", target["SKYPORT_S3_ENDPOINT"])
+    return Registry(Settings.from_env({k: v for k, v in target.items() if k != "where"}))
+
+
+def _identities(args: argparse.Namespace):
+    return target_registry(args).identities
 
 
 def _read_password(args: argparse.Namespace, prompt: str) -> tuple[str, bool]:
@@ -262,6 +271,10 @@ def _target_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--table", help="a DynamoDB table by name")
     group.add_argument("--dynamodb-endpoint", help="with --table: a DynamoDB endpoint (moto, local)")
     group.add_argument("--region", help="AWS region (default: AWS_REGION, the profile's)")
+
+
+# For the other command modules (replication.py): the same "which registry" options.
+target_options = _target_options
 
 
 def _password_options(parser: argparse.ArgumentParser) -> None:
