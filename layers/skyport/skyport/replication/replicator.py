@@ -65,8 +65,8 @@ class ReplicationFailed(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class _SourceBlobs:
-    """The source registry's blobs, as destinations read them."""
+class _Source:
+    """The source registry, as destinations read it."""
 
     registry: Registry
 
@@ -80,6 +80,13 @@ class _SourceBlobs:
     def chunks(self, repository: str, digest: str) -> Iterator[bytes]:
         _, chunks = self.registry.blobs.stream(repository, digest)
         return chunks
+
+    def has_manifest(self, repository: str, digest: str) -> bool:
+        try:
+            self.registry.manifests.resolve(repository, digest)
+        except ManifestUnknown:
+            return False
+        return True
 
 
 def event_lag_seconds(event: RegistryEvent, now: float | None = None) -> float | None:
@@ -107,7 +114,7 @@ class Replicator:
         self._open_destination = destinations
         self._clock = clock
         self._destinations: dict[tuple, tuple[float, Destination]] = {}
-        self._source = _SourceBlobs(registry)
+        self._source = _Source(registry)
 
     @staticmethod
     def lag_seconds(event: RegistryEvent) -> float | None:
@@ -187,7 +194,7 @@ class Replicator:
                 media_type, body = self._copy_tree(destination, repository, current.digest)
                 destination.put_manifest(repository, event.tag, media_type, body)
             elif rule.deletes:
-                destination.delete_tag(repository, event.tag)
+                destination.delete_tag(repository, event.tag, self._source)
             return
         if event.digest is None:
             return
