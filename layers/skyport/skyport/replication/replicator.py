@@ -49,8 +49,8 @@ if TYPE_CHECKING:
 
 # Guards outlive any retry of an event (SQS keeps messages 14 days at most).
 GUARD_SECONDS = 30 * 24 * 3600
-# A destination (its secret read, its connections) is reused this long, then rebuilt, so
-# a changed secret takes effect within minutes.
+# A destination holding a secret is rebuilt after this long, so a changed password takes
+# effect within minutes.
 DESTINATION_SECONDS = 300
 TAG_EVENTS = (registry_events.TAG_CREATED, registry_events.TAG_MOVED, registry_events.TAG_DELETED)
 MANIFEST_EVENTS = (registry_events.MANIFEST_PUSHED, registry_events.MANIFEST_DELETED)
@@ -174,7 +174,9 @@ class Replicator:
         key = (rule.id, rule.destination, rule.insecure, rule.credentials)
         cached = self._destinations.get(key)
         now = self._clock()
-        if cached is None or now - cached[0] > DESTINATION_SECONDS:
+        # Kept for the process's life (its clients are made once), but re-read after a while
+        # when it holds a secret, so that a changed password takes effect.
+        if cached is None or (rule.credentials and now - cached[0] > DESTINATION_SECONDS):
             cached = (now, self._open_destination(rule, self._registry))
             self._destinations[key] = cached
         return cached[1]
@@ -188,7 +190,8 @@ class Replicator:
     def _apply(self, rule: ReplicationRule, destination: Destination, event: RegistryEvent) -> None:
         repository = event.repository
         if event.type in TAG_EVENTS:
-            assert event.tag is not None
+            if event.tag is None:
+                return  # a tag event without its tag names nothing to replicate
             current = self._current(repository, event.tag)
             if current is not None:
                 media_type, body = self._copy_tree(destination, repository, current.digest)
