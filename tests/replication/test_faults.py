@@ -178,7 +178,6 @@ def serving(app, port: int) -> Iterator[None]:
         thread.join(10)
 
 
-@pytest.mark.asgi_only
 def test_a_big_blob_goes_up_in_bounded_chunks(rules, replicator, feed, source_client, destination: Registry):
     size = 64 * MiB
     image = make_image((size,))
