@@ -223,7 +223,7 @@ print(json.dumps(peaks))
 
 
 def test_a_big_blob_is_streamed_not_held_in_memory(
-    rules, feed, source_client, registry: Registry, served_destination, tmp_path
+    rules, feed, source_client, registry: Registry, served_destination
 ):
     """The replicator's process, alone: its peak memory after a 64 MiB layer is above its
     peak after a tiny one by a few chunks (5 MiB each here), not by the layer."""

@@ -110,7 +110,7 @@ class OciDestination:
     def __init__(self, url: str, credentials: tuple[str, str] | None, *, insecure: bool = False) -> None:
         parts = urlsplit(url)
         self.url = url
-        self._scheme = "http" if insecure and parts.scheme == "http" else parts.scheme
+        self._scheme = parts.scheme  # http only with --insecure (or to loopback): rules.py
         self._host = parts.netloc
         self._prefix = parts.path.strip("/")
         self._credentials = credentials
