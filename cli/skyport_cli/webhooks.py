@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import replace
 
 from . import admin
 
@@ -50,15 +49,6 @@ def _admin(args: argparse.Namespace):
     from skyport.webhooks import WebhookAdmin
 
     registry = admin.target_registry(args)
-    prefix = os.environ.get("SKYPORT_HOOK_SECRET_PREFIX")
-    if prefix:  # as the stack's functions are told (template.yaml), when it is not the default
-        from skyport.registry import Registry
-
-        registry = Registry(replace(registry.settings, hook_secret_prefix=prefix), clients=registry.clients)
-    endpoint = registry.settings.dynamodb_endpoint
-    if endpoint and not os.environ.get("AWS_ENDPOINT_URL_SECRETS_MANAGER"):
-        # A local table (make run's embedded moto): its Secrets Manager is the same moto.
-        os.environ["AWS_ENDPOINT_URL_SECRETS_MANAGER"] = endpoint
     return WebhookAdmin(registry, SecretsManagerWriter(registry.clients.secretsmanager))
 
 

@@ -83,3 +83,9 @@ class AwsClients:
     @cached_property
     def events(self) -> Any:
         return self._client("events", None)
+
+    # Replication to another Skyport with `&role=ARN` (issue 11; skyport.replication): the
+    # destination's clients use that role's credentials, refreshed through STS.
+    @cached_property
+    def sts(self) -> Any:
+        return self._client("sts", None)
