@@ -17,18 +17,17 @@ to the upload service, with the capability that Location carries.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from harness import UPLOAD_HOST, StorageView, api_behind_lambda
+from harness import UPLOAD_HOST, StorageView, api_behind_lambda, new_stack
 from moto.server import ThreadedMotoServer
 from skyport.config import Settings
 from skyport.registry import Registry
 from skyport.storage.clients import AwsClients
 from skyport_api.app import create_app
 from skyport_cli.serve import dynamodb_requests_one_at_a_time
-from skyport_cli.stack import ensure_stack, load_template
+from skyport_cli.stack import load_template
 from starlette.testclient import TestClient
 
 REGION = "us-east-1"
@@ -62,23 +61,7 @@ def template() -> dict:
 
 @pytest.fixture
 def settings(moto_endpoint: str, aws_clients: AwsClients, template: dict) -> Settings:
-    suffix = uuid.uuid4().hex[:12]
-    settings = Settings(
-        bucket=f"skyport-test-{suffix}",
-        table=f"skyport-test-{suffix}",
-        region=REGION,
-        s3_endpoint=moto_endpoint,
-        dynamodb_endpoint=moto_endpoint,
-    )
-    ensure_stack(
-        aws_clients.s3,
-        aws_clients.dynamodb,
-        settings.bucket,
-        settings.table,
-        template=template,
-        region=REGION,
-    )
-    return settings
+    return new_stack(moto_endpoint, aws_clients, template)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ and a view of everything a registry stores (a rejected request must change nothi
 from __future__ import annotations
 
 import secrets
+import uuid
 from dataclasses import replace
 
 from skyport.config import Settings
@@ -116,3 +117,28 @@ class StorageView:
             "objects": sorted(objects),
             "multipart_uploads": sorted(u["UploadId"] for u in uploads),
         }
+
+
+def new_stack(
+    moto_endpoint: str, aws_clients, template: dict, label: str = "test", region: str = "us-east-1"
+) -> Settings:
+    """Settings of a fresh bucket and table on the moto server, made from template.yaml."""
+    from skyport_cli.stack import ensure_stack
+
+    suffix = uuid.uuid4().hex[:12]
+    settings = Settings(
+        bucket=f"skyport-{label}-{suffix}",
+        table=f"skyport-{label}-{suffix}",
+        region=region,
+        s3_endpoint=moto_endpoint,
+        dynamodb_endpoint=moto_endpoint,
+    )
+    ensure_stack(
+        aws_clients.s3,
+        aws_clients.dynamodb,
+        settings.bucket,
+        settings.table,
+        template=template,
+        region=settings.region,
+    )
+    return settings

@@ -6,21 +6,20 @@ Manager on the same moto (it is a whole moto)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
 from direct.running import Served, serve
-from skyport.config import Settings
-from skyport.events import RegistryEvent, record_as_json, registry_events
+from harness import new_stack
+from skyport.events import RegistryEvent, registry_events
 from skyport.registry import Registry
 from skyport.replication import Replicator
 from skyport.replication.admin import ReplicationRules
 from skyport.storage.clients import AwsClients
 from skyport_api.app import create_app
-from skyport_cli.stack import ensure_stack
 from starlette.testclient import TestClient
+from stream_reader import stream_records
 
 REGION = "us-east-1"
 
@@ -31,26 +30,6 @@ def secrets_manager_on_moto(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch)
     AWS_ENDPOINT_URL_SECRETS_MANAGER, _STS): the session's moto answers for them."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_endpoint)
     monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_endpoint)
-
-
-def new_stack(moto_endpoint: str, aws_clients: AwsClients, template: dict, label: str) -> Settings:
-    suffix = uuid.uuid4().hex[:12]
-    settings = Settings(
-        bucket=f"skyport-{label}-{suffix}",
-        table=f"skyport-{label}-{suffix}",
-        region=REGION,
-        s3_endpoint=moto_endpoint,
-        dynamodb_endpoint=moto_endpoint,
-    )
-    ensure_stack(
-        aws_clients.s3,
-        aws_clients.dynamodb,
-        settings.bucket,
-        settings.table,
-        template=template,
-        region=REGION,
-    )
-    return settings
 
 
 @pytest.fixture
@@ -78,21 +57,7 @@ class EventFeed:
     seen: set[str] = field(default_factory=set)
 
     def all(self) -> list[RegistryEvent]:
-        dynamodb, streams = self.registry.clients.dynamodb, self.registry.clients.dynamodbstreams
-        arn = dynamodb.describe_table(TableName=self.registry.settings.table)["Table"]["LatestStreamArn"]
-        records = []
-        for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
-            iterator = streams.get_shard_iterator(
-                StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-            )["ShardIterator"]
-            while iterator:
-                page = streams.get_records(ShardIterator=iterator, Limit=1000)
-                if not page["Records"]:
-                    break
-                records.extend(page["Records"])
-                iterator = page.get("NextShardIterator")
-        records.sort(key=lambda record: int(record["dynamodb"]["SequenceNumber"]))
-        return [event for record in records for event in registry_events(record_as_json(record))]
+        return [event for record in stream_records(self.registry) for event in registry_events(record)]
 
     def new(self) -> list[RegistryEvent]:
         fresh = [event for event in self.all() if event.id not in self.seen]

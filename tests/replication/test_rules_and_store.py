@@ -62,7 +62,7 @@ def test_bad_repository_patterns_are_refused(pattern):
         ("https://registry.example.net/Bad_Prefix", "is not a repository name"),
         ("https://registry.example.net?x=1", "takes no query"),
         ("https://", "names no host"),
-        ("http://host:port", "not a destination URL"),
+        ("http://host:port", "destination URL is not a URL"),
         ("skyport://b/t?region=us-east-1", "not an S3 bucket name"),
         ("skyport://bucket/t?region=us-east-1", "not a DynamoDB table name"),
         ("skyport://bucket/table?region=us-east-1&role=admin", "IAM role ARN"),
@@ -70,6 +70,13 @@ def test_bad_repository_patterns_are_refused(pattern):
         ("skyport://bucket/table?region=us-east-1&colour=red", "unknown parameters"),
         ("skyport://bucket/table?region=us-east-1&region=eu-west-1", "given twice"),
         ("s3://bucket", "unknown destination"),
+        # The same outbound-URL check as webhooks (skyport/outbound_urls.py).
+        ("http://169.254.169.254/latest", "link-local"),
+        ("http://[fe80::1]:5000", "link-local"),
+        ("https://régistry.example.net", "ASCII"),
+        ("https://registry.example.net/x\nHost: evil", "no spaces or control characters"),
+        ("https://registry.example.net:0", "port is 1-65535"),
+        ("https://registry.example.net/" + "a" * 3000, "at most 2048"),
     ],
 )
 def test_bad_destinations_are_refused(url, message):

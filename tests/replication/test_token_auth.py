@@ -10,11 +10,12 @@ from dataclasses import replace
 
 import pytest
 from direct.running import Served, serve
+from harness import new_stack
 from oci import make_image, push_image
 from skyport.registry import Registry
 from skyport.replication import ReplicationFailed
 
-from .conftest import new_stack, replicate_all
+from .conftest import replicate_all
 
 PASSWORD = "dest-" + uuid.uuid4().hex
 

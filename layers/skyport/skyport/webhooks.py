@@ -64,7 +64,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.client
-import ipaddress
 import json
 import logging
 import secrets
@@ -90,6 +89,7 @@ from .events import (
     TAG_MOVED,
     RegistryEvent,
 )
+from .outbound_urls import UrlRefused, check_http_url
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -112,7 +112,6 @@ CONNECT_TIMEOUT_SECONDS = 3.0
 READ_TIMEOUT_SECONDS = 5.0
 # Receivers' answers are not read beyond this (only the status matters).
 MAX_ANSWER_BYTES = 4096
-MAX_URL_LENGTH = 2048
 # Generated secrets: 256 bits. Given ones (--secret-env) at least this long.
 MIN_SECRET_LENGTH = 16
 # Receivers at once for one event.
@@ -252,41 +251,13 @@ def validate_repositories(pattern: str) -> str:
 
 
 def validate_url(url: str) -> str:
-    """An absolute http(s) URL, refused otherwise with the reason.
-
-    Other schemes (file:, gopher:, ...) never: the function would fetch whatever they name.
-    Credentials in the URL never: it is stored in the table and shown by `webhook list`;
-    the signature authenticates deliveries instead. Link-local addresses (169.254.0.0/16,
-    fe80::/10: cloud metadata endpoints) never. Private addresses are allowed (an admin's
-    choice); deployed, they are reachable only from the function's VPC (README)."""
-    if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH or not url.isascii():
-        raise InvalidWebhook(f"a webhook URL is an ASCII http(s) URL of at most {MAX_URL_LENGTH} characters")
-    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
-        raise InvalidWebhook("a webhook URL holds no spaces or control characters")
+    """An absolute http(s) URL Skyport may call (outbound_urls.py), refused otherwise with
+    the reason. Receivers authenticate deliveries by the Skyport-Signature header, so a
+    webhook URL needs no credentials of its own."""
     try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as error:
-        raise InvalidWebhook(f"not a URL: {error}") from None
-    if parts.scheme not in ("http", "https"):
-        raise InvalidWebhook(f"webhook URLs are http:// or https://, not {parts.scheme or 'relative'!r}")
-    if not parts.hostname:
-        raise InvalidWebhook("a webhook URL names a host: https://hooks.example.com/skyport")
-    if parts.username is not None or parts.password is not None:
-        raise InvalidWebhook(
-            "no credentials in a webhook URL (it is stored and listed): receivers verify the "
-            "Skyport-Signature header instead"
-        )
-    if parts.fragment:
-        raise InvalidWebhook("a webhook URL has no #fragment")
-    if port == 0:
-        raise InvalidWebhook("a webhook URL's port is 1-65535")
-    try:
-        address = ipaddress.ip_address(parts.hostname)
-    except ValueError:
-        address = None
-    if address is not None and address.is_link_local:
-        raise InvalidWebhook(f"{parts.hostname} is link-local (cloud metadata endpoints live there)")
+        check_http_url(url, "a webhook URL", ": receivers verify the Skyport-Signature header instead")
+    except UrlRefused as refused:
+        raise InvalidWebhook(str(refused)) from None
     return url
 
 
