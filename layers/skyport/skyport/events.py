@@ -162,6 +162,52 @@ class RegistryEvent:
         }
         return {name: value for name, value in fields.items() if value is not None}
 
+    @classmethod
+    def from_detail(cls, detail: Any) -> RegistryEvent:
+        """The event an EventBridge entry's ``detail`` carries: the inverse of
+        ``skyport.event_bus.detail`` (its docstring names the fields).
+
+        The detail arrives from a queue message, so it is read as untrusted input: a
+        missing or mistyped field, or an unknown event type, raises ValueError (the
+        consumer parks such a message, it never retries it)."""
+        if not isinstance(detail, Mapping):
+            raise ValueError("detail is not a JSON object")
+
+        def text(name: str, required: bool = True) -> str | None:
+            value = detail.get(name)
+            if value is None and not required:
+                return None
+            if not isinstance(value, str) or (required and name != "event-time" and not value):
+                raise ValueError(f"detail field {name!r} is missing or not a string")
+            return value
+
+        kind = text("event-type")
+        if kind not in EVENT_TYPES:
+            raise ValueError(f"unknown event-type {kind!r}")
+        size = detail.get("size")
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+            raise ValueError("detail field 'size' is not a non-negative integer")
+        sequence_number = text("sequence-number")
+        if not (sequence_number.isascii() and sequence_number.isdigit()):  # type: ignore[union-attr]
+            raise ValueError("detail field 'sequence-number' is not a decimal number")
+        # event_bus.detail puts the digest a deleted tag named in image-digest too.
+        digest = text("image-digest", required=False) if kind != TAG_DELETED else None
+        return cls(
+            id=text("event-id"),  # type: ignore[arg-type]
+            type=kind,  # type: ignore[arg-type]
+            time=text("event-time"),  # type: ignore[arg-type]
+            repository=text("repository-name"),  # type: ignore[arg-type]
+            ordering_key=text("ordering-key"),  # type: ignore[arg-type]
+            sequence_number=sequence_number,  # type: ignore[arg-type]
+            digest=digest,
+            previous_digest=text("previous-digest", required=False),
+            media_type=text("manifest-media-type", required=False),
+            size=size,
+            tag=text("image-tag", required=False),
+            artifact_type=text("artifact-media-type", required=False),
+            subject=text("subject", required=False),
+        )
+
 
 # --- reading a stream record ------------------------------------------------------------
 
