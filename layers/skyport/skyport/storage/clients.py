@@ -83,3 +83,10 @@ class AwsClients:
     @cached_property
     def events(self) -> Any:
         return self._client("events", None)
+
+    # The replication and webhook queues (issue 11; skyport.sqs_batches): backoff by
+    # ChangeMessageVisibility, failures parked in a dead-letter queue. No endpoint of our
+    # own: AWS, or AWS_ENDPOINT_URL_SQS (moto locally and in the tests).
+    @cached_property
+    def sqs(self) -> Any:
+        return self._client("sqs", None)
