@@ -16,9 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from skyport.distribution_client import RegistryClient, RegistryClientError, Target, is_loopback
+
 from .image_sources import DOCKER_LIST, DOCKER_MANIFEST, INDEX_TYPES, OCI_INDEX, OCI_MANIFEST, REF_NAME
 from .push import _common, client_for, progress
-from .registry_client import RegistryClient, RegistryClientError, Target, is_loopback
 
 STREAM_CHUNK = 4 * 1024 * 1024
 DEFAULT_RANGE_MIB = 16

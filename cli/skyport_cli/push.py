@@ -22,8 +22,10 @@ import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 
+from skyport.distribution_client import RegistryClient, RegistryClientError, Target
+
+from .docker_config import docker_credentials
 from .image_sources import BlobFile, Image, SourceError, open_source
-from .registry_client import RegistryClient, RegistryClientError, Target, docker_credentials
 
 URL_BATCH = 64  # part URLs asked for at once: a few requests per GiB, none stale before use
 PART_ATTEMPTS = 4

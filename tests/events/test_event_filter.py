@@ -37,6 +37,8 @@ KEY_KINDS = {
     "grant": (keys.grant("*", "group:TAG#x"), False),
     "signing_keys": (keys.signing_keys(), False),
     "bootstrap_marker": (keys.bootstrap_marker(), False),
+    "replication_rule": (keys.replication_rule("REPO#x"), False),
+    "replication_order": (keys.replication_order("x", "REPO#a:TAG#b"), False),
 }
 
 

@@ -90,3 +90,9 @@ class AwsClients:
     @cached_property
     def sqs(self) -> Any:
         return self._client("sqs", None)
+
+    # Replication to another Skyport with `&role=ARN` (issue 11; skyport.replication): the
+    # destination's clients use that role's credentials, refreshed through STS.
+    @cached_property
+    def sts(self) -> Any:
+        return self._client("sts", None)

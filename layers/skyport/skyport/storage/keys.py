@@ -57,10 +57,21 @@
     ├── GRANT             / <pattern>#<principal>         actions on repositories matching
     │                                                     <pattern> for <principal> (a name,
     │                                                     group:<g>, or * = everyone: public pull)
-    └── AUTH              / SIGNING_KEYS                  token signing keys, current and previous
-                          │                               (local stacks only; deployed: Secrets
-                          │                               Manager or SSM)
-                          / BOOTSTRAP                     the first admin was made from its secret
+    ├── AUTH              / SIGNING_KEYS                  token signing keys, current and previous
+    │                     │                               (local stacks only; deployed: Secrets
+    │                     │                               Manager or SSM)
+    │                     / BOOTSTRAP                     the first admin was made from its secret
+    │   (replication, issue 11: skyport/replication, storage/dynamodb/replication.py)
+    ├── REPLICATION       / RULE#<id>                     a replication rule: repository and tag
+    │                                                     patterns, destination URL (never a
+    │                                                     secret), deletes, insecure, whether its
+    │                                                     credential secret exists; and its status:
+    │                                                     last success, last error, lag
+    └── REPLICATION_ORDER#<rule id> / <ordering key>      the newest stream sequence number that
+                                                          rule applied for that tag or manifest
+                                                          (events.RegistryEvent.ordering_key), as a
+                                                          zero-padded string so that strings compare
+                                                          as the integers do; TTL `expires_at`
 
 Sort keys within a partition are compared bytewise, which is the lexical
 order the spec asks of tag and catalog listings.
@@ -181,3 +192,19 @@ def signing_keys() -> dict:
 
 def bootstrap_marker() -> dict:
     return _key(AUTH, "BOOTSTRAP")
+
+
+# --- replication (issue 11) -------------------------------------------------------
+# Neither partition starts with REPO# nor is CATALOG: no registry event comes of them.
+
+REPLICATION = "REPLICATION"
+REPLICATION_RULE_PREFIX = "RULE#"
+REPLICATION_ORDER_PREFIX = "REPLICATION_ORDER#"
+
+
+def replication_rule(rule_id: str) -> dict:
+    return _key(REPLICATION, f"{REPLICATION_RULE_PREFIX}{rule_id}")
+
+
+def replication_order(rule_id: str, ordering_key: str) -> dict:
+    return _key(f"{REPLICATION_ORDER_PREFIX}{rule_id}", ordering_key)

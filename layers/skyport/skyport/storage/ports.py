@@ -377,3 +377,60 @@ class AuthStore(Protocol):
     def bootstrap_admin(self, record: IdentityRecord) -> bool:
         """Create the first admin, once in the registry's life; False if done before."""
         ...
+
+
+# --- replication (issue 11; skyport.replication) -----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicationRule:
+    """A replication rule (skyport.replication.rules says what each field means)."""
+
+    id: str
+    repositories: str  # the repository pattern
+    destination: str  # the destination URL: never carries a secret
+    tags: str | None = None  # the tag pattern; None: every tag and untagged manifests too
+    deletes: bool = False
+    insecure: bool = False
+    credentials: bool = False  # a secret at settings.hook_secrets + "replication/<id>"
+    created_at: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicationStatus:
+    """What a rule last did: epoch seconds (0: never), the last error's reason (no
+    secrets), the lag of the last event applied (event time to applied, seconds)."""
+
+    last_success_at: int = 0
+    last_error_at: int = 0
+    last_error: str = ""
+    lag_seconds: float | None = None
+    applied: int = 0  # events applied since the rule was made
+
+
+class ReplicationStore(Protocol):
+    """Rules, their status, and the per-(rule, ordering key) guard."""
+
+    def add_rule(self, rule: ReplicationRule) -> bool:
+        """False when a rule with that id exists."""
+        ...
+
+    def get_rule(self, rule_id: str) -> tuple[ReplicationRule, ReplicationStatus] | None: ...
+    def list_rules(self) -> list[tuple[ReplicationRule, ReplicationStatus]]: ...
+    def remove_rule(self, rule_id: str) -> bool:
+        """False when there was no such rule."""
+        ...
+
+    def record_success(self, rule_id: str, at: int, lag_seconds: float | None) -> None:
+        """Nothing when the rule is gone meanwhile (no status without its rule)."""
+        ...
+
+    def record_error(self, rule_id: str, at: int, reason: str) -> None: ...
+    def applied_sequence(self, rule_id: str, ordering_key: str) -> int | None:
+        """The newest sequence number the rule applied for ``ordering_key``, if any."""
+        ...
+
+    def record_applied(self, rule_id: str, ordering_key: str, sequence_number: int, expires_at: int) -> bool:
+        """Record ``sequence_number`` as applied; False (nothing written) when a newer or
+        equal one is recorded already."""
+        ...

@@ -3,7 +3,8 @@
 - ``table.py``: the table wrapper, attribute marshalling, the conditional-write helper;
 - ``blobs.py``: BlobIndex; ``uploads.py``: UploadSessions;
 - ``manifests.py``: ManifestIndex (manifests, tags, referrers, catalog);
-- ``identities.py``: AuthStore (identities, grants, signing keys).
+- ``identities.py``: AuthStore (identities, grants, signing keys);
+- ``replication.py``: ReplicationStore (replication rules, their status, ordering guards).
 
 Each is imported from its own module (``registry.py``), so an auth-off function never
 imports ``identities``.
