@@ -110,7 +110,9 @@ def resolve_target(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _identities(args: argparse.Namespace):
+def target_registry(args: argparse.Namespace):
+    """The Registry the command works on (resolve_target): for admin commands and the
+    other command modules (webhooks.py)."""
     from skyport.config import Settings
     from skyport.registry import Registry
 
@@ -120,7 +122,11 @@ def _identities(args: argparse.Namespace):
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "skyport-local")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "skyport-local")
     settings = Settings.from_env({k: v for k, v in target.items() if k != "where"})
-    return Registry(settings).identities
+    return Registry(settings)
+
+
+def _identities(args: argparse.Namespace):
+    return target_registry(args).identities
 
 
 def _read_password(args: argparse.Namespace, prompt: str) -> tuple[str, bool]:
@@ -262,6 +268,10 @@ def _target_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--table", help="a DynamoDB table by name")
     group.add_argument("--dynamodb-endpoint", help="with --table: a DynamoDB endpoint (moto, local)")
     group.add_argument("--region", help="AWS region (default: AWS_REGION, the profile's)")
+
+
+# The --stack/--table/--region options, for the other command modules (webhooks.py).
+target_options = _target_options
 
 
 def _password_options(parser: argparse.ArgumentParser) -> None:

@@ -90,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
 
     push.add_command(commands)
     pull.add_command(commands)
+    from . import webhooks  # `skyport webhook add|list|remove|test`
+
+    webhooks.add_command(commands)
     return parser
 
 
@@ -103,6 +106,10 @@ def main(argv: list[str] | None = None) -> None:
         from . import pull, push
 
         sys.exit((push if args.command == "push" else pull).run(args))
+    if args.command == "webhook":
+        from . import webhooks
+
+        sys.exit(webhooks.run(args))
     if args.command == "serve-uploads":
         from .serve import serve_uploads
 

@@ -39,6 +39,9 @@ KEY_KINDS = {
     "bootstrap_marker": (keys.bootstrap_marker(), False),
     "replication_rule": (keys.replication_rule("REPO#x"), False),
     "replication_order": (keys.replication_order("x", "REPO#a:TAG#b"), False),
+    # webhooks (issue 11): a webhook id or event id shaped like registry keys changes nothing
+    "webhook": (keys.webhook("REPO#x"), False),
+    "webhook_delivery": (keys.webhook_delivery("CATALOG", "TAG#x"), False),
 }
 
 

@@ -73,6 +73,17 @@
                                                           zero-padded string so that strings compare
                                                           as the integers do; TTL `expires_at`
 
+    Webhooks (issue 11: skyport/webhooks.py, storage/dynamodb/webhooks.py)
+    ├── WEBHOOK           / <webhook id>                  a subscription: URL, event types,
+    │                                                     repository pattern, insecure flag.
+    │                                                     Its signing secret is never here:
+    │                                                     Secrets Manager, hook_secrets +
+    │                                                     "webhooks/<webhook id>"
+    └── WEBHOOK_DELIVERY#<event id> / <webhook id>        <webhook id> answered 2xx to <event
+                                                          id>: a retry of the event skips it.
+                                                          One Query reads every receiver that
+                                                          has it; TTL `expires_at`
+
 Sort keys within a partition are compared bytewise, which is the lexical
 order the spec asks of tag and catalog listings.
 
@@ -208,3 +219,21 @@ def replication_rule(rule_id: str) -> dict:
 
 def replication_order(rule_id: str, ordering_key: str) -> dict:
     return _key(f"{REPLICATION_ORDER_PREFIX}{rule_id}", ordering_key)
+
+
+# --- webhooks (issue 11) ----------------------------------------------------
+
+WEBHOOK = "WEBHOOK"
+WEBHOOK_DELIVERY_PREFIX = "WEBHOOK_DELIVERY#"
+
+
+def webhook(webhook_id: str) -> dict:
+    return _key(WEBHOOK, webhook_id)
+
+
+def webhook_deliveries_partition(event_id: str) -> str:
+    return f"{WEBHOOK_DELIVERY_PREFIX}{event_id}"
+
+
+def webhook_delivery(event_id: str, webhook_id: str) -> dict:
+    return _key(webhook_deliveries_partition(event_id), webhook_id)
