@@ -31,5 +31,3 @@ def docker_credentials(host: str) -> tuple[str, str] | None:
                 return None
             return (user, password) if user else None
     return None
-
-
