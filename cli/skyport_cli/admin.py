@@ -112,7 +112,7 @@ def resolve_target(args: argparse.Namespace) -> dict[str, Any]:
 
 def target_registry(args: argparse.Namespace):
     """The Registry the command works on (resolve_target): for admin commands and the
-    other command modules (webhooks.py)."""
+    other command modules (webhooks.py, replication.py)."""
     from skyport.config import Settings
     from skyport.registry import Registry
 
@@ -121,8 +121,12 @@ def target_registry(args: argparse.Namespace):
         # moto accepts any credentials, but boto3 wants some; never override real ones.
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "skyport-local")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "skyport-local")
-    settings = Settings.from_env({k: v for k, v in target.items() if k != "where"})
-    return Registry(settings)
+    if target.get("SKYPORT_S3_ENDPOINT") and target["SKYPORT_S3_ENDPOINT"] == target.get(
+        "SKYPORT_DYNAMODB_ENDPOINT"
+    ):
+        # `make run`'s embedded moto is a whole moto: Secrets Manager (hook secrets) too.
+        os.environ.setdefault("AWS_ENDPOINT_URL_SECRETS_MANAGER", target["SKYPORT_S3_ENDPOINT"])
+    return Registry(Settings.from_env({k: v for k, v in target.items() if k != "where"}))
 
 
 def _identities(args: argparse.Namespace):
@@ -270,7 +274,7 @@ def _target_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--region", help="AWS region (default: AWS_REGION, the profile's)")
 
 
-# The --stack/--table/--region options, for the other command modules (webhooks.py).
+# The --stack/--table/--region options, for the other command modules (webhooks.py, replication.py).
 target_options = _target_options
 
 

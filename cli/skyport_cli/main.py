@@ -108,6 +108,9 @@ def _parser() -> argparse.ArgumentParser:
     from . import webhooks  # `skyport webhook add|list|remove|test`
 
     webhooks.add_command(commands)
+    from . import replication  # `skyport replication add|list|remove|status` (issue 11)
+
+    replication.add_command(commands)
     return parser
 
 
@@ -129,6 +132,10 @@ def main(argv: list[str] | None = None) -> None:
         from .serve import moto
 
         sys.exit(moto(args))
+    if args.command == "replication":
+        from . import replication
+
+        sys.exit(replication.run(args))
     if args.command == "serve-uploads":
         from .serve import serve_uploads
 
