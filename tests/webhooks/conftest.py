@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -104,11 +105,13 @@ class Receiver:
     requests: list[Received] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
 
+    tls: bool = False
+
     @property
     def url(self) -> str:
         assert self.server is not None
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}/hooks/skyport?team=a"
+        return f"{'https' if self.tls else 'http'}://{host}:{port}/hooks/skyport?team=a"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -137,9 +140,13 @@ def receivers() -> Iterator[Callable[..., Receiver]]:
     """Start receivers on free loopback ports (port 0); all stop after the test."""
     started: list[tuple[ThreadingHTTPServer, threading.Thread]] = []
 
-    def start(**behaviour) -> Receiver:
-        receiver = Receiver(**behaviour)
+    def start(certificate: tuple[Path, Path] | None = None, **behaviour) -> Receiver:
+        receiver = Receiver(tls=certificate is not None, **behaviour)
         server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        if certificate is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*certificate)
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         server.daemon_threads = True
         server.receiver = receiver  # type: ignore[attr-defined]
         receiver.server = server
@@ -164,3 +171,42 @@ def closed_port_url() -> str:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     return f"http://127.0.0.1:{port}/hooks"
+
+
+@pytest.fixture(scope="session")
+def self_signed(tmp_path_factory) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that no CA signed (a receiver's own), and its key."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "skyport-test-receiver")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    directory = tmp_path_factory.mktemp("receiver-tls")
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path

@@ -288,3 +288,36 @@ def test_a_stored_url_that_is_not_http_is_refused_at_delivery_too(hook_registry)
     with pytest.raises(WebhookDeliveryFailed, match=r"wh-by-hand \(file://\): URL refused"):
         WebhookDispatcher(hook_registry).deliver(sample_event("01-manifest-pushed"))
     assert delivery_records(hook_registry) == []
+
+
+def test_building_a_dispatcher_creates_no_aws_client():
+    # The webhook function may build it in its init phase: clients come on first delivery.
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from skyport.config import Settings\n"
+        "from skyport.registry import Registry\n"
+        "from skyport.webhooks import WebhookAdmin, WebhookDispatcher\n"
+        "registry = Registry(Settings(bucket='b', table='t'))\n"
+        "WebhookDispatcher(registry), WebhookAdmin(registry)\n"
+        "print('boto3' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_https_receivers_are_verified_unless_added_insecure(hook_registry, receivers, self_signed):
+    own_ca = receivers(certificate=self_signed)
+    admin = WebhookAdmin(hook_registry)
+    checked, _ = admin.add(own_ca.url, secret=SECRET, repositories="checked/*")
+    admin.add(own_ca.url, secret=SECRET, repositories="unchecked/*", insecure=True)
+    dispatcher = WebhookDispatcher(hook_registry)
+
+    with pytest.raises(WebhookDeliveryFailed, match=rf"{checked.id} \(https://127\.0\.0\.1:\d+\): TLS: "):
+        dispatcher.deliver(sample_event("03-tag-created", repository="checked/app"))
+    assert own_ca.requests == []
+    dispatcher.deliver(sample_event("03-tag-created", repository="unchecked/app"))
+    [request] = own_ca.requests
+    assert readme_verifier()(SECRET, request.headers["skyport-signature"], request.body)

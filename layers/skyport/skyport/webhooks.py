@@ -76,6 +76,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
@@ -464,10 +465,21 @@ def secret_name(prefix: str, webhook_id: str) -> str:
     return f"{prefix}{SECRET_NAME_PART}{webhook_id}"
 
 
-def _store(registry: Registry) -> WebhookStore:
-    from .storage.dynamodb.webhooks import DynamoWebhookStore
+class _LazyStore:
+    """The table's store, made on first use: building a dispatcher in a function's init
+    phase creates no boto3 client (storage/clients.py)."""
 
-    return DynamoWebhookStore(registry.clients.dynamodb, registry.settings.table)
+    def __init__(self, registry: Registry, store: WebhookStore | None) -> None:
+        self._registry = registry
+        self._given = store
+
+    @cached_property
+    def store(self) -> WebhookStore:
+        if self._given is not None:
+            return self._given
+        from .storage.dynamodb.webhooks import DynamoWebhookStore
+
+        return DynamoWebhookStore(self._registry.clients.dynamodb, self._registry.settings.table)
 
 
 @dataclass
@@ -519,7 +531,7 @@ class WebhookDispatcher:
         clock: Callable[[], float] = time.time,
         store: WebhookStore | None = None,
     ) -> None:
-        self._store = store or _store(registry)
+        self._tables = _LazyStore(registry, store)
         self._clock = clock
         self._sender = _Sender(
             _Secrets(registry, clock), registry.settings.registry_url, connect_timeout, read_timeout, clock
@@ -528,7 +540,7 @@ class WebhookDispatcher:
     def subscribers(self, event: RegistryEvent) -> list[Webhook]:
         return [
             webhook
-            for webhook in (Webhook.from_fields(fields) for fields in self._store.list_webhooks())
+            for webhook in (Webhook.from_fields(fields) for fields in self._tables.store.list_webhooks())
             if webhook.wants(event)
         ]
 
@@ -539,7 +551,7 @@ class WebhookDispatcher:
         subscribed = self.subscribers(event)
         if not subscribed:
             return
-        done = self._store.delivered_to(event.id)
+        done = self._tables.store.delivered_to(event.id)
         pending = [webhook for webhook in subscribed if webhook.id not in done]
         if not pending:
             return
@@ -574,7 +586,7 @@ class WebhookDispatcher:
 
         now = int(self._clock())
         try:
-            self._store.record_delivery(
+            self._tables.store.record_delivery(
                 event.id, webhook.id, answer.status, now, now + DELIVERY_RECORD_SECONDS
             )
         except (StorageUnavailable, ClientError, BotoCoreError) as error:
@@ -599,7 +611,7 @@ class WebhookAdmin:
         read_timeout: float = READ_TIMEOUT_SECONDS,
     ) -> None:
         self._registry = registry
-        self._store = store or _store(registry)
+        self._tables = _LazyStore(registry, store)
         self._clock = clock
         self._secrets = _Secrets(registry, clock)
         self._sender = _Sender(
@@ -640,7 +652,7 @@ class WebhookAdmin:
             Description=f"Skyport webhook {webhook.id}: HMAC-SHA256 signing secret",
         )
         try:
-            created = self._store.create_webhook(webhook.fields())
+            created = self._tables.store.create_webhook(webhook.fields())
         except Exception:
             self._delete_secret(webhook.id)
             raise
@@ -651,19 +663,19 @@ class WebhookAdmin:
 
     def list_webhooks(self) -> list[Webhook]:
         return sorted(
-            (Webhook.from_fields(fields) for fields in self._store.list_webhooks()),
+            (Webhook.from_fields(fields) for fields in self._tables.store.list_webhooks()),
             key=lambda webhook: (webhook.created_at, webhook.id),
         )
 
     def get(self, webhook_id: str) -> Webhook:
-        fields = self._store.get_webhook(webhook_id)
+        fields = self._tables.store.get_webhook(webhook_id)
         if fields is None:
             raise WebhookNotFound(f"no webhook {webhook_id[:40]!r} (see `skyport webhook list`)")
         return Webhook.from_fields(fields)
 
     def remove(self, webhook_id: str) -> None:
         """The subscription first (no delivery starts after it), then its secret."""
-        if not self._store.delete_webhook(webhook_id):
+        if not self._tables.store.delete_webhook(webhook_id):
             raise WebhookNotFound(f"no webhook {webhook_id[:40]!r} (see `skyport webhook list`)")
         self._delete_secret(webhook_id)
 
