@@ -435,29 +435,37 @@ class LocalPipeline:
             yield shard["ShardId"]
 
     def _run_stream(self, mapping: EventSourceMapping, handler: Callable) -> None:
+        """Lambda checkpoints a shard by sequence number; so does this poller: each poll
+        asks for a new iterator after the last record read. (Holding moto's iterators
+        would not do: moto's failed transactions put back a copy of the whole table, and
+        an iterator on the old copy's stream never sees another record.)"""
         streams = self._clients.dynamodbstreams
         arn = self._stream_arn()
-        iterators: dict[str, str | None] = {}
+        last_read: dict[str, str | None] = {}
         pending: dict[str, list[dict]] = {}
         attempts: dict[str, int] = {}
         while not self._stop.is_set():
             for shard in self._shards(streams, arn):
-                if shard not in iterators:
-                    iterators[shard] = streams.get_shard_iterator(
-                        StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
-                    )["ShardIterator"]
-                    pending[shard], attempts[shard] = [], 0
-                iterator = iterators[shard]
-                if iterator and len(pending[shard]) < mapping.batch_size:
-                    page = streams.get_records(ShardIterator=iterator, Limit=1000)
-                    iterators[shard] = page.get("NextShardIterator")
-                    for record in page.get("Records") or []:
+                if shard not in last_read:
+                    last_read[shard], pending[shard], attempts[shard] = None, [], 0
+                if len(pending[shard]) < mapping.batch_size:
+                    for record in self._read(streams, arn, shard, last_read[shard]):
+                        last_read[shard] = record["dynamodb"]["SequenceNumber"]
                         shaped = lambda_stream_record(record, arn, self._stack.region)
                         if passes(mapping.filters, shaped):
                             pending[shard].append(shaped)
                 if pending[shard]:
                     self._stream_batch(mapping, handler, pending, attempts, shard)
             self._stop.wait(STREAM_POLL_SECONDS)
+
+    @staticmethod
+    def _read(streams: Any, arn: str, shard: str, after: str | None) -> list[dict]:
+        """The records of a shard after sequence number ``after`` (from its start: None)."""
+        position: dict[str, str] = {"ShardIteratorType": "TRIM_HORIZON"}
+        if after is not None:
+            position = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after}
+        iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, **position)["ShardIterator"]
+        return streams.get_records(ShardIterator=iterator, Limit=1000).get("Records") or []
 
     def _stream_batch(
         self,
