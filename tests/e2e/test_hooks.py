@@ -7,7 +7,8 @@ to A, and within seconds B serves the same digests to skopeo; a tag moved on A m
 webhook receiver subscribed on A gets Distribution's envelope with a valid signature; a
 delete on A under a rule with --deletes removes the image from B, under one without it does
 not; B stopped while A takes pushes, then started again on the same storage, loses nothing
-(A's replication events wait in its queue with backoff, then drain).
+(A's replication events wait in its queue with backoff, then drain). A rule to Debian's
+Distribution (`docker-registry`) replicates there too.
 
 The tests share the servers and run in order (the last one stops and restarts B).
 """
@@ -348,6 +349,76 @@ def test_a_delete_replicates_only_under_a_rule_with_deletes(pair, skopeo, tmp_pa
     # The same events went through the same queue for the other rule: give it the same time.
     time.sleep(5)
     assert pair.b.manifest(kept, "1.0").status_code == 200
+
+
+@pytest.fixture
+def distribution(tmp_path) -> Iterator[str]:
+    """Debian's Distribution (`docker-registry`, as `make bench` uses it) on its filesystem
+    driver, on a free port: a plain OCI registry as a replication destination."""
+    import shutil
+
+    from machine import cannot_run
+
+    if shutil.which("docker-registry") is None:
+        cannot_run("docker-registry not installed; run scripts/install-system-deps.sh")
+    port = _free_port()
+    config = tmp_path / "distribution.yml"
+    config.write_text(
+        "version: 0.1\n"
+        f"storage:\n  filesystem: {{rootdirectory: {tmp_path / 'storage'}}}\n  delete: {{enabled: true}}\n"
+        f'http: {{addr: "127.0.0.1:{port}"}}\n'
+    )
+    log = tmp_path / "distribution.log"
+    environment = base_env()
+    environment.pop("AWS_CA_BUNDLE", None)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            ["docker-registry", "serve", str(config)],
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    @dataclass
+    class _Watched:
+        url: str
+        proc: subprocess.Popen
+
+    why = _wait_ready(_Watched(url, proc), time.monotonic() + READY_TIMEOUT)
+    if why:
+        _stop(proc, "docker-registry")
+        pytest.fail(f"docker-registry did not start: {why}\n{_log_tail(log)}", pytrace=False)
+    try:
+        yield url
+    finally:
+        _stop(proc, "docker-registry")
+
+
+def test_a_replicates_to_a_distribution_registry(pair, skopeo, tmp_path, distribution):
+    repository = "hooks-dist/multi"
+    pair.a.skyport("replication", "add", "hooks-dist/*", "--to", distribution, "--insecure")
+    layout = build_oci_index_layout(tmp_path / "index", tag="1.0")
+    push(skopeo, layout, pair.a, repository, "--all")
+    host = distribution.removeprefix("http://")
+
+    def served() -> bool:
+        with httpx.Client(trust_env=False, timeout=10) as http:
+            response = http.get(
+                f"{distribution}/v2/{repository}/manifests/1.0", headers={"Accept": OCI_ACCEPT}
+            )
+        return response.status_code == 200 and sha256_digest(response.content) == layout.digest
+
+    wait_until("Distribution serves the index", served, pair=pair)
+    raw = skopeo(
+        "inspect", "--raw", "--tls-verify=false", f"docker://{host}/{repository}:1.0"
+    ).stdout.encode()
+    assert raw == layout.raw
+    for platform, digest in layout.platforms.items():
+        manifest = skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{host}/{repository}@{digest}")
+        assert sha256_digest(manifest.stdout.encode()) == digest, platform
 
 
 def test_b_stopped_while_a_takes_pushes_loses_nothing(pair, skopeo, tmp_path):
