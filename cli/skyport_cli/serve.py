@@ -121,28 +121,15 @@ def serve(args: argparse.Namespace) -> int:
             }
         )
         registry = Registry(settings)
-        hooks = None
+        ensure_stack(
+            registry.clients.s3, registry.clients.dynamodb, args.bucket, args.table, region=args.region
+        )
+        hooks, hooks_banner = (
+            None,
+            "  hooks: off (--hooks on runs the events, replication and webhook functions here)\n",
+        )
         if args.hooks == "on":
-            from .pipeline import aws_endpoints
-
-            # SQS, EventBridge and Secrets Manager on the same moto as DynamoDB (embedded or
-            # external), before any client of theirs is created.
-            aws_endpoints(dynamodb_endpoint)
-            # Lambda's EMF lines would flood this terminal; POWERTOOLS_METRICS_DISABLED=false shows them.
-            os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-            hooks = ensure_stack(
-                registry.clients.s3,
-                registry.clients.dynamodb,
-                args.bucket,
-                args.table,
-                region=args.region,
-                events_client=registry.clients.events,
-                sqs_client=registry.clients.sqs,
-            )
-        else:
-            ensure_stack(
-                registry.clients.s3, registry.clients.dynamodb, args.bucket, args.table, region=args.region
-            )
+            hooks, hooks_banner = _local_hook_resources(args, registry, dynamodb_endpoint)
         address = f"{args.host}:{args.port}"
         auth_banner = _prepare_auth(registry, address)
         # Tells `skyport user|robot|grant|repo ...` in this directory where the stack is.
@@ -159,7 +146,6 @@ def serve(args: argparse.Namespace) -> int:
             }
         )
         stack.callback(remove_state, state)
-        hooks_banner = "  hooks: off (--hooks on runs the events, replication and webhook functions here)\n"
         if hooks is not None:
             hooks_banner = _start_local_pipeline(stack, args, registry, hooks, s3_endpoint, dynamodb_endpoint)
         upload_service = None
@@ -193,6 +179,29 @@ def serve(args: argparse.Namespace) -> int:
             servers.append(_server(upload_service, args.host, args.upload_port or args.port + 1))
         asyncio.run(_serve_all(servers))
     return 0
+
+
+def _local_hook_resources(args, registry, endpoint: str):
+    """The hooks' bus, queues and rules (stack.ensure_hooks) on the DynamoDB endpoint's
+    server, which must be a whole moto (SQS, EventBridge and Secrets Manager there too).
+    Returns them and no banner, or None and the banner saying why hooks are off (a
+    DynamoDB-only endpoint, such as DynamoDB Local)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from .pipeline import aws_endpoints
+    from .stack import ensure_hooks
+
+    # Before any SQS, EventBridge or Secrets Manager client is created.
+    aws_endpoints(endpoint)
+    # Lambda's EMF lines would flood this terminal; POWERTOOLS_METRICS_DISABLED=false shows them.
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    try:
+        return ensure_hooks(registry.clients.events, registry.clients.sqs, args.table), ""
+    except (BotoCoreError, ClientError) as error:
+        return None, (
+            f"  hooks: off: {endpoint} serves no SQS or EventBridge ({error}); point --dynamodb-endpoint "
+            "at a moto server (skyport moto) for them\n"
+        )
 
 
 def _start_local_pipeline(stack, args, registry, hooks, s3_endpoint: str, dynamodb_endpoint: str) -> str:
