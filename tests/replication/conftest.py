@@ -28,16 +28,17 @@ REGION = "us-east-1"
 
 @pytest.fixture(scope="session", autouse=True)
 def secrets_manager_on_moto(moto_endpoint: str) -> Iterator[None]:
-    """Secrets Manager has no endpoint setting of ours (AWS, or boto3's
-    AWS_ENDPOINT_URL_SECRETS_MANAGER): the session's moto answers for it."""
-    name = "AWS_ENDPOINT_URL_SECRETS_MANAGER"
-    before = os.environ.get(name)
-    os.environ[name] = moto_endpoint
+    """Secrets Manager and STS have no endpoint setting of ours (AWS, or boto3's
+    AWS_ENDPOINT_URL_SECRETS_MANAGER, _STS): the session's moto answers for them."""
+    names = ("AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL_STS")
+    before = {name: os.environ.get(name) for name in names}
+    os.environ.update(dict.fromkeys(names, moto_endpoint))
     yield
-    if before is None:
-        os.environ.pop(name, None)
-    else:
-        os.environ[name] = before
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def new_stack(moto_endpoint: str, aws_clients: AwsClients, template: dict, label: str) -> Settings:

@@ -162,6 +162,8 @@ def test_a_bad_tag_pattern_or_url_is_refused(cli, served_destination):
     refused = cli("add", "team/*", "--to", with_secret)
     assert refused.returncode == 1 and "must not carry credentials" in refused.stderr
     assert "pw" not in refused.stderr.replace("--password-env", "")
+    refused = cli("add", "team/*", "--to", "http://registry.example.net")
+    assert refused.returncode == 1 and "in clear: add --insecure" in refused.stderr
     refused = cli("add", "team/*", "--to", "skyport://bucket-x/table-x")
     assert refused.returncode == 1 and "region=R is required" in refused.stderr
 

@@ -5,6 +5,10 @@ streamed to an OCI destination in bounded chunks, never whole."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -164,7 +168,10 @@ class BodyMeter:
 
 @contextlib.contextmanager
 def serving(app, port: int) -> Iterator[None]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -178,7 +185,6 @@ def serving(app, port: int) -> Iterator[None]:
         thread.join(10)
 
 
-@pytest.mark.asgi_only
 def test_a_big_blob_goes_up_in_bounded_chunks(rules, replicator, feed, source_client, destination: Registry):
     size = 64 * MiB
     image = make_image((size,))
@@ -195,3 +201,54 @@ def test_a_big_blob_goes_up_in_bounded_chunks(rules, replicator, feed, source_cl
     chunk = destination.settings.chunk_min_length
     assert meter.largest == chunk
     assert meter.patches == -(-size // chunk) + 1  # the layer's chunks, and the config's one
+
+
+REPLICATE_IN_A_PROCESS = """
+import dataclasses, json, sys
+from skyport.config import Settings
+from skyport.events import RegistryEvent
+from skyport.registry import Registry
+from skyport.replication import Replicator
+
+def peak_kib():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+
+settings, batches = json.loads(sys.stdin.read())
+replicator = Replicator(Registry(Settings(**settings)))
+peaks = []
+for batch in batches:
+    for fields in batch:
+        replicator.replicate(RegistryEvent(**fields))
+    peaks.append(peak_kib())
+print(json.dumps(peaks))
+"""
+
+
+def test_a_big_blob_is_streamed_not_held_in_memory(
+    rules, feed, source_client, registry: Registry, served_destination
+):
+    """The replicator's process, alone: its peak memory after a 64 MiB layer is above its
+    peak after a tiny one by a few chunks (5 MiB each here), not by the layer."""
+    rules.add("*", served_destination.url)
+    push_image(source_client, "small", make_image((1024,)), "1")
+    small = [dataclasses.asdict(e) for e in feed.new()]
+    push_image(source_client, "big", make_image((64 * MiB,)), "1")
+    big = [dataclasses.asdict(e) for e in feed.new()]
+    settings = dataclasses.asdict(registry.settings)
+    result = subprocess.run(
+        [sys.executable, "-c", REPLICATE_IN_A_PROCESS],
+        input=json.dumps([settings, [small, big]]),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    after_small, after_big = json.loads(result.stdout.strip().splitlines()[-1])
+    growth_mib = (after_big - after_small) / 1024
+    print(
+        f"replicator peak: {after_small / 1024:.0f} MiB after a tiny image, +{growth_mib:.1f} MiB for 64 MiB"
+    )
+    assert growth_mib < 24, growth_mib
+    assert served_destination.registry.manifests.resolve("big", "1")

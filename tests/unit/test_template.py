@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 
 import botocore.session
 from botocore import xform_name
@@ -50,10 +51,14 @@ DEPLOYED_CODE = [
     TEMPLATE_PATH.parent / "layers" / "skyport" / "skyport",
     TEMPLATE_PATH.parent / "functions" / "api" / "skyport_api",
 ]
-# Core modules only the hook functions (issue 11) and the CLI run, never the API function:
-# the replication and webhook functions' roles are compared with them in
-# tests/unit/test_hooks_template.py.
-HOOKS_ONLY = ("replication", "webhooks.py", "sqs_batches.py")
+# Core packages the API function never imports: their calls belong to the roles of the
+# functions that run them (replication: the replication function; its rule admin: the
+# CLI, with the operator's credentials), not to the API's.
+# The hooks' SQS consumer and webhook dispatcher likewise (tests/unit/test_hooks_template.py).
+NOT_RUN_BY_THE_API = [
+    TEMPLATE_PATH.parent / "layers" / "skyport" / "skyport" / name
+    for name in ("replication", "webhooks.py", "sqs_batches.py")
+]
 SERVICES = ("s3", "dynamodb", "secretsmanager", "ssm")
 # A service the function reaches only when its environment names one of these; without
 # them its calls are dead code there, and the role must not grant them.
@@ -127,7 +132,7 @@ def aws_calls_in_code() -> dict[tuple[str, str], list[str]]:
     transact_items: dict[tuple[str, str], list[str]] = {}
     for root in DEPLOYED_CODE:
         for path in sorted(root.rglob("*.py")):
-            if path.relative_to(root).parts[0] in HOOKS_ONLY and root.name == "skyport":
+            if any(path.is_relative_to(skipped) for skipped in NOT_RUN_BY_THE_API):
                 continue
             where = str(path.relative_to(TEMPLATE_PATH.parent))
             names, keys = _names_in(ast.parse(path.read_text(), str(path)))
@@ -168,6 +173,29 @@ def test_the_role_grants_exactly_the_aws_calls_the_code_makes():
     unused = granted - set(needed)
     assert missing == {}, f"the code calls these, the role does not grant them: {missing}"
     assert unused == set(), f"the role grants these, no deployed code calls them: {sorted(unused)}"
+
+
+def test_the_api_never_imports_what_the_scan_skips():
+    import subprocess
+    import sys
+
+    skipped = [
+        ".".join(p.relative_to(TEMPLATE_PATH.parent / "layers" / "skyport").with_suffix("").parts)
+        for p in NOT_RUN_BY_THE_API
+    ]
+    script = (
+        "import sys, skyport_api.handler\n"
+        f"print(sorted(m for m in sys.modules if m.startswith(tuple({skipped!r}))))\n"
+    )
+    environment = {"SKYPORT_BUCKET": "b", "SKYPORT_TABLE": "t", "AWS_REGION": "us-east-1"}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **environment},
+    )
+    assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_the_scan_sees_the_calls_it_must():

@@ -33,7 +33,12 @@ MAX_CHUNK = 128 * 1024 * 1024
 
 
 class RegistryClientError(Exception):
-    """A registry answer the command cannot go on from; the message says what."""
+    """A registry answer the command cannot go on from; the message says what, ``status``
+    the HTTP status when there was an answer."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +182,7 @@ class RegistryClient:
             hint = f" (credentials: {self._credentials_hint})"
         elif response.status == 403:
             hint = " (these credentials may not push to this repository)"
-        return RegistryClientError(f"{what}: HTTP {response.status}: {text}{hint}")
+        return RegistryClientError(f"{what}: HTTP {response.status}: {text}{hint}", response.status)
 
     # --- what replication needs (skyport.replication.destinations) ------------------------
 

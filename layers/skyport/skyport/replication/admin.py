@@ -8,7 +8,9 @@ import json
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
+from ..distribution_client import is_loopback
 from ..storage.dynamodb.replication import DynamoReplicationStore
 from ..storage.ports import ReplicationRule, ReplicationStatus, ReplicationStore
 from .destinations import DestinationError, open_destination, secret_name
@@ -64,6 +66,15 @@ class ReplicationRules:
         )
         if insecure and rule.destination.startswith("skyport://"):
             raise RuleInvalid("--insecure is for http(s) destinations")
+        if (
+            rule.destination.startswith("http://")
+            and not insecure
+            and not is_loopback(urlsplit(rule.destination).netloc)
+        ):
+            # Secure by default: images, and credentials when the rule has some, in clear.
+            raise RuleInvalid(
+                "an http:// destination sends images (and credentials) in clear: add --insecure"
+            )
         if probe:
             # Probed without credentials: GET /v2/ answers 200 or a challenge either way.
             try:

@@ -51,13 +51,14 @@ class DestinationError(Exception):
     the rule's status and the dead-letter queue (never a secret)."""
 
 
-class SourceBlobs(Protocol):
-    """What a destination reads of the source registry's blobs."""
+class Source(Protocol):
+    """What a destination reads of the source registry."""
 
     bucket: str
 
     def record(self, repository: str, digest: str) -> BlobRecord: ...
     def chunks(self, repository: str, digest: str) -> Iterator[bytes]: ...
+    def has_manifest(self, repository: str, digest: str) -> bool: ...
 
 
 class Destination(Protocol):
@@ -66,9 +67,9 @@ class Destination(Protocol):
         ...
 
     def has_manifest(self, repository: str, digest: str) -> bool: ...
-    def ensure_blob(self, repository: str, digest: str, size: int, source: SourceBlobs) -> None: ...
+    def ensure_blob(self, repository: str, digest: str, size: int, source: Source) -> None: ...
     def put_manifest(self, repository: str, reference: str, media_type: str, body: bytes) -> None: ...
-    def delete_tag(self, repository: str, tag: str) -> None:
+    def delete_tag(self, repository: str, tag: str, source: Source) -> None:
         """Nothing when the destination has no such tag."""
         ...
 
@@ -109,7 +110,7 @@ class OciDestination:
     def __init__(self, url: str, credentials: tuple[str, str] | None, *, insecure: bool = False) -> None:
         parts = urlsplit(url)
         self.url = url
-        self._scheme = "http" if insecure and parts.scheme == "http" else parts.scheme
+        self._scheme = parts.scheme  # http only with --insecure (or to loopback): rules.py
         self._host = parts.netloc
         self._prefix = parts.path.strip("/")
         self._credentials = credentials
@@ -167,7 +168,7 @@ class OciDestination:
         client = self._client(repository)
         return self._call(lambda: client.manifest_digest(digest, ACCEPT)) is not None
 
-    def ensure_blob(self, repository: str, digest: str, size: int, source: SourceBlobs) -> None:
+    def ensure_blob(self, repository: str, digest: str, size: int, source: Source) -> None:
         client = self._client(repository)
         if self._call(lambda: client.blob_exists(digest)):
             return
@@ -179,9 +180,26 @@ class OciDestination:
         client = self._client(repository)
         self._call(lambda: client.put_manifest(reference, media_type, body))
 
-    def delete_tag(self, repository: str, tag: str) -> None:
+    def delete_tag(self, repository: str, tag: str, source: Source) -> None:
         client = self._client(repository)
-        self._call(lambda: client.delete_manifest(tag))
+        try:
+            client.delete_manifest(tag)
+            return
+        except RegistryClientError as refused:
+            if refused.status not in (400, 405):
+                raise DestinationError(f"{self._host}: {refused}") from None
+            # distribution-spec 1.1 lets a registry refuse deleting a tag alone (Distribution
+            # 2.8 answers 400 DIGEST_INVALID). Then the tag goes with its manifest, but only
+            # when the source no longer has that manifest: else other tags would go too.
+            digest = self._call(lambda: client.manifest_digest(tag, ACCEPT))
+            if digest is None:
+                return  # gone already (its manifest was deleted)
+            if source.has_manifest(repository, digest):
+                raise DestinationError(
+                    f"{self._host}: the tag {tag} cannot be deleted alone there (DELETE by tag refused:"
+                    f" HTTP {refused.status}), and its manifest {digest} is still in the source"
+                ) from None
+        self._call(lambda: client.delete_manifest(digest))
 
     def delete_manifest(self, repository: str, digest: str) -> None:
         client = self._client(repository)
@@ -276,7 +294,7 @@ class SkyportDestination:
             return False
         return True
 
-    def ensure_blob(self, repository: str, digest: str, size: int, source: SourceBlobs) -> None:
+    def ensure_blob(self, repository: str, digest: str, size: int, source: Source) -> None:
         # Held anywhere in the destination: linked into the repository, no copy.
         if self._call(lambda: self._registry.blobs.mount(repository, digest, None, None, size)) is not None:
             return
@@ -288,7 +306,7 @@ class SkyportDestination:
     def put_manifest(self, repository: str, reference: str, media_type: str, body: bytes) -> None:
         self._call(lambda: self._registry.manifests.push(repository, reference, media_type, body))
 
-    def delete_tag(self, repository: str, tag: str) -> None:
+    def delete_tag(self, repository: str, tag: str, source: Source) -> None:
         try:
             self._call(lambda: self._registry.manifests.delete(repository, tag))
         except ManifestUnknown:

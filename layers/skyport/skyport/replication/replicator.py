@@ -49,8 +49,8 @@ if TYPE_CHECKING:
 
 # Guards outlive any retry of an event (SQS keeps messages 14 days at most).
 GUARD_SECONDS = 30 * 24 * 3600
-# A destination (its secret read, its connections) is reused this long, then rebuilt, so
-# a changed secret takes effect within minutes.
+# A destination holding a secret is rebuilt after this long, so a changed password takes
+# effect within minutes.
 DESTINATION_SECONDS = 300
 TAG_EVENTS = (registry_events.TAG_CREATED, registry_events.TAG_MOVED, registry_events.TAG_DELETED)
 MANIFEST_EVENTS = (registry_events.MANIFEST_PUSHED, registry_events.MANIFEST_DELETED)
@@ -65,8 +65,8 @@ class ReplicationFailed(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class _SourceBlobs:
-    """The source registry's blobs, as destinations read them."""
+class _Source:
+    """The source registry, as destinations read it."""
 
     registry: Registry
 
@@ -80,6 +80,13 @@ class _SourceBlobs:
     def chunks(self, repository: str, digest: str) -> Iterator[bytes]:
         _, chunks = self.registry.blobs.stream(repository, digest)
         return chunks
+
+    def has_manifest(self, repository: str, digest: str) -> bool:
+        try:
+            self.registry.manifests.resolve(repository, digest)
+        except ManifestUnknown:
+            return False
+        return True
 
 
 def event_lag_seconds(event: RegistryEvent, now: float | None = None) -> float | None:
@@ -107,7 +114,7 @@ class Replicator:
         self._open_destination = destinations
         self._clock = clock
         self._destinations: dict[tuple, tuple[float, Destination]] = {}
-        self._source = _SourceBlobs(registry)
+        self._source = _Source(registry)
 
     @staticmethod
     def lag_seconds(event: RegistryEvent) -> float | None:
@@ -167,7 +174,9 @@ class Replicator:
         key = (rule.id, rule.destination, rule.insecure, rule.credentials)
         cached = self._destinations.get(key)
         now = self._clock()
-        if cached is None or now - cached[0] > DESTINATION_SECONDS:
+        # Kept for the process's life (its clients are made once), but re-read after a while
+        # when it holds a secret, so that a changed password takes effect.
+        if cached is None or (rule.credentials and now - cached[0] > DESTINATION_SECONDS):
             cached = (now, self._open_destination(rule, self._registry))
             self._destinations[key] = cached
         return cached[1]
@@ -181,13 +190,14 @@ class Replicator:
     def _apply(self, rule: ReplicationRule, destination: Destination, event: RegistryEvent) -> None:
         repository = event.repository
         if event.type in TAG_EVENTS:
-            assert event.tag is not None
+            if event.tag is None:
+                return  # a tag event without its tag names nothing to replicate
             current = self._current(repository, event.tag)
             if current is not None:
                 media_type, body = self._copy_tree(destination, repository, current.digest)
                 destination.put_manifest(repository, event.tag, media_type, body)
             elif rule.deletes:
-                destination.delete_tag(repository, event.tag)
+                destination.delete_tag(repository, event.tag, self._source)
             return
         if event.digest is None:
             return

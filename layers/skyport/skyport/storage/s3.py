@@ -185,16 +185,26 @@ class S3ObjectStore:
 
     # --- replication to another Skyport (skyport.replication.destinations) -------------
 
-    def copy_from_bucket(self, source_bucket: str, source_key: str, key: str, size: int) -> None:
+    def copy_from_bucket(
+        self,
+        source_bucket: str,
+        source_key: str,
+        key: str,
+        size: int,
+        *,
+        single_copy_limit: int = COPY_OBJECT_LIMIT,
+        part_size: int = COPY_PART_SIZE,
+    ) -> None:
         """Copy an object of ``size`` bytes from another bucket into this one, server-side:
         one CopyObject up to S3's 5 GiB limit for it, else a multipart upload of
         UploadPartCopy ranges (parts of 5 MiB to 5 GiB, at most 10,000). No byte passes
-        through this process. Raises ObjectMissing when the source is gone."""
+        through this process. Raises ObjectMissing when the source is gone. (The limits
+        are parameters so that tests reach the multipart path with small objects.)"""
         source = {"Bucket": source_bucket, "Key": source_key}
-        if size <= COPY_OBJECT_LIMIT:
+        if size <= single_copy_limit:
             self._call("copy_object", may_be_missing=True, Key=key, CopySource=source)
             return
-        part_size = max(COPY_PART_SIZE, -(-size // 10_000))
+        part_size = max(part_size, -(-size // 10_000))
         multipart_id = self.start_multipart(key)
         try:
             etags = []
