@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 
 from . import admin
 
@@ -23,15 +24,42 @@ EVENTS_HELP = (
 )
 
 
+class SecretsManagerWriter:
+    """skyport.webhooks.SecretWriter on Secrets Manager. Here, not in the layer: only this
+    command writes signing secrets; the deployed functions only read them."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+
+    def create(self, name: str, value: str, description: str) -> None:
+        self._client.create_secret(Name=name, SecretString=value, Description=description)
+
+    def delete(self, name: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            # No recovery window: webhook ids are never reused, and a removed webhook's
+            # secret should not linger.
+            self._client.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                raise
+
+
 def _admin(args: argparse.Namespace):
     from skyport.webhooks import WebhookAdmin
 
     registry = admin.target_registry(args)
+    prefix = os.environ.get("SKYPORT_HOOK_SECRET_PREFIX")
+    if prefix:  # as the stack's functions are told (template.yaml), when it is not the default
+        from skyport.registry import Registry
+
+        registry = Registry(replace(registry.settings, hook_secret_prefix=prefix), clients=registry.clients)
     endpoint = registry.settings.dynamodb_endpoint
     if endpoint and not os.environ.get("AWS_ENDPOINT_URL_SECRETS_MANAGER"):
         # A local table (make run's embedded moto): its Secrets Manager is the same moto.
         os.environ["AWS_ENDPOINT_URL_SECRETS_MANAGER"] = endpoint
-    return WebhookAdmin(registry)
+    return WebhookAdmin(registry, SecretsManagerWriter(registry.clients.secretsmanager))
 
 
 def _describe(webhook) -> str:

@@ -20,6 +20,8 @@ from skyport.config import Settings
 from skyport.events import RegistryEvent
 from skyport.registry import Registry
 from skyport.storage.clients import AwsClients
+from skyport.webhooks import WebhookAdmin
+from skyport_cli.webhooks import SecretsManagerWriter
 
 REGION = "us-east-1"
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,6 +87,11 @@ def hook_clients(moto_endpoint: str) -> AwsClients:
 def hook_registry(settings: Settings, hook_clients: AwsClients) -> Registry:
     """A fresh table (and so its own secret prefix), with a public registry URL."""
     return Registry(replace(settings, registry_url=REGISTRY_URL), clients=hook_clients)
+
+
+def webhook_admin(registry: Registry, **options) -> WebhookAdmin:
+    """The admin as `skyport webhook` builds it: secrets written with the CLI's writer."""
+    return WebhookAdmin(registry, SecretsManagerWriter(registry.clients.secretsmanager), **options)
 
 
 @dataclass

@@ -194,3 +194,17 @@ def test_the_make_run_registry_is_found_with_its_secrets_on_the_same_moto(
     assert [item[keys.SK]["S"] for item in webhook_items(hook_registry)] == [webhook_id]
     assert hook_secrets(hook_registry) == [f"{settings.hook_secrets}webhooks/{webhook_id}"]
     assert run(capsys, "webhook", "test", webhook_id)[0] == 0 and len(receiver.requests) == 1
+
+
+def test_a_custom_secret_prefix_is_honoured(capsys, monkeypatch, target, hook_registry, receivers):
+    prefix = f"team/{hook_registry.settings.table}/"
+    monkeypatch.setenv("SKYPORT_HOOK_SECRET_PREFIX", prefix)
+    code, out, err = run(capsys, "webhook", "add", receivers().url, *target)
+    assert code == 0, err
+    webhook_id = out.split()[1]
+    listed = hook_registry.clients.secretsmanager.list_secrets(Filters=[{"Key": "name", "Values": [prefix]}])
+    assert [secret["Name"] for secret in listed["SecretList"]] == [f"{prefix}webhooks/{webhook_id}"]
+    assert hook_secrets(hook_registry) == []
+    assert run(capsys, "webhook", "remove", webhook_id, *target)[0] == 0
+    listed = hook_registry.clients.secretsmanager.list_secrets(Filters=[{"Key": "name", "Values": [prefix]}])
+    assert listed["SecretList"] == []

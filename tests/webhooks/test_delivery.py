@@ -14,13 +14,12 @@ from skyport.storage import keys
 from skyport.webhooks import (
     DELIVERY_RECORD_SECONDS,
     ENVELOPE_MEDIA_TYPE,
-    WebhookAdmin,
     WebhookDeliveryFailed,
     WebhookDispatcher,
     envelope_event,
 )
 
-from .conftest import REGISTRY_URL, readme_verifier, sample_event
+from .conftest import REGISTRY_URL, readme_verifier, sample_event, webhook_admin
 
 SECRET = "a-receivers-secret-0123456789"
 SAMPLES = {
@@ -44,7 +43,7 @@ def delivery_records(registry: Registry) -> list[dict]:
 
 def test_a_subscriber_gets_the_envelope_signed_as_the_readme_checks_it(hook_registry, receivers):
     receiver = receivers()
-    webhook, generated = WebhookAdmin(hook_registry).add(receiver.url, secret=SECRET)
+    webhook, generated = webhook_admin(hook_registry).add(receiver.url, secret=SECRET)
     assert generated is None
     event = sample_event("04-tag-moved")
     before = time.time()
@@ -144,7 +143,7 @@ def test_every_event_type_has_an_action_and_a_later_deletion_type_is_a_delete():
 
 
 def test_event_type_and_repository_filters(hook_registry, receivers):
-    admin = WebhookAdmin(hook_registry)
+    admin = webhook_admin(hook_registry)
     team_a_tags, pushes, everything = receivers(), receivers(), receivers()
     admin.add(team_a_tags.url, event_types=["tag.*"], repositories="team-a/*", secret=SECRET)
     admin.add(pushes.url, event_types=["manifest.pushed,repository.created"], secret=SECRET)
@@ -182,7 +181,7 @@ def test_a_failing_receiver_fails_the_delivery_with_the_reason_and_nothing_is_re
             location="http://127.0.0.1:1/elsewhere" if fault == "redirect" else "",
         )
         url = receiver.url
-    webhook, secret = WebhookAdmin(hook_registry).add(url)
+    webhook, secret = webhook_admin(hook_registry).add(url)
     dispatcher = WebhookDispatcher(hook_registry, connect_timeout=1.0, read_timeout=0.5)
     started = time.monotonic()
 
@@ -206,7 +205,7 @@ def test_a_failing_receiver_fails_the_delivery_with_the_reason_and_nothing_is_re
 
 def test_a_retry_skips_the_receivers_that_acknowledged_the_event(hook_registry, receivers):
     good, flaky = receivers(), receivers(status=500)
-    admin = WebhookAdmin(hook_registry)
+    admin = webhook_admin(hook_registry)
     good_hook, _ = admin.add(good.url, secret=SECRET)
     flaky_hook, _ = admin.add(flaky.url, secret=SECRET)
     dispatcher = WebhookDispatcher(hook_registry)
@@ -235,7 +234,7 @@ def test_a_retry_skips_the_receivers_that_acknowledged_the_event(hook_registry, 
 
 def test_a_webhook_whose_secret_is_gone_fails_without_sending(hook_registry, receivers):
     receiver = receivers()
-    webhook, _ = WebhookAdmin(hook_registry).add(receiver.url)
+    webhook, _ = webhook_admin(hook_registry).add(receiver.url)
     name = f"{hook_registry.settings.hook_secrets}webhooks/{webhook.id}"
     hook_registry.clients.secretsmanager.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
     with pytest.raises(WebhookDeliveryFailed, match="signing secret unavailable"):
@@ -252,7 +251,7 @@ def test_secrets_live_in_secrets_manager_only_and_webhook_items_are_no_registry_
     hook_registry, receivers
 ):
     receiver = receivers()
-    webhook, secret = WebhookAdmin(hook_registry).add(receiver.url, event_types=["tag.*"])
+    webhook, secret = webhook_admin(hook_registry).add(receiver.url, event_types=["tag.*"])
     assert secret and len(secret) >= 40
     WebhookDispatcher(hook_registry).deliver(sample_event("03-tag-created"))
     stored = items(hook_registry)
@@ -301,7 +300,7 @@ def test_building_a_dispatcher_creates_no_aws_client():
         "from skyport.registry import Registry\n"
         "from skyport.webhooks import WebhookAdmin, WebhookDispatcher\n"
         "registry = Registry(Settings(bucket='b', table='t'))\n"
-        "WebhookDispatcher(registry), WebhookAdmin(registry)\n"
+        "WebhookDispatcher(registry), WebhookAdmin(registry, secret_writer=None)\n"
         "print('boto3' in sys.modules)\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
@@ -310,7 +309,7 @@ def test_building_a_dispatcher_creates_no_aws_client():
 
 def test_https_receivers_are_verified_unless_added_insecure(hook_registry, receivers, self_signed):
     own_ca = receivers(certificate=self_signed)
-    admin = WebhookAdmin(hook_registry)
+    admin = webhook_admin(hook_registry)
     checked, _ = admin.add(own_ca.url, secret=SECRET, repositories="checked/*")
     admin.add(own_ca.url, secret=SECRET, repositories="unchecked/*", insecure=True)
     dispatcher = WebhookDispatcher(hook_registry)
@@ -321,3 +320,15 @@ def test_https_receivers_are_verified_unless_added_insecure(hook_registry, recei
     dispatcher.deliver(sample_event("03-tag-created", repository="unchecked/app"))
     [request] = own_ca.requests
     assert readme_verifier()(SECRET, request.headers["skyport-signature"], request.body)
+
+
+def test_a_removed_webhook_gets_nothing_more(hook_registry, receivers):
+    receiver = receivers()
+    admin = webhook_admin(hook_registry)
+    webhook, _ = admin.add(receiver.url, secret=SECRET)
+    dispatcher = WebhookDispatcher(hook_registry)
+    dispatcher.deliver(sample_event("03-tag-created"))
+    admin.remove(webhook.id)
+    assert admin.list_webhooks() == []
+    dispatcher.deliver(sample_event("04-tag-moved"))  # the same process: its secret was cached
+    assert [r.headers["skyport-event-type"] for r in receiver.requests] == ["tag.created"]

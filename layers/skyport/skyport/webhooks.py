@@ -566,6 +566,13 @@ class WebhookDispatcher:
         failures = []
         for webhook, answer in zip(pending, answers, strict=True):
             if answer.ok:
+                log.info(
+                    "webhook %s (%s) acknowledged event %s: HTTP %s",
+                    webhook.id,
+                    webhook.receiver,
+                    event.id,
+                    answer.status,
+                )
                 self._acknowledged(event, webhook, answer)
             else:
                 failures.append(
@@ -598,12 +605,22 @@ class WebhookDispatcher:
             )
 
 
+class SecretWriter(Protocol):
+    """Writes signing secrets to Secrets Manager. Only the CLI does
+    (skyport_cli.webhooks.SecretsManagerWriter): the deployed functions read secrets and
+    their roles grant no write, so the layer holds no call that writes one."""
+
+    def create(self, name: str, value: str, description: str) -> None: ...
+    def delete(self, name: str) -> None: ...  # a secret already gone is no error
+
+
 class WebhookAdmin:
     """Subscriptions for the CLI: add, list, remove, test (a signed ping)."""
 
     def __init__(
         self,
         registry: Registry,
+        secret_writer: SecretWriter,
         *,
         store: WebhookStore | None = None,
         clock: Callable[[], float] = time.time,
@@ -614,6 +631,7 @@ class WebhookAdmin:
         self._tables = _LazyStore(registry, store)
         self._clock = clock
         self._secrets = _Secrets(registry, clock)
+        self._secret_writer = secret_writer
         self._sender = _Sender(
             self._secrets, registry.settings.registry_url, connect_timeout, read_timeout, clock
         )
@@ -645,11 +663,10 @@ class WebhookAdmin:
             secret = generated = secrets.token_urlsafe(32)
         validate_secret(secret)
         # The secret first: a subscription is never visible without its secret.
-        client = self._registry.clients.secretsmanager
-        client.create_secret(
-            Name=self._secrets.name(webhook.id),
-            SecretString=secret,
-            Description=f"Skyport webhook {webhook.id}: HMAC-SHA256 signing secret",
+        self._secret_writer.create(
+            self._secrets.name(webhook.id),
+            secret,
+            f"Skyport webhook {webhook.id}: HMAC-SHA256 signing secret",
         )
         try:
             created = self._tables.store.create_webhook(webhook.fields())
@@ -680,16 +697,8 @@ class WebhookAdmin:
         self._delete_secret(webhook_id)
 
     def _delete_secret(self, webhook_id: str) -> None:
-        from botocore.exceptions import ClientError
-
         self._secrets.forget(webhook_id)
-        try:
-            self._registry.clients.secretsmanager.delete_secret(
-                SecretId=self._secrets.name(webhook_id), ForceDeleteWithoutRecovery=True
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
-                raise
+        self._secret_writer.delete(self._secrets.name(webhook_id))
 
     def test(self, webhook_id: str) -> Answer:
         """Send a signed ping (action "ping", skyport.eventType "webhook.ping", a new id)
