@@ -18,6 +18,7 @@ from skyport.webhooks import WebhookAdmin
 from skyport_api.app import create_app
 from skyport_cli.pipeline import LocalPipeline, LocalStack, matches, passes
 from skyport_cli.stack import ensure_stack, local_name
+from skyport_cli.webhooks import SecretsManagerWriter
 from starlette.testclient import TestClient
 
 REGION = "us-east-1"
@@ -102,7 +103,9 @@ def test_the_local_stack_matches_the_template(pipeline, template):
 
 
 def test_a_push_reaches_a_webhook_within_seconds(pipeline, registry, receiver):
-    WebhookAdmin(registry).add(receiver.url, secret=SECRET, event_types=["tag.created"])
+    WebhookAdmin(registry, SecretsManagerWriter(registry.clients.secretsmanager)).add(
+        receiver.url, secret=SECRET, event_types=["tag.created"]
+    )
     started = time.monotonic()
     with TestClient(create_app(registry)) as client:
         digest = push_image(client, "team/app", make_image(), "1.0")
@@ -121,7 +124,9 @@ def test_writes_that_are_not_registry_content_invoke_no_function(pipeline, regis
     time.sleep(1)  # whatever the fixture's setup wrote has gone by
     before = dict(pipeline.invocations)
     registry.identities.ensure_admin("admin", "a-long-enough-password-123")
-    WebhookAdmin(registry).add("http://127.0.0.1:9/hooks", secret=SECRET)
+    WebhookAdmin(registry, SecretsManagerWriter(registry.clients.secretsmanager)).add(
+        "http://127.0.0.1:9/hooks", secret=SECRET
+    )
     time.sleep(1.5)
     assert pipeline.invocations == before
 
@@ -129,7 +134,9 @@ def test_writes_that_are_not_registry_content_invoke_no_function(pipeline, regis
 def test_a_restarted_pipeline_reads_the_stream_from_its_start(pipeline, registry, receiver):
     """TRIM_HORIZON: what was written while no pipeline ran is delivered when one starts;
     events already delivered are not sent to a receiver again (its delivery records)."""
-    WebhookAdmin(registry).add(receiver.url, secret=SECRET, event_types=["tag.created"])
+    WebhookAdmin(registry, SecretsManagerWriter(registry.clients.secretsmanager)).add(
+        receiver.url, secret=SECRET, event_types=["tag.created"]
+    )
     pipeline.stop()
     with TestClient(create_app(registry)) as client:
         push_image(client, "team/app", make_image(), "1.0")

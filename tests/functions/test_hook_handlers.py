@@ -25,6 +25,7 @@ from skyport.webhooks import WebhookAdmin
 from skyport_api.app import create_app
 from skyport_cli.gateway import LambdaContext
 from skyport_cli.pipeline import lambda_sqs_record
+from skyport_cli.webhooks import SecretsManagerWriter
 from starlette.testclient import TestClient
 
 REGION = "us-east-1"
@@ -132,7 +133,9 @@ def test_a_destination_that_is_down_retries_then_parks_with_the_reason(kind, reg
         module = load("skyport_replication.handler", registry, aws, "skyport-replication")
         failures_metric = "ReplicationFailures"
     else:
-        WebhookAdmin(registry).add(f"{down}/hook", secret="s" * 32)
+        WebhookAdmin(registry, SecretsManagerWriter(registry.clients.secretsmanager)).add(
+            f"{down}/hook", secret="s" * 32
+        )
         module = load("skyport_webhooks.handler", registry, aws, "skyport-webhooks")
         failures_metric = "WebhookFailures"
     assert "sqs" not in vars(registry.clients), "a boto3 client created at import"
