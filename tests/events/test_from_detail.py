@@ -81,3 +81,14 @@ def test_a_detail_we_did_not_write_is_refused(change: dict):
 def test_a_detail_that_is_not_an_object_is_refused(value):
     with pytest.raises(ValueError):
         RegistryEvent.from_detail(value)
+
+
+def test_seconds_since_the_stream_record():
+    from datetime import UTC, datetime, timedelta
+
+    event = sample_events()[0]
+    moment = datetime.fromisoformat(event.time.replace("Z", "+00:00"))
+    assert event.seconds_since(moment + timedelta(seconds=5.5)) == 5.5
+    assert event.seconds_since(datetime(2000, 1, 1, tzinfo=UTC)) == 0.0  # never negative
+    for time in ("", "yesterday", "2026-12-06T06:01:25"):  # unknown, unreadable, no zone
+        assert RegistryEvent(**{**vars(event), "time": time}).seconds_since(moment) is None

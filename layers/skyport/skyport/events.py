@@ -162,6 +162,17 @@ class RegistryEvent:
         }
         return {name: value for name, value in fields.items() if value is not None}
 
+    def seconds_since(self, now: datetime) -> float | None:
+        """Seconds from the event's stream record (``time``) to ``now``, never negative;
+        None when the event carries no readable time. The hooks' lag metrics."""
+        try:
+            moment = datetime.fromisoformat(self.time.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if moment.tzinfo is None:
+            return None
+        return max((now - moment).total_seconds(), 0.0)
+
     @classmethod
     def from_detail(cls, detail: Any) -> RegistryEvent:
         """The event an EventBridge entry's ``detail`` carries: the inverse of

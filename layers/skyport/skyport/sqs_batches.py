@@ -173,17 +173,6 @@ def parse_message(body: Any) -> RegistryEvent:
         raise UnreadableMessage(str(error)) from None
 
 
-def lag_seconds(event: RegistryEvent, now: datetime) -> float | None:
-    """Seconds from the event's stream record (its ``time``) to ``now``; None if unknown."""
-    try:
-        moment = datetime.fromisoformat(event.time.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        return None
-    return max((now - moment).total_seconds(), 0.0)
-
-
 def _xml_safe(text: str) -> str:
     """SQS message attribute values accept the XML character set only (#x9, #xA, #xD,
     #x20-#xD7FF, #xE000-#xFFFD, #x10000-#x10FFFF): anything else becomes "?"."""
@@ -261,7 +250,7 @@ class SqsEventConsumer:
             self._back_off(record, delay)
             return MessageOutcome(message_id, RETRY, event, reason, attempts, retry_after_seconds=delay)
         return MessageOutcome(
-            message_id, DONE, event, attempts=attempts, lag_seconds=lag_seconds(event, self._clock())
+            message_id, DONE, event, attempts=attempts, lag_seconds=event.seconds_since(self._clock())
         )
 
     # --- SQS calls ---------------------------------------------------------------------
