@@ -308,7 +308,7 @@ class LocalPipeline:
 
     def __init__(self, stack: LocalStack, clients: Any, template: dict[str, Any] | None = None) -> None:
         """``clients``: an AwsClients on the local endpoints (dynamodb, dynamodbstreams, sqs)."""
-        self._stack = stack
+        self.stack = stack
         self._clients = clients
         self._template = template if template is not None else load_template()
         self._stop = threading.Event()
@@ -320,17 +320,17 @@ class LocalPipeline:
 
     def start(self) -> list[str]:
         """Load each function's handler and start its poller; returns a line per mapping."""
-        aws_endpoints(self._stack.dynamodb_endpoint)
+        aws_endpoints(self.stack.dynamodb_endpoint)
         refs = {
-            **self._stack.hooks.refs,
-            TABLE_RESOURCE: self._stack.table,
-            BUCKET_RESOURCE: self._stack.bucket,
-            "AWS::Region": self._stack.region,
+            **self.stack.hooks.refs,
+            TABLE_RESOURCE: self.stack.table,
+            BUCKET_RESOURCE: self.stack.bucket,
+            "AWS::Region": self.stack.region,
         }
         common = {
-            "AWS_REGION": self._stack.region,
-            "SKYPORT_S3_ENDPOINT": self._stack.s3_endpoint,
-            "SKYPORT_DYNAMODB_ENDPOINT": self._stack.dynamodb_endpoint,
+            "AWS_REGION": self.stack.region,
+            "SKYPORT_S3_ENDPOINT": self.stack.s3_endpoint,
+            "SKYPORT_DYNAMODB_ENDPOINT": self.stack.dynamodb_endpoint,
             # Lambda writes JSON logs to CloudWatch; here they would drown the server's
             # output: warnings and errors only, unless this shell asks for more.
             "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
@@ -348,7 +348,7 @@ class LocalPipeline:
             else:
                 target = self._run_queue
                 lines.append(
-                    f"{mapping.function} <- {local_queue_name(self._stack.hooks.refs[mapping.source])}"
+                    f"{mapping.function} <- {local_queue_name(self.stack.hooks.refs[mapping.source])}"
                 )
             thread = threading.Thread(
                 target=self._guarded,
@@ -368,8 +368,8 @@ class LocalPipeline:
 
     def _context(self, mapping: EventSourceMapping) -> LambdaContext:
         return LambdaContext(
-            function_name=f"{self._stack.table}-{mapping.function}",
-            region=self._stack.region,
+            function_name=f"{self.stack.table}-{mapping.function}",
+            region=self.stack.region,
             deadline=time.monotonic() + mapping.timeout,
             aws_request_id=str(uuid.uuid4()),
         )
@@ -398,7 +398,7 @@ class LocalPipeline:
 
     def _run_queue(self, mapping: EventSourceMapping, handler: Callable) -> None:
         sqs = self._clients.sqs
-        url, arn = self._stack.hooks.refs[mapping.source], self._stack.hooks.arns[mapping.source]
+        url, arn = self.stack.hooks.refs[mapping.source], self.stack.hooks.arns[mapping.source]
         while not self._stop.is_set():
             page = sqs.receive_message(
                 QueueUrl=url,
@@ -410,7 +410,7 @@ class LocalPipeline:
             messages = page.get("Messages") or []
             if not messages:
                 continue
-            records = [lambda_sqs_record(message, arn, self._stack.region) for message in messages]
+            records = [lambda_sqs_record(message, arn, self.stack.region) for message in messages]
             failed = self._invoke(mapping, handler, {"Records": records})
             if failed is None:
                 continue  # a function error: every message comes back after its visibility
@@ -427,7 +427,7 @@ class LocalPipeline:
     # --- DynamoDB stream -------------------------------------------------------------
 
     def _stream_arn(self) -> str:
-        table = self._clients.dynamodb.describe_table(TableName=self._stack.table)["Table"]
+        table = self._clients.dynamodb.describe_table(TableName=self.stack.table)["Table"]
         return table["LatestStreamArn"]
 
     def _shards(self, streams: Any, arn: str) -> Iterator[str]:
@@ -451,7 +451,7 @@ class LocalPipeline:
                 if len(pending[shard]) < mapping.batch_size:
                     for record in self._read(streams, arn, shard, last_read[shard]):
                         last_read[shard] = record["dynamodb"]["SequenceNumber"]
-                        shaped = lambda_stream_record(record, arn, self._stack.region)
+                        shaped = lambda_stream_record(record, arn, self.stack.region)
                         if passes(mapping.filters, shaped):
                             pending[shard].append(shaped)
                 if pending[shard]:
@@ -497,11 +497,11 @@ class LocalPipeline:
         """What Lambda sends its on-failure destination for a stream batch: where the
         records are, not the records."""
         log.warning("%s gave up on %d stream records of shard %s", mapping.function, len(records), shard)
-        if not mapping.on_failure or mapping.on_failure not in self._stack.hooks.refs:
+        if not mapping.on_failure or mapping.on_failure not in self.stack.hooks.refs:
             return
         numbers = [record["dynamodb"]["SequenceNumber"] for record in records]
         self._clients.sqs.send_message(
-            QueueUrl=self._stack.hooks.refs[mapping.on_failure],
+            QueueUrl=self.stack.hooks.refs[mapping.on_failure],
             MessageBody=json.dumps(
                 {
                     "requestContext": {

@@ -143,7 +143,7 @@ def test_a_restarted_pipeline_reads_the_stream_from_its_start(pipeline, registry
         push_image(client, "team/app", make_image(), "2.0")
     time.sleep(1)
     assert receiver.deliveries == []
-    restarted = LocalPipeline(pipeline._stack, pipeline.clients)  # noqa: SLF001 - the same stack
+    restarted = LocalPipeline(pipeline.stack, pipeline.clients)  # the same stack
     restarted.start()
     try:
         receiver.wait_for(lambda deliveries: len(deliveries) >= 2)
