@@ -6,7 +6,6 @@ Manager on the same moto (it is a whole moto)."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,19 +25,12 @@ from starlette.testclient import TestClient
 REGION = "us-east-1"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def secrets_manager_on_moto(moto_endpoint: str) -> Iterator[None]:
+@pytest.fixture(autouse=True)
+def secrets_manager_on_moto(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Secrets Manager and STS have no endpoint setting of ours (AWS, or boto3's
     AWS_ENDPOINT_URL_SECRETS_MANAGER, _STS): the session's moto answers for them."""
-    names = ("AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL_STS")
-    before = {name: os.environ.get(name) for name in names}
-    os.environ.update(dict.fromkeys(names, moto_endpoint))
-    yield
-    for name, value in before.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_endpoint)
 
 
 def new_stack(moto_endpoint: str, aws_clients: AwsClients, template: dict, label: str) -> Settings:

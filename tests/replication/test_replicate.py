@@ -191,3 +191,23 @@ def test_blobs_the_destination_has_are_linked_not_copied(
     # config and layers once each, though both repositories hold them
     assert len([o for o in objects if o["Key"].startswith("blobs/")]) == 1 + len(image.layers)
     assert digest_at(destination, "two", "1") == image.digest
+
+
+def test_the_distribution_client_reads_what_was_replicated(
+    rules, replicator, feed, source_client, served_destination
+):
+    """The client's read side (tags with Link pages, manifest GET) against the replica."""
+    from skyport.distribution_client import RegistryClient
+    from skyport.replication.destinations import ACCEPT
+
+    rules.add("*", served_destination.url)
+    image = make_image()
+    for tag in ("a", "b", "c"):
+        push_image(source_client, REPO, image, tag)
+    replicate_all(replicator, feed.new())
+    client = RegistryClient(served_destination.address, REPO)
+    assert sorted(client.tags()) == ["a", "b", "c"]
+    digest, media_type, body = client.manifest("b", ACCEPT)
+    assert (digest, media_type, body) == (image.digest, image.media_type, image.manifest)
+    assert client.manifest("missing", ACCEPT) is None
+    assert RegistryClient(served_destination.address, "no/such").tags() == []
