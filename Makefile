@@ -116,6 +116,12 @@ lock:
 		requirements/events-function.in -o functions/events/requirements.txt
 	$(UV_COMPILE) --annotation-style line -c $(LOCK) --python-version 3.12 \
 		--python-platform aarch64-manylinux2014 --only-binary :all: \
+		requirements/replication-function.in -o functions/replication/requirements.txt
+	$(UV_COMPILE) --annotation-style line -c $(LOCK) --python-version 3.12 \
+		--python-platform aarch64-manylinux2014 --only-binary :all: \
+		requirements/webhooks-function.in -o functions/webhooks/requirements.txt
+	$(UV_COMPILE) --annotation-style line -c $(LOCK) --python-version 3.12 \
+		--python-platform aarch64-manylinux2014 --only-binary :all: \
 		requirements/upload-service.in -o requirements/upload-service.txt
 	$(UV_COMPILE) --universal --python-version 3.11 requirements/sam.in -o $(SAM_LOCK)
 

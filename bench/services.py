@@ -214,6 +214,10 @@ def start_skyport(
         "off",
         "--blob-delivery",
         "redirect",
+        # No hooks pipeline (issue 11): Distribution runs none, and its pollers would share
+        # the machine and the moto server with what is measured.
+        "--hooks",
+        "off",
     ]
     if upload_service:
         argv += ["--gateway", "lambda", "--upload-service", "on", "--upload-port", str(free_port())]

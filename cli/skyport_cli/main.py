@@ -73,6 +73,21 @@ def _parser() -> argparse.ArgumentParser:
         default=int(env.get("SKYPORT_UPLOAD_PORT") or "0"),
         help="the upload service's port (default: --port + 1)",
     )
+    serve.add_argument(
+        "--hooks",
+        choices=("on", "off"),
+        default=(env.get("SKYPORT_HOOKS") or "on").lower(),
+        help="on (default): the events, replication and webhook functions run here as deployed, "
+        "on the same moto (the table's stream -> the bus -> queues -> functions); off: none",
+    )
+    moto = commands.add_parser(
+        "moto",
+        help="a moto server alone, for registries that outlive each other on the same storage",
+        description="Serve moto (S3, DynamoDB and its streams, SQS, EventBridge, Secrets Manager) "
+        "until stopped; point `skyport serve --s3-endpoint URL --dynamodb-endpoint URL` at it.",
+    )
+    moto.add_argument("--host", default="127.0.0.1")
+    moto.add_argument("--port", type=int, default=0, help="default: any free port (printed)")
     uploads = commands.add_parser(
         "serve-uploads",
         help="serve the upload service alone (its container's command)",
@@ -113,6 +128,10 @@ def main(argv: list[str] | None = None) -> None:
         from . import webhooks
 
         sys.exit(webhooks.run(args))
+    if args.command == "moto":
+        from .serve import moto
+
+        sys.exit(moto(args))
     if args.command == "replication":
         from . import replication
 

@@ -124,6 +124,12 @@ def serve(args: argparse.Namespace) -> int:
         ensure_stack(
             registry.clients.s3, registry.clients.dynamodb, args.bucket, args.table, region=args.region
         )
+        hooks, hooks_banner = (
+            None,
+            "  hooks: off (--hooks on runs the events, replication and webhook functions here)\n",
+        )
+        if args.hooks == "on":
+            hooks, hooks_banner = _local_hook_resources(args, registry, dynamodb_endpoint)
         address = f"{args.host}:{args.port}"
         auth_banner = _prepare_auth(registry, address)
         # Tells `skyport user|robot|grant|repo ...` in this directory where the stack is.
@@ -135,9 +141,13 @@ def serve(args: argparse.Namespace) -> int:
                 "region": args.region,
                 "dynamodb_endpoint": dynamodb_endpoint,
                 "s3_endpoint": s3_endpoint,
+                # Where SQS, EventBridge and Secrets Manager are (the hooks' resources and secrets).
+                "hooks_endpoint": dynamodb_endpoint if hooks is not None else None,
             }
         )
         stack.callback(remove_state, state)
+        if hooks is not None:
+            hooks_banner = _start_local_pipeline(stack, args, registry, hooks, s3_endpoint, dynamodb_endpoint)
         upload_service = None
         if args.upload_service == "on":
             upload_service, settings = _local_upload_service(args, settings, registry, address)
@@ -157,6 +167,7 @@ def serve(args: argparse.Namespace) -> int:
             f"Skyport registry on http://{address}\n"
             f"  serving: {front}\n"
             f"{uploads_banner}"
+            f"{hooks_banner}"
             f"  storage: {backend}; bucket {args.bucket}, table {args.table}\n"
             f"  auth: {auth_banner}\n"
             f"  try:  docker tag IMAGE {address}/team/app:1.0 && docker push {address}/team/app:1.0\n"
@@ -167,6 +178,69 @@ def serve(args: argparse.Namespace) -> int:
         if upload_service is not None:
             servers.append(_server(upload_service, args.host, args.upload_port or args.port + 1))
         asyncio.run(_serve_all(servers))
+    return 0
+
+
+def _local_hook_resources(args, registry, endpoint: str):
+    """The hooks' bus, queues and rules (stack.ensure_hooks) on the DynamoDB endpoint's
+    server, which must be a whole moto (SQS, EventBridge and Secrets Manager there too).
+    Returns them and no banner, or None and the banner saying why hooks are off (a
+    DynamoDB-only endpoint, such as DynamoDB Local)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from .pipeline import aws_endpoints
+    from .stack import ensure_hooks
+
+    # Before any SQS, EventBridge or Secrets Manager client is created.
+    aws_endpoints(endpoint)
+    # Lambda's EMF lines would flood this terminal; POWERTOOLS_METRICS_DISABLED=false shows them.
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    try:
+        return ensure_hooks(registry.clients.events, registry.clients.sqs, args.table), ""
+    except (BotoCoreError, ClientError) as error:
+        return None, (
+            f"  hooks: off: {endpoint} serves no SQS or EventBridge ({error}); point --dynamodb-endpoint "
+            "at a moto server (skyport moto) for them\n"
+        )
+
+
+def _start_local_pipeline(stack, args, registry, hooks, s3_endpoint: str, dynamodb_endpoint: str) -> str:
+    """The hooks pipeline as deployed (pipeline.py), in threads of this process, stopped
+    with it. Returns the banner's lines."""
+    from .pipeline import LocalPipeline, LocalStack
+
+    pipeline = LocalPipeline(
+        LocalStack(
+            table=args.table,
+            bucket=args.bucket,
+            region=args.region,
+            s3_endpoint=s3_endpoint,
+            dynamodb_endpoint=dynamodb_endpoint,
+            hooks=hooks,
+        ),
+        registry.clients,
+    )
+    lines = pipeline.start()
+    stack.callback(pipeline.stop)
+    return "  hooks: on, as deployed: " + "; ".join(lines) + "\n"
+
+
+def moto(args: argparse.Namespace) -> int:
+    """`skyport moto`: a moto server alone (S3, DynamoDB and its streams, SQS, EventBridge,
+    Secrets Manager, ...), for registries that come and go on the same storage
+    (`skyport serve --s3-endpoint URL --dynamodb-endpoint URL`). In memory: gone when it stops."""
+    import signal
+    import threading
+
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    with embedded_moto(args.port, args.host) as endpoint:
+        print(f"moto on {endpoint} (in memory; Ctrl-C stops it)", flush=True)
+        try:
+            while not stopped.wait(1):
+                pass
+        except KeyboardInterrupt:
+            pass
     return 0
 
 

@@ -10,6 +10,9 @@ parameter's default.
 
 from __future__ import annotations
 
+import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -223,14 +226,22 @@ def ensure_stack(
     table: str,
     template: dict[str, Any] | None = None,
     region: str = "us-east-1",
-) -> None:
-    """Create (or bring up to date) the bucket and table described by the template.
+    *,
+    events_client: Any = None,
+    sqs_client: Any = None,
+) -> HookResources | None:
+    """Create (or bring up to date) the bucket and table described by the template; with
+    ``events_client`` and ``sqs_client``, the hooks' bus, queues and rules too, named after
+    the table (``ensure_hooks``), and return what they are called.
 
     Idempotent: safe to call on every start of a local server.
     """
     template = template if template is not None else load_template()
     _ensure_table(dynamodb_client, template, table)
     _ensure_bucket(s3_client, template, bucket, region)
+    if events_client is None or sqs_client is None:
+        return None
+    return ensure_hooks(events_client, sqs_client, table, template)
 
 
 # ------------------------------------------------------------------- function
@@ -253,3 +264,119 @@ def function_timeout(template: dict[str, Any] | None = None, logical_id: str = F
     """The function's timeout in seconds (Lambda's default is 3)."""
     template = template if template is not None else load_template()
     return float(_properties(template, logical_id).get("Timeout", 3))
+
+
+# ---------------------------------------------------------------------- hooks
+# Issue 11: the registry's bus, the queues the hooks consume, and the rules between them,
+# created in moto from template.yaml for `skyport serve`'s local pipeline (pipeline.py).
+# Names are made from the table's, so that two local registries on one moto never share
+# a bus or a queue.
+
+EVENT_BUS_TYPE = "AWS::Events::EventBus"
+QUEUE_TYPE = "AWS::SQS::Queue"
+RULE_TYPE = "AWS::Events::Rule"
+
+
+@dataclass(frozen=True)
+class HookResources:
+    """What the local stack created for the hooks, by logical id: ``refs`` holds what
+    ``!Ref`` gives deployed (a bus's name, a queue's URL), ``arns`` what ``!GetAtt .Arn``
+    gives."""
+
+    refs: dict[str, str]
+    arns: dict[str, str]
+
+
+def local_name(prefix: str, logical_id: str) -> str:
+    """A local resource's name: SQS allows 80 characters of [A-Za-z0-9_-]."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", f"{prefix}-{logical_id}")[-80:].lstrip("-_")
+
+
+def _resources_of(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {
+        logical_id: resource.get("Properties", {})
+        for logical_id, resource in template.get("Resources", {}).items()
+        if resource.get("Type") == kind
+    }
+
+
+def _arn_of(value: Any, arns: dict[str, str]) -> str:
+    """The local ARN a ``!GetAtt Resource.Arn`` names."""
+    target = value.get("Fn::GetAtt") if isinstance(value, dict) else None
+    if not (isinstance(target, list) and len(target) == 2 and target[1] == "Arn" and target[0] in arns):
+        raise ValueError(f"{value!r} is not the Arn of a resource the local stack creates")
+    return arns[target[0]]
+
+
+def _queue_attributes(
+    template: dict[str, Any], properties: dict[str, Any], arns: dict[str, str]
+) -> dict[str, str]:
+    """A queue's CloudFormation properties as CreateQueue attributes. Raises ValueError for
+    a property not translated here, so one added to the template is never silently dropped."""
+    attributes: dict[str, str] = {}
+    for key, value in properties.items():
+        if key == "SqsManagedSseEnabled":
+            continue  # encryption at rest protects deployed data; moto's is in memory
+        if key in (
+            "VisibilityTimeout",
+            "MessageRetentionPeriod",
+            "DelaySeconds",
+            "MaximumMessageSize",
+            "ReceiveMessageWaitTimeSeconds",
+        ):
+            resolved = _resolve(template, value)
+            if resolved is _SKIP:
+                raise ValueError(f"queue property {key!r} does not resolve locally")
+            attributes[key] = str(resolved)
+        elif key == "RedrivePolicy":
+            policy = {
+                "deadLetterTargetArn": _arn_of(value["deadLetterTargetArn"], arns),
+                "maxReceiveCount": int(value["maxReceiveCount"]),
+            }
+            attributes[key] = json.dumps(policy)
+        else:
+            raise ValueError(f"queue property {key!r} is not translated for local use")
+    return attributes
+
+
+def ensure_hooks(events: Any, sqs: Any, prefix: str, template: dict[str, Any] | None = None) -> HookResources:
+    """Create (or leave as they are) the template's event buses, queues and rules, named
+    after ``prefix``. Queue policies are left out: moto checks no permissions."""
+    template = template if template is not None else load_template()
+    refs: dict[str, str] = {}
+    arns: dict[str, str] = {}
+    for logical_id in _resources_of(template, EVENT_BUS_TYPE):
+        name = local_name(prefix, logical_id)
+        try:
+            arns[logical_id] = events.create_event_bus(Name=name)["EventBusArn"]
+        except ClientError as e:
+            if e.response["Error"]["Code"] != "ResourceAlreadyExistsException":
+                raise
+            arns[logical_id] = events.describe_event_bus(Name=name)["Arn"]
+        refs[logical_id] = name
+    queues = _resources_of(template, QUEUE_TYPE)
+    # Dead-letter queues first: a redrive policy names its queue's ARN.
+    for logical_id in sorted(queues, key=lambda queue: "RedrivePolicy" in queues[queue]):
+        name = local_name(prefix, logical_id)
+        attributes = _queue_attributes(template, queues[logical_id], arns)
+        url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        refs[logical_id] = url
+        arns[logical_id] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+    for logical_id, properties in _resources_of(template, RULE_TYPE).items():
+        bus = properties.get("EventBusName")
+        bus_id = bus.get("Ref") if isinstance(bus, dict) else None
+        if bus_id not in refs:
+            raise ValueError(f"rule {logical_id}: its bus is not one the local stack creates")
+        events.put_rule(
+            Name=logical_id,
+            EventBusName=refs[bus_id],
+            EventPattern=json.dumps(properties["EventPattern"]),
+            State=properties.get("State", "ENABLED"),
+        )
+        targets = [
+            {"Id": target["Id"], "Arn": _arn_of(target["Arn"], arns)} for target in properties["Targets"]
+        ]
+        events.put_targets(Rule=logical_id, EventBusName=refs[bus_id], Targets=targets)
+    return HookResources(refs=refs, arns=arns)

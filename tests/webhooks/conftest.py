@@ -42,21 +42,7 @@ def readme_verifier() -> Callable[..., bool]:
 def sample_event(name: str, **changes) -> RegistryEvent:
     """A registry event of events/registry/<name>.json (its first)."""
     fields = json.loads((SAMPLES / f"{name}.json").read_text())[0]
-    event = RegistryEvent(
-        id=fields["id"],
-        type=fields["type"],
-        time=fields["time"],
-        repository=fields["repository"],
-        ordering_key=fields["orderingKey"],
-        sequence_number=fields["sequenceNumber"],
-        digest=fields.get("digest"),
-        previous_digest=fields.get("previousDigest"),
-        media_type=fields.get("mediaType"),
-        size=fields.get("size"),
-        tag=fields.get("tag"),
-        artifact_type=fields.get("artifactType"),
-        subject=fields.get("subject"),
-    )
+    event = RegistryEvent.from_dict(fields)
     return replace(event, **changes)
 
 

@@ -105,7 +105,7 @@ def test_a_subscriber_gets_the_envelope_signed_as_the_readme_checks_it(hook_regi
 @pytest.mark.parametrize(
     ("event_type", "action", "target"),
     [
-        ("manifest.pushed", "push", {"repository", "digest", "mediaType", "size", "length", "url"}),
+        ("manifest.pushed", "push", {"repository", "digest", "mediaType", "size", "length", "url", "tag"}),
         ("tag.created", "push", {"repository", "tag", "digest", "mediaType", "size", "length", "url"}),
         ("tag.moved", "push", {"repository", "tag", "digest", "mediaType", "size", "length", "url"}),
         ("repository.created", "push", {"repository"}),

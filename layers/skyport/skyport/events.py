@@ -168,6 +168,83 @@ class RegistryEvent:
         }
         return {name: value for name, value in fields.items() if value is not None}
 
+    def seconds_since(self, now: datetime) -> float | None:
+        """Seconds from the event's stream record (``time``) to ``now``, never negative;
+        None when the event carries no readable time. The hooks' lag metrics."""
+        try:
+            moment = datetime.fromisoformat(self.time.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if moment.tzinfo is None:
+            return None
+        return max((now - moment).total_seconds(), 0.0)
+
+    @classmethod
+    def from_dict(cls, fields: Mapping[str, Any]) -> RegistryEvent:
+        """The inverse of ``to_dict``: an event from its documented JSON (events/registry/).
+        For our own files and tests; a queue's input is read by ``from_detail``."""
+        names = {
+            "orderingKey": "ordering_key",
+            "sequenceNumber": "sequence_number",
+            "previousDigest": "previous_digest",
+            "mediaType": "media_type",
+            "artifactType": "artifact_type",
+        }
+        values = {names.get(name, name): value for name, value in fields.items()}
+        if values.get("tags") is not None:
+            values["tags"] = tuple(values["tags"])
+        return cls(**values)
+
+    @classmethod
+    def from_detail(cls, detail: Any) -> RegistryEvent:
+        """The event an EventBridge entry's ``detail`` carries: the inverse of
+        ``skyport.event_bus.detail`` (its docstring names the fields).
+
+        The detail arrives from a queue message, so it is read as untrusted input: a
+        missing or mistyped field, or an unknown event type, raises ValueError (the
+        consumer parks such a message, it never retries it)."""
+        if not isinstance(detail, Mapping):
+            raise ValueError("detail is not a JSON object")
+
+        def text(name: str, required: bool = True) -> str | None:
+            value = detail.get(name)
+            if value is None and not required:
+                return None
+            if not isinstance(value, str) or (required and name != "event-time" and not value):
+                raise ValueError(f"detail field {name!r} is missing or not a string")
+            return value
+
+        kind = text("event-type")
+        if kind not in EVENT_TYPES:
+            raise ValueError(f"unknown event-type {kind!r}")
+        size = detail.get("size")
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+            raise ValueError("detail field 'size' is not a non-negative integer")
+        sequence_number = text("sequence-number")
+        if not (sequence_number.isascii() and sequence_number.isdigit()):  # type: ignore[union-attr]
+            raise ValueError("detail field 'sequence-number' is not a decimal number")
+        # event_bus.detail puts the digest a deleted tag named in image-digest too.
+        digest = text("image-digest", required=False) if kind != TAG_DELETED else None
+        # image-tag is a tag event's tag, or the tag a manifest.pushed named (its tags).
+        image_tag = text("image-tag", required=False)
+        is_tag_event = kind in (TAG_CREATED, TAG_MOVED, TAG_DELETED)
+        return cls(
+            id=text("event-id"),  # type: ignore[arg-type]
+            type=kind,  # type: ignore[arg-type]
+            time=text("event-time"),  # type: ignore[arg-type]
+            repository=text("repository-name"),  # type: ignore[arg-type]
+            ordering_key=text("ordering-key"),  # type: ignore[arg-type]
+            sequence_number=sequence_number,  # type: ignore[arg-type]
+            digest=digest,
+            previous_digest=text("previous-digest", required=False),
+            media_type=text("manifest-media-type", required=False),
+            size=size,
+            tag=image_tag if is_tag_event else None,
+            artifact_type=text("artifact-media-type", required=False),
+            subject=text("subject", required=False),
+            tags=((image_tag,) if image_tag else ()) if kind == MANIFEST_PUSHED else None,
+        )
+
 
 # --- reading a stream record ------------------------------------------------------------
 

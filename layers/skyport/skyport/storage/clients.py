@@ -84,6 +84,13 @@ class AwsClients:
     def events(self) -> Any:
         return self._client("events", None)
 
+    # The replication and webhook queues (issue 11; skyport.sqs_batches): backoff by
+    # ChangeMessageVisibility, failures parked in a dead-letter queue. No endpoint of our
+    # own: AWS, or AWS_ENDPOINT_URL_SQS (moto locally and in the tests).
+    @cached_property
+    def sqs(self) -> Any:
+        return self._client("sqs", None)
+
     # Replication to another Skyport with `&role=ARN` (issue 11; skyport.replication): the
     # destination's clients use that role's credentials, refreshed through STS.
     @cached_property

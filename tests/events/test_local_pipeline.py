@@ -1,0 +1,179 @@
+"""The local twin of the deployed hooks pipeline (skyport_cli.pipeline), in process on the
+session's moto: the bus, queues and rules created from template.yaml (stack.ensure_hooks);
+a push to the registry reaches a webhook receiver through the table's stream, the events
+function, the bus, the webhook queue and the webhook function, as deployed. Writes that are
+not registry content never invoke the events function (the mapping's FilterCriteria)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+from hook_receiver import HookReceiver, hook_receiver
+from oci import make_image, push_image
+from skyport.registry import Registry
+from skyport.webhooks import WebhookAdmin
+from skyport_api.app import create_app
+from skyport_cli.pipeline import LocalPipeline, LocalStack, matches, passes
+from skyport_cli.stack import ensure_stack, local_name
+from skyport_cli.webhooks import SecretsManagerWriter
+from starlette.testclient import TestClient
+
+REGION = "us-east-1"
+SECRET = "local-pipeline-secret-0123456789abcdef"
+
+
+@pytest.fixture
+def hooks_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The endpoints `skyport serve` sets for its process (pipeline.aws_endpoints), for this test only."""
+    for service in ("SQS", "EVENTBRIDGE", "SECRETS_MANAGER"):
+        monkeypatch.setenv(f"AWS_ENDPOINT_URL_{service}", moto_endpoint)
+    monkeypatch.setenv("SKYPORT_HOOK_BACKOFF_SECONDS", "1")
+
+
+@pytest.fixture
+def pipeline(registry: Registry, template: dict, hooks_env, moto_endpoint: str) -> Iterator[LocalPipeline]:
+    from skyport.config import Settings
+    from skyport.storage.clients import AwsClients
+
+    settings = registry.settings
+    clients = AwsClients(  # created after the endpoints are set: SQS and EventBridge on moto
+        Settings(
+            bucket="-", table="-", region=REGION, s3_endpoint=moto_endpoint, dynamodb_endpoint=moto_endpoint
+        )
+    )
+    hooks = ensure_stack(
+        clients.s3,
+        clients.dynamodb,
+        settings.bucket,
+        settings.table,
+        template=template,
+        region=REGION,
+        events_client=clients.events,
+        sqs_client=clients.sqs,
+    )
+    assert hooks is not None
+    stack = LocalStack(settings.table, settings.bucket, REGION, moto_endpoint, moto_endpoint, hooks)
+    running = LocalPipeline(stack, clients, template)
+    lines = running.start()
+    assert lines == [
+        "EventsFunction <- the table's stream",
+        f"ReplicationFunction <- {local_name(settings.table, 'ReplicationQueue')}",
+        f"WebhookFunction <- {local_name(settings.table, 'WebhookQueue')}",
+    ]
+    running.clients = clients  # type: ignore[attr-defined]
+    running.hooks = hooks  # type: ignore[attr-defined]
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[HookReceiver]:
+    with hook_receiver() as started:
+        yield started
+
+
+def test_the_local_stack_matches_the_template(pipeline, template):
+    sqs = pipeline.clients.sqs
+    for queue in ("ReplicationQueue", "WebhookQueue"):
+        properties = template["Resources"][queue]["Properties"]
+        attributes = sqs.get_queue_attributes(QueueUrl=pipeline.hooks.refs[queue], AttributeNames=["All"])[
+            "Attributes"
+        ]
+        assert int(attributes["VisibilityTimeout"]) == properties["VisibilityTimeout"]
+        redrive = json.loads(attributes["RedrivePolicy"])
+        dead = properties["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        assert redrive["deadLetterTargetArn"] == pipeline.hooks.arns[dead]
+        assert int(redrive["maxReceiveCount"]) == properties["RedrivePolicy"]["maxReceiveCount"]
+    events = pipeline.clients.events
+    bus = pipeline.hooks.refs["RegistryEventBus"]
+    rules = {rule["Name"]: rule for rule in events.list_rules(EventBusName=bus)["Rules"]}
+    assert set(rules) == {"ReplicationRule", "WebhookRule"}
+    for rule, queue in (("ReplicationRule", "ReplicationQueue"), ("WebhookRule", "WebhookQueue")):
+        assert (
+            json.loads(rules[rule]["EventPattern"])
+            == template["Resources"][rule]["Properties"]["EventPattern"]
+        )
+        (target,) = events.list_targets_by_rule(Rule=rule, EventBusName=bus)["Targets"]
+        assert target["Arn"] == pipeline.hooks.arns[queue]
+
+
+def test_a_push_reaches_a_webhook_within_seconds(pipeline, registry, receiver):
+    WebhookAdmin(registry, SecretsManagerWriter(registry.clients.secretsmanager)).add(
+        receiver.url, secret=SECRET, event_types=["tag.created"]
+    )
+    started = time.monotonic()
+    with TestClient(create_app(registry)) as client:
+        digest = push_image(client, "team/app", make_image(), "1.0")
+    (delivery,) = receiver.wait_for(lambda deliveries: len(deliveries) >= 1, timeout=20)
+    assert time.monotonic() - started < 10
+    assert delivery.headers["content-type"] == "application/vnd.docker.distribution.events.v2+json"
+    (event,) = json.loads(delivery.body)["events"]
+    assert event["target"]["repository"] == "team/app"
+    assert event["target"]["tag"] == "1.0"
+    assert event["target"]["digest"] == digest
+    assert pipeline.invocations["EventsFunction"] >= 1
+    assert pipeline.invocations["WebhookFunction"] >= 1
+
+
+def test_writes_that_are_not_registry_content_invoke_no_function(pipeline, registry):
+    time.sleep(1)  # whatever the fixture's setup wrote has gone by
+    before = dict(pipeline.invocations)
+    registry.identities.ensure_admin("admin", "a-long-enough-password-123")
+    WebhookAdmin(registry, SecretsManagerWriter(registry.clients.secretsmanager)).add(
+        "http://127.0.0.1:9/hooks", secret=SECRET
+    )
+    time.sleep(1.5)
+    assert pipeline.invocations == before
+
+
+def test_a_restarted_pipeline_reads_the_stream_from_its_start(pipeline, registry, receiver):
+    """TRIM_HORIZON: what was written while no pipeline ran is delivered when one starts;
+    events already delivered are not sent to a receiver again (its delivery records)."""
+    WebhookAdmin(registry, SecretsManagerWriter(registry.clients.secretsmanager)).add(
+        receiver.url, secret=SECRET, event_types=["tag.created"]
+    )
+    pipeline.stop()
+    with TestClient(create_app(registry)) as client:
+        push_image(client, "team/app", make_image(), "1.0")
+        push_image(client, "team/app", make_image(), "2.0")
+    time.sleep(1)
+    assert receiver.deliveries == []
+    restarted = LocalPipeline(pipeline.stack, pipeline.clients)  # the same stack
+    restarted.start()
+    try:
+        receiver.wait_for(lambda deliveries: len(deliveries) >= 2)
+        tags = sorted(json.loads(d.body)["events"][0]["target"]["tag"] for d in receiver.deliveries)
+        assert tags == ["1.0", "2.0"]
+    finally:
+        restarted.stop()
+
+
+@pytest.mark.parametrize(
+    ("pattern", "record", "expected"),
+    [
+        ({"a": {"b": ["x"]}}, {"a": {"b": "x"}}, True),
+        ({"a": {"b": ["x"]}}, {"a": {"b": "y"}}, False),
+        ({"a": [{"prefix": "RE"}]}, {"a": "REPO#x"}, True),
+        ({"a": [{"prefix": "RE"}]}, {"a": 5}, False),
+        ({"a": [{"exists": False}]}, {"b": 1}, True),
+        ({"a": [{"exists": False}]}, {"a": 1}, False),
+        ({"a": [{"exists": True}]}, {"a": 1}, True),
+        ({"a": ["x"]}, {"a": ["y", "x"]}, True),
+        ({"a": {"b": ["x"]}}, {"a": "x"}, False),
+    ],
+)
+def test_filter_patterns(pattern, record, expected):
+    assert matches(pattern, record) is expected
+    assert passes([pattern], record) is expected
+    assert passes([], record) is True
+
+
+@pytest.mark.parametrize("option", [{"anything-but": ["x"]}, {"numeric": [">", 1]}])
+def test_a_filter_operator_not_supported_locally_is_refused(option):
+    with pytest.raises(ValueError):
+        matches({"a": [option]}, {"a": "x"})
