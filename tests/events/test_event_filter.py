@@ -40,6 +40,8 @@ KEY_KINDS = {
     # webhooks (issue 11): a webhook id or event id shaped like registry keys changes nothing
     "webhook": (keys.webhook("REPO#x"), False),
     "webhook_delivery": (keys.webhook_delivery("CATALOG", "TAG#x"), False),
+    # tag immutability (issue 12): rules are not registry content
+    "immutability_rule": (keys.immutability_rule("REPO#x"), False),
 }
 
 

@@ -73,6 +73,12 @@
                                                           One Query reads every receiver that
                                                           has it; TTL `expires_at`
 
+    Tag immutability (issue 12: skyport/immutability.py, storage/dynamodb/immutability.py)
+    └── IMMUTABILITY      / <rule id>                     a rule: repository pattern, tag
+                                                          exclusion patterns, created_at.
+                                                          Read whole (one Query) and cached
+                                                          by each process; no stream event
+
 Sort keys within a partition are compared bytewise, which is the lexical
 order the spec asks of tag and catalog listings.
 
@@ -210,3 +216,12 @@ def webhook_deliveries_partition(event_id: str) -> str:
 
 def webhook_delivery(event_id: str, webhook_id: str) -> dict:
     return _key(webhook_deliveries_partition(event_id), webhook_id)
+
+
+# --- tag immutability (issue 12) ----------------------------------------------
+
+IMMUTABILITY = "IMMUTABILITY"
+
+
+def immutability_rule(rule_id: str) -> dict:
+    return _key(IMMUTABILITY, rule_id)
