@@ -97,7 +97,7 @@ class ImmutabilityRule:
     id: str
     repositories: str  # a repository pattern, the grants' grammar
     exclude: tuple[str, ...] = ()  # tag patterns that stay mutable
-    created_at: int = 0
+    created_ms: int = 0  # milliseconds since the epoch: rules are checked in this order
 
     def covers_repository(self, repository: str) -> bool:
         return pattern_matches(self.repositories, repository)
@@ -113,7 +113,7 @@ class ImmutabilityRule:
             "id": self.id,
             "repositories": self.repositories,
             "exclude": list(self.exclude),
-            "created_at": self.created_at,
+            "created_ms": self.created_ms,
         }
 
     @classmethod
@@ -122,7 +122,7 @@ class ImmutabilityRule:
             id=fields["id"],
             repositories=fields["repositories"],
             exclude=tuple(fields.get("exclude") or ()),
-            created_at=int(fields.get("created_at") or 0),
+            created_ms=int(fields.get("created_ms") or 0),
         )
 
     def describe(self) -> str:
@@ -183,7 +183,7 @@ class ImmutabilityRules:
             loaded = tuple(
                 sorted(
                     (ImmutabilityRule.from_fields(fields) for fields in self._store.list_rules()),
-                    key=lambda rule: (rule.created_at, rule.id),
+                    key=lambda rule: (rule.created_ms, rule.id),
                 )
             )
         except StorageUnavailable:
@@ -195,8 +195,8 @@ class ImmutabilityRules:
         return loaded
 
     def covering(self, repository: str, tag: str) -> ImmutabilityRule | None:
-        """The first rule (oldest) that makes ``tag`` of ``repository`` immutable; None if
-        the tag may move."""
+        """The first rule (by creation time) that makes ``tag`` of ``repository``
+        immutable; None if the tag may move."""
         return next((rule for rule in self.rules() if rule.covers(repository, tag)), None)
 
     def guard(self, repository: str) -> Callable[[str], ImmutabilityRule | None] | None:
@@ -229,7 +229,7 @@ class ImmutabilityRules:
             id=f"im-{secrets.token_hex(4)}",
             repositories=repositories,
             exclude=exclusions,
-            created_at=int(time.time()),
+            created_ms=time.time_ns() // 1_000_000,
         )
         if not self._store.create_rule(rule.fields()):
             raise InvalidRule("rule id taken (a one in four billion chance): add it again")
@@ -238,7 +238,7 @@ class ImmutabilityRules:
 
     def list_rules(self) -> list[ImmutabilityRule]:
         rules = [ImmutabilityRule.from_fields(fields) for fields in self._store.list_rules()]
-        return sorted(rules, key=lambda rule: (rule.created_at, rule.id))
+        return sorted(rules, key=lambda rule: (rule.created_ms, rule.id))
 
     def remove(self, rule_id: str) -> ImmutabilityRule:
         if not isinstance(rule_id, str) or not _RULE_ID.fullmatch(rule_id):

@@ -75,7 +75,7 @@
 
     Tag immutability (issue 12: skyport/immutability.py, storage/dynamodb/immutability.py)
     └── IMMUTABILITY      / <rule id>                     a rule: repository pattern, tag
-                                                          exclusion patterns, created_at.
+                                                          exclusion patterns, created_ms.
                                                           Read whole (one Query) and cached
                                                           by each process; no stream event
 

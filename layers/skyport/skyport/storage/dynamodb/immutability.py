@@ -24,7 +24,7 @@ class DynamoImmutabilityStore:
             **keys.immutability_rule(fields["id"]),
             "repositories": S(fields["repositories"]),
             "exclude": {"L": [S(pattern) for pattern in fields["exclude"]]},
-            "created_at": N(fields["created_at"]),
+            "created_ms": N(fields["created_ms"]),
         }
         ok, _, _ = conditional(lambda: self._table.put(item, RULE_IS_NEW))
         return ok
@@ -62,5 +62,5 @@ def _rule_fields(item: dict) -> dict[str, Any]:
         "id": item[keys.SK]["S"],
         "repositories": get_str(item, "repositories") or "",
         "exclude": [value["S"] for value in item.get("exclude", {}).get("L", [])],
-        "created_at": get_int(item, "created_at"),
+        "created_ms": get_int(item, "created_ms"),
     }
