@@ -34,7 +34,7 @@ def test_racing_pushes_of_one_new_immutable_tag_have_one_winner(clients, rules):
     for round_ in range(ROUNDS):
         tag = f"v{round_}"
         responses = together(
-            *[lambda c=c, i=i: put(c, REPO, tag, i) for c, i in zip(clients, images, strict=True)]
+            *[lambda c=c, i=i, t=tag: put(c, REPO, t, i) for c, i in zip(clients, images, strict=True)]
         )
         statuses = [r.status_code for r in responses]
         assert sorted(statuses) == [201] + [403] * (len(clients) - 1), [
@@ -59,6 +59,6 @@ def test_racing_pushes_of_one_immutable_tag_with_one_digest_all_succeed(clients,
     image = make_image(layer_sizes=(10,))
     push_blobs(clients[0], REPO, image)
     for round_ in range(ROUNDS):
-        responses = together(*[lambda c=c: put(c, REPO, f"v{round_}", image) for c in clients])
+        responses = together(*[lambda c=c, t=f"v{round_}": put(c, REPO, t, image) for c in clients])
         assert [r.status_code for r in responses] == [201] * len(clients), [r.text for r in responses]
         assert clients[0].get(f"/v2/{REPO}/manifests/v{round_}").content == image.manifest
