@@ -93,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     from . import webhooks  # `skyport webhook add|list|remove|test`
 
     webhooks.add_command(commands)
+    from . import immutability  # `skyport immutability add|list|remove` (issue 12)
+
+    immutability.add_command(commands)
     return parser
 
 
@@ -110,6 +113,10 @@ def main(argv: list[str] | None = None) -> None:
         from . import webhooks
 
         sys.exit(webhooks.run(args))
+    if args.command == "immutability":
+        from . import immutability
+
+        sys.exit(immutability.run(args))
     if args.command == "serve-uploads":
         from .serve import serve_uploads
 
