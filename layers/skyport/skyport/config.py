@@ -243,7 +243,10 @@ def _upload_service_settings(env: Mapping[str, str]) -> dict:
 
 def _immutability_cache_seconds(env: Mapping[str, str], defaults: dict) -> int:
     value = env.get("SKYPORT_IMMUTABILITY_CACHE_SECONDS")
-    seconds = int(value) if value else defaults["immutability_cache_seconds"]
+    if not value:
+        return defaults["immutability_cache_seconds"]
+    # ASCII digits only (int() also takes other Unicode digits): a typo fails at start.
+    seconds = int(value) if value.isascii() and value.isdigit() else -1
     if not 0 <= seconds <= 3600:
-        raise ValueError(f"SKYPORT_IMMUTABILITY_CACHE_SECONDS must be 0..3600, not {seconds}")
+        raise ValueError(f"SKYPORT_IMMUTABILITY_CACHE_SECONDS must be 0..3600 seconds, not {value[:20]!r}")
     return seconds
