@@ -185,10 +185,19 @@ def test_the_cache_is_read_once_per_period_and_a_failed_read_keeps_the_known_rul
     now[0] += 2
     assert cached.covering("other/app", "v1").id == "im-1123abcd"
     assert store.reads == 2
-    # Throttled: the rules known are kept (enforcement does not lapse).
+    # Throttled: the rules known are kept (enforcement does not lapse), and the read is
+    # tried again a few seconds later, not on every request.
     store.failing = True
     now[0] += 31
     assert cached.covering("team/app", "v1") == rule
+    assert store.reads == 3
+    for _ in range(10):
+        assert cached.covering("team/app", "v1") == rule
+    assert store.reads == 3
+    now[0] += 6
+    store.failing = False
+    assert cached.covering("team/app", "v1") == rule
+    assert store.reads == 4
 
 
 def test_a_failed_first_read_is_unavailable_not_a_free_pass():

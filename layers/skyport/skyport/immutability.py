@@ -63,6 +63,8 @@ MAX_EXCLUSIONS = 20
 _TAG_PATTERN = re.compile(r"[A-Za-z0-9_*][A-Za-z0-9._*-]{0,127}")
 _RULE_ID = re.compile(r"im-[0-9a-f]{8}")
 DEFAULT_CACHE_SECONDS = 30
+# After a failed refresh, the rules known are kept this long before the next read.
+RETRY_SECONDS = 5
 
 
 class InvalidRule(ValueError):
@@ -189,6 +191,9 @@ class ImmutabilityRules:
         except StorageUnavailable:
             if previous is None:
                 raise
+            with self._lock:
+                # Tried again after RETRY_SECONDS, not on every request while throttled.
+                self._loaded_at = now - max(self._cache_seconds - RETRY_SECONDS, 0)
             return previous
         with self._lock:
             self._rules, self._loaded_at = loaded, now

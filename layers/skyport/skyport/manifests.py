@@ -346,7 +346,8 @@ class ManifestService:
         return PushedManifest(digest_text, parsed.subject)
 
     def delete(self, repository: str, reference: str) -> None:
-        """By digest: the manifest and its tags. By tag: only the tag (distribution-spec 1.1)."""
+        """By digest: the manifest and its tags. By tag: only the tag (distribution-spec 1.1).
+        Neither while an immutable tag would go (DENIED; skyport/immutability.py)."""
         validate_name(repository)
         if is_digest(reference):
             Digest.parse(reference)
