@@ -80,5 +80,5 @@ def dynamodb_calls(registry: Registry) -> Iterator[DynamoCalls]:
         events.unregister("before-call.dynamodb", calls)
 
 
-# The e2e check (test_e2e.py) drives skopeo as tests/e2e does, with its fixture.
-from e2e.conftest import skopeo  # noqa: E402, F401
+# The e2e checks (test_e2e.py) drive skopeo and docker as tests/e2e does, with its fixtures.
+from e2e.conftest import dockerd, skopeo  # noqa: E402, F401

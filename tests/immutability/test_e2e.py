@@ -1,10 +1,12 @@
 """End to end: `skyport serve` (as `make run` starts it), `skyport immutability` finding it
 through its state file, and skopeo: another image pushed to an immutable tag is refused
 with DENIED naming the rule, the first image still pulls byte for byte, an excluded tag
-moves, deleting the image is refused, and once the rule is removed the tag moves."""
+moves, deleting the image is refused, and once the rule is removed the tag moves. Then
+docker: its push of another image to an immutable tag fails, the first image pulls."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,7 +19,7 @@ import pytest
 from e2e.clients import TRANSFER_TIMEOUT, Client, unique
 from e2e.conftest import READY_TIMEOUT, REGISTRY_ENV, _free_port, _log_tail, _stop, _wait_ready, spawn_server
 from e2e.conftest import Registry as Served
-from e2e.images import build_oci_layout, read_oci_layout
+from e2e.images import build_docker_archive, build_oci_layout, read_oci_layout
 from machine import cannot_run
 
 pytestmark = pytest.mark.e2e
@@ -121,3 +123,30 @@ def test_skopeo_cannot_move_an_immutable_tag(skopeo: Client, server: Server, tmp
     time.sleep(CACHE_SECONDS + 0.5)
     copy(skopeo, second.ref, f"{repo}:1.0")
     assert skopeo("inspect", "--raw", "--tls-verify=false", f"{repo}:1.0").stdout.encode() == second.raw
+
+
+def test_docker_cannot_move_an_immutable_tag(dockerd, server: Server, tmp_path: Path):
+    docker = dockerd.client
+    added = server.skyport("immutability", "add", "docker/*")
+    assert added.returncode == 0, added.stderr
+    rule_id = added.stdout.split()[2]
+    repo = unique("docker/app")
+    target = f"{server.served.host}/{repo}:1"
+    first = build_docker_archive(tmp_path / "first.tar", [32 * 1024], f"local/{repo}:first")
+    second = build_docker_archive(tmp_path / "second.tar", [16 * 1024], f"local/{repo}:second")
+    for archive in (first, second):
+        docker("load", "-i", str(archive.path), timeout=TRANSFER_TIMEOUT)
+
+    docker("tag", first.repo_tag, target)
+    docker("push", target, timeout=TRANSFER_TIMEOUT)
+    docker("tag", second.repo_tag, target)
+    refused = docker.fails("push", target, timeout=TRANSFER_TIMEOUT)
+    assert (
+        "denied" in (refused.stderr + refused.stdout).lower() and rule_id in refused.stderr + refused.stdout
+    )
+
+    # The first image still pulls (docker recompresses layers: compare image IDs).
+    docker("rmi", target, first.repo_tag, second.repo_tag)
+    docker.fails("image", "inspect", first.image_id)
+    docker("pull", target, timeout=TRANSFER_TIMEOUT)
+    assert json.loads(docker("image", "inspect", target).stdout)[0]["Id"] == first.image_id

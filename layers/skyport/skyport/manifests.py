@@ -300,7 +300,6 @@ class ManifestService:
             digest = Digest.of(body, CANONICAL_ALGORITHM)
         parsed = parse_manifest(body, content_type, self._settings.max_manifest_references)
         digest_text = str(digest)
-        rule = self._covering(repository, tag) if tag is not None else None
         inline = len(body) <= self._settings.inline_manifest_limit
         record = ManifestRecord(
             digest=digest_text,
@@ -312,6 +311,7 @@ class ManifestService:
             artifact_type=parsed.artifact_type,
             annotations=parsed.annotations,
         )
+        rule: ImmutabilityRule | None = None
         try:
             if not inline:
                 # References are checked before the body is written, so a manifest refused
@@ -319,6 +319,10 @@ class ManifestService:
                 # write. The body is content-addressed, so writing it before the metadata
                 # is safe: a push failing past here leaves at most an unreferenced copy.
                 self._index.check_references(repository, digest_text, parsed.blobs, parsed.manifests)
+            # After the references' check: a push refused for them needs no rule (the rules
+            # are cached, but the first push of a period reads them).
+            rule = self._covering(repository, tag) if tag is not None else None
+            if not inline:
                 if rule is not None and tag is not None:
                     # Likewise a move of an immutable tag, refused here before the body is
                     # written (one read, for such pushes only); put_manifest's condition
