@@ -146,7 +146,7 @@ def test_docker_cannot_move_an_immutable_tag(dockerd, server: Server, tmp_path: 
     )
 
     # The first image still pulls (docker recompresses layers: compare image IDs).
-    docker("rmi", target, first.repo_tag, second.repo_tag)
+    docker("rmi", "--force", first.image_id, second.image_id)  # every tag and digest reference
     docker.fails("image", "inspect", first.image_id)
     docker("pull", target, timeout=TRANSFER_TIMEOUT)
     assert json.loads(docker("image", "inspect", target).stdout)[0]["Id"] == first.image_id
