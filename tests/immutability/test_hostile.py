@@ -205,3 +205,31 @@ def test_a_failed_first_read_is_unavailable_not_a_free_pass():
     store.failing = True
     with pytest.raises(StorageUnavailable):
         ImmutabilityRules(store).covering("team/app", "v1")
+
+
+def _reference_match(pattern: str, name: str) -> bool:
+    """'*' matching any run of characters, by dynamic programming over both strings."""
+    matches = [True] + [False] * len(name)  # pattern prefix so far vs every name prefix
+    for char in pattern:
+        if char == "*":
+            for j in range(1, len(name) + 1):
+                matches[j] = matches[j] or matches[j - 1]
+        else:
+            matches = [False] + [matches[j] and name[j] == char for j in range(len(name))]
+    return matches[-1]
+
+
+def test_the_shared_matcher_agrees_with_a_reference_and_stays_linear():
+    import random
+
+    from skyport.auth.policy import pattern_matches
+
+    rng = random.Random(12)
+    for _ in range(20_000):
+        pattern = "".join(rng.choice("ab*/") for _ in range(rng.randint(0, 8)))
+        name = "".join(rng.choice("ab/") for _ in range(rng.randint(0, 10)))
+        assert pattern_matches(pattern, name) == _reference_match(pattern, name), (pattern, name)
+    started = time.monotonic()
+    for _ in range(1000):
+        assert not pattern_matches("*" + "a*" * 120 + "b", "a" * 255)
+    assert time.monotonic() - started < 5
