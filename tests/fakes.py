@@ -39,6 +39,7 @@ from skyport.storage.ports import (
     Page,
     Referrer,
     StorageUnavailable,
+    TagImmutable,
     TooManyUploads,
     UploadConflict,
     UploadMissing,
@@ -402,7 +403,13 @@ class MemoryManifestIndex:
         blobs: dict[str, int],
         manifests: Sequence[str],
         referrer_of: str | None,
+        immutable_tag: bool = False,
     ) -> None:
+        if tag is not None and immutable_tag:
+            # TAG_NEW_OR_SAME_DIGEST: the tag is absent or already names this digest.
+            current = self.tags.get((repository, tag))
+            if current is not None and current.digest != record.digest:
+                raise TagImmutable(tag, current.digest)
         self._check(repository, record.digest, blobs, manifests)
         self.manifests[(repository, record.digest)] = record
         self.repositories.add(repository)
@@ -411,10 +418,15 @@ class MemoryManifestIndex:
         if referrer_of is not None:
             self.referrers[(repository, referrer_of, record.digest)] = record
 
-    def delete_manifest(self, repository: str, digest: str) -> ManifestRecord | None:
-        record = self.manifests.pop((repository, digest), None)
-        if record is None:
+    def delete_manifest(
+        self, repository: str, digest: str, keep_tag: Callable[[str], bool] | None = None
+    ) -> ManifestRecord | None:
+        if (repository, digest) not in self.manifests:
             return None
+        for (repo, tag), tagged in self.tags.items():
+            if repo == repository and tagged.digest == digest and keep_tag is not None and keep_tag(tag):
+                raise TagImmutable(tag, digest)
+        record = self.manifests.pop((repository, digest))
         if record.subject:
             self.referrers.pop((repository, record.subject, digest), None)
         for key in [k for k, v in self.tags.items() if k[0] == repository and v.digest == digest]:

@@ -111,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
     from . import replication  # `skyport replication add|list|remove|status` (issue 11)
 
     replication.add_command(commands)
+    from . import immutability  # `skyport immutability add|list|remove` (issue 12)
+
+    immutability.add_command(commands)
     return parser
 
 
@@ -136,6 +139,10 @@ def main(argv: list[str] | None = None) -> None:
         from . import replication
 
         sys.exit(replication.run(args))
+    if args.command == "immutability":
+        from . import immutability
+
+        sys.exit(immutability.run(args))
     if args.command == "serve-uploads":
         from .serve import serve_uploads
 

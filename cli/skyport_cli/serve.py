@@ -24,6 +24,7 @@ _PASSED_THROUGH = (
     "SKYPORT_TOKEN_SERVICE",
     "SKYPORT_TOKEN_REALM",
     "SKYPORT_AUTOMATIC_MOUNT",
+    "SKYPORT_IMMUTABILITY_CACHE_SECONDS",  # issue 12: how stale a rule change may be here
 )
 ADMIN_USER = "admin"
 # Keep-alive of `skyport serve-uploads`: above the load balancer's idle timeout.

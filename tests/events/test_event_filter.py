@@ -42,6 +42,8 @@ KEY_KINDS = {
     "webhook_delivery": (keys.webhook_delivery("CATALOG", "TAG#x"), False),
     "replication_rule": (keys.replication_rule("REPO#x"), False),
     "replication_order": (keys.replication_order("x", "REPO#a:TAG#b"), False),
+    # tag immutability (issue 12): rules are not registry content
+    "immutability_rule": (keys.immutability_rule("REPO#x"), False),
 }
 
 

@@ -117,6 +117,11 @@ class Settings:
     # of Secrets Manager's hook secrets. Default: "skyport/<table>/hooks/".
     hook_secret_prefix: str = ""
 
+    # --- tag immutability (issue 12: skyport/immutability.py) ---
+    # Each process reads the rules at most this often (SKYPORT_IMMUTABILITY_CACHE_SECONDS):
+    # a push costs no extra read; a rule change reaches running instances within it.
+    immutability_cache_seconds: int = 30
+
     @property
     def hook_secrets(self) -> str:
         return self.hook_secret_prefix or f"skyport/{self.table}/hooks/"
@@ -183,6 +188,7 @@ class Settings:
             hook_secret_prefix=env.get("SKYPORT_HOOK_SECRET_PREFIX") or "",
             **_direct_upload_settings(env, defaults),
             **_upload_service_settings(env),
+            immutability_cache_seconds=_immutability_cache_seconds(env, defaults),
         )
 
 
@@ -233,3 +239,14 @@ def _upload_service_settings(env: Mapping[str, str]) -> dict:
         "upload_key_secret": upload_key_secret,
         "registry_url": _base_url("SKYPORT_REGISTRY_URL", env.get("SKYPORT_REGISTRY_URL")),
     }
+
+
+def _immutability_cache_seconds(env: Mapping[str, str], defaults: dict) -> int:
+    value = env.get("SKYPORT_IMMUTABILITY_CACHE_SECONDS")
+    if not value:
+        return defaults["immutability_cache_seconds"]
+    # ASCII digits only (int() also takes other Unicode digits): a typo fails at start.
+    seconds = int(value) if value.isascii() and value.isdigit() else -1
+    if not 0 <= seconds <= 3600:
+        raise ValueError(f"SKYPORT_IMMUTABILITY_CACHE_SECONDS must be 0..3600 seconds, not {value[:20]!r}")
+    return seconds

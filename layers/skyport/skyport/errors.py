@@ -149,3 +149,38 @@ class TooManyRequests(RegistryError):
     ) -> None:
         super().__init__(detail, message=message)
         self.retry_after = retry_after
+
+
+# --- tag immutability (issue 12: skyport/immutability.py) ---------------------------------
+
+IMMUTABLE_TAG_ACTIONS = ("overwrite", "delete", "delete manifest")
+
+
+def immutable_tag(
+    repository: str, tag: str, action: str, rule: dict[str, Any], digest: str | None = None
+) -> RegistryError:
+    """DENIED (403) for a change an immutability rule forbids; nothing was changed.
+    ``action``: one of IMMUTABLE_TAG_ACTIONS (moving the tag to ``digest``, deleting it by
+    tag, deleting the manifest it names). The detail's shape::
+
+        {"reason": "tag is immutable", "repository": ..., "tag": ..., "action": ...,
+         "digest": the digest pushed (overwrite only),
+         "rule": {"id": "im-0123abcd", "repositories": "team/*", "exclude": ["latest"]}}
+    """
+    detail: dict[str, Any] = {"reason": "tag is immutable", "repository": repository, "tag": tag}
+    detail["action"] = action
+    if digest is not None:
+        detail["digest"] = digest
+    detail["rule"] = {key: rule[key] for key in ("id", "repositories", "exclude")}
+    excluded = f" except {', '.join(rule['exclude'])}" if rule["exclude"] else ""
+    where = f"immutability rule {rule['id']} ({rule['repositories']}{excluded})"
+    if action == "overwrite":
+        message = f"tag {tag} of {repository} is immutable ({where}): push the new image under a new tag"
+    elif action == "delete":
+        message = f"tag {tag} of {repository} is immutable ({where}): it cannot be deleted"
+    else:
+        message = (
+            f"the manifest is named by tag {tag} of {repository}, which is immutable ({where}): "
+            "it cannot be deleted"
+        )
+    return Denied(detail, message=message)

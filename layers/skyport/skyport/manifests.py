@@ -7,7 +7,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import media_types
 from .config import Settings
@@ -19,10 +19,21 @@ from .errors import (
     ManifestUnknown,
     PayloadTooLarge,
     TagInvalid,
+    immutable_tag,
 )
 from .reference import validate_name, validate_tag
 from .storage import keys
-from .storage.ports import ManifestIndex, ManifestRecord, MissingReferences, ObjectStore, StorageUnavailable
+from .storage.ports import (
+    ManifestIndex,
+    ManifestRecord,
+    MissingReferences,
+    ObjectStore,
+    StorageUnavailable,
+    TagImmutable,
+)
+
+if TYPE_CHECKING:
+    from .immutability import ImmutabilityRule, ImmutabilityRules
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,10 +231,22 @@ class PushedManifest:
 
 
 class ManifestService:
-    def __init__(self, objects: ObjectStore, index: ManifestIndex, settings: Settings) -> None:
+    def __init__(
+        self,
+        objects: ObjectStore,
+        index: ManifestIndex,
+        settings: Settings,
+        immutability: ImmutabilityRules | None = None,
+    ) -> None:
         self._objects = objects
         self._index = index
         self._settings = settings
+        # Tag immutability rules (skyport/immutability.py: what is refused, and why); None: none.
+        self._immutability = immutability
+
+    def _covering(self, repository: str, tag: str) -> ImmutabilityRule | None:
+        """The immutability rule that makes the tag immutable, if any (cached rules: no read)."""
+        return self._immutability.covering(repository, tag) if self._immutability is not None else None
 
     def resolve(self, repository: str, reference: str) -> ManifestRecord:
         """HEAD and the first half of GET: by digest or by tag, one DynamoDB read."""
@@ -288,6 +311,7 @@ class ManifestService:
             artifact_type=parsed.artifact_type,
             annotations=parsed.annotations,
         )
+        rule: ImmutabilityRule | None = None
         try:
             if not inline:
                 # References are checked before the body is written, so a manifest refused
@@ -295,20 +319,54 @@ class ManifestService:
                 # write. The body is content-addressed, so writing it before the metadata
                 # is safe: a push failing past here leaves at most an unreferenced copy.
                 self._index.check_references(repository, digest_text, parsed.blobs, parsed.manifests)
+            # After the references' check: a push refused for them needs no rule (the rules
+            # are cached, but the first push of a period reads them).
+            rule = self._covering(repository, tag) if tag is not None else None
+            if not inline:
+                if rule is not None and tag is not None:
+                    # Likewise a move of an immutable tag, refused here before the body is
+                    # written (one read, for such pushes only); put_manifest's condition
+                    # refuses it again, atomically, if a push raced this one.
+                    current = self._index.get_tag(repository, tag)
+                    if current is not None and current.digest != digest_text:
+                        raise TagImmutable(tag, current.digest)
                 self._objects.put(record.body_key, body)
-            self._index.put_manifest(repository, record, tag, parsed.blobs, parsed.manifests, parsed.subject)
+            self._index.put_manifest(
+                repository,
+                record,
+                tag,
+                parsed.blobs,
+                parsed.manifests,
+                parsed.subject,
+                immutable_tag=rule is not None,
+            )
         except MissingReferences as missing:
             # distribution-spec "Pushing Manifests": a manifest refused for a reference
             # to a blob *or manifest* the repository lacks MUST get MANIFEST_BLOB_UNKNOWN.
             raise ManifestBlobUnknown({"digests": missing.blobs + missing.manifests}) from missing
+        except TagImmutable as refused:
+            assert rule is not None and tag is not None
+            raise immutable_tag(repository, tag, "overwrite", rule.fields(), digest_text) from refused
         return PushedManifest(digest_text, parsed.subject)
 
     def delete(self, repository: str, reference: str) -> None:
-        """By digest: the manifest and its tags. By tag: only the tag (distribution-spec 1.1)."""
+        """By digest: the manifest and its tags. By tag: only the tag (distribution-spec 1.1).
+        Neither while an immutable tag would go (DENIED; skyport/immutability.py)."""
         validate_name(repository)
         if is_digest(reference):
             Digest.parse(reference)
-            if self._index.delete_manifest(repository, reference) is None:
+            # Not while an immutable tag names it (skyport/immutability.py says why).
+            guard = self._immutability.guard(repository) if self._immutability else None
+            try:
+                deleted = self._index.delete_manifest(
+                    repository, reference, (lambda tag: guard(tag) is not None) if guard else None
+                )
+            except TagImmutable as refused:
+                assert guard is not None
+                rule = guard(refused.tag)
+                assert rule is not None
+                raise immutable_tag(repository, refused.tag, "delete manifest", rule.fields()) from refused
+            if deleted is None:
                 raise ManifestUnknown({"name": repository, "reference": reference})
             # Its last manifest gone, the repository leaves the catalog (the stream's
             # repository.deleted). Best effort: the manifest is deleted either way, and a
@@ -319,5 +377,11 @@ class ManifestService:
                 pass
         else:
             validate_tag(reference)
+            rule = self._covering(repository, reference)
+            if rule is not None:
+                # An immutable tag is never deleted; one that does not exist is still unknown.
+                if self._index.get_tag(repository, reference) is None:
+                    raise ManifestUnknown({"name": repository, "reference": reference})
+                raise immutable_tag(repository, reference, "delete", rule.fields())
             if not self._index.delete_tag(repository, reference):
                 raise ManifestUnknown({"name": repository, "reference": reference})

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .auth.identities import IdentityAdmin
     from .auth.service import AuthService
     from .direct_uploads import DirectUploadService
+    from .immutability import ImmutabilityRules
     from .storage.ports import AuthStore
 
 
@@ -58,7 +59,17 @@ class Registry:
 
     @cached_property
     def manifests(self) -> ManifestService:
-        return ManifestService(self._objects, self._manifest_index, self.settings)
+        return ManifestService(self._objects, self._manifest_index, self.settings, self.immutability)
+
+    @cached_property
+    def immutability(self) -> ImmutabilityRules:
+        """Tag immutability rules (issue 12): enforced by ``manifests``, administered by
+        `skyport immutability`; cached per process (skyport/immutability.py)."""
+        from .immutability import ImmutabilityRules
+        from .storage.dynamodb.immutability import DynamoImmutabilityStore
+
+        store = DynamoImmutabilityStore(self.clients.dynamodb, self.settings.table)
+        return ImmutabilityRules(store, self.settings.immutability_cache_seconds)
 
     @cached_property
     def tags(self) -> TagService:

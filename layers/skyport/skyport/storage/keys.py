@@ -78,10 +78,15 @@
     │                                                     Its signing secret is never here:
     │                                                     Secrets Manager, hook_secrets +
     │                                                     "webhooks/<webhook id>"
-    └── WEBHOOK_DELIVERY#<event id> / <webhook id>        <webhook id> answered 2xx to <event
-                                                          id>: a retry of the event skips it.
-                                                          One Query reads every receiver that
-                                                          has it; TTL `expires_at`
+    ├── WEBHOOK_DELIVERY#<event id> / <webhook id>        <webhook id> answered 2xx to <event
+    │                                                     id>: a retry of the event skips it.
+    │                                                     One Query reads every receiver that
+    │                                                     has it; TTL `expires_at`
+    │   (tag immutability, issue 12: skyport/immutability.py, storage/dynamodb/immutability.py)
+    └── IMMUTABILITY      / <rule id>                     a rule: repository pattern, tag
+                                                          exclusion patterns, created_ms.
+                                                          Read whole (one Query) and cached
+                                                          by each process; no stream event
 
 Sort keys within a partition are compared bytewise, which is the lexical
 order the spec asks of tag and catalog listings.
@@ -236,3 +241,12 @@ def replication_rule(rule_id: str) -> dict:
 
 def replication_order(rule_id: str, ordering_key: str) -> dict:
     return _key(f"{REPLICATION_ORDER_PREFIX}{rule_id}", ordering_key)
+
+
+# --- tag immutability (issue 12) ----------------------------------------------
+
+IMMUTABILITY = "IMMUTABILITY"
+
+
+def immutability_rule(rule_id: str) -> dict:
+    return _key(IMMUTABILITY, rule_id)

@@ -8,7 +8,7 @@ may also raise :class:`StorageUnavailable` when the backend throttles or fails.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -168,6 +168,17 @@ class MissingReferences(StorageError):
         self.manifests = list(manifests)
 
 
+class TagImmutable(StorageError):
+    """A write or delete would move or remove an immutable tag (skyport/immutability.py):
+    ``tag`` names another manifest than the push's (``current``: its digest when known),
+    or names the manifest being deleted. Nothing was written."""
+
+    def __init__(self, tag: str, current: str | None = None) -> None:
+        super().__init__(f"tag {tag} is immutable")
+        self.tag = tag
+        self.current = current
+
+
 # --- interfaces -------------------------------------------------------------
 
 
@@ -309,9 +320,12 @@ class ManifestIndex(Protocol):
         blobs: dict[str, int],
         manifests: Sequence[str],
         referrer_of: str | None,
+        immutable_tag: bool = False,
     ) -> None:
         """Store atomically with its tag, catalog entry and referrer entry, provided every
-        blob (digest -> size) and child manifest is in the repository; else MissingReferences."""
+        blob (digest -> size) and child manifest is in the repository; else MissingReferences.
+        With ``immutable_tag``, also provided the tag is absent or already names this
+        digest; else TagImmutable."""
         ...
 
     def check_references(
@@ -321,7 +335,13 @@ class ManifestIndex(Protocol):
         than ``digest`` itself) is in the repository; by reads, not atomic with any write."""
         ...
 
-    def delete_manifest(self, repository: str, digest: str) -> ManifestRecord | None: ...
+    def delete_manifest(
+        self, repository: str, digest: str, keep_tag: Callable[[str], bool] | None = None
+    ) -> ManifestRecord | None:
+        """Remove the manifest and the tags naming it; None when there is none. With
+        ``keep_tag``: TagImmutable, and nothing removed, when it is true of such a tag."""
+        ...
+
     def delete_tag(self, repository: str, tag: str) -> bool: ...
     def forget_repository_if_empty(self, repository: str) -> bool:
         """Drop the repository from the catalog if it holds no manifest; True if dropped."""

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from .. import keys
-from ..ports import ManifestRecord, MissingReferences, Page, Referrer
+from ..ports import ManifestRecord, MissingReferences, Page, Referrer, TagImmutable
 from .table import (
     ITEM_EXISTS,
     MAX_BATCH_GET_KEYS,
@@ -29,6 +29,9 @@ from .table import (
 LINK_EXISTS_WITH_SIZE = "attribute_exists(PK) AND size_bytes = :size"
 # A tag is removed with its manifest only while it still points at it.
 TAG_POINTS_AT = "digest = :digest"
+# An immutable tag (skyport/immutability.py) is created, or written again naming the same
+# manifest, never moved: two pushes of one new immutable tag cannot both win.
+TAG_NEW_OR_SAME_DIGEST = "attribute_not_exists(PK) OR digest = :digest"
 # The catalog entry is the one read before finding the repository empty: no push has
 # rewritten it since (each push gives it a new push_id, in the push's transaction).
 CATALOG_ENTRY_UNCHANGED = "push_id = :push_id"
@@ -97,6 +100,7 @@ class DynamoManifestIndex:
         blobs: dict[str, int],
         manifests: Sequence[str],
         referrer_of: str | None,
+        immutable_tag: bool = False,
     ) -> None:
         name = self._table.name
         attributes = _manifest_attributes(record)
@@ -117,8 +121,15 @@ class DynamoManifestIndex:
                 }
             },
         ]
+        tag_write = None
         if tag is not None:
-            writes.append({"Put": {"TableName": name, "Item": {**keys.tag(repository, tag), **attributes}}})
+            tag_put: dict[str, Any] = {"TableName": name, "Item": {**keys.tag(repository, tag), **attributes}}
+            if immutable_tag:
+                tag_put["ConditionExpression"] = TAG_NEW_OR_SAME_DIGEST
+                tag_put["ExpressionAttributeValues"] = {":digest": S(record.digest)}
+                tag_put["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+                tag_write = len(writes)
+            writes.append({"Put": tag_put})
         if referrer_of is not None:
             writes.append(
                 {
@@ -142,6 +153,13 @@ class DynamoManifestIndex:
             self._table.transact(writes + [check for _, _, check in atomic])
         except ClientError as error:
             reasons = getattr(error, "reasons", [])
+            if (
+                tag_write is not None
+                and tag is not None
+                and reasons[tag_write : tag_write + 1] == ["ConditionalCheckFailed"]
+            ):
+                old = error.response.get("CancellationReasons", [])[tag_write].get("Item") or {}
+                raise TagImmutable(tag, get_str(old, "digest")) from error
             failed = [
                 atomic[i - len(writes)]
                 for i, code in enumerate(reasons)
@@ -219,7 +237,9 @@ class DynamoManifestIndex:
             if missing_blobs or missing_manifests:
                 raise MissingReferences(missing_blobs, missing_manifests)
 
-    def delete_manifest(self, repository: str, digest: str) -> ManifestRecord | None:
+    def delete_manifest(
+        self, repository: str, digest: str, keep_tag: Callable[[str], bool] | None = None
+    ) -> ManifestRecord | None:
         item = self._table.get(keys.manifest(repository, digest))
         if not item:
             return None
@@ -247,6 +267,10 @@ class DynamoManifestIndex:
             values={":digest": S(digest)},
         ):
             tag_key = {keys.PK: tag_item[keys.PK], keys.SK: tag_item[keys.SK]}
+            tag_name = tag_item[keys.SK]["S"][len(keys.TAG_PREFIX) :]
+            if keep_tag is not None and keep_tag(tag_name):
+                # Before any write: an immutable tag keeps its manifest (skyport/immutability.py).
+                raise TagImmutable(tag_name, digest)
             deletes.append(
                 {
                     "Delete": {
