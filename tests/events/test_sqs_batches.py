@@ -186,6 +186,10 @@ def test_backoff_grows_is_capped_and_jittered():
     policy = RetryPolicy(max_attempts=8, base_seconds=10, cap_seconds=900)
     assert [policy.delay(n, lambda: 1.0) for n in range(1, 9)] == [10, 20, 40, 80, 160, 320, 640, 900]
     assert [policy.delay(n, lambda: 0.0) for n in range(1, 4)] == [5, 10, 20]
+    # A 1 s base never truncates to an immediate retry (visibility is whole seconds).
+    short = RetryPolicy(max_attempts=3, base_seconds=1, cap_seconds=2)
+    assert [short.delay(n, lambda: 0.0) for n in range(1, 4)] == [1, 1, 1]
+    assert [short.delay(n, lambda: 1.0) for n in range(1, 4)] == [1, 2, 2]
     assert (
         policy.delay(10**6, lambda: 1.0) == 900
     )  # a huge receive count neither overflows nor escapes the cap

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -108,7 +109,9 @@ class RetryPolicy:
         never come sooner than half the backoff."""
         exponent = min(max(attempt, 1) - 1, 30)
         ceiling = min(self.cap_seconds, self.base_seconds * 2**exponent, MAX_VISIBILITY_SECONDS)
-        return int(ceiling / 2 + draw() * ceiling / 2)
+        # Rounded up: SQS counts visibility in whole seconds, and a 1 s base must not
+        # truncate to an immediate retry.
+        return math.ceil(ceiling / 2 + draw() * ceiling / 2)
 
 
 @dataclass(frozen=True)
