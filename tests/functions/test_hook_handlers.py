@@ -8,7 +8,10 @@ and on the last attempt parked in the function's dead-letter queue with the reas
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -186,3 +189,32 @@ def test_an_unreadable_message_is_parked_not_retried(registry, aws):
     assert response["batchItemFailures"] == []
     (parked,) = aws["sqs"].receive_message(QueueUrl=aws["dead"], MessageAttributeNames=["All"])["Messages"]
     assert "event-type" in parked["MessageAttributes"]["Reason"]["StringValue"]
+
+
+# function -> (its entry point's core service, the other function's)
+SERVICES = {
+    "ReplicationFunction": ("skyport.replication", "skyport.webhooks"),
+    "WebhookFunction": ("skyport.webhooks", "skyport.replication"),
+}
+
+
+@pytest.mark.parametrize("function", SERVICES)
+def test_a_function_builds_only_its_own_service(function, registry, aws):
+    """Both functions ship skyport_hooks; the entry point a function's Handler names imports
+    (and so builds, in its init phase) its own service, never the other function's entry
+    point or service. Imported in a fresh interpreter, as Lambda's init phase does."""
+    own, other = SERVICES[function]
+    module = load_template()["Resources"][function]["Properties"]["Handler"].rpartition(".")[0]
+    probe = f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"
+    environment = {
+        **os.environ,
+        "SKYPORT_BUCKET": registry.settings.bucket,
+        "SKYPORT_TABLE": registry.settings.table,
+        "SKYPORT_DEAD_LETTER_QUEUE_URL": aws["dead"],
+    }
+    run = subprocess.run([sys.executable, "-c", probe], env=environment, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    loaded = set(json.loads(run.stdout.splitlines()[-1]))
+    hooks = {name for name in loaded if name.startswith("skyport_hooks.")}
+    assert hooks == {"skyport_hooks.batch", module}
+    assert own in loaded and other not in loaded
