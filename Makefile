@@ -116,10 +116,7 @@ lock:
 		requirements/events-function.in -o functions/events/requirements.txt
 	$(UV_COMPILE) --annotation-style line -c $(LOCK) --python-version 3.12 \
 		--python-platform aarch64-manylinux2014 --only-binary :all: \
-		requirements/replication-function.in -o functions/replication/requirements.txt
-	$(UV_COMPILE) --annotation-style line -c $(LOCK) --python-version 3.12 \
-		--python-platform aarch64-manylinux2014 --only-binary :all: \
-		requirements/webhooks-function.in -o functions/webhooks/requirements.txt
+		requirements/hooks-function.in -o functions/hooks/requirements.txt
 	$(UV_COMPILE) --annotation-style line -c $(LOCK) --python-version 3.12 \
 		--python-platform aarch64-manylinux2014 --only-binary :all: \
 		requirements/upload-service.in -o requirements/upload-service.txt

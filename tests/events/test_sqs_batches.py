@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from datetime import UTC, datetime
 
-import boto3
 import pytest
+from hook_queues import REGION, bus_to_queue
 from skyport.config import Settings
 from skyport.event_bus import SOURCE, EventBusPublisher
 from skyport.events import RegistryEvent
@@ -19,7 +18,6 @@ from skyport.sqs_batches import DEAD_LETTERED, DONE, RETRY, RetryPolicy, SqsEven
 from skyport.storage.clients import AwsClients
 from skyport_cli.pipeline import lambda_sqs_record
 
-REGION = "us-east-1"
 EVENT = RegistryEvent(
     id="ab12-0",
     type="tag.moved",
@@ -41,17 +39,10 @@ def queues(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict:
     clients reach them on moto as the functions' do on AWS (AWS_ENDPOINT_URL_*)."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", moto_endpoint)
     monkeypatch.setenv("AWS_ENDPOINT_URL_EVENTBRIDGE", moto_endpoint)
-    clients = AwsClients(Settings(bucket="-", table="-", region=REGION))
-    name = f"skyport-test-{uuid.uuid4().hex[:12]}"
-    sqs = boto3.client("sqs", region_name=REGION, endpoint_url=moto_endpoint)
-    events = boto3.client("events", region_name=REGION, endpoint_url=moto_endpoint)
-    url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    dead = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
-    events.create_event_bus(Name=name)
-    events.put_rule(Name="hooks", EventBusName=name, EventPattern=json.dumps({"source": [SOURCE]}))
-    events.put_targets(Rule="hooks", EventBusName=name, Targets=[{"Id": "queue", "Arn": arn}])
-    return {"sqs": sqs, "url": url, "arn": arn, "dead": dead, "clients": clients, "bus": name}
+    return {
+        **bus_to_queue(moto_endpoint),
+        "clients": AwsClients(Settings(bucket="-", table="-", region=REGION)),
+    }
 
 
 def publish(queues: dict, event: RegistryEvent = EVENT) -> None:

@@ -8,16 +8,18 @@ and on the last attempt parked in the function's dead-letter queue with the reas
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import time
-import uuid
 
-import boto3
 import pytest
 from handler_module import import_handler
+from hook_queues import REGION, bus_to_queue
 from oci import make_image, push_image
 from skyport.config import Settings
-from skyport.event_bus import SOURCE, EventBusPublisher
+from skyport.event_bus import EventBusPublisher
 from skyport.events import record_as_json, registry_events
 from skyport.replication.admin import ReplicationRules
 from skyport.storage.clients import AwsClients
@@ -25,10 +27,9 @@ from skyport.webhooks import WebhookAdmin
 from skyport_api.app import create_app
 from skyport_cli.gateway import LambdaContext
 from skyport_cli.pipeline import lambda_sqs_record
+from skyport_cli.stack import load_template
 from skyport_cli.webhooks import SecretsManagerWriter
 from starlette.testclient import TestClient
-
-REGION = "us-east-1"
 
 
 def closed_port() -> int:
@@ -46,16 +47,7 @@ def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict:
     for service in ("SQS", "EVENTBRIDGE", "SECRETS_MANAGER"):
         monkeypatch.setenv(f"AWS_ENDPOINT_URL_{service}", moto_endpoint)
     monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
-    name = f"skyport-test-{uuid.uuid4().hex[:12]}"
-    sqs = boto3.client("sqs", region_name=REGION, endpoint_url=moto_endpoint)
-    events = boto3.client("events", region_name=REGION, endpoint_url=moto_endpoint)
-    url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    dead = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
-    events.create_event_bus(Name=name)
-    events.put_rule(Name="hooks", EventBusName=name, EventPattern=json.dumps({"source": [SOURCE]}))
-    events.put_targets(Rule="hooks", EventBusName=name, Targets=[{"Id": "queue", "Arn": arn}])
-    return {"sqs": sqs, "url": url, "arn": arn, "dead": dead, "bus": name}
+    return bus_to_queue(moto_endpoint)
 
 
 def publish_pushes(registry, aws: dict) -> None:
@@ -86,21 +78,27 @@ def lambda_event(aws: dict, expected: int) -> dict:
     return {"Records": [lambda_sqs_record(message, aws["arn"], REGION) for message in messages]}
 
 
-def load(module: str, registry, aws: dict, service: str):
+def load(function: str, registry, aws: dict, service: str):
+    """The handler template.yaml names for ``function``, its module imported afresh as
+    Lambda's init phase would, with the function's environment."""
+    module, _, name = load_template()["Resources"][function]["Properties"]["Handler"].rpartition(".")
     settings = registry.settings
-    return import_handler(
-        {
-            "SKYPORT_BUCKET": settings.bucket,
-            "SKYPORT_TABLE": settings.table,
-            "SKYPORT_S3_ENDPOINT": settings.s3_endpoint or "",
-            "SKYPORT_DYNAMODB_ENDPOINT": settings.dynamodb_endpoint or "",
-            "SKYPORT_DEAD_LETTER_QUEUE_URL": aws["dead"],
-            "SKYPORT_HOOK_MAX_ATTEMPTS": "2",
-            "SKYPORT_HOOK_BACKOFF_SECONDS": "1",
-            "POWERTOOLS_SERVICE_NAME": service,
-            "POWERTOOLS_METRICS_NAMESPACE": "Skyport",
-        },
-        module,
+    return getattr(
+        import_handler(
+            {
+                "SKYPORT_BUCKET": settings.bucket,
+                "SKYPORT_TABLE": settings.table,
+                "SKYPORT_S3_ENDPOINT": settings.s3_endpoint or "",
+                "SKYPORT_DYNAMODB_ENDPOINT": settings.dynamodb_endpoint or "",
+                "SKYPORT_DEAD_LETTER_QUEUE_URL": aws["dead"],
+                "SKYPORT_HOOK_MAX_ATTEMPTS": "2",
+                "SKYPORT_HOOK_BACKOFF_SECONDS": "1",
+                "POWERTOOLS_SERVICE_NAME": service,
+                "POWERTOOLS_METRICS_NAMESPACE": "Skyport",
+            },
+            module,
+        ),
+        name,
     )
 
 
@@ -130,19 +128,19 @@ def test_a_destination_that_is_down_retries_then_parks_with_the_reason(kind, reg
     down = f"http://127.0.0.1:{closed_port()}"
     if kind == "replication":
         ReplicationRules(registry).add("team/*", down, probe=False)
-        module = load("skyport_replication.handler", registry, aws, "skyport-replication")
+        handler = load("ReplicationFunction", registry, aws, "skyport-replication")
         failures_metric = "ReplicationFailures"
     else:
         WebhookAdmin(registry, SecretsManagerWriter(registry.clients.secretsmanager)).add(
             f"{down}/hook", secret="s" * 32
         )
-        module = load("skyport_webhooks.handler", registry, aws, "skyport-webhooks")
+        handler = load("WebhookFunction", registry, aws, "skyport-webhooks")
         failures_metric = "WebhookFailures"
     assert "sqs" not in vars(registry.clients), "a boto3 client created at import"
     publish_pushes(registry, aws)
 
     event = lambda_event(aws, 3)
-    response = module.handler(event, LambdaContext(function_name=f"skyport-{kind}"))
+    response = handler(event, LambdaContext(function_name=f"skyport-{kind}"))
     failed = {failure["itemIdentifier"] for failure in response["batchItemFailures"]}
     by_id = {record["messageId"]: event_type(record) for record in event["Records"]}
     # Replication concerns manifests and tags; webhooks get every event.
@@ -155,7 +153,7 @@ def test_a_destination_that_is_down_retries_then_parks_with_the_reason(kind, reg
     # Their backoff (1 s at the first attempt), then the second and last attempt.
     time.sleep(1.2)
     retry = lambda_event(aws, len(expected))
-    response = module.handler(retry, LambdaContext(function_name=f"skyport-{kind}"))
+    response = handler(retry, LambdaContext(function_name=f"skyport-{kind}"))
     assert response["batchItemFailures"] == []  # parked: done, Lambda deletes them
     metrics = emitted(capsys.readouterr().out)
     assert metrics["DeadLettered"] == [1] * len(expected)
@@ -174,9 +172,9 @@ def test_a_destination_that_is_down_retries_then_parks_with_the_reason(kind, reg
 
 
 def test_events_no_rule_concerns_are_done_with_their_lag_measured(registry, aws, capsys):
-    module = load("skyport_replication.handler", registry, aws, "skyport-replication")
+    handler = load("ReplicationFunction", registry, aws, "skyport-replication")
     publish_pushes(registry, aws)
-    response = module.handler(lambda_event(aws, 3), LambdaContext(function_name="skyport-replication"))
+    response = handler(lambda_event(aws, 3), LambdaContext(function_name="skyport-replication"))
     assert response["batchItemFailures"] == []
     metrics = emitted(capsys.readouterr().out)
     assert "ReplicationFailures" not in metrics and "DeadLettered" not in metrics
@@ -185,9 +183,38 @@ def test_events_no_rule_concerns_are_done_with_their_lag_measured(registry, aws,
 
 
 def test_an_unreadable_message_is_parked_not_retried(registry, aws):
-    module = load("skyport_webhooks.handler", registry, aws, "skyport-webhooks")
+    handler = load("WebhookFunction", registry, aws, "skyport-webhooks")
     aws["sqs"].send_message(QueueUrl=aws["url"], MessageBody='{"source": "skyport.registry", "detail": {}}')
-    response = module.handler(lambda_event(aws, 1), LambdaContext(function_name="skyport-webhooks"))
+    response = handler(lambda_event(aws, 1), LambdaContext(function_name="skyport-webhooks"))
     assert response["batchItemFailures"] == []
     (parked,) = aws["sqs"].receive_message(QueueUrl=aws["dead"], MessageAttributeNames=["All"])["Messages"]
     assert "event-type" in parked["MessageAttributes"]["Reason"]["StringValue"]
+
+
+# function -> (its entry point's core service, the other function's)
+SERVICES = {
+    "ReplicationFunction": ("skyport.replication", "skyport.webhooks"),
+    "WebhookFunction": ("skyport.webhooks", "skyport.replication"),
+}
+
+
+@pytest.mark.parametrize("function", SERVICES)
+def test_a_function_builds_only_its_own_service(function, registry, aws):
+    """Both functions ship skyport_hooks; the entry point a function's Handler names imports
+    (and so builds, in its init phase) its own service, never the other function's entry
+    point or service. Imported in a fresh interpreter, as Lambda's init phase does."""
+    own, other = SERVICES[function]
+    module = load_template()["Resources"][function]["Properties"]["Handler"].rpartition(".")[0]
+    probe = f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"
+    environment = {
+        **os.environ,
+        "SKYPORT_BUCKET": registry.settings.bucket,
+        "SKYPORT_TABLE": registry.settings.table,
+        "SKYPORT_DEAD_LETTER_QUEUE_URL": aws["dead"],
+    }
+    run = subprocess.run([sys.executable, "-c", probe], env=environment, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    loaded = set(json.loads(run.stdout.splitlines()[-1]))
+    hooks = {name for name in loaded if name.startswith("skyport_hooks.")}
+    assert hooks == {"skyport_hooks.batch", module}
+    assert own in loaded and other not in loaded

@@ -30,8 +30,8 @@ HOOKS = {
     "WebhookFunction": ("WebhookQueue", "WebhookDeadLetterQueue", "WebhookRule", "webhooks"),
 }
 HANDLERS = {
-    "ReplicationFunction": "skyport_replication.handler.handler",
-    "WebhookFunction": "skyport_webhooks.handler.handler",
+    "ReplicationFunction": "skyport_hooks.replication.replication_handler",
+    "WebhookFunction": "skyport_hooks.webhooks.webhook_handler",
 }
 
 

@@ -26,10 +26,7 @@ LAMBDA = {
     ROOT / "layers" / "skyport" / "requirements.txt": ROOT / "requirements" / "layer.in",
     ROOT / "functions" / "api" / "requirements.txt": ROOT / "requirements" / "function.in",
     ROOT / "functions" / "events" / "requirements.txt": ROOT / "requirements" / "events-function.in",
-    ROOT / "functions" / "replication" / "requirements.txt": ROOT
-    / "requirements"
-    / "replication-function.in",
-    ROOT / "functions" / "webhooks" / "requirements.txt": ROOT / "requirements" / "webhooks-function.in",
+    ROOT / "functions" / "hooks" / "requirements.txt": ROOT / "requirements" / "hooks-function.in",
 }
 # Every file derived from the lock for one platform: the Lambda packages', and the upload
 # service image's (Dockerfile), which runs python3.12 on arm64 as the function does.

@@ -104,9 +104,11 @@ def test_sam_build(tmp_path):
     assert (events / "skyport_events" / "__pycache__" / f"handler.{tag}.pyc").exists()
     assert _installed(events) == _pinned(ROOT / "functions" / "events" / "requirements.txt")
     assert "botocore" not in _installed(events) and not (events / "skyport").exists()
-    # The replication and webhook functions (issue 11): the same shape.
-    for name, package in (("ReplicationFunction", "replication"), ("WebhookFunction", "webhooks")):
+    # The replication and webhook functions (issue 11): the same shape, one package for both
+    # (functions/hooks), each with its own entry point compiled.
+    for name, entry in (("ReplicationFunction", "replication"), ("WebhookFunction", "webhooks")):
         hook = build / name
-        assert (hook / f"skyport_{package}" / "__pycache__" / f"handler.{tag}.pyc").exists(), name
-        assert _installed(hook) == _pinned(ROOT / "functions" / package / "requirements.txt"), name
+        assert (hook / "skyport_hooks" / "__pycache__" / f"{entry}.{tag}.pyc").exists(), name
+        assert (hook / "skyport_hooks" / "__pycache__" / f"batch.{tag}.pyc").exists(), name
+        assert _installed(hook) == _pinned(ROOT / "functions" / "hooks" / "requirements.txt"), name
         assert "botocore" not in _installed(hook) and not (hook / "skyport").exists(), name
