@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from direct.running import free_port
 from oci import make_image, push_image
 
 READY_TIMEOUT = 30.0
@@ -94,12 +94,6 @@ def dynamodb_only(moto_endpoint: str) -> Iterator[ThreadingHTTPServer]:
         thread.join(5)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _banner(proc: subprocess.Popen, log: Path) -> str:
     """The server's output up to its banner's last line; fails if it exits or never gets there."""
     deadline = time.monotonic() + READY_TIMEOUT
@@ -119,7 +113,7 @@ def test_serve_on_a_dynamodb_only_endpoint_starts_with_hooks_off_and_says_why(
     host, port = dynamodb_only.server_address[:2]
     proxy = f"http://{host}:{port}"
     name = f"skyport-nohooks-{uuid.uuid4().hex[:12]}"
-    registry_port = _free_port()
+    registry_port = free_port()
     roots = [str(p) for p in request.config.getini("pythonpath")]
     environment = {
         key: value
