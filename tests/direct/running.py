@@ -11,9 +11,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from skyport.registry import Registry
@@ -37,9 +38,11 @@ class Served:
 
 
 @contextlib.contextmanager
-def serve(registry: Registry) -> Iterator[Served]:
+def serve(registry: Registry, wrap: Callable[[Any], Any] | None = None) -> Iterator[Served]:
+    """``registry``'s app on a free port; ``wrap``: an ASGI middleware put in front of it."""
     port = free_port()
-    config = uvicorn.Config(create_app(registry), host="127.0.0.1", port=port, log_level="warning")
+    app = create_app(registry) if wrap is None else wrap(create_app(registry))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -6,6 +6,7 @@ not registry content never invoke the events function (the mapping's FilterCrite
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from skyport.registry import Registry
 from skyport.webhooks import WebhookAdmin
 from skyport_api.app import create_app
 from skyport_cli.pipeline import LocalPipeline, LocalStack, matches, passes
-from skyport_cli.stack import ensure_stack, local_name
+from skyport_cli.stack import ensure_hooks, ensure_stack, local_name
 from skyport_cli.webhooks import SecretsManagerWriter
 from starlette.testclient import TestClient
 
@@ -33,8 +34,9 @@ def hooks_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SKYPORT_HOOK_BACKOFF_SECONDS", "1")
 
 
-@pytest.fixture
-def pipeline(registry: Registry, template: dict, hooks_env, moto_endpoint: str) -> Iterator[LocalPipeline]:
+def local_stack(registry: Registry, template: dict, moto_endpoint: str) -> tuple[LocalStack, object]:
+    """The hook resources of ``registry``'s table on moto (as `skyport serve` creates them),
+    and the clients the pipeline uses."""
     from skyport.config import Settings
     from skyport.storage.clients import AwsClients
 
@@ -55,7 +57,14 @@ def pipeline(registry: Registry, template: dict, hooks_env, moto_endpoint: str) 
         sqs_client=clients.sqs,
     )
     assert hooks is not None
-    stack = LocalStack(settings.table, settings.bucket, REGION, moto_endpoint, moto_endpoint, hooks)
+    return LocalStack(settings.table, settings.bucket, REGION, moto_endpoint, moto_endpoint, hooks), clients
+
+
+@pytest.fixture
+def pipeline(registry: Registry, template: dict, hooks_env, moto_endpoint: str) -> Iterator[LocalPipeline]:
+    settings = registry.settings
+    stack, clients = local_stack(registry, template, moto_endpoint)
+    hooks = stack.hooks
     running = LocalPipeline(stack, clients, template)
     lines = running.start()
     assert lines == [
@@ -177,3 +186,82 @@ def test_filter_patterns(pattern, record, expected):
 def test_a_filter_operator_not_supported_locally_is_refused(option):
     with pytest.raises(ValueError):
         matches({"a": [option]}, {"a": "x"})
+
+
+def test_records_the_events_function_keeps_failing_go_to_the_on_failure_queue_and_later_ones_flow(
+    registry, template, hooks_env, moto_endpoint, receiver
+):
+    """The stream mapping's MaximumRetryAttempts and on-failure destination, as Lambda has
+    them: with the bus gone, the events function fails every record; after the retries the
+    poller describes the batch (where it is, not its records) in EventsDeadLetterQueue and
+    moves on; once the bus is back, a later push flows to a webhook and the given-up one
+    does not. The mappings come from the template with one value shortened (MaximumRetryAttempts
+    1, for a test of seconds): ``LocalPipeline`` takes the template it runs as its argument."""
+    settings = registry.settings
+    stack, clients = local_stack(registry, template, moto_endpoint)
+    hooks = stack.hooks
+    stream_event = template["Resources"]["EventsFunction"]["Properties"]["Events"]["TableStream"]
+    on_failure = stream_event["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]
+    assert on_failure == {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}
+    shortened = copy.deepcopy(template)
+    shortened["Resources"]["EventsFunction"]["Properties"]["Events"]["TableStream"]["Properties"][
+        "MaximumRetryAttempts"
+    ] = 1
+    WebhookAdmin(registry, SecretsManagerWriter(registry.clients.secretsmanager)).add(
+        receiver.url, secret=SECRET, event_types=["tag.created"]
+    )
+    # No bus: every PutEvents is refused, so the events function fails every record.
+    bus = hooks.refs["RegistryEventBus"]
+    for rule in clients.events.list_rules(EventBusName=bus)["Rules"]:
+        targets = clients.events.list_targets_by_rule(Rule=rule["Name"], EventBusName=bus)["Targets"]
+        clients.events.remove_targets(
+            Rule=rule["Name"], EventBusName=bus, Ids=[target["Id"] for target in targets]
+        )
+        clients.events.delete_rule(Name=rule["Name"], EventBusName=bus)
+    clients.events.delete_event_bus(Name=bus)
+
+    running = LocalPipeline(stack, clients, shortened)
+    running.start()
+    try:
+        with TestClient(create_app(registry)) as client:
+            push_image(client, "team/app", make_image(), "given-up")
+        dead_letters = hooks.refs["EventsDeadLetterQueue"]
+        messages: list[dict] = []
+        deadline = time.monotonic() + 20
+        while not messages and time.monotonic() < deadline:
+            messages = clients.sqs.receive_message(QueueUrl=dead_letters, WaitTimeSeconds=1).get(
+                "Messages", []
+            )
+        assert messages, "nothing reached the on-failure queue"
+        # Any later batch of the push's records is given up too: wait until the function
+        # has been quiet for longer than a retry's pause, with every batch described.
+        while True:
+            invoked = running.invocations["EventsFunction"]
+            time.sleep(2)
+            while page := clients.sqs.receive_message(QueueUrl=dead_letters, MaxNumberOfMessages=10).get(
+                "Messages"
+            ):
+                messages.extend(page)
+            if running.invocations["EventsFunction"] == invoked == 2 * len(messages):
+                break
+            assert time.monotonic() < deadline + 20, "the events function never went quiet"
+        for message in messages:
+            description = json.loads(message["Body"])
+            assert description["requestContext"]["condition"] == "RetryAttemptsExhausted"
+            batch = description["DDBStreamBatchInfo"]
+            assert batch["batchSize"] >= 1
+            assert int(batch["startSequenceNumber"]) <= int(batch["endSequenceNumber"])
+            assert batch["shardId"]
+        # Each batch given up had one first attempt and one retry (MaximumRetryAttempts 1), no more:
+        # the loop above ended with as many invocations as twice the batches described.
+
+        ensure_hooks(clients.events, clients.sqs, settings.table, template)  # the bus is back
+        with TestClient(create_app(registry)) as client:
+            push_image(client, "team/app", make_image(), "after")
+        (delivery,) = receiver.wait_for(lambda deliveries: len(deliveries) >= 1, timeout=20)
+        (event,) = json.loads(delivery.body)["events"]
+        assert event["target"]["tag"] == "after"
+        time.sleep(1)
+        assert len(receiver.deliveries) == 1  # the given-up records are not sent again
+    finally:
+        running.stop()

@@ -5,7 +5,10 @@ Events come from the source's table stream after real pushes through the API."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from direct.running import serve
 from harness import StorageView
 from oci import OCI_INDEX, make_artifact, make_image, make_index, push_image, put_manifest, sha256
 from skyport.errors import ManifestUnknown
@@ -211,3 +214,58 @@ def test_the_distribution_client_reads_what_was_replicated(
     assert (digest, media_type, body) == (image.digest, image.media_type, image.manifest)
     assert client.manifest("missing", ACCEPT) is None
     assert RegistryClient(served_destination.address, "no/such").tags() == []
+
+
+class BeforeFirstPut:
+    """ASGI middleware of a destination (``wrap`` puts it in front of the app): the first
+    PUT of ``path`` waits, off the server's event loop (which goes on serving), for
+    ``meanwhile`` to run; then it is served."""
+
+    def __init__(self, path: str, meanwhile) -> None:
+        self._path, self._meanwhile = path, meanwhile
+        self._app = None
+        self.held = False
+
+    def wrap(self, app):
+        self._app = app
+        return self
+
+    async def __call__(self, scope, receive, send) -> None:
+        if (
+            not self.held
+            and scope["type"] == "http"
+            and scope["method"] == "PUT"
+            and scope["path"] == self._path
+        ):
+            self.held = True
+            await asyncio.to_thread(self._meanwhile)
+        await self._app(scope, receive, send)
+
+
+def test_a_guard_write_that_loses_to_a_newer_event_applies_the_current_state_again(
+    rules, replicator, feed, source_client, destination, registry
+):
+    """The older event's tag PUT lands at the destination after the newer event has been
+    applied and guarded (its state read before the tag moved): the older one's guard write
+    then loses, and its second pass puts the tag's current manifest back, so the newest
+    state wins whichever event finished last."""
+    first, second = make_image(), make_image()
+    push_image(source_client, REPO, first, "latest")
+    (created,) = [e for e in feed.new() if e.type == TAG_CREATED]
+    newer: list = []
+
+    def the_tag_moves_and_the_newer_event_is_applied() -> None:
+        push_image(source_client, REPO, second, "latest")
+        newer.extend(e for e in feed.new() if e.tag == "latest")
+        replicate_all(Replicator(registry), newer)  # another consumer, to the end
+
+    # The older event's tag PUT waits while all that happens.
+    gate = BeforeFirstPut(f"/v2/{REPO}/manifests/latest", the_tag_moves_and_the_newer_event_is_applied)
+    with serve(destination, gate.wrap) as served:
+        rules.add("team/*", served.url)
+        replicator.replicate(created)
+
+    assert gate.held
+    assert [e.type for e in newer] == ["tag.moved"]
+    assert int(newer[0].sequence_number) > int(created.sequence_number)
+    assert digest_at(destination, REPO, "latest") == second.digest
