@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import keys
 from ..ports import BlobRecord
-from .table import ITEM_EXISTS, N, S, Table, conditional, get_int, get_str
+from .table import N, S, Table, conditional, get_int, get_str
 
 # A blob is recorded once; later uploads of the same digest reuse that record.
 BLOB_IS_NEW = "attribute_not_exists(PK)"
@@ -50,12 +50,4 @@ class DynamoBlobIndex:
         self._table.put(_blob_item(keys.blob_link(repository, record.digest), record))
 
     def unlink(self, repository: str, digest: str) -> bool:
-        ok, _, _ = conditional(
-            lambda: self._table.call(
-                "delete_item",
-                TableName=self._table.name,
-                Key=keys.blob_link(repository, digest),
-                ConditionExpression=ITEM_EXISTS,
-            )
-        )
-        return ok
+        return self._table.delete_existing(keys.blob_link(repository, digest))

@@ -112,15 +112,7 @@ class DynamoAuthStore:
         return ok
 
     def delete_identity(self, name: str) -> bool:
-        ok, _, _ = conditional(
-            lambda: self._table.call(
-                "delete_item",
-                TableName=self._table.name,
-                Key=keys.identity(name),
-                ConditionExpression=ITEM_EXISTS,
-            )
-        )
-        return ok
+        return self._table.delete_existing(keys.identity(name))
 
     def list_identities(self) -> list[IdentityRecord]:
         return [_identity_record(item) for item in self._partition(keys.IDENTITY)]
@@ -219,15 +211,7 @@ class DynamoAuthStore:
         )
 
     def delete_grant(self, pattern: str, principal: str) -> bool:
-        ok, _, _ = conditional(
-            lambda: self._table.call(
-                "delete_item",
-                TableName=self._table.name,
-                Key=keys.grant(pattern, principal),
-                ConditionExpression=ITEM_EXISTS,
-            )
-        )
-        return ok
+        return self._table.delete_existing(keys.grant(pattern, principal))
 
     def get_signing_keys(self) -> tuple[bytes, bytes | None] | None:
         item = self._table.get(keys.signing_keys())

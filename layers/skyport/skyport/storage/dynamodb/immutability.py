@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import keys
-from .table import ITEM_EXISTS, N, S, Table, conditional, get_int, get_str
+from .table import N, S, Table, conditional, get_int, get_str
 
 # A rule id is made once per `immutability add` (random): never overwrite another rule.
 RULE_IS_NEW = "attribute_not_exists(PK)"
@@ -46,15 +46,7 @@ class DynamoImmutabilityStore:
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def delete_rule(self, rule_id: str) -> bool:
-        ok, _, _ = conditional(
-            lambda: self._table.call(
-                "delete_item",
-                TableName=self._table.name,
-                Key=keys.immutability_rule(rule_id),
-                ConditionExpression=ITEM_EXISTS,
-            )
-        )
-        return ok
+        return self._table.delete_existing(keys.immutability_rule(rule_id))
 
 
 def _rule_fields(item: dict) -> dict[str, Any]:

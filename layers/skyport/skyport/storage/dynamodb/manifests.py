@@ -324,15 +324,7 @@ class DynamoManifestIndex:
         return ok
 
     def delete_tag(self, repository: str, tag: str) -> bool:
-        ok, _, _ = conditional(
-            lambda: self._table.call(
-                "delete_item",
-                TableName=self._table.name,
-                Key=keys.tag(repository, tag),
-                ConditionExpression=ITEM_EXISTS,
-            )
-        )
-        return ok
+        return self._table.delete_existing(keys.tag(repository, tag))
 
     def _page(self, pk: str, prefix: str, limit: int, after: str | None) -> Page:
         items = list(

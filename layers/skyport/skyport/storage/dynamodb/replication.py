@@ -88,15 +88,7 @@ class DynamoReplicationStore:
         return [_rule(item) for item in self._table.query(keys.REPLICATION, keys.REPLICATION_RULE_PREFIX)]
 
     def remove_rule(self, rule_id: str) -> bool:
-        ok, _, _ = conditional(
-            lambda: self._table.call(
-                "delete_item",
-                TableName=self._table.name,
-                Key=keys.replication_rule(rule_id),
-                ConditionExpression=RULE_EXISTS,
-            )
-        )
-        return ok
+        return self._table.delete_existing(keys.replication_rule(rule_id), RULE_EXISTS)
 
     def _update_status(self, rule_id: str, expression: str, values: dict) -> None:
         conditional(

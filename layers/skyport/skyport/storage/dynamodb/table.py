@@ -152,6 +152,14 @@ class Table:
                 return
             kwargs["ExclusiveStartKey"] = last
 
+    def delete_existing(self, key: dict, condition: str = ITEM_EXISTS) -> bool:
+        """Delete the item at ``key`` if it exists (ITEM_EXISTS, or the caller's named
+        condition): True if this call deleted it, False if there was nothing to delete."""
+        ok, _, _ = conditional(
+            lambda: self.call("delete_item", TableName=self.name, Key=key, ConditionExpression=condition)
+        )
+        return ok
+
     def batch_get(self, keys_: list[dict], projection: str) -> Iterator[dict]:
         """The items of ``keys_`` (at most MAX_BATCH_GET_KEYS distinct keys) that exist,
         in no particular order. Unprocessed keys are asked again, BATCH_GET_ATTEMPTS

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import keys
-from .table import ITEM_EXISTS, N, S, Table, conditional, get_int, get_str
+from .table import N, S, Table, conditional, get_int, get_str
 
 # A webhook id is made once per `webhook add` (random): never overwrite another's.
 WEBHOOK_IS_NEW = "attribute_not_exists(PK)"
@@ -59,15 +59,7 @@ class DynamoWebhookStore:
         return _webhook_fields(item) if item else None
 
     def delete_webhook(self, webhook_id: str) -> bool:
-        ok, _, _ = conditional(
-            lambda: self._table.call(
-                "delete_item",
-                TableName=self._table.name,
-                Key=keys.webhook(webhook_id),
-                ConditionExpression=ITEM_EXISTS,
-            )
-        )
-        return ok
+        return self._table.delete_existing(keys.webhook(webhook_id))
 
     # --- delivery records ---------------------------------------------------------------
 
