@@ -44,6 +44,8 @@ KEY_KINDS = {
     "replication_order": (keys.replication_order("x", "REPO#a:TAG#b"), False),
     # tag immutability (issue 12): rules are not registry content
     "immutability_rule": (keys.immutability_rule("REPO#x"), False),
+    # last-pull records (issue 12): a pull is not a registry change
+    "manifest_pull": (keys.manifest_pull("library/app", DIGEST), False),
 }
 
 

@@ -182,7 +182,7 @@ SAMPLE_RECORDS = {
 # What differs between two runs of the scenario. moto's SizeBytes counts the record's own
 # serialisation (its times included), so it wobbles by a byte.
 # A blob's S3 key is named after the upload that wrote it (a fresh id each run).
-# A catalog entry's push_id is a fresh uuid per push.
+# A catalog entry's push_id is a fresh uuid per push; pushed_ms is the push's time.
 VOLATILE_RECORD = (
     "eventID",
     "SequenceNumber",
@@ -190,6 +190,7 @@ VOLATILE_RECORD = (
     "SizeBytes",
     "s3_key",
     "push_id",
+    "pushed_ms",
 )
 VOLATILE_EVENT = ("id", "time", "sequenceNumber")
 

@@ -31,6 +31,9 @@
     │                                                     manifest item: GET by tag is one read
     │                     / REFERRER#<subject>#<digest>   descriptor of a manifest in <name>
     │                                                     whose subject is <subject>
+    │                     / PULL#<digest>                 when the manifest was last pulled
+    │                                                     (last_pulled_ms), written at most once
+    │                                                     an interval per process, never per pull
     ├── CATALOG           / REPO#<name>                   <name> holds a manifest (push_id: the last push)
     ├── UPLOAD#<id>       / META                          an upload session (offset, parts, tail,
     │                                                     hash state, lease, owner when auth is
@@ -110,6 +113,7 @@ MANIFEST_PREFIX = "MANIFEST#"
 TAG_PREFIX = "TAG#"
 REFERRER_PREFIX = "REFERRER#"
 REPO_PREFIX = "REPO#"
+PULL_PREFIX = "PULL#"
 CATALOG = "CATALOG"
 
 
@@ -162,6 +166,10 @@ def referrer_prefix(subject: str) -> str:
 
 def referrer(name: str, subject: str, digest: str) -> dict:
     return _key(repository_partition(name), f"{referrer_prefix(subject)}{digest}")
+
+
+def manifest_pull(name: str, digest: str) -> dict:
+    return _key(repository_partition(name), f"{PULL_PREFIX}{digest}")
 
 
 def catalog_entry(name: str) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -103,7 +104,9 @@ class DynamoManifestIndex:
         immutable_tag: bool = False,
     ) -> None:
         name = self._table.name
-        attributes = _manifest_attributes(record)
+        # pushed_ms on the MANIFEST item and on the TAG item: when each was last written
+        # (retention's "pushed within", GC's grace period, usage's last push).
+        attributes = {**_manifest_attributes(record), "pushed_ms": N(int(time.time() * 1000))}
         # The tag this push named, on the MANIFEST item only: its stream record is what
         # manifest.pushed is read from (skyport/events.py), and it cannot see the TAG item.
         pushed_with = {"pushed_with_tag": S(tag)} if tag is not None else {}
