@@ -451,6 +451,9 @@ class MemoryManifestIndex:
     def list_tags(self, repository: str, limit: int, after: str | None) -> Page:
         return self._page([t for r, t in self.tags if r == repository], limit, after)
 
+    def tagged(self, repository: str) -> Iterator[tuple[str, ManifestRecord]]:
+        yield from sorted((t, r) for (repo, t), r in self.tags.items() if repo == repository)
+
     def list_referrers(self, repository: str, subject: str) -> list[Referrer]:
         return [
             Referrer(r.digest, r.media_type, r.size, r.artifact_type, r.annotations)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,11 +28,14 @@ class BlobService:
         index: BlobIndex,
         presign_expiry_seconds: int,
         automatic_mount: bool = True,
+        before_delete: Callable[[str, str], None] | None = None,
     ) -> None:
         self._objects = objects
         self._index = index
         self._expiry = presign_expiry_seconds
         self._automatic_mount = automatic_mount
+        # Raises to refuse a delete (registry.py: a blob an immutable tag's image uses).
+        self._before_delete = before_delete
 
     def stat(self, repository: str, digest: str) -> BlobRecord:
         """HEAD: answered from the link item alone, no S3 call."""
@@ -63,6 +66,8 @@ class BlobService:
         for the other repositories that link them (nothing deletes unlinked bytes)."""
         validate_name(repository)
         Digest.parse(digest)
+        if self._before_delete is not None:
+            self._before_delete(repository, digest)
         if not self._index.unlink(repository, digest):
             raise BlobUnknown({"digest": digest})
 

@@ -153,7 +153,7 @@ class TooManyRequests(RegistryError):
 
 # --- tag immutability (issue 12: skyport/immutability.py) ---------------------------------
 
-IMMUTABLE_TAG_ACTIONS = ("overwrite", "delete", "delete manifest")
+IMMUTABLE_TAG_ACTIONS = ("overwrite", "delete", "delete manifest", "delete referenced")
 
 
 def immutable_tag(
@@ -161,10 +161,11 @@ def immutable_tag(
 ) -> RegistryError:
     """DENIED (403) for a change an immutability rule forbids; nothing was changed.
     ``action``: one of IMMUTABLE_TAG_ACTIONS (moving the tag to ``digest``, deleting it by
-    tag, deleting the manifest it names). The detail's shape::
+    tag, deleting the manifest it names, deleting by ``digest`` a manifest or blob its
+    image uses). The detail's shape::
 
         {"reason": "tag is immutable", "repository": ..., "tag": ..., "action": ...,
-         "digest": the digest pushed (overwrite only),
+         "digest": the digest pushed (overwrite) or deleted (delete referenced),
          "rule": {"id": "im-0123abcd", "repositories": "team/*", "exclude": ["latest"]}}
     """
     detail: dict[str, Any] = {"reason": "tag is immutable", "repository": repository, "tag": tag}
@@ -178,6 +179,11 @@ def immutable_tag(
         message = f"tag {tag} of {repository} is immutable ({where}): push the new image under a new tag"
     elif action == "delete":
         message = f"tag {tag} of {repository} is immutable ({where}): it cannot be deleted"
+    elif action == "delete referenced":
+        message = (
+            f"{digest} is part of the image tag {tag} of {repository} names, which is immutable "
+            f"({where}): it cannot be deleted"
+        )
     else:
         message = (
             f"the manifest is named by tag {tag} of {repository}, which is immutable ({where}): "

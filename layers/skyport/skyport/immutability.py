@@ -26,14 +26,19 @@ What an immutable tag allows, and what it refuses (``ManifestService`` enforces 
   possible only as a deliberate act of an admin: remove the rule (or add an exclusion),
   then delete.
 
-Not covered (yet): what a tag's manifest *references*. Deleting by digest a child manifest
-of an index that an immutable tag names, or unlinking a blob (``DELETE
-/v2/<name>/blobs/<digest>``) one of its manifests uses, is not refused: the registry keeps
-no reverse index of references to check it against (garbage collection, issue 12, needs
-one and should extend this check when it has it). Nor is a push of an immutable tag racing
-a delete of the manifest it names: the delete reads the tags naming the manifest before its
-transaction, as it always has, so a tag written in between may be left naming a deleted
-manifest (a manifest item carrying a per-push nonce, checked by the delete, would close it).
+What a tag's manifest *references* is protected too: deleting by digest a child manifest
+of an index an immutable tag names, or a config or layer of its image
+(``DELETE /v2/<name>/blobs/<digest>`` unlinks it from the repository), is refused the same
+way (action ``delete referenced``, ``ManifestService.refuse_deleting_immutable_content``).
+The check reads the repository's tags with one paged Query (a tag item carries its
+manifest) and the children of indexes, only when a rule covers the repository; it is a
+read before the delete, not a condition of it, so a push of a new immutable tag racing a
+delete of content it uses can still lose that content (the delete of a manifest by
+digest is rare and an admin's act; garbage collection, which does not go through these
+deletes, only removes what no manifest references). Nor is a push of an immutable tag
+racing a delete of the manifest it names closed: the delete reads the tags naming the
+manifest before its transaction, as it always has, so a tag written in between may be
+left naming a deleted manifest.
 
 A refusal is the spec's error envelope, DENIED (403), with a detail naming the rule
 (``errors.immutable_tag``); storage is left as it was. The moving of a tag is refused

@@ -91,6 +91,9 @@ def _media_type(content_type: str | None) -> str | None:
 # deep array anywhere in a body (60,000 levels fit in a few bytes per level) would
 # reach the interpreter's recursion limit: the depth is bounded before parsing.
 MAX_JSON_DEPTH = 64
+# How deep below an immutable tag's index its children are looked at when a delete asks
+# whether they are in use (refuse_deleting_immutable_content).
+MAX_IMMUTABLE_NESTING = 2
 # A JSON string, or an unterminated one running to the end of the text (possessive,
 # and matching at every quote it starts at: linear on any input). Brackets in
 # strings are text, not nesting.
@@ -349,6 +352,41 @@ class ManifestService:
             raise immutable_tag(repository, tag, "overwrite", rule.fields(), digest_text) from refused
         return PushedManifest(digest_text, parsed.subject)
 
+    def refuse_deleting_immutable_content(self, repository: str, digest: str) -> None:
+        """DENIED when ``digest`` is part of an image an immutable tag of ``repository``
+        names: a child manifest of its index, or a config or layer of it or of its
+        children (skyport/immutability.py, "What a tag's manifest references"). Nothing to
+        do, and no read, when no rule covers the repository."""
+        guard = self._immutability.guard(repository) if self._immutability else None
+        if guard is None:
+            return
+        verdicts: dict[str, bool] = {}  # manifest digest -> whether it uses ``digest``
+
+        def uses(record: ManifestRecord, depth: int) -> bool:
+            if record.digest not in verdicts:
+                verdicts[record.digest] = False  # a cycle cannot recurse forever
+                body = record.body if record.body is not None else self._objects.read(record.body_key or "")
+                try:
+                    parsed = parse_manifest(body, record.media_type)
+                except ManifestInvalid:
+                    return False  # validated at push; an unreadable one references nothing
+                found = digest in parsed.blobs or digest in parsed.manifests
+                # Children of an index (and of a nested index, two levels down: the image
+                # index spec does not forbid nesting, and nothing deeper is seen in use).
+                for child in parsed.manifests if depth < MAX_IMMUTABLE_NESTING and not found else ():
+                    child_record = self._index.get_manifest(repository, child)
+                    if child_record is not None and uses(child_record, depth + 1):
+                        found = True
+                        break
+                verdicts[record.digest] = found
+            return verdicts[record.digest]
+
+        # The tag items carry their manifests: one paged Query, bodies inline (or in S3).
+        for tag, record in self._index.tagged(repository):
+            rule = guard(tag)
+            if rule is not None and record.digest != digest and uses(record, 0):
+                raise immutable_tag(repository, tag, "delete referenced", rule.fields(), digest)
+
     def delete(self, repository: str, reference: str) -> None:
         """By digest: the manifest and its tags. By tag: only the tag (distribution-spec 1.1).
         Neither while an immutable tag would go (DENIED; skyport/immutability.py)."""
@@ -357,6 +395,7 @@ class ManifestService:
             Digest.parse(reference)
             # Not while an immutable tag names it (skyport/immutability.py says why).
             guard = self._immutability.guard(repository) if self._immutability else None
+            self.refuse_deleting_immutable_content(repository, reference)
             try:
                 deleted = self._index.delete_manifest(
                     repository, reference, (lambda tag: guard(tag) is not None) if guard else None

@@ -49,7 +49,11 @@ class Registry:
     def blobs(self) -> BlobService:
         index = DynamoBlobIndex(self.clients.dynamodb, self.settings.table)
         return BlobService(
-            self._objects, index, self.settings.presign_expiry_seconds, self.settings.automatic_mount
+            self._objects,
+            index,
+            self.settings.presign_expiry_seconds,
+            self.settings.automatic_mount,
+            before_delete=self.manifests.refuse_deleting_immutable_content,
         )
 
     @cached_property

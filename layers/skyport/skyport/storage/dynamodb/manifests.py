@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -344,6 +344,11 @@ class DynamoManifestIndex:
 
     def list_tags(self, repository: str, limit: int, after: str | None) -> Page:
         return self._page(keys.repository_partition(repository), keys.TAG_PREFIX, limit, after)
+
+    def tagged(self, repository: str) -> Iterator[tuple[str, ManifestRecord]]:
+        # A TAG item holds a copy of its manifest item: one paged Query, no read per tag.
+        for item in self._table.query(keys.repository_partition(repository), keys.TAG_PREFIX):
+            yield item[keys.SK]["S"][len(keys.TAG_PREFIX) :], _manifest_record(item)
 
     def list_referrers(self, repository: str, subject: str) -> list[Referrer]:
         referrers = []
