@@ -88,8 +88,8 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         "--grace-seconds",
         type=int,
         default=None,
-        help="how old a multipart upload or tail no session names must be (default: the upload "
-        "TTL, SKYPORT_UPLOAD_TTL_SECONDS)",
+        help="how old a multipart upload or tail no session names must be before it goes "
+        "(default: the upload TTL, 7 days)",
     )
     p.add_argument("--max-seconds", type=float, default=0, help="stop after this long (default: no limit)")
     admin.target_options(p)

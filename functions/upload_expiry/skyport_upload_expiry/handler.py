@@ -25,7 +25,7 @@ def handler(event: object, context: object = None) -> dict:
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     seconds = remaining() / 1000 - MARGIN_SECONDS if remaining else DEFAULT_SECONDS
     dry_run = isinstance(event, dict) and event.get("dry_run") is True
-    report = registry.upload_expiry.sweep(dry_run=dry_run, deadline=time.time() + max(seconds, 1))
+    report = registry.upload_expiry.sweep(dry_run=dry_run, deadline=time.time() + seconds)
     result = report.fields()
     result.pop("removed")  # counts only: the invocation's result stays small
     return result
