@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .immutability import ImmutabilityRules
     from .storage.ports import AuthStore
     from .upload_expiry import UploadExpiry
+    from .usage import UsageService
 
 
 class Registry:
@@ -149,4 +150,14 @@ class Registry:
             S3Listings(self.clients.s3, self.settings.bucket),
             DynamoExpiringSessions(self.clients.dynamodb, self.settings.table),
             self.settings,
+        )
+
+    # Usage (issue 12): `skyport usage` and the usage extension routes (routes/usage.py).
+    @cached_property
+    def usage(self) -> UsageService:
+        from .storage.dynamodb.usage import DynamoUsageIndex
+        from .usage import UsageService
+
+        return UsageService(
+            DynamoUsageIndex(self.clients.dynamodb, self.settings.table), self._manifest_index
         )

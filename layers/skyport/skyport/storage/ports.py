@@ -359,6 +359,28 @@ class ExpiringSessions(Protocol):
         ...
 
 
+# --- usage (issue 12: skyport/usage.py) -----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryItem:
+    """One item of a repository's partition as usage counts it: a blob link, a manifest,
+    a tag or a last-pull record (kind), with the digest it names (tags: none), its size
+    (links and manifests) and when it was written or pulled (epoch ms; 0: unknown)."""
+
+    kind: str  # blob | manifest | tag | pull
+    digest: str
+    size: int = 0
+    at_ms: int = 0
+
+
+class UsageIndex(Protocol):
+    def repository_items(self, repository: str) -> Iterator[RepositoryItem]:
+        """Every blob link, manifest, tag and last-pull record of the repository: one
+        paged Query of its partition, yielded one item at a time."""
+        ...
+
+
 class ManifestIndex(Protocol):
     """Manifests, tags, referrers and the catalog of one registry."""
 
