@@ -111,3 +111,16 @@ def test_a_token_for_the_catalog_scope_shows_the_identitys_repositories(world):
     ).json()["token"]
     one = client.get("/v2/team-a/app/_skyport/usage", headers={"Authorization": f"Bearer {scoped}"})
     assert one.status_code == 200 and json.loads(one.text)["name"] == "team-a/app"
+
+
+def test_the_registry_total_covers_only_what_the_caller_may_pull(world):
+    client, images = world
+    alice = client.get("/v2/_skyport/usage/total", headers=basic("alice"))
+    assert alice.status_code == 200, alice.text
+    body = alice.json()
+    assert body["complete"] is True and body["total"]["repositories"] == 2
+    visible = ("team-a/app", "team-a/lib")
+    assert body["total"]["blob_bytes"] == sum(blob_bytes(images[name]) for name in visible) - len(
+        SHARED_LAYER
+    )
+    assert client.get("/v2/_skyport/usage/total", headers=basic("root")).json()["total"]["repositories"] == 3

@@ -72,6 +72,7 @@ def test_the_cli_and_the_endpoint_agree(capsys, served, app_client, pushed):
     cli = json.loads(out)
     endpoint = app_client.get("/v2/_skyport/usage").json()
     assert cli == endpoint
+    assert cli["total"] == app_client.get("/v2/_skyport/usage/total").json()["total"]
     for repository in cli["repositories"]:
         assert app_client.get(f"/v2/{repository['name']}/_skyport/usage").json() == repository
 

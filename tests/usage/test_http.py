@@ -122,3 +122,21 @@ def test_a_bad_last_is_a_400(client, pushed, storage, last):
     before = storage.snapshot()
     assert_error(client.get("/v2/_skyport/usage", params={"last": last}), 400, "NAME_INVALID")
     assert storage.snapshot() == before
+
+
+def test_the_registry_total_covers_every_page(client, pushed):
+    response = client.get("/v2/_skyport/usage/total")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["complete"] is True
+    every = client.get("/v2/_skyport/usage").json()["total"]  # one page holds all three
+    assert body["total"] == every
+    one_page = client.get("/v2/_skyport/usage", params={"n": 1}).json()["total"]
+    assert one_page["repositories"] == 1 and body["total"]["repositories"] == 3
+
+
+def test_the_total_stops_at_its_deadline_with_a_lower_bound(registry, client, pushed):
+    total, complete = registry.usage.total(deadline=0)
+    assert complete is False and total.repositories == 0
+    total, complete = registry.usage.total()
+    assert complete is True and total.repositories == 3

@@ -85,6 +85,7 @@ REQUIREMENTS: dict[tuple[str, str], Requirement] = {
     # The usage extension (issue 12): the registry-level listing as the catalog (it shows
     # only what the caller may pull), one repository's figures to those who may pull it.
     ("GET", usage.REGISTRY_USAGE): CATALOG,
+    ("GET", usage.TOTAL_USAGE): CATALOG,
     ("GET", usage.REPOSITORY_USAGE): PULL,
 }
 

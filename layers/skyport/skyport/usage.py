@@ -27,7 +27,8 @@ pull.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -158,9 +159,12 @@ class UsagePage:
 
 
 class UsageService:
-    def __init__(self, usage: UsageIndex, index: ManifestIndex) -> None:
+    def __init__(
+        self, usage: UsageIndex, index: ManifestIndex, clock: Callable[[], float] = time.time
+    ) -> None:
         self._usage = usage
         self._index = index
+        self._clock = clock
         self._catalog = CatalogService(index)
 
     def measure(self, repository: str, total: UsageTotal | None = None) -> RepositoryUsage:
@@ -204,6 +208,23 @@ class UsageService:
         total = UsageTotal()
         repositories = [self.measure(name, total) for name in listed.items]
         return UsagePage(repositories, total, listed.next_after)
+
+    def total(self, reader: Access | None = None, deadline: float | None = None) -> tuple[UsageTotal, bool]:
+        """The total over every repository ``reader`` may pull (auth on; None: all), and
+        whether it is complete: past ``deadline`` (epoch seconds) it stops with what it
+        has measured, a lower bound (`GET /v2/_skyport/usage/total`, within API
+        Gateway's 30 s)."""
+        total = UsageTotal()
+        last: str | None = None
+        while True:
+            listed = self._catalog.list(CATALOG_PAGE, last, reader)
+            for name in listed.items:
+                if deadline is not None and self._clock() >= deadline:
+                    return total, False
+                self.measure(name, total)
+            if listed.next_after is None:
+                return total, True
+            last = listed.next_after
 
     def repositories(self, pattern: str | None, total: UsageTotal) -> Iterator[RepositoryUsage]:
         """Every repository of the catalog matching ``pattern`` (the grants' syntax; None:

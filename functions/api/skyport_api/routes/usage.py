@@ -5,6 +5,12 @@
                                         repositories the caller may pull (auth on); the
                                         total is over the repositories of the page, a blob
                                         shared by several counted once
+    GET /v2/_skyport/usage/total        200 {"total": {...}, "complete": bool}: the total
+                                        over every repository the caller may pull, a blob
+                                        shared by several counted once; measured for at
+                                        most TOTAL_SECONDS (API Gateway waits 30 s), past
+                                        which it is a lower bound ("complete": false; the
+                                        CLI's `skyport usage` has no such limit)
     GET /v2/<name>/_skyport/usage       200 the repository's figures; NAME_UNKNOWN when the
                                         catalog does not list it
 
@@ -14,6 +20,7 @@ repository name component can start with ``_``, so neither shadows a repository.
 """
 
 import json
+import time
 
 from fastapi import Request
 from skyport.concurrency import run_blocking
@@ -26,6 +33,8 @@ from . import Routes, access_of, inline, registry_of
 routes = Routes()
 REGISTRY_USAGE = "/v2/_skyport/usage"
 REPOSITORY_USAGE = "/v2/{name:path}/_skyport/usage"
+TOTAL_USAGE = "/v2/_skyport/usage/total"
+TOTAL_SECONDS = 20
 
 
 def _json(document: dict) -> Response:
@@ -50,6 +59,15 @@ async def registry_usage(request: Request) -> Response:
     if page.next_after is not None:
         response.headers["Link"] = next_link(REGISTRY_USAGE, limit, page.next_after)
     return response
+
+
+@routes.get(TOTAL_USAGE)
+async def total_usage(request: Request) -> Response:
+    registry = registry_of(request)
+    total, complete = await run_blocking(
+        registry.usage.total, access_of(request), time.time() + TOTAL_SECONDS, inline=inline(request)
+    )
+    return _json({"total": total.fields(), "complete": complete})
 
 
 @routes.get(REPOSITORY_USAGE)
