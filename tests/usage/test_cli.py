@@ -130,7 +130,7 @@ def test_the_totals_digest_set_costs_about_a_hundred_bytes_a_distinct_blob():
     try:
         before = tracemalloc.take_snapshot()
         for digest in digests:
-            total._blob(digest, 1)
+            total.add_blob(digest, 1)
         after = tracemalloc.take_snapshot()
     finally:
         tracemalloc.stop()

@@ -82,7 +82,7 @@ class ExpiryReport:
     error_messages: list[str] = field(default_factory=list)
     removed: list[Leftover] = field(default_factory=list)
 
-    def _count(self, leftover: Leftover) -> None:
+    def count(self, leftover: Leftover) -> None:
         if leftover.kind == SESSION:
             self.sessions += 1
         elif leftover.kind == MULTIPART:
@@ -93,7 +93,7 @@ class ExpiryReport:
         if len(self.removed) < MAX_LISTED:
             self.removed.append(leftover)
 
-    def _error(self, what: str, error: Exception) -> None:
+    def record_error(self, what: str, error: Exception) -> None:
         self.errors += 1
         if len(self.error_messages) < MAX_ERRORS_LISTED:
             self.error_messages.append(f"{what}: {error}")
@@ -166,7 +166,7 @@ class UploadExpiry:
                 self._check_time(deadline)
                 yield item
         except StorageUnavailable as error:
-            report._error(what, error)
+            report.record_error(what, error)
 
     # --- pass 1 ---------------------------------------------------------------------------
 
@@ -193,9 +193,9 @@ class UploadExpiry:
             except StorageUnavailable as error:
                 # A session removed whose S3 state stayed: passes 2 and 3 of a later run
                 # find it session-less (the lifecycle rules at the latest).
-                report._error(f"session {session.upload_id}", error)
+                report.record_error(f"session {session.upload_id}", error)
                 continue
-            report._count(Leftover(SESSION, session.upload_id, size, session.repository))
+            report.count(Leftover(SESSION, session.upload_id, size, session.repository))
 
     # --- pass 2 ---------------------------------------------------------------------------
 
@@ -221,9 +221,9 @@ class UploadExpiry:
                 if not report.dry_run:
                     self._objects.abort_multipart(upload.key, upload.multipart_id)
             except StorageUnavailable as error:
-                report._error(f"multipart upload {upload.key}", error)
+                report.record_error(f"multipart upload {upload.key}", error)
                 continue
-            report._count(Leftover(MULTIPART, upload.key, size))
+            report.count(Leftover(MULTIPART, upload.key, size))
 
     # --- pass 3 ---------------------------------------------------------------------------
 
@@ -247,6 +247,6 @@ class UploadExpiry:
                 if not report.dry_run:
                     self._objects.delete(found.key)
             except StorageUnavailable as error:
-                report._error(f"tail {found.key}", error)
+                report.record_error(f"tail {found.key}", error)
                 continue
-            report._count(Leftover(TAIL, found.key, found.size))
+            report.count(Leftover(TAIL, found.key, found.size))

@@ -112,21 +112,21 @@ class UsageTotal:
     def stored_bytes(self) -> int:
         return self.blob_bytes + self.manifest_bytes
 
-    def _blob(self, digest: str, size: int) -> None:
+    def add_blob(self, digest: str, size: int) -> None:
         key = _compact(digest)
         if key not in self._blobs_seen:
             self._blobs_seen.add(key)
             self.blobs += 1
             self.blob_bytes += size
 
-    def _manifest(self, digest: str, size: int) -> None:
+    def add_manifest(self, digest: str, size: int) -> None:
         key = _compact(digest)
         if key not in self._manifests_seen:
             self._manifests_seen.add(key)
             self.manifests += 1
             self.manifest_bytes += size
 
-    def _repository(self, usage: RepositoryUsage) -> None:
+    def add_repository(self, usage: RepositoryUsage) -> None:
         self.repositories += 1
         self.tags += usage.tags
         if usage.last_push_ms is not None:
@@ -175,20 +175,20 @@ class UsageService:
                 usage.blobs += 1
                 usage.blob_bytes += item.size
                 if total is not None:
-                    total._blob(item.digest, item.size)
+                    total.add_blob(item.digest, item.size)
             elif item.kind == "manifest":
                 usage.manifests += 1
                 usage.manifest_bytes += item.size
                 usage.last_push_ms = _latest(usage.last_push_ms, item.at_ms)
                 if total is not None:
-                    total._manifest(item.digest, item.size)
+                    total.add_manifest(item.digest, item.size)
             elif item.kind == "tag":
                 usage.tags += 1
                 usage.last_push_ms = _latest(usage.last_push_ms, item.at_ms)
             elif item.kind == "pull":
                 usage.last_pull_ms = _latest(usage.last_pull_ms, item.at_ms)
         if total is not None:
-            total._repository(usage)
+            total.add_repository(usage)
         return usage
 
     def of(self, repository: str) -> RepositoryUsage:
