@@ -114,6 +114,12 @@ def _parser() -> argparse.ArgumentParser:
     from . import immutability  # `skyport immutability add|list|remove` (issue 12)
 
     immutability.add_command(commands)
+    from . import uploads as upload_sessions  # `skyport uploads expire` (issue 12)
+
+    upload_sessions.add_command(commands)
+    from . import usage  # `skyport usage [PATTERN]` (issue 12)
+
+    usage.add_command(commands)
     return parser
 
 
@@ -143,6 +149,14 @@ def main(argv: list[str] | None = None) -> None:
         from . import immutability
 
         sys.exit(immutability.run(args))
+    if args.command == "usage":
+        from . import usage
+
+        sys.exit(usage.run(args))
+    if args.command == "uploads":
+        from . import uploads as upload_sessions
+
+        sys.exit(upload_sessions.run(args))
     if args.command == "serve-uploads":
         from .serve import serve_uploads
 

@@ -58,6 +58,11 @@ DEPLOYED_CODE = [
 NOT_RUN_BY_THE_API = [
     TEMPLATE_PATH.parent / "layers" / "skyport" / "skyport" / name
     for name in ("replication", "webhooks.py", "sqs_batches.py")
+] + [
+    # The upload expiry sweep (issue 12): UploadExpiryFunction's role, compared with a real
+    # sweep's calls in tests/upload_expiry/test_function.py.
+    TEMPLATE_PATH.parent / "layers" / "skyport" / "skyport" / name
+    for name in ("upload_expiry.py", "storage/s3_listings.py", "storage/dynamodb/upload_expiry.py")
 ]
 SERVICES = ("s3", "dynamodb", "secretsmanager", "ssm")
 # A service the function reaches only when its environment names one of these; without

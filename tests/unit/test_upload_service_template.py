@@ -147,7 +147,13 @@ def _as_list(value: Any) -> list:
     return value if isinstance(value, list) else [value]
 
 
-UPLOAD_RESOURCES = {name for name in load_template()["Resources"] if name.startswith("Upload")}
+# The upload service's resources; UploadExpiry* (issue 12: abandoned uploads expire) is
+# not the upload service's and stays whether it runs or not.
+UPLOAD_RESOURCES = {
+    name
+    for name in load_template()["Resources"]
+    if name.startswith("Upload") and not name.startswith("UploadExpiry")
+}
 
 
 # --------------------------------------------------------------------------- on, off, not yet running

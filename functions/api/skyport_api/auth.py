@@ -37,7 +37,7 @@ from skyport.registry import Registry
 from starlette.responses import Response
 
 from .errors import Challenge
-from .routes import Routes, blobs, direct_uploads, inline, manifests, registry_of, uploads
+from .routes import Routes, blobs, direct_uploads, inline, manifests, registry_of, uploads, usage
 
 TOKEN_PATH = "/auth/token"
 MAX_FORM_BYTES = 64 * 1024
@@ -82,6 +82,11 @@ REQUIREMENTS: dict[tuple[str, str], Requirement] = {
     ("GET", direct_uploads.UPLOAD): PUSH,
     ("POST", direct_uploads.COMPLETE): PUSH,
     ("DELETE", direct_uploads.UPLOAD): PUSH,
+    # The usage extension (issue 12): the registry-level listing as the catalog (it shows
+    # only what the caller may pull), one repository's figures to those who may pull it.
+    ("GET", usage.REGISTRY_USAGE): CATALOG,
+    ("GET", usage.TOTAL_USAGE): CATALOG,
+    ("GET", usage.REPOSITORY_USAGE): PULL,
 }
 
 

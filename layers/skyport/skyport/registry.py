@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from .direct_uploads import DirectUploadService
     from .immutability import ImmutabilityRules
     from .storage.ports import AuthStore
+    from .upload_expiry import UploadExpiry
+    from .usage import UsageService
 
 
 class Registry:
@@ -139,3 +141,27 @@ class Registry:
         from .auth.capabilities import Capabilities, capability_keys
 
         return Capabilities(capability_keys(self.settings, self.clients), self.settings.auth_enabled)
+
+    # Abandoned uploads expire (issue 12): `skyport uploads expire` and UploadExpiryFunction.
+    # Its storage (a Scan, S3 listings) is its own: the API never builds this.
+    @cached_property
+    def upload_expiry(self) -> UploadExpiry:
+        from .storage.dynamodb.upload_expiry import DynamoExpiringSessions
+        from .storage.s3_listings import S3Listings
+        from .upload_expiry import UploadExpiry
+
+        return UploadExpiry(
+            S3Listings(self.clients.s3, self.settings.bucket),
+            DynamoExpiringSessions(self.clients.dynamodb, self.settings.table),
+            self.settings,
+        )
+
+    # Usage (issue 12): `skyport usage` and the usage extension routes (routes/usage.py).
+    @cached_property
+    def usage(self) -> UsageService:
+        from .storage.dynamodb.usage import DynamoUsageIndex
+        from .usage import UsageService
+
+        return UsageService(
+            DynamoUsageIndex(self.clients.dynamodb, self.settings.table), self._manifest_index
+        )

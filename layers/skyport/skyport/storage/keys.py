@@ -133,6 +133,22 @@ def upload_tail_object(upload_id: str, end_offset: int, writer: str) -> str:
     return f"uploads/{upload_id}/tail-{end_offset}-{writer}"
 
 
+# The two prefixes the upload expiry sweep lists (skyport/upload_expiry.py), and the
+# upload id each key above is named after (None: a key no upload wrote).
+BLOB_OBJECTS = "blobs/"
+UPLOAD_TAILS = "uploads/"
+
+
+def upload_of_blob_object(key: str) -> str | None:
+    upload_id = key.removeprefix(BLOB_OBJECTS)
+    return upload_id if key.startswith(BLOB_OBJECTS) and upload_id and "/" not in upload_id else None
+
+
+def upload_of_tail_object(key: str) -> str | None:
+    upload_id, slash, rest = key.removeprefix(UPLOAD_TAILS).partition("/")
+    return upload_id if key.startswith(UPLOAD_TAILS) and upload_id and slash and rest else None
+
+
 # --- DynamoDB ---------------------------------------------------------------
 
 

@@ -307,6 +307,80 @@ class UploadSessions(Protocol):
         ...
 
 
+# --- abandoned uploads (issue 12: skyport/upload_expiry.py) --------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PendingMultipart:
+    """A multipart upload S3 holds in progress (ListMultipartUploads)."""
+
+    key: str
+    multipart_id: str
+    initiated: float  # epoch seconds
+
+
+@dataclass(frozen=True, slots=True)
+class ListedObject:
+    """An object under a prefix (ListObjectsV2)."""
+
+    key: str
+    size: int
+    modified: float  # epoch seconds
+
+
+class UploadLeftovers(Protocol):
+    """What the upload expiry sweep reads of S3 beyond ObjectStore: listings, paged by S3
+    (1,000 a page), yielded one at a time so nothing is held whole."""
+
+    def multipart_uploads(self, prefix: str) -> Iterator[PendingMultipart]: ...
+    def objects(self, prefix: str) -> Iterator[ListedObject]: ...
+    def multipart_parts(self, key: str, multipart_id: str) -> tuple[int, float]:
+        """(bytes of the parts S3 holds for the upload, when the newest was uploaded,
+        epoch seconds; 0 without parts); (0, 0) when the upload is gone."""
+        ...
+
+
+class ExpiringSessions(Protocol):
+    """Upload sessions as the expiry sweep sees them (storage/dynamodb/upload_expiry.py)."""
+
+    def expired(self, cutoff: int, page_size: int) -> Iterator[UploadSession]:
+        """Sessions whose expires_at is at or before ``cutoff``: a paged Scan with a
+        filter, ``page_size`` items examined a call, never the whole table in memory."""
+        ...
+
+    def expire(self, session: UploadSession, cutoff: int, now: int) -> UploadSession | None:
+        """Remove ``session`` (and its entry in its quota) if it is still expired at
+        ``cutoff`` and no request holds a lease on it at ``now``: the session as it was
+        removed; None, nothing removed, otherwise."""
+        ...
+
+    def exists(self, upload_id: str) -> bool:
+        """Whether a session of that id is stored (a strongly consistent read)."""
+        ...
+
+
+# --- usage (issue 12: skyport/usage.py) -----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryItem:
+    """One item of a repository's partition as usage counts it: a blob link, a manifest,
+    a tag or a last-pull record (kind), with the digest it names (tags: none), its size
+    (links and manifests) and when it was written or pulled (epoch ms; 0: unknown)."""
+
+    kind: str  # blob | manifest | tag | pull
+    digest: str
+    size: int = 0
+    at_ms: int = 0
+
+
+class UsageIndex(Protocol):
+    def repository_items(self, repository: str) -> Iterator[RepositoryItem]:
+        """Every blob link, manifest, tag and last-pull record of the repository: one
+        paged Query of its partition, yielded one item at a time."""
+        ...
+
+
 class ManifestIndex(Protocol):
     """Manifests, tags, referrers and the catalog of one registry."""
 
