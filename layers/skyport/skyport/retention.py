@@ -551,13 +551,15 @@ class RetentionService:
                 plan = self.evaluate(repository, rules, as_of_ms)
                 report.repositories.append(plan)
                 if not dry_run:
-                    self._apply(plan)
+                    self.apply(plan)
             after = repository
         if resume and not dry_run:
             self._store.set_cursor(None)
         return report
 
-    def _apply(self, plan: RepositoryPlan) -> None:
+    def apply(self, plan: RepositoryPlan) -> None:
+        """Delete what ``plan`` (an evaluation) marks, each delete conditional on no push
+        since the evaluation; each decision gets its outcome. Stray pull records go too."""
         for decision in plan.deletions:
             try:
                 self._manifests.delete(plan.repository, decision.digest, pushed_ms=decision.pushed_ms)
