@@ -114,6 +114,9 @@ def _parser() -> argparse.ArgumentParser:
     from . import immutability  # `skyport immutability add|list|remove` (issue 12)
 
     immutability.add_command(commands)
+    from . import retention  # `skyport retention add|list|remove|preview|run` (issue 12)
+
+    retention.add_command(commands)
     return parser
 
 
@@ -143,6 +146,10 @@ def main(argv: list[str] | None = None) -> None:
         from . import immutability
 
         sys.exit(immutability.run(args))
+    if args.command == "retention":
+        from . import retention
+
+        sys.exit(retention.run(args))
     if args.command == "serve-uploads":
         from .serve import serve_uploads
 
