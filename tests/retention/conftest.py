@@ -100,3 +100,7 @@ def dynamodb_calls(registry: Registry) -> Iterator[DynamoCalls]:
         yield calls
     finally:
         events.unregister("before-call.dynamodb", calls)
+
+
+# The e2e check (test_e2e.py) drives skopeo as tests/e2e does, with its fixture.
+from e2e.conftest import skopeo  # noqa: E402, F401
