@@ -189,3 +189,28 @@ def test_stray_pull_records_are_removed_when_the_repository_is_evaluated(app_cli
     retention.run(dry_run=False)
     assert pull_records(registry, "team/app") == {}
     assert manifest_digests(registry, "team/app") == {kept}
+
+
+def test_an_unreadable_index_keeps_its_whole_repository(app_client, registry, settings, aws_clients):
+    from dataclasses import replace
+
+    from skyport.registry import Registry
+
+    children = [make_image(layer_sizes=(32,)) for _ in range(2)]
+    for child in children:
+        push_image(app_client, "big/app", child)
+    body, media_type = make_index(children, extra={"annotations": {"padding": "x" * 200_000}})
+    assert put_manifest(app_client, "big/app", "v1", body, media_type).status_code == 201  # body in S3
+    old = push(app_client, "big/app", "old")
+    # A run whose S3 reads fail (here: a bucket that does not exist).
+    blind = Registry(replace(settings, bucket=f"{settings.bucket}-missing"), clients=aws_clients).retention
+    blind.add("big/app", keep_tags=["v1"])
+    report = blind.run(dry_run=False, as_of_ms=now_ms() + 2 * HOUR_MS)
+    decided = outcome(report, "big/app")
+    assert not any(delete for delete, _, _ in decided.values())
+    assert decided[old][1][0].startswith("index ") and "unreadable (" in decided[old][1][0]
+    assert {old, *(c.digest for c in children)} <= manifest_digests(registry, "big/app")
+    # With S3 readable, the index keeps its children and the old image goes.
+    registry.retention.run(dry_run=False, as_of_ms=now_ms() + 2 * HOUR_MS)
+    assert old not in manifest_digests(registry, "big/app")
+    assert {c.digest for c in children} <= manifest_digests(registry, "big/app")

@@ -394,12 +394,18 @@ class RetentionService:
                 plan.stray_pull_records.append(digest)
         children: dict[str, list[str]] = {}
         child_of: set[str] = set()
+        unreadable: str | None = None
         for digest, manifest in manifests.items():
             if manifest["media_type"] in media_types.INDEXES:
                 try:
                     named = [child for child in self._children(repository, digest) if child in manifests]
-                except (ManifestUnknown, RegistryError):
-                    named = []  # deleted meanwhile, or unreadable: it protects nothing
+                except ManifestUnknown:
+                    named = []  # deleted since the query: it protects nothing
+                except Exception as error:  # noqa: BLE001 - any failure: keep the repository whole
+                    # Without an index's children, its kept children cannot be told from
+                    # the rest: nothing of this repository is deleted in this run.
+                    unreadable = f"index {digest} unreadable ({type(error).__name__}): repository skipped"
+                    named = []
                 children[digest] = named
                 child_of.update(named)
         referrers: dict[str, list[str]] = {}
@@ -447,6 +453,11 @@ class RetentionService:
                 if decision.delete:
                     decision.delete, decision.reasons = False, [f"{why} {parent}"]
                     pending.append(follower)
+
+        if unreadable is not None:
+            for decision in decisions.values():
+                if decision.delete:
+                    decision.delete, decision.reasons = False, [unreadable]
 
         # Indexes first, so that no kept-until-now index names a deleted child meanwhile.
         def order(decision: Decision) -> tuple:
