@@ -108,6 +108,8 @@ def test_preview_changes_nothing_and_run_deletes_what_it_showed(
         (["--untagged-after", "999999w"], "must be from 1h to 3650d"),
         (["--untagged-after=-1d"], "untagged-after must be a number and a unit"),
         (["--keep-tags", "v 1"], "invalid tag pattern"),
+        (["--keep-last", "3", "--keep-tags", ""], "empty tag pattern"),
+        (["--keep-last", "3", "--keep-tags", "v*,,rc"], "empty tag pattern"),
         (["--keep-tags", "x" * 1000], "invalid tag pattern"),
         (["--keep-tags", *(f"t{i}" for i in range(21))], "at most 20 tag patterns"),
         ([], "a rule needs at least one of"),

@@ -30,6 +30,10 @@ The pull never waits for the write, nor fails with it: the route asks :meth:`not
 (memory only, no I/O) once the response is decided, and runs the write it hands back
 after the response (a background task); the write logs and swallows every error. After
 a failed write the next try comes RETRY_SECONDS later, not on every pull.
+Under uvicorn the client has its response before the write starts. Behind Lambda,
+Mangum returns the response when the app is done, its background task included: the
+one GET an interval that writes (per manifest and warm instance) waits for one
+UpdateItem, a few milliseconds; every other GET waits for nothing.
 
 The records (``REPO#<name> / PULL#<digest>``, storage/keys.py) are not registry events
 (the events function's filter lets them through to nothing) and go with their manifest:

@@ -144,7 +144,9 @@ def _tag_patterns(values: Iterable[str]) -> tuple[str, ...]:
     for value in values:
         for pattern in (part.strip() for part in str(value).split(",")):
             if not pattern:
-                continue
+                raise InvalidRule(
+                    f"empty tag pattern in {str(value)[:70]!r}: a tag, '*' matching any characters"
+                )
             try:
                 validate_tag_pattern(pattern)
             except InvalidTagPattern as error:
