@@ -112,3 +112,36 @@ def test_a_bad_interval_is_refused_at_start(value):
 
     with pytest.raises(ValueError, match="SKYPORT_PULL_RECORD_SECONDS"):
         Settings.from_env({"SKYPORT_BUCKET": "b", "SKYPORT_TABLE": "t", "SKYPORT_PULL_RECORD_SECONDS": value})
+
+
+def test_concurrent_gets_in_one_process_write_once(app_client, registry, dynamodb_calls):
+    from concurrent.futures import ThreadPoolExecutor
+
+    digest = push(app_client, "team/app", "v1")
+    dynamodb_calls.operations.clear()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: pull(app_client, "team/app", digest), range(32)))
+    assert dynamodb_calls.count("UpdateItem") == 1
+
+
+def test_the_map_is_bounded_and_a_forgotten_entry_costs_one_more_try(registry, settings, aws_clients):
+    from skyport.pulls import PullRecorder
+    from skyport.storage.dynamodb.pulls import DynamoPullStore
+
+    recorder = PullRecorder(DynamoPullStore(aws_clients.dynamodb, settings.table), max_entries=3)
+    digests = [f"sha256:{i:064x}" for i in range(5)]
+    first = recorder.note("team/app", digests[0])
+    assert first is not None
+    first()
+    assert recorder.note("team/app", digests[0]) is None
+    for digest in digests[1:]:
+        write = recorder.note("team/app", digest)
+        assert write is not None
+        write()
+    written = pull_records(registry, "team/app")
+    assert set(written) == set(digests)
+    # digests[0] was the least recently noted of four: dropped, so noted again it is due...
+    again = recorder.note("team/app", digests[0])
+    assert again is not None
+    again()  # ...and the table's condition (PULL_RECORD_IS_STALE) refuses the rewrite.
+    assert pull_records(registry, "team/app") == written
