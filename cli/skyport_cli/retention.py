@@ -158,7 +158,9 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         "only --untagged-after touches untagged manifests only.",
     )
     p.add_argument("pattern", help=PATTERN_HELP)
-    p.add_argument("--keep-last", metavar="N", help="keep the newest N images (by push time), 1 to 10000")
+    p.add_argument(
+        "--keep-last", metavar="N", help="keep the newest N tagged images (by push time), 1 to 10000"
+    )
     p.add_argument(
         "--keep-pushed-within", metavar="PERIOD", help=f"keep what was pushed within: {PERIOD_HELP}"
     )

@@ -25,10 +25,12 @@ def outcome(report, repository: str) -> dict[str, tuple[bool, list[str], str | N
 
 def test_keep_last_keeps_the_newest_n_and_only_where_the_pattern_matches(app_client, registry, retention):
     digests = [push(app_client, "team/app", f"v{i}") for i in range(4)]
+    untagged = push(app_client, "team/app")  # the newest, but untagged: not counted
     elsewhere = push(app_client, "other/app", "v0")
     retention.add("team/*", keep_last="2")
     report = retention.run(dry_run=False, as_of_ms=now_ms() + 2 * HOUR_MS)
     assert manifest_digests(registry, "team/app") == set(digests[2:])
+    assert "(untagged, a child or a referrer: not counted)" in outcome(report, "team/app")[untagged][1][0]
     assert tag_names(registry, "team/app") == {"v2", "v3"}
     assert manifest_digests(registry, "other/app") == {elsewhere}
     decided = outcome(report, "team/app")

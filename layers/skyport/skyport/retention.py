@@ -4,10 +4,12 @@ lifecycle policies and zot's retention, and the run that deletes the rest.
 A rule names the repositories it covers by a pattern, in the grants' grammar and with
 the grants' matcher (``auth/policy.py``: ``team-a/*``, ``*``), and holds any of:
 
-- ``keep_last N``: keep the newest N *images* of the repository, by ``pushed_ms`` (when
-  the manifest was last pushed, by tag or digest). Images are the manifests that are
-  neither a child of an index in the repository nor a referrer of a manifest in it:
-  children and referrers go with their parent (below) and are not counted;
+- ``keep_last N``: keep the newest N *tagged images* of the repository, by ``pushed_ms``
+  (when the manifest was last pushed, by tag or digest). Tagged images are the manifests
+  a tag names that are neither a child of an index in the repository nor a referrer of a
+  manifest in it: children and referrers go with their parent (below) and are not
+  counted, and neither are untagged manifests (as ECR's ``imageCountMoreThan`` with
+  ``tagStatus: tagged``), so a burst of untagged builds never pushes releases out;
 - ``keep_pushed_within P``: keep what was pushed within P;
 - ``keep_pulled_within P``: keep what was pulled within P (last-pull records,
   skyport/pulls.py: accurate to SKYPORT_PULL_RECORD_SECONDS; never pulled: not kept);
@@ -416,7 +418,8 @@ class RetentionService:
                 referrers.setdefault(manifest["subject"], []).append(digest)
         followers = child_of | {d for d, m in manifests.items() if m["subject"] in manifests}
         images = sorted(
-            (d for d in manifests if d not in followers), key=lambda d: (-manifests[d]["pushed_ms"], d)
+            (d for d in manifests if d not in followers and d in tags),
+            key=lambda d: (-manifests[d]["pushed_ms"], d),
         )
         rank = {digest: position for position, digest in enumerate(images)}
         immutable = self._immutability.guard(repository)
@@ -493,7 +496,11 @@ class RetentionService:
                 else:
                     missed.append(
                         f"not among the newest {rule.keep_last}"
-                        + (" (a child or referrer: not counted)" if rank is None else f" (#{rank + 1})")
+                        + (
+                            f" (#{rank + 1})"
+                            if rank is not None
+                            else " (untagged, a child or a referrer: not counted)"
+                        )
                     )
             if rule.keep_pushed_within:
                 window = format_period(rule.keep_pushed_within)
