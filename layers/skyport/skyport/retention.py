@@ -23,9 +23,9 @@ covering its repository keeps it**; it goes only when at least one covering rule
 every manifest of its repositories: what none of its conditions keeps, it would delete.
 A rule with only ``untagged_after`` touches only untagged manifests (tagged ones it
 leaves alone). In a rule with both, ``untagged_after`` gives an untagged manifest that
-much time on top of the keep conditions. So adding a rule, or a condition to a rule,
-never makes something go that was kept before, except that a new rule may touch a
-repository no rule touched.
+much time on top of the keep conditions. So a new rule never frees what another rule
+keeps; it may only touch what no rule touched before (and a keep condition added to an
+untagged-only rule makes it touch tagged manifests too).
 
 Never deleted, whatever the rules say (the run reports each as kept, with the reason):
 
@@ -42,13 +42,14 @@ and its last-pull record go with it, the stream carries ``manifest.deleted`` and
 its last manifest. Each delete is conditional on the manifest not having been pushed
 since the evaluation (``MANIFEST_UNCHANGED_SINCE``, storage/dynamodb/manifests.py: every
 push naming the manifest, a new tag for it included, rewrites its pushed_ms), so a push
-racing a run always wins: the run reports the manifest as "skipped: pushed since the
-evaluation". Indexes are deleted before the manifests they name.
+racing a run always wins: the run reports the manifest as "skipped: pushed again (or
+deleted) since the evaluation". Indexes are deleted before the manifests they name.
 
 One race stays open, as with immutability: an index pushed after the evaluation that
-names an existing manifest without pushing it again (docker, podman, skopeo and buildx
-push every child again; ``crane index append`` of existing digests does not) does not
-change the child's pushed_ms, and the child may go while the index stays. The registry
+names an existing manifest without pushing that manifest again does not change the
+child's pushed_ms, and the child may go while the index stays. A client copying a
+multi-platform image pushes each child before the index (which rewrites it); a tool
+composing an index from digests already in the repository may not. The registry
 keeps no reverse index of references to check against (garbage collection, issue 12,
 may add one; this check should then use it).
 
