@@ -25,6 +25,7 @@ import copy
 import functools
 import hashlib
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -371,6 +372,8 @@ class MemoryManifestIndex:
         self.tags: dict[tuple[str, str], ManifestRecord] = {}
         self.referrers: dict[tuple[str, str, str], ManifestRecord] = {}
         self.repositories: set[str] = set()
+        # When each manifest was last pushed (the table's pushed_ms), for delete_manifest.
+        self.pushed_ms: dict[tuple[str, str], int] = {}
 
     def get_manifest(self, repository: str, digest: str) -> ManifestRecord | None:
         return self.manifests.get((repository, digest))
@@ -412,6 +415,7 @@ class MemoryManifestIndex:
                 raise TagImmutable(tag, current.digest)
         self._check(repository, record.digest, blobs, manifests)
         self.manifests[(repository, record.digest)] = record
+        self.pushed_ms[(repository, record.digest)] = time.time_ns() // 1_000_000
         self.repositories.add(repository)
         if tag is not None:
             self.tags[(repository, tag)] = record
@@ -419,10 +423,16 @@ class MemoryManifestIndex:
             self.referrers[(repository, referrer_of, record.digest)] = record
 
     def delete_manifest(
-        self, repository: str, digest: str, keep_tag: Callable[[str], bool] | None = None
+        self,
+        repository: str,
+        digest: str,
+        keep_tag: Callable[[str], bool] | None = None,
+        pushed_ms: int | None = None,
     ) -> ManifestRecord | None:
         if (repository, digest) not in self.manifests:
             return None
+        if pushed_ms is not None and self.pushed_ms.get((repository, digest), 0) != pushed_ms:
+            return None  # MANIFEST_UNCHANGED_SINCE: pushed again since
         for (repo, tag), tagged in self.tags.items():
             if repo == repository and tagged.digest == digest and keep_tag is not None and keep_tag(tag):
                 raise TagImmutable(tag, digest)

@@ -120,6 +120,9 @@ def _parser() -> argparse.ArgumentParser:
     from . import usage  # `skyport usage [PATTERN]` (issue 12)
 
     usage.add_command(commands)
+    from . import retention  # `skyport retention add|list|remove|preview|run` (issue 12)
+
+    retention.add_command(commands)
     return parser
 
 
@@ -157,6 +160,10 @@ def main(argv: list[str] | None = None) -> None:
         from . import uploads as upload_sessions
 
         sys.exit(upload_sessions.run(args))
+    if args.command == "retention":
+        from . import retention
+
+        sys.exit(retention.run(args))
     if args.command == "serve-uploads":
         from .serve import serve_uploads
 

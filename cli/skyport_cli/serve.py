@@ -25,6 +25,7 @@ _PASSED_THROUGH = (
     "SKYPORT_TOKEN_REALM",
     "SKYPORT_AUTOMATIC_MOUNT",
     "SKYPORT_IMMUTABILITY_CACHE_SECONDS",  # issue 12: how stale a rule change may be here
+    "SKYPORT_PULL_RECORD_SECONDS",  # issue 12: how often a manifest's last pull is written
 )
 ADMIN_USER = "admin"
 # Keep-alive of `skyport serve-uploads`: above the load balancer's idle timeout.

@@ -46,6 +46,9 @@ KEY_KINDS = {
     "immutability_rule": (keys.immutability_rule("REPO#x"), False),
     # last-pull records (issue 12): a pull is not a registry change
     "manifest_pull": (keys.manifest_pull("library/app", DIGEST), False),
+    # retention (issue 12): rules and the scheduled run's place are not registry content
+    "retention_rule": (keys.retention_rule("REPO#x"), False),
+    "retention_cursor": (keys.retention_cursor(), False),
 }
 
 

@@ -308,6 +308,19 @@ def test_manifests_tags_referrers_catalog(ports):
     assert index.list_repositories(10, None).items == ["team/zzz"]
 
 
+def test_a_delete_for_an_older_push_removes_nothing(ports):
+    """Retention's delete (MANIFEST_UNCHANGED_SINCE): given a push time that is not the
+    manifest's last (an evaluation older than a push), nothing is removed."""
+    index = ports.manifests
+    one = manifest(b"one")
+    index.put_manifest("team/app", one, "v1", {}, [], None)
+    assert index.delete_manifest("team/app", one.digest, pushed_ms=1) is None
+    assert index.delete_manifest("team/app", one.digest, pushed_ms=0) is None  # it has a push time
+    assert index.get_manifest("team/app", one.digest) == one
+    assert index.get_tag("team/app", "v1") == one
+    assert index.delete_manifest("team/app", one.digest) == one
+
+
 def test_manifest_with_more_references_than_a_transaction_holds(ports):
     """Past the first transaction's room, references are read in batches: every one
     is checked, wherever the one missing (or at another size) stands."""

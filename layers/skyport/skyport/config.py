@@ -122,6 +122,11 @@ class Settings:
     # a push costs no extra read; a rule change reaches running instances within it.
     immutability_cache_seconds: int = 30
 
+    # --- last-pull records and retention (issue 12: skyport/pulls.py, skyport/retention.py) ---
+    # Each process writes a manifest's last-pull time at most this often
+    # (SKYPORT_PULL_RECORD_SECONDS): "last pulled" is accurate to this interval.
+    pull_record_seconds: int = 3600
+
     @property
     def hook_secrets(self) -> str:
         return self.hook_secret_prefix or f"skyport/{self.table}/hooks/"
@@ -189,6 +194,7 @@ class Settings:
             **_direct_upload_settings(env, defaults),
             **_upload_service_settings(env),
             immutability_cache_seconds=_immutability_cache_seconds(env, defaults),
+            pull_record_seconds=_pull_record_seconds(env, defaults),
         )
 
 
@@ -249,4 +255,15 @@ def _immutability_cache_seconds(env: Mapping[str, str], defaults: dict) -> int:
     seconds = int(value) if value.isascii() and value.isdigit() else -1
     if not 0 <= seconds <= 3600:
         raise ValueError(f"SKYPORT_IMMUTABILITY_CACHE_SECONDS must be 0..3600 seconds, not {value[:20]!r}")
+    return seconds
+
+
+def _pull_record_seconds(env: Mapping[str, str], defaults: dict) -> int:
+    value = env.get("SKYPORT_PULL_RECORD_SECONDS")
+    if not value:
+        return defaults["pull_record_seconds"]
+    # ASCII digits only, as above: a typo fails at start, not at the first pull.
+    seconds = int(value) if value.isascii() and value.isdigit() else -1
+    if not 1 <= seconds <= 86400:
+        raise ValueError(f"SKYPORT_PULL_RECORD_SECONDS must be 1..86400 seconds, not {value[:20]!r}")
     return seconds

@@ -387,9 +387,11 @@ class ManifestService:
             if rule is not None and record.digest != digest and uses(record, 0):
                 raise immutable_tag(repository, tag, "delete referenced", rule.fields(), digest)
 
-    def delete(self, repository: str, reference: str) -> None:
+    def delete(self, repository: str, reference: str, pushed_ms: int | None = None) -> None:
         """By digest: the manifest and its tags. By tag: only the tag (distribution-spec 1.1).
-        Neither while an immutable tag would go (DENIED; skyport/immutability.py)."""
+        Neither while an immutable tag would go (DENIED; skyport/immutability.py). With
+        ``pushed_ms`` (retention, by digest only): only if no push named the manifest since
+        it was last pushed then, else MANIFEST_UNKNOWN and nothing removed."""
         validate_name(repository)
         if is_digest(reference):
             Digest.parse(reference)
@@ -398,7 +400,7 @@ class ManifestService:
             self.refuse_deleting_immutable_content(repository, reference)
             try:
                 deleted = self._index.delete_manifest(
-                    repository, reference, (lambda tag: guard(tag) is not None) if guard else None
+                    repository, reference, (lambda tag: guard(tag) is not None) if guard else None, pushed_ms
                 )
             except TagImmutable as refused:
                 assert guard is not None

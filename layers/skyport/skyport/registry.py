@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from .auth.service import AuthService
     from .direct_uploads import DirectUploadService
     from .immutability import ImmutabilityRules
+    from .pulls import PullRecorder
+    from .retention import RetentionService
     from .storage.ports import AuthStore
     from .upload_expiry import UploadExpiry
     from .usage import UsageService
@@ -76,6 +78,31 @@ class Registry:
 
         store = DynamoImmutabilityStore(self.clients.dynamodb, self.settings.table)
         return ImmutabilityRules(store, self.settings.immutability_cache_seconds)
+
+    @cached_property
+    def pulls(self) -> PullRecorder:
+        """Last-pull records (issue 12): noted by the manifest GET, written at most once
+        per SKYPORT_PULL_RECORD_SECONDS per manifest and process (skyport/pulls.py)."""
+        from .pulls import PullRecorder
+        from .storage.dynamodb.pulls import DynamoPullStore
+
+        store = DynamoPullStore(self.clients.dynamodb, self.settings.table)
+        return PullRecorder(store, self.settings.pull_record_seconds)
+
+    @cached_property
+    def retention(self) -> RetentionService:
+        """Retention rules and runs (issue 12: skyport/retention.py): `skyport retention`
+        and the scheduled RetentionFunction."""
+        from .retention import RetentionService
+        from .storage.dynamodb.pulls import DynamoPullStore
+        from .storage.dynamodb.retention import DynamoRetentionStore
+
+        return RetentionService(
+            DynamoRetentionStore(self.clients.dynamodb, self.settings.table),
+            DynamoPullStore(self.clients.dynamodb, self.settings.table),
+            self.manifests,
+            self.immutability,
+        )
 
     @cached_property
     def tags(self) -> TagService:

@@ -4,6 +4,7 @@ from fastapi import Request
 from skyport.concurrency import run_blocking
 from skyport.errors import PayloadTooLarge
 from skyport.numerals import decimal
+from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from . import Routes, inline, registry_of
@@ -28,7 +29,14 @@ async def _manifest_response(request: Request, name: str, reference: str, includ
         "Content-Length": str(record.size),
         "ETag": f'"{record.digest}"',
     }
-    return Response(content=body or b"", headers=headers)
+    background = None
+    if include_body:
+        # A GET is a pull (HEAD is not: skyport/pulls.py says why). Noting it is memory
+        # only; the rare write it hands back runs after the response and never fails it.
+        record_pull = registry_of(request).pulls.note(name, record.digest)
+        if record_pull is not None:
+            background = BackgroundTask(run_blocking, record_pull, inline=inline(request))
+    return Response(content=body or b"", headers=headers, background=background)
 
 
 @routes.get(PATH)

@@ -86,10 +86,17 @@
     │                                                     One Query reads every receiver that
     │                                                     has it; TTL `expires_at`
     │   (tag immutability, issue 12: skyport/immutability.py, storage/dynamodb/immutability.py)
-    └── IMMUTABILITY      / <rule id>                     a rule: repository pattern, tag
-                                                          exclusion patterns, created_ms.
-                                                          Read whole (one Query) and cached
-                                                          by each process; no stream event
+    ├── IMMUTABILITY      / <rule id>                     a rule: repository pattern, tag
+    │                                                     exclusion patterns, created_ms.
+    │                                                     Read whole (one Query) and cached
+    │                                                     by each process; no stream event
+    │   (retention, issue 12: skyport/retention.py, storage/dynamodb/retention.py)
+    └── RETENTION         / RULE#<rule id>                a rule: repository pattern, keep-last
+                          │                               N, keep pushed / pulled within, keep
+                          │                               tag patterns, untagged after (seconds)
+                          / CURSOR                        where a scheduled run stopped (the
+                                                          last repository it finished): the
+                                                          next invocation resumes after it
 
 Sort keys within a partition are compared bytewise, which is the lexical
 order the spec asks of tag and catalog listings.
@@ -274,3 +281,17 @@ IMMUTABILITY = "IMMUTABILITY"
 
 def immutability_rule(rule_id: str) -> dict:
     return _key(IMMUTABILITY, rule_id)
+
+
+# --- retention (issue 12) -----------------------------------------------------
+
+RETENTION = "RETENTION"
+RETENTION_RULE_PREFIX = "RULE#"
+
+
+def retention_rule(rule_id: str) -> dict:
+    return _key(RETENTION, f"{RETENTION_RULE_PREFIX}{rule_id}")
+
+
+def retention_cursor() -> dict:
+    return _key(RETENTION, "CURSOR")

@@ -410,10 +410,17 @@ class ManifestIndex(Protocol):
         ...
 
     def delete_manifest(
-        self, repository: str, digest: str, keep_tag: Callable[[str], bool] | None = None
+        self,
+        repository: str,
+        digest: str,
+        keep_tag: Callable[[str], bool] | None = None,
+        pushed_ms: int | None = None,
     ) -> ManifestRecord | None:
-        """Remove the manifest and the tags naming it; None when there is none. With
-        ``keep_tag``: TagImmutable, and nothing removed, when it is true of such a tag."""
+        """Remove the manifest, the tags naming it and its last-pull record; None when there
+        is none. With ``keep_tag``: TagImmutable, and nothing removed, when it is true of
+        such a tag. With ``pushed_ms``: None, and nothing removed, unless the manifest was
+        last pushed then (0: it carries no push time), i.e. no push named it since
+        (retention's evaluation)."""
         ...
 
     def delete_tag(self, repository: str, tag: str) -> bool: ...

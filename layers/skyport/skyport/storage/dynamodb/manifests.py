@@ -37,6 +37,12 @@ TAG_NEW_OR_SAME_DIGEST = "attribute_not_exists(PK) OR digest = :digest"
 # rewritten it since (each push gives it a new push_id, in the push's transaction).
 CATALOG_ENTRY_UNCHANGED = "push_id = :push_id"
 CATALOG_ENTRY_UNCHANGED_LEGACY = "attribute_exists(PK) AND attribute_not_exists(push_id)"
+# Retention deletes a manifest only as it evaluated it: no push has named it since (every
+# push of the manifest, by tag or by digest, rewrites its item and so its pushed_ms), so a
+# push racing a retention run always wins (skyport/retention.py). Items written before
+# pushed_ms existed have none: unchanged means still none.
+MANIFEST_UNCHANGED_SINCE = "pushed_ms = :pushed_ms"
+MANIFEST_UNCHANGED_SINCE_LEGACY = "attribute_exists(PK) AND attribute_not_exists(pushed_ms)"
 
 # Annotations ride in the manifest, tag and referrer items so the referrers API
 # answers from one query. A 4 MiB manifest may carry more than a 400 KB item
@@ -241,21 +247,32 @@ class DynamoManifestIndex:
                 raise MissingReferences(missing_blobs, missing_manifests)
 
     def delete_manifest(
-        self, repository: str, digest: str, keep_tag: Callable[[str], bool] | None = None
+        self,
+        repository: str,
+        digest: str,
+        keep_tag: Callable[[str], bool] | None = None,
+        pushed_ms: int | None = None,
     ) -> ManifestRecord | None:
         item = self._table.get(keys.manifest(repository, digest))
         if not item:
             return None
         record = _manifest_record(item)
         name = self._table.name
+        manifest_delete: dict[str, Any] = {
+            "TableName": name,
+            "Key": keys.manifest(repository, digest),
+            "ConditionExpression": ITEM_EXISTS,
+        }
+        if pushed_ms is not None:
+            if pushed_ms:
+                manifest_delete["ConditionExpression"] = MANIFEST_UNCHANGED_SINCE
+                manifest_delete["ExpressionAttributeValues"] = {":pushed_ms": N(pushed_ms)}
+            else:
+                manifest_delete["ConditionExpression"] = MANIFEST_UNCHANGED_SINCE_LEGACY
         deletes: list[dict] = [
-            {
-                "Delete": {
-                    "TableName": name,
-                    "Key": keys.manifest(repository, digest),
-                    "ConditionExpression": ITEM_EXISTS,
-                }
-            }
+            {"Delete": manifest_delete},
+            # Its last-pull record goes with it (skyport/pulls.py); there may be none.
+            {"Delete": {"TableName": name, "Key": keys.manifest_pull(repository, digest)}},
         ]
         if record.subject:
             deletes.append(

@@ -1,0 +1,1 @@
+"""The retention function: applies the retention rules daily (skyport.retention)."""
