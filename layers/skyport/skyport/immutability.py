@@ -35,10 +35,11 @@ manifest) and the children of indexes, only when a rule covers the repository; i
 read before the delete, not a condition of it, so a push of a new immutable tag racing a
 delete of content it uses can still lose that content (the delete of a manifest by
 digest is rare and an admin's act; garbage collection, which does not go through these
-deletes, only removes what no manifest references). Nor is a push of an immutable tag
-racing a delete of the manifest it names closed: the delete reads the tags naming the
-manifest before its transaction, as it always has, so a tag written in between may be
-left naming a deleted manifest.
+deletes, only removes what no manifest references). A push of a tag racing a
+delete of the manifest it names is closed: the delete is conditional on the push it read
+(``pushed_ms``), and reads the tags again when a push came in between
+(storage/dynamodb/manifests.py ``delete_manifest``), so an immutable tag written in
+between refuses the delete and a mutable one goes with the manifest.
 
 A refusal is the spec's error envelope, DENIED (403), with a detail naming the rule
 (``errors.immutable_tag``); storage is left as it was. The moving of a tag is refused

@@ -11,7 +11,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from .. import keys
-from ..ports import ManifestRecord, MissingReferences, Page, Referrer, TagImmutable
+from ..ports import ManifestRecord, MissingReferences, Page, Referrer, StorageUnavailable, TagImmutable
 from .table import (
     ITEM_EXISTS,
     MAX_BATCH_GET_KEYS,
@@ -43,6 +43,14 @@ CATALOG_ENTRY_UNCHANGED_LEGACY = "attribute_exists(PK) AND attribute_not_exists(
 # pushed_ms existed have none: unchanged means still none.
 MANIFEST_UNCHANGED_SINCE = "pushed_ms = :pushed_ms"
 MANIFEST_UNCHANGED_SINCE_LEGACY = "attribute_exists(PK) AND attribute_not_exists(pushed_ms)"
+# A delete by digest reads the manifest and its tags again when a push came in between,
+# at most this many times (each try is a few reads; pushes of one manifest are seconds apart).
+DELETE_ATTEMPTS = 5
+
+
+class _PushedMeanwhile(Exception):
+    """The manifest was pushed again between the delete's read and its transaction."""
+
 
 # Annotations ride in the manifest, tag and referrer items so the referrers API
 # answers from one query. A 4 MiB manifest may carry more than a 400 KB item
@@ -253,22 +261,46 @@ class DynamoManifestIndex:
         keep_tag: Callable[[str], bool] | None = None,
         pushed_ms: int | None = None,
     ) -> ManifestRecord | None:
-        item = self._table.get(keys.manifest(repository, digest))
+        if pushed_ms is not None:
+            # Retention: the push it evaluated, or nothing (a newer push wins).
+            return self._delete_manifest_as_read(repository, digest, keep_tag, pushed_ms)
+        # A push of the manifest (with a tag) between the read of the tags naming it and
+        # the delete would leave that tag naming a deleted manifest: the delete is made
+        # conditional on the push it read, and read again when a push came in between.
+        for _ in range(DELETE_ATTEMPTS):
+            item = self._table.get(keys.manifest(repository, digest))
+            if not item:
+                return None
+            read_pushed_ms = get_int(item, "pushed_ms") if "pushed_ms" in item else 0
+            try:
+                return self._delete_manifest_as_read(repository, digest, keep_tag, read_pushed_ms, item)
+            except _PushedMeanwhile:
+                continue
+        raise StorageUnavailable("the manifest kept being pushed while it was being deleted")
+
+    def _delete_manifest_as_read(
+        self,
+        repository: str,
+        digest: str,
+        keep_tag: Callable[[str], bool] | None,
+        pushed_ms: int,
+        item: dict | None = None,
+    ) -> ManifestRecord | None:
+        """Delete the manifest as last pushed at ``pushed_ms`` (0: an item from before
+        pushed_ms) with its tags; None when it is gone or was pushed since (retention's
+        call), _PushedMeanwhile instead of None when ``item`` was read by the caller."""
+        retry_on_push = item is not None
+        item = item or self._table.get(keys.manifest(repository, digest))
         if not item:
             return None
         record = _manifest_record(item)
         name = self._table.name
-        manifest_delete: dict[str, Any] = {
-            "TableName": name,
-            "Key": keys.manifest(repository, digest),
-            "ConditionExpression": ITEM_EXISTS,
-        }
-        if pushed_ms is not None:
-            if pushed_ms:
-                manifest_delete["ConditionExpression"] = MANIFEST_UNCHANGED_SINCE
-                manifest_delete["ExpressionAttributeValues"] = {":pushed_ms": N(pushed_ms)}
-            else:
-                manifest_delete["ConditionExpression"] = MANIFEST_UNCHANGED_SINCE_LEGACY
+        manifest_delete: dict[str, Any] = {"TableName": name, "Key": keys.manifest(repository, digest)}
+        if pushed_ms:
+            manifest_delete["ConditionExpression"] = MANIFEST_UNCHANGED_SINCE
+            manifest_delete["ExpressionAttributeValues"] = {":pushed_ms": N(pushed_ms)}
+        else:
+            manifest_delete["ConditionExpression"] = MANIFEST_UNCHANGED_SINCE_LEGACY
         deletes: list[dict] = [
             {"Delete": manifest_delete},
             # Its last-pull record goes with it (skyport/pulls.py); there may be none.
@@ -279,12 +311,14 @@ class DynamoManifestIndex:
                 {"Delete": {"TableName": name, "Key": keys.referrer(repository, record.subject, digest)}}
             )
         # Tags pointing at the manifest go with it (distribution-spec "Deleting Manifests").
+        # Read consistently: a tag written by the push whose pushed_ms was read is seen.
         for tag_item in self._table.query(
             keys.repository_partition(repository),
             keys.TAG_PREFIX,
             projection="PK, SK, digest",
             filter_expression=TAG_POINTS_AT,
             values={":digest": S(digest)},
+            consistent=True,
         ):
             tag_key = {keys.PK: tag_item[keys.PK], keys.SK: tag_item[keys.SK]}
             tag_name = tag_item[keys.SK]["S"][len(keys.TAG_PREFIX) :]
@@ -304,9 +338,12 @@ class DynamoManifestIndex:
         for start in range(0, len(deletes), MAX_TRANSACTION_ITEMS):
             try:
                 self._table.transact(deletes[start : start + MAX_TRANSACTION_ITEMS])
-            except ClientError:
-                if start == 0:
-                    return None  # deleted concurrently by someone else
+            except ClientError as error:
+                if start == 0 and "ConditionalCheckFailed" in getattr(error, "reasons", []):
+                    # Deleted by someone else, or pushed (or a tag of it moved) since read.
+                    if retry_on_push and self._table.get(keys.manifest(repository, digest)):
+                        raise _PushedMeanwhile from error
+                    return None
                 raise
         return record
 
