@@ -7,47 +7,24 @@ from __future__ import annotations
 import json
 
 import pytest
+from cli_support import run_cli as run
+from cli_support import table_flags, write_served_state
 from oci import assert_error, make_image, push_image
 from skyport.registry import Registry
 from skyport.storage import keys
-from skyport_cli.admin import write_state
-from skyport_cli.main import main
 
 from .conftest import push_blobs, put
-
-REGION = "us-east-1"
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()  # not the command's: what the served registry printed (its metrics)
-    with pytest.raises(SystemExit) as exit_:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return exit_.value.code or 0, out, err
 
 
 @pytest.fixture
 def target(registry: Registry) -> list[str]:
-    settings = registry.settings
-    return ["--table", settings.table, "--dynamodb-endpoint", settings.dynamodb_endpoint, "--region", REGION]
+    return table_flags(registry.settings)
 
 
 @pytest.fixture
 def served(registry: Registry, tmp_path, monkeypatch) -> None:
-    """The state file `skyport serve` writes for the registry on this table (this process
-    stands in for the server: the file names a live pid)."""
-    monkeypatch.setenv("SKYPORT_STATE_DIR", str(tmp_path / "state"))
-    settings = registry.settings
-    write_state(
-        {
-            "table": settings.table,
-            "bucket": settings.bucket,
-            "region": REGION,
-            "dynamodb_endpoint": settings.dynamodb_endpoint,
-            "s3_endpoint": settings.s3_endpoint,
-            "address": "127.0.0.1:0",
-        }
-    )
+    """The state file `skyport serve` writes (this process stands in for the server)."""
+    write_served_state(registry.settings, tmp_path, monkeypatch)
 
 
 def rule_items(registry: Registry) -> list[dict]:

@@ -7,26 +7,16 @@ from __future__ import annotations
 import json
 
 import pytest
+from cli_support import run_cli as run
+from cli_support import table_flags
 from skyport.registry import Registry
-from skyport_cli.main import main
 
 from .conftest import manifest_digests, pull, push
-
-REGION = "us-east-1"
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return exit_.value.code or 0, out, err
 
 
 @pytest.fixture
 def target(registry: Registry) -> list[str]:
-    settings = registry.settings
-    return ["--table", settings.table, "--dynamodb-endpoint", settings.dynamodb_endpoint, "--region", REGION]
+    return table_flags(registry.settings)
 
 
 @pytest.mark.parametrize("action", [[], ["add"], ["list"], ["remove"], ["preview"], ["run"]])

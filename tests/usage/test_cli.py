@@ -9,42 +9,21 @@ import os
 import tracemalloc
 
 import pytest
+from cli_support import REGION, write_served_state
+from cli_support import run_cli as run
 from oci import make_image
 from skyport.registry import Registry
 from skyport.usage import UsageTotal
 from skyport_api.app import create_app
-from skyport_cli.admin import write_state
-from skyport_cli.main import main
 from starlette.testclient import TestClient
 
 from .conftest import SHARED_LAYER, image_with_shared_layer, push, record_pull
-
-REGION = "us-east-1"
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return exit_.value.code or 0, out, err
 
 
 @pytest.fixture
 def served(registry: Registry, tmp_path, monkeypatch) -> None:
     """The state file `skyport serve` writes (this process stands in for the server)."""
-    monkeypatch.setenv("SKYPORT_STATE_DIR", str(tmp_path / "state"))
-    settings = registry.settings
-    write_state(
-        {
-            "table": settings.table,
-            "bucket": settings.bucket,
-            "region": REGION,
-            "dynamodb_endpoint": settings.dynamodb_endpoint,
-            "s3_endpoint": settings.s3_endpoint,
-            "address": "127.0.0.1:0",
-        }
-    )
+    write_served_state(registry.settings, tmp_path, monkeypatch)
 
 
 @pytest.fixture
