@@ -114,6 +114,9 @@ def _parser() -> argparse.ArgumentParser:
     from . import immutability  # `skyport immutability add|list|remove` (issue 12)
 
     immutability.add_command(commands)
+    from . import gc  # `skyport gc` (issue 12)
+
+    gc.add_command(commands)
     return parser
 
 
@@ -143,6 +146,10 @@ def main(argv: list[str] | None = None) -> None:
         from . import immutability
 
         sys.exit(immutability.run(args))
+    if args.command == "gc":
+        from . import gc
+
+        sys.exit(gc.run(args))
     if args.command == "serve-uploads":
         from .serve import serve_uploads
 

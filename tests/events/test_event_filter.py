@@ -46,6 +46,8 @@ KEY_KINDS = {
     "immutability_rule": (keys.immutability_rule("REPO#x"), False),
     # last-pull records (issue 12): a pull is not a registry change
     "manifest_pull": (keys.manifest_pull("library/app", DIGEST), False),
+    # garbage collection (issue 12): the collector's run item is not registry content
+    "gc_run": (keys.gc_run(), False),
 }
 
 

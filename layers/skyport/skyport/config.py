@@ -122,6 +122,11 @@ class Settings:
     # a push costs no extra read; a rule change reaches running instances within it.
     immutability_cache_seconds: int = 30
 
+    # --- garbage collection (issue 12: skyport/gc) ---
+    # Nothing used within this period is collected (SKYPORT_GC_GRACE: 24h, 90m, 0...): far
+    # longer than any request, which the collector's argument needs (skyport/gc/__init__.py).
+    gc_grace_seconds: int = 24 * 3600
+
     @property
     def hook_secrets(self) -> str:
         return self.hook_secret_prefix or f"skyport/{self.table}/hooks/"
@@ -189,6 +194,7 @@ class Settings:
             **_direct_upload_settings(env, defaults),
             **_upload_service_settings(env),
             immutability_cache_seconds=_immutability_cache_seconds(env, defaults),
+            gc_grace_seconds=_gc_grace_seconds(env, defaults),
         )
 
 
@@ -250,3 +256,12 @@ def _immutability_cache_seconds(env: Mapping[str, str], defaults: dict) -> int:
     if not 0 <= seconds <= 3600:
         raise ValueError(f"SKYPORT_IMMUTABILITY_CACHE_SECONDS must be 0..3600 seconds, not {value[:20]!r}")
     return seconds
+
+
+def _gc_grace_seconds(env: Mapping[str, str], defaults: dict) -> int:
+    value = env.get("SKYPORT_GC_GRACE")
+    if not value:
+        return defaults["gc_grace_seconds"]
+    from .gc.collector import parse_duration
+
+    return parse_duration(value) // 1000

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .auth.identities import IdentityAdmin
     from .auth.service import AuthService
     from .direct_uploads import DirectUploadService
+    from .gc import GarbageCollector
     from .immutability import ImmutabilityRules
     from .storage.ports import AuthStore
 
@@ -135,3 +136,15 @@ class Registry:
         from .auth.capabilities import Capabilities, capability_keys
 
         return Capabilities(capability_keys(self.settings, self.clients), self.settings.auth_enabled)
+
+    # Garbage collection (issue 12): the scheduled function and `skyport gc`.
+    @cached_property
+    def gc(self) -> GarbageCollector:
+        """The garbage collector (skyport/gc): the grace period is the caller's
+        (settings.gc_grace_seconds by default)."""
+        from .gc import GarbageCollector
+        from .storage.dynamodb.gc import DynamoGcStore
+        from .storage.s3_listing import S3Listing
+
+        store = DynamoGcStore(self.clients.dynamodb, self.settings.table)
+        return GarbageCollector(store, self._objects, S3Listing(self.clients.s3, self.settings.bucket))

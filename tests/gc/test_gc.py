@@ -1,0 +1,163 @@
+"""Garbage collection through its public surfaces: HTTP pushes, then `skyport gc`."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from gc_support import assert_pullable, items, object_keys, skyport_gc, skyport_gc_json
+from oci import (
+    OCI_CONFIG,
+    OCI_LAYER,
+    OCI_MANIFEST,
+    Image,
+    descriptor,
+    make_image,
+    make_index,
+    push_blob,
+    push_image,
+    sha256,
+)
+
+
+def _links(registry) -> set[tuple[str, str]]:
+    return {
+        (pk[len("REPO#") :], sk[len("BLOB#") :])
+        for pk, sk in items(registry, "REPO#")
+        if sk.startswith("BLOB#")
+    }
+
+
+def _blobs(registry) -> set[str]:
+    return {pk[len("BLOB#") :] for pk, _ in items(registry, "BLOB#")}
+
+
+def test_gc_removes_exactly_the_unreferenced_blobs_and_keeps_shared_layers(http, registry):
+    kept = make_image((1000, 2000))
+    # The deleted image shares kept's first layer: that layer stays.
+    other = make_image((3000,))
+    gone = _image(other.config, [other.layers[0], kept.layers[0]])
+    push_image(http, "team/app", kept, "v1")
+    push_image(http, "team/old", gone, "v1")
+    stray = push_blob(http, "team/app", b"uploaded, never referenced", mode="post")
+    assert http.delete(f"/v2/team/old/manifests/{gone.digest}").status_code == 202
+
+    report = skyport_gc_json(registry, "--grace", "0")
+
+    assert report["complete"] and not report["dry_run"]
+    unique_gone = {sha256(gone.config), sha256(gone.layers[0])}
+    assert _links(registry) == {("team/app", sha256(blob)) for blob in (kept.config, *kept.layers)}
+    assert _blobs(registry) == {sha256(blob) for blob in (kept.config, *kept.layers)}
+    assert report["removed"] == {"links": 4, "blobs": 3, "objects": 0}
+    assert report["bytes"]["blobs"] == len(gone.config) + 3000 + len(b"uploaded, never referenced")
+    assert {entry["digest"] for entry in report["listed"]["blobs"]} == unique_gone | {stray}
+    assert len(object_keys(registry, "blobs/")) == 3
+    assert_pullable(http, "team/app", "v1")
+    # A second run finds nothing more.
+    again = skyport_gc_json(registry, "--grace", "0")
+    assert again["removed"] == {"links": 0, "blobs": 0, "objects": 0}
+    assert_pullable(http, "team/app", "v1")
+
+
+def _image(config: bytes, layers: list[bytes]) -> Image:
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor(OCI_CONFIG, config),
+        "layers": [descriptor(OCI_LAYER, layer) for layer in layers],
+    }
+    return Image(config, layers, json.dumps(manifest).encode(), OCI_MANIFEST)
+
+
+def test_the_grace_period_keeps_what_was_used_recently(http, registry):
+    image = make_image((1000,))
+    push_image(http, "team/app", image, "v1")
+    push_blob(http, "team/app", b"fresh and unreferenced", mode="post")
+    assert http.delete(f"/v2/team/app/manifests/{image.digest}").status_code == 202
+
+    report = skyport_gc_json(registry, "--grace", "1h")
+
+    assert report["removed"] == {"links": 0, "blobs": 0, "objects": 0}
+    assert len(_blobs(registry)) == 3
+
+
+def test_dry_run_changes_nothing_and_lists_what_would_go(http, registry, storage):
+    image = make_image((1000, 2000))
+    push_image(http, "team/app", image, "v1")
+    assert http.delete(f"/v2/team/app/manifests/{image.digest}").status_code == 202
+    registry.clients.s3.put_object(
+        Bucket=registry.settings.bucket, Key=f"blobs/{uuid.uuid4()}", Body=b"x" * 10
+    )
+    before = storage.snapshot()
+
+    report = skyport_gc_json(registry, "--dry-run", "--grace", "0")
+
+    assert storage.snapshot() == before
+    assert report["dry_run"] and report["removed"] == {"links": 3, "blobs": 3, "objects": 1}
+    assert report["total_bytes"] == len(image.config) + 3000 + 10
+    status, text = skyport_gc(registry, "--dry-run", "--grace", "0")
+    assert status == 0 and "would remove: 3 links, 3 blobs" in text and "nothing was written" in text
+    assert storage.snapshot() == before
+    # The real run removes what the dry run listed.
+    assert skyport_gc_json(registry, "--grace", "0")["removed"] == report["removed"]
+
+
+def test_crash_leftovers_are_found_and_only_those(http, registry):
+    image = make_image((1000,))
+    push_image(http, "team/app", image, "v1")
+    s3 = registry.clients.s3
+    bucket = registry.settings.bucket
+    orphan, tail = f"blobs/{uuid.uuid4()}", f"uploads/{uuid.uuid4()}/tail-5-w"
+    s3.put_object(Bucket=bucket, Key=orphan, Body=b"a crash left me")
+    s3.put_object(Bucket=bucket, Key=tail, Body=b"tail")
+    # An open upload's tail is the upload's: never collected while its session exists.
+    started = http.post("/v2/team/app/blobs/uploads/")
+    upload_id = started.headers["Docker-Upload-UUID"]
+    live_tail = f"uploads/{upload_id}/tail-3-w"
+    s3.put_object(Bucket=bucket, Key=live_tail, Body=b"abc")
+
+    report = skyport_gc_json(registry, "--grace", "0")
+
+    assert report["removed"] == {"links": 0, "blobs": 0, "objects": 2}
+    assert {entry["key"] for entry in report["listed"]["objects"]} == {orphan, tail}
+    assert orphan not in object_keys(registry) and tail not in object_keys(registry)
+    assert live_tail in object_keys(registry)
+    assert_pullable(http, "team/app", "v1")
+
+
+def test_an_index_keeps_its_children_and_their_layers(http, registry):
+    images = [make_image((500,)), make_image((600,))]
+    for image in images:
+        push_image(http, "team/multi", image)
+    index, media_type = make_index(images)
+    response = http.put(
+        "/v2/team/multi/manifests/latest", content=index, headers={"Content-Type": media_type}
+    )
+    assert response.status_code == 201, response.text
+
+    report = skyport_gc_json(registry, "--grace", "0")
+
+    assert report["removed"] == {"links": 0, "blobs": 0, "objects": 0}
+    assert_pullable(http, "team/multi", "latest")
+
+
+def test_a_blob_removed_by_gc_is_uploaded_again_as_new(http, registry):
+    data = b"pushed, unreferenced, collected, pushed again"
+    digest = push_blob(http, "team/app", data, mode="post")
+    assert skyport_gc_json(registry, "--grace", "0")["removed"]["blobs"] == 1
+    # A mount of the collected blob is not possible any more: the client uploads it.
+    assert http.post(f"/v2/team/other/blobs/uploads/?mount={digest}&from=team/app").status_code == 202
+    push_blob(http, "team/other", data, mode="post")
+    blob = http.get(f"/v2/team/other/blobs/{digest}")
+    assert blob.status_code == 307
+
+
+def test_without_a_registry_named_gc_says_how_to_name_one(registry, tmp_path, monkeypatch, capsys):
+    from skyport_cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    try:
+        main(["gc", "--table", registry.settings.table])
+    except SystemExit as exit_:
+        assert exit_.code == 1
+    assert "--bucket" in capsys.readouterr().err
