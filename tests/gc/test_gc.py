@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 from gc_support import assert_pullable, items, object_keys, skyport_gc, skyport_gc_json
@@ -18,6 +19,10 @@ from oci import (
     push_image,
     sha256,
 )
+
+# S3's LastModified counts whole seconds: an object is older than a grace-0 cutoff only
+# once its second has passed (skyport/gc/collector.py).
+LAST_MODIFIED_RESOLUTION = 1.05
 
 
 def _links(registry) -> set[tuple[str, str]]:
@@ -88,6 +93,7 @@ def test_dry_run_changes_nothing_and_lists_what_would_go(http, registry, storage
     registry.clients.s3.put_object(
         Bucket=registry.settings.bucket, Key=f"blobs/{uuid.uuid4()}", Body=b"x" * 10
     )
+    time.sleep(LAST_MODIFIED_RESOLUTION)  # older than the cutoff by S3's clock too
     before = storage.snapshot()
 
     report = skyport_gc_json(registry, "--dry-run", "--grace", "0")
@@ -115,6 +121,7 @@ def test_crash_leftovers_are_found_and_only_those(http, registry):
     upload_id = started.headers["Docker-Upload-UUID"]
     live_tail = f"uploads/{upload_id}/tail-3-w"
     s3.put_object(Bucket=bucket, Key=live_tail, Body=b"abc")
+    time.sleep(LAST_MODIFIED_RESOLUTION)  # older than the cutoff by S3's clock too
 
     report = skyport_gc_json(registry, "--grace", "0")
 

@@ -21,6 +21,7 @@ ORPHAN_PREFIXES = ("blobs/", "uploads/")
 # A Lambda invocation lasts at most 900 s: a lease a little longer outlives it.
 DEFAULT_LEASE_SECONDS = 960
 DEFAULT_PAGE_SIZE = 500
+LAST_MODIFIED_RESOLUTION_MS = 1000
 # What a report lists by name, per kind; the counters count everything.
 LISTED_PER_KIND = 1000
 # Descriptor fields of image manifests, indexes and artifact manifests that name content.
@@ -289,7 +290,12 @@ class GarbageCollector:
         prefix, token = state.cursor["prefix"], state.cursor["token"]
         listed, token = self._listing.page(prefix, token, run.page_size)
         for entry in listed:
-            if entry.last_modified_ms >= state.cutoff_ms or hash64(entry.key) in live:
+            # LastModified has a resolution of one second (S3 lists it as whole seconds): an
+            # object is older than the cutoff only when its second ended before it.
+            if (
+                entry.last_modified_ms + LAST_MODIFIED_RESOLUTION_MS > state.cutoff_ms
+                or hash64(entry.key) in live
+            ):
                 run.count("objects_kept")
                 continue
             upload_id = keys.upload_id_of_object(entry.key)
