@@ -58,6 +58,10 @@ DEPLOYED_CODE = [
 NOT_RUN_BY_THE_API = [
     TEMPLATE_PATH.parent / "layers" / "skyport" / "skyport" / name
     for name in ("replication", "webhooks.py", "sqs_batches.py")
+] + [
+    # Garbage collection (issue 12): the GC function's (tests/unit/test_gc_template.py).
+    TEMPLATE_PATH.parent / "layers" / "skyport" / "skyport" / name
+    for name in ("gc", "storage/dynamodb/gc.py", "storage/s3_listing.py")
 ]
 SERVICES = ("s3", "dynamodb", "secretsmanager", "ssm")
 # A service the function reaches only when its environment names one of these; without

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
@@ -258,10 +259,24 @@ def _immutability_cache_seconds(env: Mapping[str, str], defaults: dict) -> int:
     return seconds
 
 
+_DURATION = re.compile(r"([0-9]+)(ms|s|m|h|d)?")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_duration(text: str) -> int:
+    """'24h', '90m', '30s', '0', '2d', '500ms' (no unit: seconds) -> milliseconds.
+    ASCII digits only: int() would also take other Unicode digits."""
+    match = _DURATION.fullmatch(text.strip()) if text.isascii() else None
+    if match is None:
+        raise ValueError(f"not a duration: {text[:40]!r} (e.g. 24h, 90m, 30s, 0)")
+    return int(match.group(1)) * _UNIT_MS[match.group(2) or "s"]
+
+
 def _gc_grace_seconds(env: Mapping[str, str], defaults: dict) -> int:
     value = env.get("SKYPORT_GC_GRACE")
     if not value:
         return defaults["gc_grace_seconds"]
-    from .gc.collector import parse_duration
-
-    return parse_duration(value) // 1000
+    try:
+        return parse_duration(value) // 1000
+    except ValueError as error:
+        raise ValueError(f"SKYPORT_GC_GRACE: {error}") from None

@@ -113,6 +113,7 @@ bench/gc_memory.py measures it.
 
 from __future__ import annotations
 
-from .collector import GarbageCollector, GcRun, parse_duration
+from ..config import parse_duration
+from .collector import GarbageCollector, GcRun
 
 __all__ = ["GarbageCollector", "GcRun", "parse_duration"]

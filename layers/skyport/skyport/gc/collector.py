@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 import uuid
 from collections.abc import Callable
@@ -27,18 +26,6 @@ LISTED_PER_KIND = 1000
 # Descriptor fields of image manifests, indexes and artifact manifests that name content.
 _DESCRIPTOR_LISTS = ("layers", "blobs", "manifests")
 _DESCRIPTORS = ("config", "subject")
-
-_DURATION = re.compile(r"([0-9]+)(ms|s|m|h|d)?")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-
-
-def parse_duration(text: str) -> int:
-    """'24h', '90m', '30s', '0', '2d', '500ms' (no unit: seconds) → milliseconds.
-    ASCII digits only: int() would also take other Unicode digits."""
-    match = _DURATION.fullmatch(text.strip()) if text.isascii() else None
-    if match is None:
-        raise ValueError(f"not a duration: {text[:40]!r} (e.g. 24h, 90m, 30s, 0)")
-    return int(match.group(1)) * _UNIT_MS[match.group(2) or "s"]
 
 
 def references(body: bytes) -> set[str] | None:
