@@ -56,17 +56,18 @@ existing garbage is collected, and is safe because any new use stamps them.
 Take a manifest M committed in repository r, before, during or after the run, and a blob
 d it references. M's transaction requires the link (r, d) to exist when it commits.
 
-- *Link (r, d).* The link phase deletes it only if, when it read r's manifests, no
-  manifest referenced d, and only under LINK_UNUSED_SINCE. If M committed before that
-  Query, the Query (consistent) sees M and the link is kept. If M commits after it, M's
-  transaction stamped used_ms >= its commit time >= S > C... or M commits after the
-  delete: then the link is gone and M's transaction fails (MANIFEST_BLOB_UNKNOWN: nothing
-  committed references the missing link). The delete and the transaction are both
-  single-item-atomic on the link, so exactly one of "delete first, push fails" and "push
-  first, delete's condition fails" happens. Overflow references are stamped at t before
-  the transaction commits at t' > t; the stamp protects the link as long as t >= C, i.e.
-  while the request lasts less than G — which is why G must be far longer than any
-  request (hours vs. seconds).
+- *Link (r, d).* The link phase deletes it only if no manifest of r referenced d when it
+  read r's manifests (a consistent Query, at a time Q >= S), and only under
+  LINK_UNUSED_SINCE. If M committed before Q, the Query saw M and the link is kept. If M
+  commits after Q, the delete and M's transaction are both atomic on the link item, so one
+  of them comes first: M first, then M's Update stamped ``used_ms`` = its commit time >= Q
+  >= S >= C, so the stamp is not below the cutoff and the delete's condition fails; or
+  the delete first, then the link is gone and M's transaction fails
+  (MANIFEST_BLOB_UNKNOWN): M is never committed. Overflow references are stamped at t,
+  before M's transaction commits at t' > t; the stamp protects the link while t >= C,
+  i.e. as long as a request lasts less than G, which is why G must be far longer than
+  any request (hours, against seconds). Stamps come from the API's clocks and S from the
+  collector's: their skew (milliseconds between Lambda hosts) is likewise covered by G.
 - *Blob META and object.* The blob phase runs after the link phase has finished. A link
   that existed through the whole link Scan was seen by it (a consistent Scan returns every
   item present from its start to its end): if it survived, it marked META. A link the
