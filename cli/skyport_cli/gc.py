@@ -1,4 +1,4 @@
-"""`skyport gc [--dry-run] [--grace DURATION] [--json]`: online garbage collection
+"""`skyport gc [--dry-run] [--grace DURATION] [--untagged] [--json]`: online garbage collection
 (skyport/gc), against the `make run` registry in this directory (``.skyport/serve.json``),
 a deployed ``--stack NAME``, or ``--table NAME --bucket NAME [--dynamodb-endpoint URL]
 [--s3-endpoint URL]``.
@@ -17,7 +17,7 @@ import sys
 
 from . import admin
 
-KINDS = ("links", "blobs", "objects")
+KINDS = ("manifests", "links", "blobs", "objects")
 
 
 def _registry(args: argparse.Namespace):
@@ -57,6 +57,8 @@ def _print_text(report: dict, where: str) -> None:
         f"garbage collection of {where}: {'dry run' if dry else 'run ' + report['run_id']}"
         f"{' (continued)' if report['resumed'] else ''}, grace {report['grace_seconds']:g} s"
     )
+    for entry in report["listed"].get("manifests", []):
+        print(f"  manifest {entry['repository']}@{entry['digest']}  (untagged)")
     for entry in report["listed"].get("links", []):
         print(f"  link   {entry['repository']}@{entry['digest']}  ({_size(entry['bytes'])})")
     for entry in report["listed"].get("blobs", []):
@@ -67,8 +69,9 @@ def _print_text(report: dict, where: str) -> None:
         if len(report["listed"].get(kind, [])) < report["removed"][kind]:
             print(f"  ... {kind}: the first {report['listed_limit']} are listed")
     removed, sizes = report["removed"], report["bytes"]
+    untagged = f"{removed['manifests']} untagged manifests, " if report["untagged"] else ""
     print(
-        f"{verb}: {removed['links']} links, {removed['blobs']} blobs ({_size(sizes['blobs'])}), "
+        f"{verb}: {untagged}{removed['links']} links, {removed['blobs']} blobs ({_size(sizes['blobs'])}), "
         f"{removed['objects']} orphan objects ({_size(sizes['objects'])}); "
         f"total {_size(report['total_bytes'])}"
     )
@@ -89,7 +92,7 @@ def gc(args: argparse.Namespace) -> int:
     grace_ms = registry.settings.gc_grace_seconds * 1000
     if args.grace is not None:
         grace_ms = parse_duration(args.grace)
-    report = registry.gc.run(grace_ms, dry_run=args.dry_run, page_size=args.page_size)
+    report = registry.gc.run(grace_ms, dry_run=args.dry_run, page_size=args.page_size, untagged=args.untagged)
     if args.json:
         print(json.dumps({**report, "where": where}, indent=2))
     else:
@@ -111,6 +114,12 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         "--grace",
         metavar="DURATION",
         help="keep what was used within this period: 24h (default: SKYPORT_GC_GRACE, else 24h), 90m, 30s, 0",
+    )
+    parser.add_argument(
+        "--untagged",
+        action="store_true",
+        help="untagged manifests go too (no tag names them, no index of the repository lists them, "
+        "not a referrer of a manifest still there), with the usual manifest.deleted events",
     )
     parser.add_argument("--json", action="store_true", help="the report as JSON")
     parser.add_argument("--page-size", type=int, default=500, help=argparse.SUPPRESS)

@@ -53,14 +53,14 @@ def test_gc_removes_exactly_the_unreferenced_blobs_and_keeps_shared_layers(http,
     unique_gone = {sha256(gone.config), sha256(gone.layers[0])}
     assert _links(registry) == {("team/app", sha256(blob)) for blob in (kept.config, *kept.layers)}
     assert _blobs(registry) == {sha256(blob) for blob in (kept.config, *kept.layers)}
-    assert report["removed"] == {"links": 4, "blobs": 3, "objects": 0}
+    assert report["removed"] == {"manifests": 0, "links": 4, "blobs": 3, "objects": 0}
     assert report["bytes"]["blobs"] == len(gone.config) + 3000 + len(b"uploaded, never referenced")
     assert {entry["digest"] for entry in report["listed"]["blobs"]} == unique_gone | {stray}
     assert len(object_keys(registry, "blobs/")) == 3
     assert_pullable(http, "team/app", "v1")
     # A second run finds nothing more.
     again = skyport_gc_json(registry, "--grace", "0")
-    assert again["removed"] == {"links": 0, "blobs": 0, "objects": 0}
+    assert again["removed"] == {"manifests": 0, "links": 0, "blobs": 0, "objects": 0}
     assert_pullable(http, "team/app", "v1")
 
 
@@ -82,7 +82,7 @@ def test_the_grace_period_keeps_what_was_used_recently(http, registry):
 
     report = skyport_gc_json(registry, "--grace", "1h")
 
-    assert report["removed"] == {"links": 0, "blobs": 0, "objects": 0}
+    assert report["removed"] == {"manifests": 0, "links": 0, "blobs": 0, "objects": 0}
     assert len(_blobs(registry)) == 3
 
 
@@ -99,7 +99,7 @@ def test_dry_run_changes_nothing_and_lists_what_would_go(http, registry, storage
     report = skyport_gc_json(registry, "--dry-run", "--grace", "0")
 
     assert storage.snapshot() == before
-    assert report["dry_run"] and report["removed"] == {"links": 3, "blobs": 3, "objects": 1}
+    assert report["dry_run"] and report["removed"] == {"manifests": 0, "links": 3, "blobs": 3, "objects": 1}
     assert report["total_bytes"] == len(image.config) + 3000 + 10
     status, text = skyport_gc(registry, "--dry-run", "--grace", "0")
     assert status == 0 and "would remove: 3 links, 3 blobs" in text and "nothing was written" in text
@@ -125,7 +125,7 @@ def test_crash_leftovers_are_found_and_only_those(http, registry):
 
     report = skyport_gc_json(registry, "--grace", "0")
 
-    assert report["removed"] == {"links": 0, "blobs": 0, "objects": 2}
+    assert report["removed"] == {"manifests": 0, "links": 0, "blobs": 0, "objects": 2}
     assert {entry["key"] for entry in report["listed"]["objects"]} == {orphan, tail}
     assert orphan not in object_keys(registry) and tail not in object_keys(registry)
     assert live_tail in object_keys(registry)
@@ -144,7 +144,7 @@ def test_an_index_keeps_its_children_and_their_layers(http, registry):
 
     report = skyport_gc_json(registry, "--grace", "0")
 
-    assert report["removed"] == {"links": 0, "blobs": 0, "objects": 0}
+    assert report["removed"] == {"manifests": 0, "links": 0, "blobs": 0, "objects": 0}
     assert_pullable(http, "team/multi", "latest")
 
 
@@ -168,3 +168,77 @@ def test_without_a_registry_named_gc_says_how_to_name_one(registry, tmp_path, mo
     except SystemExit as exit_:
         assert exit_.code == 1
     assert "--bucket" in capsys.readouterr().err
+
+
+def _referrer(http, repository: str, subject: Image) -> str:
+    """An artifact (a signature, say) whose subject is ``subject``, pushed by digest."""
+    blob = b"signature of " + subject.digest.encode()
+    push_blob(http, repository, blob, mode="post")
+    empty = b"{}"
+    push_blob(http, repository, empty, mode="post")
+    body = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": "application/vnd.example.signature",
+            "config": descriptor("application/vnd.oci.empty.v1+json", empty),
+            "layers": [descriptor("application/vnd.example.signature", blob)],
+            "subject": descriptor(OCI_MANIFEST, subject.manifest),
+        }
+    ).encode()
+    response = http.put(
+        f"/v2/{repository}/manifests/{sha256(body)}", content=body, headers={"Content-Type": OCI_MANIFEST}
+    )
+    assert response.status_code == 201, response.text
+    return sha256(body)
+
+
+def _manifests(registry) -> set[tuple[str, str]]:
+    return {(pk[5:], sk[9:]) for pk, sk in items(registry, "REPO#") if sk.startswith("MANIFEST#")}
+
+
+def test_untagged_manifests_go_only_when_asked_and_only_those(http, registry):
+    tagged, untagged = make_image((100,)), make_image((200,))
+    children = [make_image((300,)), make_image((400,))]
+    push_image(http, "team/app", tagged, "v1")
+    push_image(http, "team/app", untagged)  # by digest only
+    for child in children:
+        push_image(http, "team/app", child)
+    index, media_type = make_index(children)
+    assert (
+        http.put(
+            "/v2/team/app/manifests/multi", content=index, headers={"Content-Type": media_type}
+        ).status_code
+        == 201
+    )
+    signature = _referrer(http, "team/app", tagged)  # its subject is there: kept
+    orphaned = _referrer(http, "team/app", untagged)  # its subject goes in this run
+    push_image(http, "team/lonely", make_image((50,)))  # a repository of one untagged image
+    before = _manifests(registry)
+
+    assert skyport_gc_json(registry, "--grace", "0")["removed"]["manifests"] == 0
+    assert _manifests(registry) == before
+
+    report = skyport_gc_json(registry, "--grace", "0", "--untagged")
+
+    gone = {("team/app", untagged.digest)} | {m for m in before if m[0] == "team/lonely"}
+    assert report["removed"]["manifests"] == 2
+    assert _manifests(registry) == before - gone
+    assert ("CATALOG", "REPO#team/lonely") not in items(registry, "CATALOG")
+    assert ("CATALOG", "REPO#team/app") in items(registry, "CATALOG")
+    # The untagged image's blobs went in the same run; what stays is pullable.
+    assert http.get(f"/v2/team/app/blobs/{sha256(untagged.layers[0])}").status_code == 404
+    assert_pullable(http, "team/app", "v1")
+    assert_pullable(http, "team/app", "multi")
+    referrers = http.get(f"/v2/team/app/referrers/{tagged.digest}").json()["manifests"]
+    assert [entry["digest"] for entry in referrers] == [signature]
+    # The next run finds the referrer whose subject went, and its referrers entry goes with it.
+    again = skyport_gc_json(registry, "--grace", "0", "--untagged")
+    assert [entry["digest"] for entry in again["listed"]["manifests"]] == [orphaned]
+    assert http.get(f"/v2/team/app/referrers/{untagged.digest}").json()["manifests"] == []
+
+
+def test_untagged_manifests_within_the_grace_period_stay(http, registry):
+    push_image(http, "team/app", make_image((100,)))
+    report = skyport_gc_json(registry, "--grace", "1h", "--untagged")
+    assert report["removed"]["manifests"] == 0 and report["kept"]["manifests"] == 1

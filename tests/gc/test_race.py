@@ -3,6 +3,9 @@ references (issue 12): seeded random schedules that interleave pushes (blob uplo
 HEAD-and-skip, mounts, then the manifest), tag moves, index pushes, manifest deletes and
 garbage collection runs with grace 0, one HTTP request or one GC page at a time.
 
+An upload left open across GC steps is finished afterwards: its session's objects are
+never collected.
+
 GC is driven through its public API (``Registry.gc.begin`` / ``step``) in small pages, so
 a push really lands between the collector's read of a repository and its deletes, or
 between the link phase and the blob phase. After each schedule, and again after one more
@@ -45,6 +48,8 @@ from starlette.testclient import TestClient
 SCHEDULES = int(os.environ.get("SKYPORT_GC_RACE_SCHEDULES") or 200)
 REPOSITORIES = ("team/a", "team/b", "team/c")
 TAGS = ("latest", "v1", "v2")
+# How many steps of others a tag move, index push or delete waits for something to act on.
+WAIT_STEPS = 12
 
 
 @dataclass
@@ -164,7 +169,15 @@ class Schedule:
         tag = self.rng.choice((*TAGS, None))
         yield from self._put_manifest(repo, body, OCI_MANIFEST, tag, [])
 
+    def _waiting(self, ready) -> Iterator[None]:
+        """Let other steps run until ``ready()`` (something to act on), a few times at most."""
+        for _ in range(WAIT_STEPS):
+            if ready():
+                return
+            yield
+
     def move_tag(self) -> Iterator[None]:
+        yield from self._waiting(lambda: self.model.manifests)
         images = [key for key in sorted(self.model.manifests) if key not in self.model.children]
         if not images:
             return
@@ -183,6 +196,7 @@ class Schedule:
 
     def push_index(self) -> Iterator[None]:
         repo = self.rng.choice(REPOSITORIES)
+        yield from self._waiting(lambda: sum(1 for r, _ in self.model.manifests if r == repo) >= 2)
         images = [
             d for (r, d) in sorted(self.model.manifests) if r == repo and (r, d) not in self.model.children
         ]
@@ -199,6 +213,7 @@ class Schedule:
         yield from self._put_manifest(repo, body, OCI_INDEX, self.rng.choice(TAGS), chosen)
 
     def delete(self) -> Iterator[None]:
+        yield from self._waiting(lambda: self.model.manifests)
         deletable = sorted(set(self.model.manifests) - self.model.protected_children())
         if not deletable:
             return
@@ -207,6 +222,31 @@ class Schedule:
         assert response.status_code == 202, response.text
         self.model.delete(repo, digest)
         self.stats["manifest deleted"] += 1
+        yield
+
+    def chunked_upload(self) -> Iterator[None]:
+        """An upload left open across GC steps (its tail object under uploads/ is named by its
+        session: never collected), then finished: it must complete, whole."""
+        repo = self.rng.choice(REPOSITORIES)
+        data = os.urandom(self.rng.randint(100, 400))
+        response = self.http.post(f"/v2/{repo}/blobs/uploads/")
+        assert response.status_code == 202, response.text
+        location = response.headers["Location"]
+        yield
+        half = len(data) // 2
+        response = self.http.patch(
+            location,
+            content=data[:half],
+            headers={"Content-Range": f"0-{half - 1}", "Content-Type": "application/octet-stream"},
+        )
+        assert response.status_code == 202, response.text
+        location = response.headers["Location"]
+        for _ in range(self.rng.randint(1, WAIT_STEPS)):
+            yield
+        separator = "&" if "?" in location else "?"
+        response = self.http.put(f"{location}{separator}digest={sha256(data)}", content=data[half:])
+        assert response.status_code == 201, response.text
+        self.stats["chunked upload finished across GC steps"] += 1
         yield
 
     def collect(self) -> Iterator[None]:
@@ -224,7 +264,7 @@ class Schedule:
     # --- the schedule ---------------------------------------------------------------------------
 
     def play(self) -> None:
-        kinds = [self.push] * 6 + [self.move_tag, self.push_index, self.delete] * 2
+        kinds = [self.push] * 6 + [self.move_tag, self.push_index, self.delete] * 2 + [self.chunked_upload]
         actors = [self.rng.choice(kinds)() for _ in range(self.rng.randint(6, 12))]
         actors.insert(self.rng.randint(0, len(actors)), self.collect())
         while actors:

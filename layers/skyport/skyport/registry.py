@@ -147,4 +147,5 @@ class Registry:
         from .storage.s3_listing import S3Listing
 
         store = DynamoGcStore(self.clients.dynamodb, self.settings.table)
-        return GarbageCollector(store, self._objects, S3Listing(self.clients.s3, self.settings.bucket))
+        listing = S3Listing(self.clients.s3, self.settings.bucket)
+        return GarbageCollector(store, self._objects, listing, repositories=self._manifest_index)

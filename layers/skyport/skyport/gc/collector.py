@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..storage import keys
 from ..storage.dynamodb.gc import DONE, DynamoGcStore, RunState
@@ -15,7 +15,14 @@ from ..storage.ports import ObjectMissing, ObjectStore
 from ..storage.s3_listing import S3Listing
 from .hashes import HashSet64, RecentlySeen, hash64
 
-LINKS, BLOBS, ORPHANS = "links", "blobs", "orphans"
+
+class RepositoryForgetter(Protocol):
+    """The catalog's side of deleting manifests (storage/dynamodb/manifests.py)."""
+
+    def forget_repository_if_empty(self, repository: str) -> bool: ...
+
+
+MANIFESTS, LINKS, BLOBS, ORPHANS = "manifests", "links", "blobs", "orphans"
 ORPHAN_PREFIXES = ("blobs/", "uploads/")
 # A Lambda invocation lasts at most 900 s: a lease a little longer outlives it.
 DEFAULT_LEASE_SECONDS = 960
@@ -47,6 +54,20 @@ def references(body: bytes) -> set[str] | None:
         if isinstance(descriptor, dict) and isinstance(descriptor.get("digest"), str):
             found.add(descriptor["digest"])
     return found
+
+
+def child_manifests(body: bytes) -> set[str] | None:
+    """The digests an index's ``manifests`` list names; None when the body is not JSON."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    entries = document.get("manifests") if isinstance(document, dict) else None
+    return {
+        entry["digest"]
+        for entry in (entries if isinstance(entries, list) else [])
+        if isinstance(entry, dict) and isinstance(entry.get("digest"), str)
+    }
 
 
 @dataclass
@@ -87,8 +108,10 @@ class GarbageCollector:
         listing: S3Listing,
         clock: Callable[[], float] = time.time,
         lease_seconds: int = DEFAULT_LEASE_SECONDS,
+        repositories: RepositoryForgetter | None = None,
     ) -> None:
         self._store = store
+        self._repositories = repositories
         self._objects = objects
         self._listing = listing
         self._clock = clock
@@ -100,13 +123,22 @@ class GarbageCollector:
 
     # --- the public surface: begin, step, report (or run, which does all three) ---------
 
-    def begin(self, grace_ms: int, dry_run: bool = False, page_size: int = DEFAULT_PAGE_SIZE) -> GcRun | None:
-        """Start a run, or continue the unfinished one (its run id, start and grace kept);
-        None when another invocation holds it. A dry run starts afresh and takes nothing."""
+    def begin(
+        self, grace_ms: int, dry_run: bool = False, page_size: int = DEFAULT_PAGE_SIZE, untagged: bool = False
+    ) -> GcRun | None:
+        """Start a run, or continue the unfinished one (its run id, start, grace and
+        ``untagged`` kept); None when another invocation holds it. A dry run starts afresh
+        and takes nothing. ``untagged``: untagged manifests go too (phase 0, below)."""
         if grace_ms < 0:
             raise ValueError("the grace period cannot be negative")
         now = self._now()
-        fresh = RunState(run_id=uuid.uuid4().hex, started_ms=now, grace_ms=grace_ms, phase=LINKS)
+        fresh = RunState(
+            run_id=uuid.uuid4().hex,
+            started_ms=now,
+            grace_ms=grace_ms,
+            phase=MANIFESTS if untagged else LINKS,
+            untagged=untagged,
+        )
         if dry_run:
             return GcRun(fresh, dry_run=True, page_size=page_size)
         previous = self._store.read_run()
@@ -123,7 +155,9 @@ class GarbageCollector:
         if run.done:
             return False
         phase = run.state.phase
-        if phase == LINKS:
+        if phase == MANIFESTS:
+            self._manifests_page(run)
+        elif phase == LINKS:
             self._links_page(run)
         elif phase == BLOBS:
             self._blobs_page(run)
@@ -142,10 +176,11 @@ class GarbageCollector:
         dry_run: bool = False,
         time_left: Callable[[], float] | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
+        untagged: bool = False,
     ) -> dict:
         """A run until done, or until ``time_left()`` (seconds) is no longer positive: the
         next call continues it."""
-        run = self.begin(grace_ms, dry_run, page_size)
+        run = self.begin(grace_ms, dry_run, page_size, untagged)
         if run is None:
             return {"busy": True, "message": "another garbage collection run holds the lease"}
         while self.step(run):
@@ -156,13 +191,14 @@ class GarbageCollector:
     def report(self, run: GcRun) -> dict:
         state = run.state
         counters = state.counters
-        kinds = ("links", "blobs", "objects")
+        kinds = ("manifests", "links", "blobs", "objects")
         return {
             "run_id": state.run_id,
             "dry_run": run.dry_run,
             "complete": run.done,
             "resumed": run.resumed,
             "phase": state.phase,
+            "untagged": state.untagged,
             "started_ms": state.started_ms,
             "grace_seconds": state.grace_ms / 1000,
             "cutoff_ms": state.cutoff_ms,
@@ -171,6 +207,7 @@ class GarbageCollector:
             # A link's bytes are its blob's, counted again under blobs when the blob goes.
             "total_bytes": counters.get("blobs_bytes", 0) + counters.get("objects_bytes", 0),
             "kept": {
+                "manifests": counters.get("manifests_kept", 0),
                 "links": counters.get("links_kept", 0),
                 "blobs": counters.get("blobs_kept", 0),
                 "objects": counters.get("objects_kept", 0),
@@ -179,6 +216,67 @@ class GarbageCollector:
             "listed_limit": LISTED_PER_KIND,
         }
 
+    # --- phase 0 (--untagged): untagged manifests ----------------------------------------
+
+    def _manifests_page(self, run: GcRun) -> None:
+        """A page of the catalog's repositories: in each, the manifests no tag names, no
+        other manifest of the repository lists (an index's children), and that are not a
+        referrer of a manifest still there, unwritten and unreferenced since the cutoff
+        (MANIFEST_UNUSED_SINCE), go; then the repository, if empty, leaves the catalog."""
+        state = run.state
+        repositories, cursor = self._store.repository_page(state.cursor, run.page_size)
+        for repository in repositories:
+            self._untagged_in(run, repository)
+        state.cursor = cursor
+        if cursor is None:
+            state.phase = LINKS
+
+    def _untagged_in(self, run: GcRun, repository: str) -> None:
+        state = run.state
+        tagged = self._store.tagged(repository)
+        present: set[str] = set()
+        listed: set[str] = set()
+        # (digest, size, subject, pushed_ms, used_ms): one repository's manifests, no bodies.
+        manifests = []
+        for manifest in self._store.manifests(repository):
+            body = self._body(manifest.body, manifest.body_key)
+            children = child_manifests(body) if body is not None else None
+            if children is None:
+                return  # a manifest we cannot read: the repository keeps every manifest
+            present.add(manifest.digest)
+            listed |= children
+            manifests.append(
+                (manifest.digest, manifest.size, manifest.subject, manifest.pushed_ms, manifest.used_ms)
+            )
+        removed = False
+        for digest, size, subject, pushed_ms, used_ms in manifests:
+            keep = (
+                digest in tagged
+                or digest in listed
+                or (subject is not None and subject in present)
+                or (pushed_ms is not None and pushed_ms >= state.cutoff_ms)
+                or (used_ms is not None and used_ms >= state.cutoff_ms)
+            )
+            if keep:
+                run.count("manifests_kept")
+            elif run.dry_run or self._store.delete_untagged_manifest(
+                repository, digest, subject, state.cutoff_ms
+            ):
+                run.went("manifests", size, repository=repository, digest=digest)
+                removed = True
+            else:
+                run.count("manifests_kept")  # written or referenced since the page was read
+        if removed and not run.dry_run and self._repositories is not None:
+            self._repositories.forget_repository_if_empty(repository)
+
+    def _body(self, body: bytes | None, body_key: str | None) -> bytes | None:
+        if body is None and body_key:
+            try:
+                return self._objects.read(body_key, may_be_missing=True)
+            except ObjectMissing:
+                return None
+        return body
+
     # --- phase 1: links ----------------------------------------------------------------------
 
     def _referenced(self, run: GcRun, repository: str) -> set[int] | None:
@@ -186,12 +284,7 @@ class GarbageCollector:
             return run.repository[1]
         referenced: set[int] | None = set()
         for manifest in self._store.manifests(repository):
-            body = manifest.body
-            if body is None and manifest.body_key:
-                try:
-                    body = self._objects.read(manifest.body_key, may_be_missing=True)
-                except ObjectMissing:
-                    body = None
+            body = self._body(manifest.body, manifest.body_key)
             digests = references(body) if body is not None else None
             if digests is None:
                 referenced = None  # a manifest we cannot read: keep all of the repository's links

@@ -13,17 +13,27 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from .. import keys
 from .table import ITEM_EXISTS, N, S, Table, conditional, get_bytes, get_int, get_str
 
 # A link goes only while unused since the cutoff: a manifest push that references it (its
 # transaction sets used_ms), a mount or an upload (they rewrite it with used_ms) since then
-# keeps it. Items from before used_ms existed count as unused.
-LINK_UNUSED_SINCE = "attribute_not_exists(used_ms) OR used_ms < :cutoff"
+# keeps it. Items from before used_ms existed count as unused. (attribute_exists: a delete
+# of what is gone already is not counted as this run's.)
+LINK_UNUSED_SINCE = "attribute_exists(PK) AND (attribute_not_exists(used_ms) OR used_ms < :cutoff)"
 # A blob goes only if no surviving link marked it in this run and nothing used it since the
 # cutoff (an upload of the same digest or a mount touches META before writing its link).
 BLOB_UNMARKED_AND_UNUSED = (
-    "(attribute_not_exists(gc_mark) OR gc_mark <> :run)"
+    "attribute_exists(PK) AND (attribute_not_exists(gc_mark) OR gc_mark <> :run)"
+    " AND (attribute_not_exists(used_ms) OR used_ms < :cutoff)"
+)
+# With --untagged: an untagged manifest goes only while neither written (a push or a tag
+# write rewrites the item, pushed_ms) nor referenced (a new index's push stamps used_ms)
+# since the cutoff. Items from before pushed_ms count as old.
+MANIFEST_UNUSED_SINCE = (
+    "attribute_exists(PK) AND (attribute_not_exists(pushed_ms) OR pushed_ms < :cutoff)"
     " AND (attribute_not_exists(used_ms) OR used_ms < :cutoff)"
 )
 # One run at a time: a new run replaces only a finished one (as read), or none.
@@ -82,6 +92,10 @@ class ManifestBody:
     media_type: str
     body: bytes | None
     body_key: str | None
+    size: int = 0
+    subject: str | None = None
+    pushed_ms: int | None = None
+    used_ms: int | None = None
 
 
 def _state(item: dict) -> RunState:
@@ -239,7 +253,7 @@ class DynamoGcStore:
         for item in self._table.query(
             keys.repository_partition(repository),
             keys.MANIFEST_PREFIX,
-            projection="digest, media_type, body_inline, body_key",
+            projection="digest, media_type, body_inline, body_key, size_bytes, subject, pushed_ms, used_ms",
             consistent=True,
         ):
             yield ManifestBody(
@@ -247,7 +261,37 @@ class DynamoGcStore:
                 media_type=get_str(item, "media_type") or "",
                 body=get_bytes(item, "body_inline"),
                 body_key=get_str(item, "body_key"),
+                size=get_int(item, "size_bytes"),
+                subject=get_str(item, "subject"),
+                pushed_ms=get_int(item, "pushed_ms") if "pushed_ms" in item else None,
+                used_ms=_used_ms(item),
             )
+
+    def repository_page(self, after: str | None, limit: int) -> tuple[list[str], str | None]:
+        """Repositories of the catalog, ``limit`` at a time after ``after``; and the last
+        one returned, to go on from (None at the end)."""
+        prefix = keys.REPO_PREFIX
+        names = [
+            item[keys.SK]["S"][len(prefix) :]
+            for item in self._table.query(
+                keys.CATALOG,
+                prefix,
+                limit=limit + 1,
+                after=f"{prefix}{after}" if after is not None else None,
+                projection="SK",
+                consistent=True,
+            )
+        ]
+        return names[:limit], names[limit - 1] if len(names) > limit else None
+
+    def tagged(self, repository: str) -> set[str]:
+        """The digests the repository's tags name (a consistent, paged Query)."""
+        return {
+            get_str(item, "digest") or ""
+            for item in self._table.query(
+                keys.repository_partition(repository), keys.TAG_PREFIX, projection="digest", consistent=True
+            )
+        }
 
     def upload_session_exists(self, upload_id: str) -> bool:
         item = self._table.call(
@@ -287,6 +331,34 @@ class DynamoGcStore:
             )
         )
         return ok
+
+    def delete_untagged_manifest(
+        self, repository: str, digest: str, subject: str | None, cutoff_ms: int
+    ) -> bool:
+        """The manifest, under MANIFEST_UNUSED_SINCE, with its referrer entry; False when
+        the condition failed (written or referenced since the cutoff) or it is gone. Its
+        stream record is the usual manifest.deleted event."""
+        deletes: list[dict] = [
+            {
+                "Delete": {
+                    "TableName": self._table.name,
+                    "Key": keys.manifest(repository, digest),
+                    "ConditionExpression": MANIFEST_UNUSED_SINCE,
+                    "ExpressionAttributeValues": {":cutoff": N(cutoff_ms)},
+                }
+            }
+        ]
+        if subject:
+            deletes.append(
+                {"Delete": {"TableName": self._table.name, "Key": keys.referrer(repository, subject, digest)}}
+            )
+        try:
+            self._table.transact(deletes)
+        except ClientError as error:
+            if "ConditionalCheckFailed" in getattr(error, "reasons", []):
+                return False
+            raise
+        return True
 
     def delete_blob(self, digest: str, run_id: str, cutoff_ms: int) -> bool:
         ok, _, _ = conditional(
