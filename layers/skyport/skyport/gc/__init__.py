@@ -9,10 +9,20 @@ crash leftovers). Nothing goes that was used within the grace period G.
 The run
 -------
 A run has a start time S and a cutoff C = S - G (G: 24 h by default; ``--grace``,
-SKYPORT_GC_GRACE). It goes through three phases, each a paged scan whose cursor is saved
+SKYPORT_GC_GRACE). It goes through three phases (four with ``--untagged``), each a paged scan whose cursor is saved
 in the run item (``GC / RUN``) after every page, so that a run bigger than one Lambda
 invocation is continued by the next one:
 
+0. **manifests** (only with ``--untagged``): repository by repository from the catalog,
+   the manifests no tag names, that no manifest of the repository lists (an index's
+   children) and that are not a referrer of a manifest still there, written
+   (``pushed_ms``) and referenced (``used_ms``) before C, are deleted with their referrer
+   entry under ``MANIFEST_UNUSED_SINCE`` (a tag written since rewrote the item and bumped
+   ``pushed_ms``; an index pushed since stamped ``used_ms``), each emitting the usual
+   ``manifest.deleted``; an emptied repository leaves the catalog
+   (``forget_repository_if_empty``). A referrer whose subject goes in this run goes in the
+   next. Bodies of deleted manifests kept in S3 (``manifests/``, content-addressed and
+   possibly shared) are left in place.
 1. **links**: a consistent, paged Scan of the link items. For each repository met, the
    digests every one of its manifests references (config, layers, ``blobs``, child
    ``manifests``, subject; bodies inline or in S3) are read by a consistent Query — one
