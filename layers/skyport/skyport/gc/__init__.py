@@ -9,9 +9,9 @@ crash leftovers). Nothing goes that was used within the grace period G.
 The run
 -------
 A run has a start time S and a cutoff C = S - G (G: 24 h by default; ``--grace``,
-SKYPORT_GC_GRACE). It goes through three phases (four with ``--untagged``), each a paged scan whose cursor is saved
-in the run item (``GC / RUN``) after every page, so that a run bigger than one Lambda
-invocation is continued by the next one:
+SKYPORT_GC_GRACE). It goes through three phases (four with ``--untagged``), each paged,
+its cursor saved in the run item (``GC / RUN``) after every page, so that a run bigger
+than one Lambda invocation is continued by the next one:
 
 0. **manifests** (only with ``--untagged``): repository by repository from the catalog,
    the manifests no tag names, that no manifest of the repository lists (an index's
