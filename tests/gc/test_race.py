@@ -313,12 +313,27 @@ def _play(seeds: range, aws_clients: AwsClients, template: dict, stats: Counter)
     for seed in seeds:
         settings = new_stack(None, aws_clients, template, label="gcrace")
         registry = Registry(settings, clients=aws_clients)
-        with TestClient(create_app(registry), follow_redirects=False) as http:
-            try:
-                Schedule(seed, http, registry, stats).play()
-            except AssertionError as failure:
-                raise AssertionError(f"schedule {seed}: {failure}") from failure
+        try:
+            with TestClient(create_app(registry), follow_redirects=False) as http:
+                try:
+                    Schedule(seed, http, registry, stats).play()
+                except AssertionError as failure:
+                    raise AssertionError(f"schedule {seed}: {failure}") from failure
+        finally:
+            _drop(aws_clients, settings)
         stats["schedules"] += 1
+
+
+def _drop(aws_clients: AwsClients, settings: Settings) -> None:
+    """The schedule's table and bucket go: in-process moto would keep them all."""
+    aws_clients.dynamodb.delete_table(TableName=settings.table)
+    s3 = aws_clients.s3
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.bucket):
+        for entry in page.get("Contents", []):
+            s3.delete_object(Bucket=settings.bucket, Key=entry["Key"])
+    for upload in s3.list_multipart_uploads(Bucket=settings.bucket).get("Uploads", []):
+        s3.abort_multipart_upload(Bucket=settings.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+    s3.delete_bucket(Bucket=settings.bucket)
 
 
 def test_gc_never_removes_what_a_committed_manifest_references(in_process_aws, template):

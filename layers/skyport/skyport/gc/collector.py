@@ -83,6 +83,8 @@ class GcRun:
     recently_marked: RecentlySeen = field(default_factory=RecentlySeen)
     dry_marks: HashSet64 = field(default_factory=HashSet64)
     live_keys: HashSet64 | None = None
+    # A page read and judged, its deletes and marks for the next step (and its cursor).
+    pending: tuple[list[Any], Any] | None = None
     listed: dict[str, list[dict]] = field(default_factory=dict)
 
     @property
@@ -151,7 +153,11 @@ class GarbageCollector:
         return None
 
     def step(self, run: GcRun) -> bool:
-        """One page of the current phase, its progress saved; False once the run is done."""
+        """One step of the current phase, its progress saved; False once the run is done.
+        The link and blob phases take two steps a page: read it (and judge each item from
+        what was read), then delete or mark, each delete under its condition. Anything may
+        happen in between: that is what the conditions are for (tests/gc/test_race.py
+        interleaves pushes there)."""
         if run.done:
             return False
         phase = run.state.phase
@@ -163,6 +169,8 @@ class GarbageCollector:
             self._blobs_page(run)
         else:
             self._orphans_page(run)
+        if run.pending is not None:
+            return True  # a page read, nothing done yet: nothing to save
         if run.state.phase == DONE:
             run.state.finished_ms = self._now()
         if not run.dry_run:
@@ -184,7 +192,8 @@ class GarbageCollector:
         if run is None:
             return {"busy": True, "message": "another garbage collection run holds the lease"}
         while self.step(run):
-            if time_left is not None and time_left() <= 0:
+            # A page read is always finished (else the next invocation reads it again).
+            if time_left is not None and time_left() <= 0 and run.pending is None:
                 break
         return self.report(run)
 
@@ -296,12 +305,20 @@ class GarbageCollector:
 
     def _links_page(self, run: GcRun) -> None:
         state = run.state
-        links, cursor = self._store.link_page(state.cursor, run.page_size)
-        for link in links:
-            referenced = self._referenced(run, link.repository)
-            unreferenced = referenced is not None and hash64(link.digest) not in referenced
-            unused = link.used_ms is None or link.used_ms < state.cutoff_ms
-            if unreferenced and unused:
+        if run.pending is None:
+            links, cursor = self._store.link_page(state.cursor, run.page_size)
+            judged = []
+            for link in links:
+                referenced = self._referenced(run, link.repository)
+                unreferenced = referenced is not None and hash64(link.digest) not in referenced
+                unused = link.used_ms is None or link.used_ms < state.cutoff_ms
+                judged.append((link, unreferenced and unused))
+            run.pending = (judged, cursor)
+            return
+        judged, cursor = run.pending
+        run.pending = None
+        for link, collectable in judged:
+            if collectable:
                 if run.dry_run:
                     run.went("links", link.size, repository=link.repository, digest=link.digest)
                     continue
@@ -328,7 +345,11 @@ class GarbageCollector:
 
     def _blobs_page(self, run: GcRun) -> None:
         state = run.state
-        blobs, cursor = self._store.blob_page(state.cursor, run.page_size)
+        if run.pending is None:
+            run.pending = self._store.blob_page(state.cursor, run.page_size)
+            return
+        blobs, cursor = run.pending
+        run.pending = None
         for blob in blobs:
             marked = hash64(blob.digest) in run.dry_marks if run.dry_run else blob.gc_mark == state.run_id
             used = blob.used_ms is not None and blob.used_ms >= state.cutoff_ms
