@@ -266,6 +266,9 @@ class MemoryBlobIndex:
     def add_blob(self, record: BlobRecord) -> BlobRecord:
         return self.blobs.setdefault(record.digest, record)
 
+    def touch_blob(self, digest: str) -> BlobRecord | None:
+        return self.blobs.get(digest)
+
     def link(self, repository: str, record: BlobRecord) -> None:
         self.links[(repository, record.digest)] = record
 

@@ -123,6 +123,9 @@ def _parser() -> argparse.ArgumentParser:
     from . import retention  # `skyport retention add|list|remove|preview|run` (issue 12)
 
     retention.add_command(commands)
+    from . import gc  # `skyport gc` (issue 12)
+
+    gc.add_command(commands)
     return parser
 
 
@@ -164,6 +167,10 @@ def main(argv: list[str] | None = None) -> None:
         from . import retention
 
         sys.exit(retention.run(args))
+    if args.command == "gc":
+        from . import gc
+
+        sys.exit(gc.run(args))
     if args.command == "serve-uploads":
         from .serve import serve_uploads
 

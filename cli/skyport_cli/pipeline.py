@@ -30,6 +30,13 @@ clients reach moto through AWS_ENDPOINT_URL_SQS, _EVENTBRIDGE and _SECRETS_MANAG
 this process to the DynamoDB endpoint (``aws_endpoints``); the stream through the DynamoDB
 endpoint. Every thread polls fast (the stream every 0.2 s, queues by 1 s long polls), so an
 event reaches its hook within seconds.
+
+Scheduled functions (issue 12) run here too: every function with a ``ScheduleV2`` or
+``Schedule`` event (GcFunction, and any other scheduled job added to the template, with
+no change here) gets a thread that invokes its handler with an EventBridge Scheduler
+event every period of its ``rate(...)`` expression (``scheduled_jobs``). A ``cron(...)``
+expression is not evaluated locally: such a job runs once a day from the server's start.
+SKYPORT_LOCAL_SCHEDULE_SECONDS, when set, replaces every period (tests, trials).
 """
 
 from __future__ import annotations
@@ -53,7 +60,7 @@ log = logging.getLogger("skyport.pipeline")
 
 FUNCTION_TYPE = "AWS::Serverless::Function"
 # Environment names this shell may set for every function (its own value wins).
-_SHELL_OVERRIDES = re.compile(r"^(SKYPORT_HOOK_|POWERTOOLS_)")
+_SHELL_OVERRIDES = re.compile(r"^(SKYPORT_HOOK_|POWERTOOLS_|SKYPORT_GC_)")
 # The services the handlers reach through boto3's AWS_ENDPOINT_URL_<SERVICE> settings.
 AWS_ENDPOINT_VARIABLES = (
     "AWS_ENDPOINT_URL_SQS",
@@ -203,6 +210,84 @@ def event_source_mappings(template: dict[str, Any]) -> list[EventSourceMapping]:
                 )
             )
     return mappings
+
+
+# ------------------------------------------------------------------ scheduled jobs
+
+SCHEDULE_EVENT_TYPES = ("ScheduleV2", "Schedule")
+LOCAL_SCHEDULE_VARIABLE = "SKYPORT_LOCAL_SCHEDULE_SECONDS"
+# cron(...) is not evaluated locally: such a job runs once a day from the server's start.
+CRON_LOCAL_PERIOD_SECONDS = 86400
+_RATE = re.compile(r"rate\(\s*([0-9]+)\s+(minutes?|hours?|days?)\s*\)")
+_RATE_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+@dataclass
+class ScheduledJob:
+    """A function of the template with a schedule event, and how often it runs here."""
+
+    function: str  # the function's logical id
+    handler: str
+    expression: str  # rate(...) or cron(...), the parameter's default resolved
+    period_seconds: float
+    timeout: float = 3.0
+
+
+def schedule_period(expression: str) -> float:
+    """Seconds between runs of a ``rate(N unit)`` expression (EventBridge Scheduler's
+    grammar: minute(s), hour(s), day(s)); CRON_LOCAL_PERIOD_SECONDS for ``cron(...)``."""
+    expression = expression.strip()
+    if expression.startswith("cron("):
+        return float(CRON_LOCAL_PERIOD_SECONDS)
+    match = _RATE.fullmatch(expression)
+    if match is None or int(match.group(1)) == 0:
+        raise ValueError(f"not a schedule expression this runner knows: {expression!r}")
+    return float(int(match.group(1)) * _RATE_UNIT_SECONDS[match.group(2).rstrip("s")])
+
+
+def scheduled_jobs(template: dict[str, Any], shell: Mapping[str, str] | None = None) -> list[ScheduledJob]:
+    """Every ScheduleV2 / Schedule event of every function in the template; the period is
+    the shell's SKYPORT_LOCAL_SCHEDULE_SECONDS when set."""
+    override = (shell if shell is not None else os.environ).get(LOCAL_SCHEDULE_VARIABLE)
+    parameters = template.get("Parameters", {})
+    jobs = []
+    for logical_id, resource in template.get("Resources", {}).items():
+        if resource.get("Type") != FUNCTION_TYPE:
+            continue
+        properties = resource.get("Properties", {})
+        for event in (properties.get("Events") or {}).values():
+            if event.get("Type") not in SCHEDULE_EVENT_TYPES:
+                continue
+            raw = (event.get("Properties") or {}).get("ScheduleExpression") or (
+                event.get("Properties") or {}
+            ).get("Schedule")
+            expression = _resolve_locally(raw, {}, parameters) or ""
+            period = float(override) if override else schedule_period(expression)
+            jobs.append(
+                ScheduledJob(
+                    function=logical_id,
+                    handler=properties["Handler"],
+                    expression=expression,
+                    period_seconds=period,
+                    timeout=float(properties.get("Timeout", 3)),
+                )
+            )
+    return jobs
+
+
+def scheduler_event(job: ScheduledJob, region: str) -> dict[str, Any]:
+    """The event EventBridge Scheduler sends a Lambda target (events/gc/scheduled.json)."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.scheduler",
+        "account": "123456789012",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "region": region,
+        "resources": [f"arn:aws:scheduler:{region}:123456789012:schedule/default/local-{job.function}"],
+        "detail": {},
+    }
 
 
 # ------------------------------------------------------------ function environment
@@ -357,9 +442,37 @@ class LocalPipeline:
                 daemon=True,
             )
             self._threads.append(thread)
+        for job in scheduled_jobs(self._template):
+            environment = {**function_environment(self._template, job.function, refs, os.environ), **common}
+            handler = load_handler(job.handler, environment)
+            lines.append(f"{job.function} <- {job.expression} (here every {job.period_seconds:g} s)")
+            self._threads.append(
+                threading.Thread(
+                    target=self._run_schedule,
+                    args=(job, handler),
+                    name=f"schedule-{job.function}",
+                    daemon=True,
+                )
+            )
         for thread in self._threads:
             thread.start()
         return lines
+
+    def _run_schedule(self, job: ScheduledJob, handler: Callable) -> None:
+        """Invoke a scheduled function every period until stopped (the first run one period
+        after the start, as a new schedule's first). Its errors are logged, as Lambda's."""
+        while not self._stop.wait(job.period_seconds):
+            self.invocations[job.function] = self.invocations.get(job.function, 0) + 1
+            context = LambdaContext(
+                function_name=f"{self.stack.table}-{job.function}",
+                region=self.stack.region,
+                deadline=time.monotonic() + job.timeout,
+                aws_request_id=str(uuid.uuid4()),
+            )
+            try:
+                handler(scheduler_event(job, self.stack.region), context)
+            except Exception:  # noqa: BLE001 - a function error, as Lambda would log it
+                log.exception("%s failed", job.function)
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()

@@ -49,6 +49,8 @@ KEY_KINDS = {
     # retention (issue 12): rules and the scheduled run's place are not registry content
     "retention_rule": (keys.retention_rule("REPO#x"), False),
     "retention_cursor": (keys.retention_cursor(), False),
+    # garbage collection (issue 12): the collector's run item is not registry content
+    "gc_run": (keys.gc_run(), False),
 }
 
 

@@ -191,6 +191,8 @@ VOLATILE_RECORD = (
     "s3_key",
     "push_id",
     "pushed_ms",
+    # used_ms: when a link or blob was last used (the garbage collector's stamp, issue 12).
+    "used_ms",
 )
 VOLATILE_EVENT = ("id", "time", "sequenceNumber")
 

@@ -57,12 +57,20 @@ DEPLOYED_CODE = [
 # The hooks' SQS consumer and webhook dispatcher likewise (tests/unit/test_hooks_template.py).
 NOT_RUN_BY_THE_API = [
     TEMPLATE_PATH.parent / "layers" / "skyport" / "skyport" / name
-    for name in ("replication", "webhooks.py", "sqs_batches.py")
-] + [
-    # The upload expiry sweep (issue 12): UploadExpiryFunction's role, compared with a real
-    # sweep's calls in tests/upload_expiry/test_function.py.
-    TEMPLATE_PATH.parent / "layers" / "skyport" / "skyport" / name
-    for name in ("upload_expiry.py", "storage/s3_listings.py", "storage/dynamodb/upload_expiry.py")
+    for name in (
+        "replication",
+        "webhooks.py",
+        "sqs_batches.py",
+        # The upload expiry sweep (issue 12): UploadExpiryFunction's role, compared with a
+        # real sweep's calls in tests/upload_expiry/test_function.py.
+        "upload_expiry.py",
+        "storage/s3_listings.py",
+        "storage/dynamodb/upload_expiry.py",
+        # Garbage collection (issue 12): the GC function's (tests/unit/test_gc_template.py).
+        "gc",
+        "storage/dynamodb/gc.py",
+        "storage/s3_listing.py",
+    )
 ]
 SERVICES = ("s3", "dynamodb", "secretsmanager", "ssm")
 # A service the function reaches only when its environment names one of these; without

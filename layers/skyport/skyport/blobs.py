@@ -63,7 +63,8 @@ class BlobService:
 
     def delete(self, repository: str, digest: str) -> None:
         """Removes the blob from this repository only: the bytes stay in the bucket,
-        for the other repositories that link them (nothing deletes unlinked bytes)."""
+        for the other repositories that link them (the garbage collector, skyport/gc,
+        removes them once no repository does)."""
         validate_name(repository)
         Digest.parse(digest)
         if self._before_delete is not None:
@@ -105,8 +106,14 @@ class BlobService:
             record = self._index.get_link(repository, digest)
         if record is None or (size is not None and record.size != size):
             return None
-        self._index.link(repository, record)
-        return record
+        # The blob's record first, stamped as used (the garbage collector keeps it), then
+        # the link, copied from that record. No record (the collector removed it since the
+        # read above): not mountable, the client uploads it, as if it were new.
+        stored = self._index.touch_blob(digest)
+        if stored is None or stored.size != record.size:
+            return None
+        self._index.link(repository, stored)
+        return stored
 
     def discard_unregistered(self, digest: str, key: str) -> None:
         """Delete the object at ``key``, freshly uploaded as ``digest``, unless the blob is

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
@@ -126,6 +127,10 @@ class Settings:
     # Each process writes a manifest's last-pull time at most this often
     # (SKYPORT_PULL_RECORD_SECONDS): "last pulled" is accurate to this interval.
     pull_record_seconds: int = 3600
+    # --- garbage collection (issue 12: skyport/gc) ---
+    # Nothing used within this period is collected (SKYPORT_GC_GRACE: 24h, 90m, 0...): far
+    # longer than any request, which the collector's argument needs (skyport/gc/__init__.py).
+    gc_grace_seconds: int = 24 * 3600
 
     @property
     def hook_secrets(self) -> str:
@@ -195,6 +200,7 @@ class Settings:
             **_upload_service_settings(env),
             immutability_cache_seconds=_immutability_cache_seconds(env, defaults),
             pull_record_seconds=_pull_record_seconds(env, defaults),
+            gc_grace_seconds=_gc_grace_seconds(env, defaults),
         )
 
 
@@ -267,3 +273,26 @@ def _pull_record_seconds(env: Mapping[str, str], defaults: dict) -> int:
     if not 1 <= seconds <= 86400:
         raise ValueError(f"SKYPORT_PULL_RECORD_SECONDS must be 1..86400 seconds, not {value[:20]!r}")
     return seconds
+
+
+_DURATION = re.compile(r"([0-9]+)(ms|s|m|h|d)?")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_duration(text: str) -> int:
+    """'24h', '90m', '30s', '0', '2d', '500ms' (no unit: seconds) -> milliseconds.
+    ASCII digits only: int() would also take other Unicode digits."""
+    match = _DURATION.fullmatch(text.strip()) if text.isascii() else None
+    if match is None:
+        raise ValueError(f"not a duration: {text[:40]!r} (e.g. 24h, 90m, 30s, 0)")
+    return int(match.group(1)) * _UNIT_MS[match.group(2) or "s"]
+
+
+def _gc_grace_seconds(env: Mapping[str, str], defaults: dict) -> int:
+    value = env.get("SKYPORT_GC_GRACE")
+    if not value:
+        return defaults["gc_grace_seconds"]
+    try:
+        return parse_duration(value) // 1000
+    except ValueError as error:
+        raise ValueError(f"SKYPORT_GC_GRACE: {error}") from None

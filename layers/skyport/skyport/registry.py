@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .auth.identities import IdentityAdmin
     from .auth.service import AuthService
     from .direct_uploads import DirectUploadService
+    from .gc import GarbageCollector
     from .immutability import ImmutabilityRules
     from .pulls import PullRecorder
     from .retention import RetentionService
@@ -192,3 +193,16 @@ class Registry:
         return UsageService(
             DynamoUsageIndex(self.clients.dynamodb, self.settings.table), self._manifest_index
         )
+
+    # Garbage collection (issue 12): the scheduled function and `skyport gc`.
+    @cached_property
+    def gc(self) -> GarbageCollector:
+        """The garbage collector (skyport/gc): the grace period is the caller's
+        (settings.gc_grace_seconds by default)."""
+        from .gc import GarbageCollector
+        from .storage.dynamodb.gc import DynamoGcStore
+        from .storage.s3_listing import S3Listing
+
+        store = DynamoGcStore(self.clients.dynamodb, self.settings.table)
+        listing = S3Listing(self.clients.s3, self.settings.bucket)
+        return GarbageCollector(store, self._objects, listing, repositories=self._manifest_index)

@@ -23,8 +23,12 @@
 
     DynamoDB table, keys PK / SK (strings)
     ├── BLOB#<digest>     / META                          the blob: S3 key and size. Global, the
-    │                                                     first writer wins (blob_is_new)
-    ├── REPO#<name>       / BLOB#<digest>                 link: the blob is visible in <name>
+    │                                                     first writer wins (blob_is_new); used_ms
+    │                                                     (last upload or mount of it) and gc_mark
+    │                                                     (the last GC run that saw a link to it)
+    ├── REPO#<name>       / BLOB#<digest>                 link: the blob is visible in <name>; a
+    │                                                     copy of its S3 key and size, and used_ms
+    │                                                     (last linked, or referenced by a push)
     │                     / MANIFEST#<digest>             a manifest: media type, size, body (or
     │                                                     its S3 key), subject, artifact type
     │                     / TAG#<tag>                     tag -> digest, plus a copy of the
@@ -91,12 +95,19 @@
     │                                                     Read whole (one Query) and cached
     │                                                     by each process; no stream event
     │   (retention, issue 12: skyport/retention.py, storage/dynamodb/retention.py)
-    └── RETENTION         / RULE#<rule id>                a rule: repository pattern, keep-last
-                          │                               N, keep pushed / pulled within, keep
-                          │                               tag patterns, untagged after (seconds)
-                          / CURSOR                        where a scheduled run stopped (the
-                                                          last repository it finished): the
-                                                          next invocation resumes after it
+    ├── RETENTION         / RULE#<rule id>                a rule: repository pattern, keep-last
+    │                     │                               N, keep pushed / pulled within, keep
+    │                     │                               tag patterns, untagged after (seconds)
+    │                     / CURSOR                        where a scheduled run stopped (the
+    │                                                     last repository it finished): the
+    │                                                     next invocation resumes after it
+    │   (garbage collection, issue 12: skyport/gc, storage/dynamodb/gc.py)
+    └── GC                / RUN                           the collector's current or last run:
+                                                          run id, start, grace, phase, cursor
+                                                          (LastEvaluatedKey or continuation
+                                                          token), counters, and its lease
+                                                          (lease_owner, lease_until); no
+                                                          stream event
 
 Sort keys within a partition are compared bytewise, which is the lexical
 order the spec asks of tag and catalog listings.
@@ -295,3 +306,20 @@ def retention_rule(rule_id: str) -> dict:
 
 def retention_cursor() -> dict:
     return _key(RETENTION, "CURSOR")
+
+
+# --- garbage collection (issue 12) ----------------------------------------------
+
+GC = "GC"
+
+
+def gc_run() -> dict:
+    return _key(GC, "RUN")
+
+
+def upload_id_of_object(key: str) -> str | None:
+    """The upload a blobs/<upload-id> or uploads/<upload-id>/... object belongs to."""
+    for prefix in ("blobs/", "uploads/"):
+        if key.startswith(prefix):
+            return key[len(prefix) :].split("/", 1)[0] or None
+    return None

@@ -95,6 +95,11 @@ def _manifest_record(item: dict) -> ManifestRecord:
     )
 
 
+def _action_key(action: dict) -> dict:
+    """The key of a transaction action (a ConditionCheck or an Update)."""
+    return next(iter(action.values()))["Key"]
+
+
 class DynamoManifestIndex:
     def __init__(self, client: Any, table: str) -> None:
         self._table = Table(client, table)
@@ -159,12 +164,18 @@ class DynamoManifestIndex:
                     }
                 }
             )
-        checks = self._checks(repository, record.digest, blobs, manifests)
+        # Each reference is stamped as used now (used_ms) under its condition: the garbage
+        # collector deletes a link or manifest only while unused since its cutoff, so either
+        # it deleted first (this transaction fails: MANIFEST_BLOB_UNKNOWN) or its delete
+        # fails (the argument: skyport/gc/__init__.py).
+        checks = self._checks(repository, record.digest, blobs, manifests, stamp=attributes["pushed_ms"])
         room = MAX_TRANSACTION_ITEMS - len(writes)
-        # References beyond what one transaction holds are checked by reads
-        # first (not atomic with the write; only manifests with ~95+ parts, and
-        # at most ManifestService's cap of them).
+        # References beyond what one transaction holds are checked by reads first (a
+        # refused push writes nothing), then stamped one by one under the same condition,
+        # before the transaction: not atomic with it, which the collector's grace period
+        # covers (only manifests with ~95+ parts, and at most ManifestService's cap of them).
         self._check_by_reading(repository, checks[room:], blobs)
+        self._stamp_one_by_one(checks[room:])
         atomic = checks[:room]
         try:
             self._table.transact(writes + [check for _, _, check in atomic])
@@ -190,38 +201,57 @@ class DynamoManifestIndex:
             ) from error
 
     def _checks(
-        self, repository: str, digest: str, blobs: dict[str, int], manifests: Sequence[str]
+        self,
+        repository: str,
+        digest: str,
+        blobs: dict[str, int],
+        manifests: Sequence[str],
+        stamp: dict[str, str] | None = None,
     ) -> list[tuple[str, str, dict]]:
+        """One transaction action per reference: a ConditionCheck, or with ``stamp`` an
+        Update that sets used_ms to it under the same condition."""
         name = self._table.name
+
+        def action(key: dict, condition: str, values: dict) -> dict:
+            if stamp is None:
+                check: dict[str, Any] = {"TableName": name, "Key": key, "ConditionExpression": condition}
+                if values:
+                    check["ExpressionAttributeValues"] = values
+                return {"ConditionCheck": check}
+            return {
+                "Update": {
+                    "TableName": name,
+                    "Key": key,
+                    "UpdateExpression": "SET used_ms = :used_ms",
+                    "ConditionExpression": condition,
+                    "ExpressionAttributeValues": {**values, ":used_ms": stamp},
+                }
+            }
+
         return [
             (
                 "blob",
-                blob,
-                {
-                    "ConditionCheck": {
-                        "TableName": name,
-                        "Key": keys.blob_link(repository, blob),
-                        "ConditionExpression": LINK_EXISTS_WITH_SIZE,
-                        "ExpressionAttributeValues": {":size": N(size)},
-                    }
-                },
+                digest_,
+                action(keys.blob_link(repository, digest_), LINK_EXISTS_WITH_SIZE, {":size": N(size)}),
             )
-            for blob, size in blobs.items()
+            for digest_, size in blobs.items()
         ] + [
-            (
-                "manifest",
-                child,
-                {
-                    "ConditionCheck": {
-                        "TableName": name,
-                        "Key": keys.manifest(repository, child),
-                        "ConditionExpression": ITEM_EXISTS,
-                    }
-                },
-            )
+            ("manifest", child, action(keys.manifest(repository, child), ITEM_EXISTS, {}))
             for child in dict.fromkeys(manifests)
             if child != digest
         ]
+
+    def _stamp_one_by_one(self, checks: list[tuple[str, str, dict]]) -> None:
+        """The Update actions of ``checks`` as single conditional writes; MissingReferences
+        naming those whose condition failed (removed since they were read)."""
+        missing: dict[str, list[str]] = {"blob": [], "manifest": []}
+        for kind, digest, action in checks:
+            update = action["Update"]
+            ok, _, _ = conditional(lambda update=update: self._table.call("update_item", **update))
+            if not ok:
+                missing[kind].append(digest)
+        if missing["blob"] or missing["manifest"]:
+            raise MissingReferences(missing["blob"], missing["manifest"])
 
     def check_references(
         self, repository: str, digest: str, blobs: dict[str, int], manifests: Sequence[str]
@@ -240,12 +270,12 @@ class DynamoManifestIndex:
             found = {
                 item[keys.SK]["S"]: item
                 for item in self._table.batch_get(
-                    [check["ConditionCheck"]["Key"] for _, _, check in batch], "PK, SK, size_bytes"
+                    [_action_key(check) for _, _, check in batch], "PK, SK, size_bytes"
                 )
             }
             missing_blobs, missing_manifests = [], []
             for kind, digest, check in batch:
-                item = found.get(check["ConditionCheck"]["Key"][keys.SK]["S"])
+                item = found.get(_action_key(check)[keys.SK]["S"])
                 if kind == "blob":
                     if not item or get_int(item, "size_bytes") != blobs[digest]:
                         missing_blobs.append(digest)
