@@ -69,7 +69,6 @@ NOT_RUN_BY_THE_API = [
         # Garbage collection (issue 12): the GC function's (tests/unit/test_gc_template.py).
         "gc",
         "storage/dynamodb/gc.py",
-        "storage/s3_listing.py",
     )
 ]
 SERVICES = ("s3", "dynamodb", "secretsmanager", "ssm")

@@ -201,8 +201,8 @@ class Registry:
         (settings.gc_grace_seconds by default)."""
         from .gc import GarbageCollector
         from .storage.dynamodb.gc import DynamoGcStore
-        from .storage.s3_listing import S3Listing
+        from .storage.s3_listings import S3Listings
 
         store = DynamoGcStore(self.clients.dynamodb, self.settings.table)
-        listing = S3Listing(self.clients.s3, self.settings.bucket)
+        listing = S3Listings(self.clients.s3, self.settings.bucket)
         return GarbageCollector(store, self._objects, listing, repositories=self._manifest_index)

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from ..storage import keys
 from ..storage.dynamodb.gc import DONE, DynamoGcStore, RunState
 from ..storage.ports import ObjectMissing, ObjectStore
-from ..storage.s3_listing import S3Listing
+from ..storage.s3_listings import S3Listings
 from .hashes import HashSet64, RecentlySeen, hash64
 
 
@@ -107,7 +107,7 @@ class GarbageCollector:
         self,
         store: DynamoGcStore,
         objects: ObjectStore,
-        listing: S3Listing,
+        listing: S3Listings,
         clock: Callable[[], float] = time.time,
         lease_seconds: int = DEFAULT_LEASE_SECONDS,
         repositories: RepositoryForgetter | None = None,
@@ -389,12 +389,12 @@ class GarbageCollector:
         state = run.state
         live = self._live_keys(run)
         prefix, token = state.cursor["prefix"], state.cursor["token"]
-        listed, token = self._listing.page(prefix, token, run.page_size)
+        listed, token = self._listing.objects_page(prefix, token, run.page_size)
         for entry in listed:
             # LastModified has a resolution of one second (S3 lists it as whole seconds): an
             # object is older than the cutoff only when its second ended before it.
             if (
-                entry.last_modified_ms + LAST_MODIFIED_RESOLUTION_MS > state.cutoff_ms
+                int(entry.modified * 1000) + LAST_MODIFIED_RESOLUTION_MS > state.cutoff_ms
                 or hash64(entry.key) in live
             ):
                 run.count("objects_kept")

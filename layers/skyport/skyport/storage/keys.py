@@ -319,7 +319,4 @@ def gc_run() -> dict:
 
 def upload_id_of_object(key: str) -> str | None:
     """The upload a blobs/<upload-id> or uploads/<upload-id>/... object belongs to."""
-    for prefix in ("blobs/", "uploads/"):
-        if key.startswith(prefix):
-            return key[len(prefix) :].split("/", 1)[0] or None
-    return None
+    return upload_of_blob_object(key) or upload_of_tail_object(key)

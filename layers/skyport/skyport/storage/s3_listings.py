@@ -1,6 +1,7 @@
-"""UploadLeftovers on S3 (see ports.UploadLeftovers): the listings the upload expiry
-sweep needs. Apart from s3.py because only the sweep's role may list the bucket
-(s3:ListBucket, s3:ListBucketMultipartUploads); the API's never does."""
+"""Listings of the bucket (see ports.UploadLeftovers): what the upload expiry sweep and
+the garbage collector's orphan sweep read of S3 beyond the ObjectStore. Apart from s3.py
+because only their roles may list the bucket (s3:ListBucket,
+s3:ListBucketMultipartUploads); the API's never does."""
 
 from __future__ import annotations
 
@@ -26,14 +27,28 @@ class S3Listings(S3ObjectStore):
             kwargs["UploadIdMarker"] = page["NextUploadIdMarker"]
 
     def objects(self, prefix: str) -> Iterator[ListedObject]:
-        kwargs: dict[str, Any] = {"Prefix": prefix, "MaxKeys": LIST_PAGE}
+        token: str | None = None
         while True:
-            page = self._call("list_objects_v2", **kwargs)
-            for found in page.get("Contents", []):
-                yield ListedObject(found["Key"], int(found["Size"]), found["LastModified"].timestamp())
-            if not page.get("IsTruncated"):
+            listed, token = self.objects_page(prefix, token, LIST_PAGE)
+            yield from listed
+            if token is None:
                 return
-            kwargs["ContinuationToken"] = page["NextContinuationToken"]
+
+    def objects_page(
+        self, prefix: str, token: str | None, limit: int = LIST_PAGE
+    ) -> tuple[list[ListedObject], str | None]:
+        """One page of objects under ``prefix`` (at most ``limit``), after ``token``; and
+        the next page's token, None at the end: a run that stops between pages resumes
+        from the token (the garbage collector's orphan sweep saves it)."""
+        kwargs: dict[str, Any] = {"Prefix": prefix, "MaxKeys": limit}
+        if token:
+            kwargs["ContinuationToken"] = token
+        page = self._call("list_objects_v2", **kwargs)
+        listed = [
+            ListedObject(found["Key"], int(found.get("Size", 0)), found["LastModified"].timestamp())
+            for found in page.get("Contents", [])
+        ]
+        return listed, page.get("NextContinuationToken") if page.get("IsTruncated") else None
 
     def multipart_parts(self, key: str, multipart_id: str) -> tuple[int, float]:
         size, newest = 0, 0.0
