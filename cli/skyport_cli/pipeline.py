@@ -231,6 +231,9 @@ class ScheduledJob:
     expression: str  # rate(...) or cron(...), the parameter's default resolved
     period_seconds: float
     timeout: float = 3.0
+    # The schedule's Input (JSON), which Scheduler sends the function as its event in place
+    # of the default one; None: none given.
+    input: str | None = None
 
 
 def schedule_period(expression: str) -> float:
@@ -270,13 +273,17 @@ def scheduled_jobs(template: dict[str, Any], shell: Mapping[str, str] | None = N
                     expression=expression,
                     period_seconds=period,
                     timeout=float(properties.get("Timeout", 3)),
+                    input=(event.get("Properties") or {}).get("Input"),
                 )
             )
     return jobs
 
 
 def scheduler_event(job: ScheduledJob, region: str) -> dict[str, Any]:
-    """The event EventBridge Scheduler sends a Lambda target (events/gc/scheduled.json)."""
+    """The event EventBridge Scheduler sends a Lambda target: the schedule's Input when it
+    has one (UploadExpiryFunction's), else the default (events/gc/scheduled.json)."""
+    if job.input is not None:
+        return json.loads(job.input)
     return {
         "version": "0",
         "id": str(uuid.uuid4()),

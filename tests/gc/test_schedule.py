@@ -16,6 +16,7 @@ from skyport_cli.pipeline import (
     LocalStack,
     schedule_period,
     scheduled_jobs,
+    scheduler_event,
 )
 from skyport_cli.stack import HookResources
 
@@ -42,6 +43,23 @@ def test_another_scheduled_function_is_picked_up_as_it_is(template):
         job.function: job for job in scheduled_jobs(added, shell={"SKYPORT_LOCAL_SCHEDULE_SECONDS": "2"})
     }
     assert {job.period_seconds for job in shortened.values()} == {2.0}
+
+
+def test_every_scheduled_function_of_the_template_runs_locally_with_its_input(template):
+    """GC daily, retention daily, upload expiry hourly (issue 12); a schedule with an Input
+    sends it as the event, as Scheduler does."""
+    jobs = {job.function: job for job in scheduled_jobs(template, shell={})}
+    assert {name: job.period_seconds for name, job in jobs.items()} == {
+        "GcFunction": 86400,
+        "RetentionFunction": 86400,
+        "UploadExpiryFunction": 3600,
+    }
+    upload_expiry = jobs["UploadExpiryFunction"]
+    assert scheduler_event(upload_expiry, "us-east-1") == {
+        "source": "skyport.schedule",
+        "job": "upload-expiry",
+    }
+    assert scheduler_event(jobs["GcFunction"], "us-east-1")["source"] == "aws.scheduler"
 
 
 @pytest.mark.parametrize(
