@@ -68,6 +68,17 @@ def _stack_outputs(stack: str, region: str | None) -> dict[str, str]:
     return {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
 
 
+def human_size(count: int) -> str:
+    """Bytes as people read them: 812 B, 3.4 MiB, 1.2 TiB (the reports of gc, usage and
+    uploads expire; their --json output keeps the exact count)."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{count} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
 def resolve_target(args: argparse.Namespace) -> dict[str, Any]:
     """Settings values (SKYPORT_* names) for the table the command works on."""
     region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")

@@ -16,6 +16,7 @@ import os
 import sys
 
 from . import admin
+from .admin import human_size
 
 KINDS = ("manifests", "links", "blobs", "objects")
 
@@ -38,15 +39,6 @@ def _registry(args: argparse.Namespace):
     return Registry(Settings.from_env({k: v for k, v in target.items() if k != "where"})), target["where"]
 
 
-def _size(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{count} B"
-
-
 def _print_text(report: dict, where: str) -> None:
     if report.get("busy"):
         print(f"skyport gc: {report['message']} ({where}); try again later")
@@ -60,20 +52,21 @@ def _print_text(report: dict, where: str) -> None:
     for entry in report["listed"].get("manifests", []):
         print(f"  manifest {entry['repository']}@{entry['digest']}  (untagged)")
     for entry in report["listed"].get("links", []):
-        print(f"  link   {entry['repository']}@{entry['digest']}  ({_size(entry['bytes'])})")
+        print(f"  link   {entry['repository']}@{entry['digest']}  ({human_size(entry['bytes'])})")
     for entry in report["listed"].get("blobs", []):
-        print(f"  blob   {entry['digest']}  {_size(entry['bytes'])}  {entry['key']}")
+        print(f"  blob   {entry['digest']}  {human_size(entry['bytes'])}  {entry['key']}")
     for entry in report["listed"].get("objects", []):
-        print(f"  object {entry['key']}  {_size(entry['bytes'])}  (no record names it)")
+        print(f"  object {entry['key']}  {human_size(entry['bytes'])}  (no record names it)")
     for kind in KINDS:
         if len(report["listed"].get(kind, [])) < report["removed"][kind]:
             print(f"  ... {kind}: the first {report['listed_limit']} are listed")
     removed, sizes = report["removed"], report["bytes"]
     untagged = f"{removed['manifests']} untagged manifests, " if report["untagged"] else ""
     print(
-        f"{verb}: {untagged}{removed['links']} links, {removed['blobs']} blobs ({_size(sizes['blobs'])}), "
-        f"{removed['objects']} orphan objects ({_size(sizes['objects'])}); "
-        f"total {_size(report['total_bytes'])}"
+        f"{verb}: {untagged}{removed['links']} links, "
+        f"{removed['blobs']} blobs ({human_size(sizes['blobs'])}), "
+        f"{removed['objects']} orphan objects ({human_size(sizes['objects'])}); "
+        f"total {human_size(report['total_bytes'])}"
     )
     if dry:
         print(

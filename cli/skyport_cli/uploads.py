@@ -34,14 +34,6 @@ def _registry(args: argparse.Namespace):
     return Registry(settings)
 
 
-def _size(count: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
-            return f"{count} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return str(count)
-
-
 def expire(args: argparse.Namespace) -> None:
     registry = _registry(args)
     deadline = time.time() + args.max_seconds if args.max_seconds else None
@@ -57,7 +49,7 @@ def expire(args: argparse.Namespace) -> None:
         print(f"{verb}\t{leftover.kind}\t{leftover.name}{where}\t{leftover.bytes}")
     print(
         f"{verb}: {report.sessions} expired sessions, {report.multipart_uploads} multipart uploads, "
-        f"{report.tail_objects} tail objects, {_size(report.bytes)} ({report.bytes} bytes); "
+        f"{report.tail_objects} tail objects, {admin.human_size(report.bytes)} ({report.bytes} bytes); "
         f"kept {report.kept} that a stored session still names"
     )
     if not report.complete:

@@ -18,15 +18,6 @@ from datetime import UTC, datetime
 from . import admin
 
 
-def _size(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{count} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{count} B"
-
-
 def _when(ms: int | None) -> str:
     if ms is None:
         return "never"
@@ -37,7 +28,7 @@ def _row(name: str, usage) -> str:
     return "\t".join(
         [
             name,
-            _size(usage.stored_bytes),
+            admin.human_size(usage.stored_bytes),
             str(usage.stored_bytes),
             str(usage.manifests),
             str(usage.tags),
