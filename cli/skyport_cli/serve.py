@@ -165,6 +165,12 @@ def serve(args: argparse.Namespace) -> int:
                 f"  uploads: the upload service on {settings.upload_endpoint} (PATCH/PUT of any size;"
                 " POST answers a Location there, with a capability)\n"
             )
+        servers = [_server(app, args.host, args.port)]
+        if upload_service is not None:
+            servers.append(_server(upload_service, args.host, args.upload_port or args.port + 1))
+        # Listening before the banner: whoever waits for it (a script, a test, a person
+        # pasting the docker command) can connect at once; a port in use fails here, banner-less.
+        sockets = [_listening_socket(server) for server in servers]
         print(
             f"Skyport registry on http://{address}\n"
             f"  serving: {front}\n"
@@ -176,10 +182,7 @@ def serve(args: argparse.Namespace) -> int:
             f"  Ctrl-C stops it.",
             flush=True,
         )
-        servers = [_server(app, args.host, args.port)]
-        if upload_service is not None:
-            servers.append(_server(upload_service, args.host, args.upload_port or args.port + 1))
-        asyncio.run(_serve_all(servers))
+        asyncio.run(_serve_all(servers, sockets))
     return 0
 
 
@@ -257,10 +260,22 @@ def _server(app, host: str, port: int):
     return uvicorn.Server(config)
 
 
-async def _serve_all(servers) -> None:
-    """Serve every server on this event loop; when one stops (Ctrl-C, or it could not
-    bind its port), the others stop too."""
-    tasks = [asyncio.create_task(server.serve()) for server in servers]
+def _listening_socket(server):
+    """The server's socket, bound and listening: connections from now on wait in the
+    backlog until the server accepts them. A port that cannot be bound ends the process
+    (uvicorn logs why and exits 3)."""
+    sock = server.config.bind_socket()
+    sock.listen(2048)  # uvicorn's own default backlog
+    return sock
+
+
+async def _serve_all(servers, sockets) -> None:
+    """Serve every server on its listening socket, on this event loop; when one stops
+    (Ctrl-C, or a failure at start), the others stop too."""
+    tasks = [
+        asyncio.create_task(server.serve(sockets=[sock]))
+        for server, sock in zip(servers, sockets, strict=True)
+    ]
     _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     for server in servers:
         server.should_exit = True
@@ -311,17 +326,18 @@ def serve_uploads(args: argparse.Namespace) -> int:
     except ValueError as invalid:
         print(f"skyport serve-uploads: {invalid}", file=sys.stderr)
         return 2
-    print(
-        f"Skyport upload service on http://{args.host}:{args.port} (bucket {settings.bucket}, "
-        f"table {settings.table}, auth {settings.auth}; health check GET /healthz)",
-        flush=True,
-    )
     server = _server(create_upload_app(registry), args.host, args.port)
     # Above the load balancer's idle timeout (template.yaml UploadLoadBalancer: 600 s), so
     # the balancer, never the server, closes an idle connection (else a request may meet a
     # socket the server just closed: 502). The ELB guide asks targets for exactly this.
     server.config.timeout_keep_alive = UPLOAD_SERVICE_KEEP_ALIVE_SECONDS
-    asyncio.run(_serve_all([server]))
+    sock = _listening_socket(server)
+    print(
+        f"Skyport upload service on http://{args.host}:{args.port} (bucket {settings.bucket}, "
+        f"table {settings.table}, auth {settings.auth}; health check GET /healthz)",
+        flush=True,
+    )
+    asyncio.run(_serve_all([server], [sock]))
     return 0
 
 
