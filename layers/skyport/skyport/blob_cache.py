@@ -12,9 +12,10 @@ deleted blob may still be answered by an instance that had it cached.
 What it never holds: a miss. A 404 is always asked of the table again, so a blob
 pushed through another instance is visible here at once.
 
-Bounded by entries (least recently used goes first); an entry is a tuple of two short
-strings and an int, about 200 bytes with the dict and ordering overhead, so the default
-of 4096 entries is under 1 MiB. Thread-safe: the API runs storage calls in worker
+Bounded by entries (least recently used goes first); an entry is the key (repository,
+digest) and the record (digest, size, S3 key): about 500 bytes with the dict and
+ordering overhead (measured with tracemalloc), so the default of 4096 entries is about
+2 MiB. Thread-safe: the API runs storage calls in worker
 threads (skyport.concurrency) while the event loop reads the cache inline.
 """
 

@@ -133,8 +133,8 @@ class Settings:
     gc_grace_seconds: int = 24 * 3600
 
     # --- pull performance (issue 13: skyport/blob_cache.py) ---
-    # Blob links each process keeps in memory (SKYPORT_BLOB_CACHE_ENTRIES; ~200 B each,
-    # so the default is under 1 MiB), and how long one may answer before the table is
+    # Blob links each process keeps in memory (SKYPORT_BLOB_CACHE_ENTRIES; ~500 B each,
+    # measured, so the default is about 2 MiB), and how long one may answer before the table is
     # asked again (SKYPORT_BLOB_CACHE_SECONDS): the longest another instance's blob delete
     # (or the collector's) goes unseen. 60 s: a pull, a CI job's burst of pulls, fits in
     # it; and it is far under the 20 minutes a presigned URL handed out before the delete
