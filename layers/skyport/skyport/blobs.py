@@ -93,10 +93,13 @@ class BlobService:
         Digest.parse(digest)
         if self._before_delete is not None:
             self._before_delete(repository, digest)
-        unlinked = self._index.unlink(repository, digest)
-        # After the unlink, so no read of this process can refill the entry from the
-        # old link (the cache's generation drops fills that started before).
-        self._links.forget(repository, digest)
+        try:
+            unlinked = self._index.unlink(repository, digest)
+        finally:
+            # After the unlink, so no read of this process can refill the entry from the
+            # old link (the cache's generation drops fills that started before); and even
+            # when the unlink's answer was lost: it may have happened.
+            self._links.forget(repository, digest)
         if not unlinked:
             raise BlobUnknown({"digest": digest})
 
