@@ -140,3 +140,14 @@ def test_bad_input_gets_the_same_error_warm_or_cold(asgi_client, path, status, c
     push_blob(asgi_client, "team/app", b"x", mode="post")  # something cached
     assert_error(asgi_client.get(path), status, code)
     assert asgi_client.head(path).status_code == status
+
+
+def test_a_collector_in_this_process_invalidates_at_once(registry, asgi_client):
+    """`skyport serve` may run the collector in the process that serves pulls: what it
+    unlinks is 404 at once there, not after the TTL."""
+    digest = push_blob(asgi_client, "team/app", b"no manifest references this", mode="post")
+    assert asgi_client.head(f"/v2/team/app/blobs/{digest}").status_code == 200
+    report = registry.gc.run(0)
+    assert report["removed"]["links"] >= 1, report
+    assert asgi_client.head(f"/v2/team/app/blobs/{digest}").status_code == 404
+    assert_error(asgi_client.get(f"/v2/team/app/blobs/{digest}"), 404, "BLOB_UNKNOWN")
