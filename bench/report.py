@@ -34,12 +34,12 @@ def _mib(value: int | None) -> str:
 
 # Why a row can be slower, from the profile (python -m bench.hotspots; bench/README.md).
 WHY_SLOWER = {
-    "pull": "every manifest and blob request costs Skyport one DynamoDB GetItem on the shared "
-    "moto, while Distribution answers blob HEAD/GET from its in-memory blob-descriptor "
-    "cache; when concurrent pulls saturate moto (it also serves every byte), Skyport's "
-    "GetItem waits in moto's queue (python -m bench.hotspots measures it). What would "
-    "remove it: a process-local cache of blob records (digest, size, key per repository), "
-    "as Distribution keeps, so that repeated blob HEAD/GET skip DynamoDB.",
+    "pull": "warm blob HEAD/GET are answered from Skyport's process cache (skyport/blob_cache.py), "
+    "as Distribution answers them from its in-memory blob-descriptor cache, so what is left "
+    "per pull is the manifest's DynamoDB GetItem (Distribution reads S3 three times) and the "
+    "bytes, which both registries redirect to the same moto; a pull row over 1.0x with "
+    "overlapping runs is that moto's and the machine's noise (python -m bench.hotspots "
+    "measures each request alone).",
     "push": "see bench/README.md (python -m bench.hotspots profiles the server).",
 }
 

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .blob_cache import BlobLinkCache
 from .digest import Digest
 from .errors import BlobUnknown
 from .reference import validate_name
@@ -29,6 +30,7 @@ class BlobService:
         presign_expiry_seconds: int,
         automatic_mount: bool = True,
         before_delete: Callable[[str, str], None] | None = None,
+        links: BlobLinkCache | None = None,
     ) -> None:
         self._objects = objects
         self._index = index
@@ -36,19 +38,40 @@ class BlobService:
         self._automatic_mount = automatic_mount
         # Raises to refuse a delete (registry.py: a blob an immutable tag's image uses).
         self._before_delete = before_delete
+        # Links already read or written by this process (blob_cache.py: why that is
+        # sound, and how long another instance's delete may go unseen). Off by default.
+        self._links = links if links is not None else BlobLinkCache(0, 0)
 
-    def stat(self, repository: str, digest: str) -> BlobRecord:
-        """HEAD: answered from the link item alone, no S3 call."""
+    def cached(self, repository: str, digest: str) -> BlobRecord | None:
+        """The link if this process holds it, with no storage call (safe on the event
+        loop); None: ask ``stat``. Bad names and digests raise as ``stat`` does."""
         validate_name(repository)
         Digest.parse(digest)
+        return self._links.get(repository, digest)
+
+    def forget(self, repository: str, digest: str) -> None:
+        """The link went by another way than ``delete`` (the collector, in this process)."""
+        self._links.forget(repository, digest)
+
+    def stat(self, repository: str, digest: str) -> BlobRecord:
+        """HEAD: answered from the link item alone, no S3 call; from memory when cached."""
+        record = self.cached(repository, digest)
+        if record is not None:
+            return record
+        generation = self._links.generation()
         record = self._index.get_link(repository, digest)
         if record is None:
-            raise BlobUnknown({"digest": digest})
+            raise BlobUnknown({"digest": digest})  # never cached: a push elsewhere shows at once
+        self._links.put(repository, record, generation)
         return record
 
     def download(self, repository: str, digest: str) -> BlobDownload:
-        """GET: a presigned URL, signed locally, so one DynamoDB read in all."""
-        record = self.stat(repository, digest)
+        """GET: a presigned URL, signed locally, so one DynamoDB read in all (none when
+        the link is cached)."""
+        return self.presigned(self.stat(repository, digest))
+
+    def presigned(self, record: BlobRecord) -> BlobDownload:
+        """The download of a blob already looked up: signing is local CPU, no request."""
         return BlobDownload(record, self._objects.presign_get(record.key, self._expiry))
 
     def stream(self, repository: str, digest: str) -> tuple[BlobRecord, Iterator[bytes]]:
@@ -57,6 +80,7 @@ class BlobService:
         try:
             return record, self._objects.stream(record.key)
         except ObjectMissing as missing:
+            self._links.forget(repository, digest)
             # Linked, but its object is gone (deleted behind the index's back): to the
             # client the blob is unknown (distribution-spec "Pulling blobs": 404).
             raise BlobUnknown({"digest": digest}) from missing
@@ -69,7 +93,14 @@ class BlobService:
         Digest.parse(digest)
         if self._before_delete is not None:
             self._before_delete(repository, digest)
-        if not self._index.unlink(repository, digest):
+        try:
+            unlinked = self._index.unlink(repository, digest)
+        finally:
+            # After the unlink, so no read of this process can refill the entry from the
+            # old link (the cache's generation drops fills that started before); and even
+            # when the unlink's answer was lost: it may have happened.
+            self._links.forget(repository, digest)
+        if not unlinked:
             raise BlobUnknown({"digest": digest})
 
     def mount(
@@ -109,10 +140,12 @@ class BlobService:
         # The blob's record first, stamped as used (the garbage collector keeps it), then
         # the link, copied from that record. No record (the collector removed it since the
         # read above): not mountable, the client uploads it, as if it were new.
+        generation = self._links.generation()
         stored = self._index.touch_blob(digest)
         if stored is None or stored.size != record.size:
             return None
         self._index.link(repository, stored)
+        self._links.put(repository, stored, generation)
         return stored
 
     def discard_unregistered(self, digest: str, key: str) -> None:
@@ -127,8 +160,11 @@ class BlobService:
         """Record a freshly uploaded blob and make it visible in ``repository``.
         When the same digest was recorded first by someone else, theirs wins and
         the caller's copy of the bytes is deleted."""
+        generation = self._links.generation()
         stored = self._index.add_blob(record)
         if stored.key != record.key:
             self._objects.delete(record.key)
         self._index.link(repository, stored)
+        # Filled on push: the pull that usually follows makes no read.
+        self._links.put(repository, stored, generation)
         return stored

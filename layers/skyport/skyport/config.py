@@ -147,6 +147,15 @@ class Settings:
     # Per upstream call made while a client waits (connect, and read of the headers):
     # SKYPORT_CACHE_UPSTREAM_TIMEOUT_SECONDS; well under API Gateway's 30 s.
     cache_upstream_timeout_seconds: int = 10
+    # --- pull performance (issue 13: skyport/blob_cache.py) ---
+    # Blob links each process keeps in memory (SKYPORT_BLOB_CACHE_ENTRIES; ~500 B each,
+    # measured, so the default is about 2 MiB), and how long one may answer before the table is
+    # asked again (SKYPORT_BLOB_CACHE_SECONDS): the longest another instance's blob delete
+    # (or the collector's) goes unseen. 60 s: a pull, a CI job's burst of pulls, fits in
+    # it; and it is far under the 20 minutes a presigned URL handed out before the delete
+    # keeps working anyway (presign_expiry_seconds). Either 0: no cache.
+    blob_cache_entries: int = 4096
+    blob_cache_seconds: int = 60
 
     @property
     def hook_secrets(self) -> str:
@@ -218,6 +227,7 @@ class Settings:
             pull_record_seconds=_pull_record_seconds(env, defaults),
             gc_grace_seconds=_gc_grace_seconds(env, defaults),
             **_cache_settings(env, defaults),
+            **_blob_cache_settings(env, defaults),
         )
 
 
@@ -290,6 +300,23 @@ def _pull_record_seconds(env: Mapping[str, str], defaults: dict) -> int:
     if not 1 <= seconds <= 86400:
         raise ValueError(f"SKYPORT_PULL_RECORD_SECONDS must be 1..86400 seconds, not {value[:20]!r}")
     return seconds
+
+
+def _blob_cache_settings(env: Mapping[str, str], defaults: dict) -> dict:
+    def bounded(name: str, field_name: str, most: int) -> int:
+        value = env.get(name)
+        if not value:
+            return defaults[field_name]
+        # ASCII digits only, as above: a typo fails at start, not at the first pull.
+        number = int(value) if value.isascii() and value.isdigit() else -1
+        if not 0 <= number <= most:
+            raise ValueError(f"{name} must be 0..{most}, not {value[:20]!r}")
+        return number
+
+    return {
+        "blob_cache_entries": bounded("SKYPORT_BLOB_CACHE_ENTRIES", "blob_cache_entries", 10_000_000),
+        "blob_cache_seconds": bounded("SKYPORT_BLOB_CACHE_SECONDS", "blob_cache_seconds", 3600),
+    }
 
 
 _DURATION = re.compile(r"([0-9]+)(ms|s|m|h|d)?")

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from .blob_cache import BlobLinkCache
 from .blobs import BlobService
 from .catalog import CatalogService
 from .config import Settings
@@ -55,12 +56,14 @@ class Registry:
     @cached_property
     def blobs(self) -> BlobService:
         index = DynamoBlobIndex(self.clients.dynamodb, self.settings.table)
+        links = BlobLinkCache(self.settings.blob_cache_entries, self.settings.blob_cache_seconds)
         return BlobService(
             self._objects,
             index,
             self.settings.presign_expiry_seconds,
             self.settings.automatic_mount,
             before_delete=self.manifests.refuse_deleting_immutable_content,
+            links=links,
         )
 
     @cached_property
@@ -212,7 +215,9 @@ class Registry:
         from .storage.dynamodb.gc import DynamoGcStore
         from .storage.s3_listings import S3Listings
 
-        store = DynamoGcStore(self.clients.dynamodb, self.settings.table)
+        # A collector in this process (`skyport serve`'s scheduler, tests) tells this
+        # process's blob cache what it unlinks; elsewhere the cache's TTL is the bound.
+        store = DynamoGcStore(self.clients.dynamodb, self.settings.table, on_link_deleted=self.blobs.forget)
         listing = S3Listings(self.clients.s3, self.settings.bucket)
         return GarbageCollector(store, self._objects, listing, repositories=self._manifest_index)
 

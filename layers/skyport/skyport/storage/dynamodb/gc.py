@@ -9,7 +9,7 @@ is in skyport/gc/__init__.py.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,8 +118,13 @@ def _used_ms(item: dict) -> int | None:
 
 
 class DynamoGcStore:
-    def __init__(self, client: Any, table: str) -> None:
+    def __init__(
+        self, client: Any, table: str, on_link_deleted: Callable[[str, str], None] | None = None
+    ) -> None:
         self._table = Table(client, table)
+        # Told of each link removed (repository, digest): where the collector runs in the
+        # process that serves pulls, its blob cache forgets the link at once (blob_cache.py).
+        self._on_link_deleted = on_link_deleted
 
     # --- the run item ---------------------------------------------------------------------
 
@@ -315,6 +320,8 @@ class DynamoGcStore:
                 ExpressionAttributeValues={":cutoff": N(cutoff_ms)},
             )
         )
+        if ok and self._on_link_deleted is not None:
+            self._on_link_deleted(repository, digest)
         return ok
 
     def mark_blob(self, digest: str, run_id: str) -> bool:
