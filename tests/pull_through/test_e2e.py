@@ -1,0 +1,458 @@
+"""End to end: the pull-through cache (issue 13) with real clients against a real upstream.
+
+Skyport runs as `make run` starts it (``skyport serve``, its embedded moto on a port of
+ours so that the tests can read its table and bucket); the rules are added with the CLI
+(``skyport cache add``), finding the server through its state file. The upstreams are
+Distribution registries (tests/pull_through/upstream.py), each behind a counting proxy
+that the rule names, seeded by the tests with images they build (no network):
+
+* ``hub`` (``--mirror``) -> Distribution on its filesystem driver: blob GETs answer 200
+  with the bytes, so Skyport's miss path redirects the client to the upstream's blob URL;
+* ``mirrors/s3`` -> Distribution on S3 (moto) with redirects: blob GETs answer 307 to
+  storage, which Skyport's miss path follows server-side;
+* ``bad`` -> a filesystem upstream whose blob file the test corrupts;
+* ``stale`` (a second server, tags re-checked after 1 s) -> an upstream the test stops.
+
+"The second pull touches no upstream": the second pull starts once every blob is linked
+in the cache (the async fills are done: read from the table), and the proxy must then see
+no request at all, well within the tag re-check time (600 s here).
+
+The servers run with ``--hooks off`` (the events pipeline is not under test here, and it
+would share the machine's two cores with dockerd and podman).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import httpx
+import pytest
+from botocore.config import Config
+from e2e.clients import TRANSFER_TIMEOUT, Client, unique
+from e2e.conftest import (
+    READY_TIMEOUT,
+    REGISTRY_ENV,
+    _free_port,
+    _log_tail,
+    _stop,
+    _wait_ready,
+    private_dockerd,
+    spawn_server,
+)
+from e2e.conftest import Registry as Served
+from e2e.images import OCI_INDEX, OCI_MANIFEST, OCILayout, build_oci_layout, read_oci_layout
+from machine import cannot_run
+
+from .upstream import Upstream, start_upstream
+
+pytestmark = pytest.mark.e2e
+
+RECHECK_SECONDS = 600  # the main server: no tag is re-checked during a test
+STALE_RECHECK_SECONDS = 1  # the stale server: every tag is re-checked at its next pull
+FILL_TIMEOUT = 90.0
+TAG = "3.19"
+ACCEPT = ", ".join(
+    [
+        OCI_MANIFEST,
+        OCI_INDEX,
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    ]
+)
+DOCKER_HUB_PREFIX = "hub"  # the --mirror rule
+S3_PREFIX = "mirrors/s3"
+BAD_PREFIX = "bad"
+
+
+@dataclass
+class Cache:
+    """A running ``skyport serve``, its environment (for the CLI), and its storage."""
+
+    served: Served
+    env: dict[str, str]
+    moto: str
+    bucket: str
+    table: str
+
+    @property
+    def host(self) -> str:
+        return self.served.host
+
+    def skyport(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "skyport_cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def add_rule(self, prefix: str, upstream: Upstream, *flags: str) -> None:
+        added = self.skyport("cache", "add", prefix, upstream.url, *flags)
+        assert added.returncode == 0, f"skyport cache add {prefix}: {added.stdout}{added.stderr}"
+
+    def _client(self, service: str):
+        return boto3.client(
+            service,
+            endpoint_url=self.moto,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(s3={"addressing_style": "path"}),
+        )
+
+    def items(self) -> list[dict]:
+        items = []
+        for page in self._client("dynamodb").get_paginator("scan").paginate(TableName=self.table):
+            items.extend(page["Items"])
+        return items
+
+    def linked_in(self, digest: str) -> set[str]:
+        """The repositories holding a link to ``digest`` (keys.blob_link)."""
+        return {
+            item["PK"]["S"].removeprefix("REPO#")
+            for item in self.items()
+            if item["PK"]["S"].startswith("REPO#") and item["SK"]["S"] == f"BLOB#{digest}"
+        }
+
+    def blob_record(self, digest: str) -> dict | None:
+        found = [i for i in self.items() if i["PK"]["S"] == f"BLOB#{digest}" and i["SK"]["S"] == "META"]
+        return found[0] if found else None
+
+    def objects(self) -> dict[str, bytes]:
+        s3 = self._client("s3")
+        out = {}
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+            for entry in page.get("Contents", []):
+                out[entry["Key"]] = s3.get_object(Bucket=self.bucket, Key=entry["Key"])["Body"].read()
+        return out
+
+    def open_multipart_uploads(self) -> list[dict]:
+        return self._client("s3").list_multipart_uploads(Bucket=self.bucket).get("Uploads", [])
+
+    def wait_filled(self, digests: list[str], repository: str | None = None) -> None:
+        """Wait until every blob is linked (in ``repository``, or in any one when None: the
+        mirror's storage is the cache's choice): the asynchronous fills are done."""
+        deadline = time.monotonic() + FILL_TIMEOUT
+        missing = list(digests)
+        while time.monotonic() < deadline:
+            missing = [
+                d
+                for d in digests
+                if not (repository in self.linked_in(d) if repository else self.linked_in(d))
+            ]
+            if not missing:
+                return
+            time.sleep(0.5)
+        pytest.fail(
+            f"not filled after {FILL_TIMEOUT:.0f}s (no link in {repository or 'any repository'}): "
+            f"{missing}\n--- skyport log ---\n{_log_tail(self.served.log)}",
+            pytrace=False,
+        )
+
+
+def start_cache(request: pytest.FixtureRequest, base: Path, recheck_seconds: int) -> tuple[Cache, object]:
+    """``skyport serve`` as `make run` starts it, its embedded moto on a known port."""
+    port, moto_port = _free_port(), _free_port()
+    log = base / "skyport.log"
+    proc, argv, env = spawn_server(
+        request,
+        port,
+        log,
+        SKYPORT_STATE_DIR=str(base / "state"),
+        SKYPORT_MOTO_PORT=str(moto_port),
+        SKYPORT_BUCKET="cache-blobs",
+        SKYPORT_TABLE="cache-metadata",
+        SKYPORT_HOOKS="off",
+        SKYPORT_CACHE_TAG_RECHECK_SECONDS=str(recheck_seconds),
+    )
+    served = Served(host=f"127.0.0.1:{port}", proc=proc, log=log)
+    why = _wait_ready(served, time.monotonic() + READY_TIMEOUT)
+    if why:
+        _stop(proc, "the registry")
+        pytest.fail(f"`{' '.join(argv)}` did not start: {why}\n{_log_tail(log)}", pytrace=False)
+    cache = Cache(served, env, f"http://127.0.0.1:{moto_port}", "cache-blobs", "cache-metadata")
+    return cache, proc
+
+
+def _own_servers_only() -> None:
+    if os.environ.get(REGISTRY_ENV):
+        cannot_run(f"runs its own registry and upstreams, not the one {REGISTRY_ENV} names")
+    if shutil.which("docker-registry") is None:
+        cannot_run(
+            "docker-registry (Distribution, the upstream) not installed; "
+            "run scripts/install-system-deps.sh or bench/setup.sh as root"
+        )
+
+
+@pytest.fixture(scope="module")
+def cache(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Cache]:
+    _own_servers_only()
+    cache, proc = start_cache(request, tmp_path_factory.mktemp("cache"), RECHECK_SECONDS)
+    try:
+        yield cache
+    finally:
+        _stop(proc, "the registry")
+
+
+@pytest.fixture(scope="module")
+def upstreams(cache: Cache, tmp_path_factory) -> Iterator[dict[str, Upstream]]:
+    """The main server's upstreams, each with its rule (added before any pull)."""
+    base = tmp_path_factory.mktemp("upstreams")
+    started: dict[str, Upstream] = {}
+    try:
+        started["fs"] = start_upstream(base / "fs", "fs")
+        started["s3"] = start_upstream(base / "s3", "s3", s3_endpoint=cache.moto)
+        started["bad"] = start_upstream(base / "bad", "fs")
+        cache.add_rule(DOCKER_HUB_PREFIX, started["fs"], "--mirror")
+        cache.add_rule(S3_PREFIX, started["s3"])
+        cache.add_rule(BAD_PREFIX, started["bad"])
+        yield started
+    finally:
+        for upstream in started.values():
+            upstream.stop()
+
+
+PREFIXES = {"fs": DOCKER_HUB_PREFIX, "s3": S3_PREFIX}
+
+
+def seed(skopeo: Client, upstream: Upstream, name: str, tmp: Path, sizes: list[int]) -> OCILayout:
+    """Push a new image to the upstream itself (not through its proxy: not counted)."""
+    layout = build_oci_layout(tmp / f"seed-{name.replace('/', '-')}", sizes, tag=TAG)
+    skopeo(
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        "--retry-times=0",
+        layout.ref,
+        f"docker://{upstream.direct_host}/{name}:{TAG}",
+        timeout=TRANSFER_TIMEOUT,
+    )
+    return layout
+
+
+def blob_digests(layout: OCILayout) -> list[str]:
+    """The blobs of the image (config and layers), not its manifest."""
+    return sorted(d for d in layout.blobs if d != layout.digest)
+
+
+def pull(skopeo: Client, reference: str, into: Path) -> None:
+    skopeo(
+        "copy",
+        "--src-tls-verify=false",
+        "--retry-times=0",
+        f"docker://{reference}",
+        f"oci:{into}:{TAG}",
+        timeout=TRANSFER_TIMEOUT,
+    )
+
+
+def assert_same_image(pulled: Path, layout: OCILayout) -> None:
+    descriptor, raw, blobs = read_oci_layout(pulled, TAG)
+    assert descriptor["digest"] == layout.digest
+    assert raw == layout.raw
+    assert {digest: len(data) for digest, data in blobs.items()} == layout.blobs
+
+
+def upstream_saw(upstream: Upstream, name: str) -> list[tuple[str, str]]:
+    return [r for r in upstream.requests() if r[1].startswith(f"/v2/{name}/")]
+
+
+# --------------------------------------------------------------------------- skopeo, podman
+
+
+@pytest.mark.parametrize("kind", ["fs", "s3"])
+def test_skopeo_pulls_through_the_cache_and_again_without_upstream(
+    skopeo: Client, cache: Cache, upstreams: dict[str, Upstream], kind: str, tmp_path: Path
+) -> None:
+    upstream = upstreams[kind]
+    name = unique("library/alpine")
+    layout = seed(skopeo, upstream, name, tmp_path, [300 * 1024, 40 * 1024])
+    local = f"{PREFIXES[kind]}/{name}"
+
+    upstream.proxy.reset()
+    pull(skopeo, f"{cache.host}/{local}:{TAG}", tmp_path / "first")
+    assert_same_image(tmp_path / "first", layout)
+    assert any("/manifests/" in path for _, path in upstream_saw(upstream, name)), upstream.requests()
+
+    cache.wait_filled(blob_digests(layout), local)
+    upstream.proxy.reset()
+    pull(skopeo, f"{cache.host}/{local}:{TAG}", tmp_path / "second")
+    assert_same_image(tmp_path / "second", layout)
+    assert upstream.requests() == [], "the second pull reached the upstream"
+    # And by digest: immutable, never asked upstream again.
+    pull(skopeo, f"{cache.host}/{local}@{layout.digest}", tmp_path / "by-digest")
+    assert upstream.requests() == []
+
+
+def test_podman_pulls_through_the_cache_and_again_without_upstream(
+    podman: Client, skopeo: Client, cache: Cache, upstreams: dict[str, Upstream], tmp_path: Path
+) -> None:
+    upstream = upstreams["s3"]
+    name = unique("library/busybox")
+    layout = seed(skopeo, upstream, name, tmp_path, [200 * 1024, 30 * 1024])
+    reference = f"{cache.host}/{S3_PREFIX}/{name}:{TAG}"
+
+    upstream.proxy.reset()
+    podman("pull", "--tls-verify=false", reference, timeout=TRANSFER_TIMEOUT)
+    assert podman("image", "inspect", "--format", "{{.Digest}}", reference).stdout.strip() == layout.digest
+    assert upstream_saw(upstream, name), upstream.requests()
+
+    cache.wait_filled(blob_digests(layout), f"{S3_PREFIX}/{name}")
+    podman("rmi", reference)
+    upstream.proxy.reset()
+    podman("pull", "--tls-verify=false", reference, timeout=TRANSFER_TIMEOUT)
+    assert podman("image", "inspect", "--format", "{{.Digest}}", reference).stdout.strip() == layout.digest
+    assert upstream.requests() == [], "the second pull reached the upstream"
+    podman("rmi", reference)
+
+
+# --------------------------------------------------------------------------- docker, as a mirror
+
+
+@pytest.fixture(scope="module")
+def mirrored_dockerd(cache: Cache) -> Iterator[Client]:
+    """A private dockerd whose daemon.json names the cache as its Docker Hub mirror (plain
+    http on loopback: also an insecure registry). Its own daemon: the session's dockerd
+    was started before the cache's port was known."""
+    config = {"registry-mirrors": [f"http://{cache.host}"], "insecure-registries": [cache.host]}
+    with private_dockerd(prefix="skyport-mirror-", daemon_config=config) as docker:
+        yield docker.client
+
+
+def test_docker_pulls_docker_hub_names_through_the_mirror_rule(
+    mirrored_dockerd: Client, skopeo: Client, cache: Cache, upstreams: dict[str, Upstream], tmp_path: Path
+) -> None:
+    docker = mirrored_dockerd
+    upstream = upstreams["fs"]  # the --mirror rule's upstream
+    short = unique("alpine")
+    name = f"library/{short}"  # what dockerd asks a mirror for `docker pull alpine-...`
+    layout = seed(skopeo, upstream, name, tmp_path, [250 * 1024, 20 * 1024])
+    config_digest = json.loads(layout.raw)["config"]["digest"]
+
+    upstream.proxy.reset()
+    docker("pull", f"{short}:{TAG}", timeout=TRANSFER_TIMEOUT)
+    image = json.loads(docker("image", "inspect", f"{short}:{TAG}").stdout)[0]
+    assert image["Id"] == config_digest
+    assert f"{short}@{layout.digest}" in image["RepoDigests"], image["RepoDigests"]
+    # It came from the mirror rule's upstream, through Skyport (dockerd cannot reach Docker Hub).
+    assert any("/manifests/" in path for _, path in upstream_saw(upstream, name)), upstream.requests()
+
+    cache.wait_filled(blob_digests(layout))  # where mirror content lives is the cache's choice
+    docker("rmi", f"{short}:{TAG}")
+    upstream.proxy.reset()
+    docker("pull", f"{short}:{TAG}", timeout=TRANSFER_TIMEOUT)
+    image = json.loads(docker("image", "inspect", f"{short}:{TAG}").stdout)[0]
+    assert image["Id"] == config_digest
+    assert upstream.requests() == [], "the second pull reached the upstream"
+    docker("rmi", f"{short}:{TAG}")
+
+
+# --------------------------------------------------------------------------- upstream stopped
+
+
+@pytest.fixture
+def stale_cache(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[tuple[Cache, Upstream]]:
+    """A second server whose tags are re-checked after a second, and its own upstream."""
+    _own_servers_only()
+    base = tmp_path_factory.mktemp("stale")
+    cache, proc = start_cache(request, base, STALE_RECHECK_SECONDS)
+    upstream = None
+    try:
+        upstream = start_upstream(base / "upstream", "fs")
+        cache.add_rule("stale", upstream)
+        yield cache, upstream
+    finally:
+        if upstream is not None:
+            upstream.stop()
+        _stop(proc, "the registry")
+
+
+def test_cached_tags_still_pull_with_the_upstream_stopped(
+    skopeo: Client, stale_cache: tuple[Cache, Upstream], tmp_path: Path
+) -> None:
+    cache, upstream = stale_cache
+    name = unique("library/nginx")
+    layout = seed(skopeo, upstream, name, tmp_path, [150 * 1024, 10 * 1024])
+    local = f"stale/{name}"
+    pull(skopeo, f"{cache.host}/{local}:{TAG}", tmp_path / "first")
+    cache.wait_filled(blob_digests(layout), local)
+
+    upstream.stop()
+    time.sleep(STALE_RECHECK_SECONDS + 0.5)  # the tag is due for its re-check, which fails
+    pull(skopeo, f"{cache.host}/{local}:{TAG}", tmp_path / "offline")
+    assert_same_image(tmp_path / "offline", layout)
+
+    with httpx.Client(base_url=f"http://{cache.host}", trust_env=False, timeout=30) as http:
+        response = http.get(f"/v2/{local}/manifests/{TAG}", headers={"Accept": ACCEPT})
+    assert response.status_code == 200, response.text
+    assert response.content == layout.raw
+    assert response.headers.get("Docker-Content-Digest") == layout.digest
+    warning = response.headers.get("Warning", "")
+    assert warning.startswith("110 "), f"no RFC 7234 stale warning: {dict(response.headers)}"
+
+
+# --------------------------------------------------------------------------- corrupted upstream blob
+
+
+def test_a_corrupted_upstream_blob_is_refused_and_never_stored(
+    skopeo: Client, cache: Cache, upstreams: dict[str, Upstream], tmp_path: Path
+) -> None:
+    upstream = upstreams["bad"]
+    name = unique("library/redis")
+    layout = seed(skopeo, upstream, name, tmp_path, [120 * 1024])
+    manifest = json.loads(layout.raw)
+    config_digest = manifest["config"]["digest"]
+    bad = manifest["layers"][0]["digest"]
+    data = upstream.blob_data(bad)
+    original = data.read_bytes()
+    corrupted = bytearray(original)
+    middle = len(corrupted) // 2
+    corrupted[middle : middle + 16] = bytes(b ^ 0xFF for b in corrupted[middle : middle + 16])
+    data.write_bytes(bytes(corrupted))  # same size: only the digest tells
+    local = f"{BAD_PREFIX}/{name}"
+
+    refused = skopeo.fails(
+        "copy",
+        "--src-tls-verify=false",
+        "--retry-times=0",
+        f"docker://{cache.host}/{local}:{TAG}",
+        f"oci:{tmp_path / 'pulled'}:{TAG}",
+        timeout=TRANSFER_TIMEOUT,
+    )
+    assert "digest" in refused.stderr.lower(), refused.stderr
+
+    # The miss started a fill of the corrupted blob; the config's fill (asked for here, so
+    # that one fill surely succeeds beside it) shows the fills ran. Then give the bad one
+    # time to finish too: it must have recorded nothing.
+    with httpx.Client(trust_env=False, timeout=30, follow_redirects=True) as http:
+        config = http.get(f"http://{cache.host}/v2/{local}/blobs/{config_digest}")
+    assert config.status_code == 200 and hashlib.sha256(config.content).hexdigest() == config_digest[7:]
+    cache.wait_filled([config_digest], local)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and cache.open_multipart_uploads():
+        time.sleep(0.5)
+    time.sleep(2)
+
+    assert cache.linked_in(bad) == set()
+    assert cache.blob_record(bad) is None
+    assert cache.open_multipart_uploads() == []
+    bad_sha = hashlib.sha256(corrupted).hexdigest()
+    stored = {key: hashlib.sha256(body).hexdigest() for key, body in cache.objects().items()}
+    assert bad_sha not in stored.values() and bad[7:] not in stored.values(), stored
+    # Asked again, Skyport still never serves bytes of its own for it.
+    with httpx.Client(trust_env=False, timeout=30) as http:
+        again = http.get(f"http://{cache.host}/v2/{local}/blobs/{bad}")
+    assert again.status_code != 200 or hashlib.sha256(again.content).hexdigest() != bad_sha
+    assert cache.blob_record(bad) is None
