@@ -50,7 +50,15 @@ from e2e.conftest import (
     spawn_server,
 )
 from e2e.conftest import Registry as Served
-from e2e.images import OCI_INDEX, OCI_MANIFEST, OCILayout, build_oci_layout, read_oci_layout
+from e2e.images import (
+    OCI_INDEX,
+    OCI_MANIFEST,
+    OCILayout,
+    build_oci_index_layout,
+    build_oci_layout,
+    host_arch,
+    read_oci_layout,
+)
 from machine import cannot_run
 
 from .upstream import Upstream, start_upstream
@@ -334,29 +342,48 @@ def mirrored_dockerd(cache: Cache) -> Iterator[Client]:
 def test_docker_pulls_docker_hub_names_through_the_mirror_rule(
     mirrored_dockerd: Client, skopeo: Client, cache: Cache, upstreams: dict[str, Upstream], tmp_path: Path
 ) -> None:
+    """As Docker Hub's official images are: a multi-platform index, of which dockerd pulls
+    the host's platform (the cache fetches that child manifest by digest)."""
     docker = mirrored_dockerd
     upstream = upstreams["fs"]  # the --mirror rule's upstream
     short = unique("alpine")
     name = f"library/{short}"  # what dockerd asks a mirror for `docker pull alpine-...`
-    layout = seed(skopeo, upstream, name, tmp_path, [250 * 1024, 20 * 1024])
-    config_digest = json.loads(layout.raw)["config"]["digest"]
+    other = "arm64" if host_arch() != "arm64" else "amd64"
+    layout = build_oci_index_layout(
+        tmp_path / "seed-index", platforms=(("linux", host_arch()), ("linux", other)), tag=TAG
+    )
+    skopeo(
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        "--retry-times=0",
+        layout.ref,
+        f"docker://{upstream.direct_host}/{name}:{TAG}",
+        timeout=TRANSFER_TIMEOUT,
+    )
+    child = layout.platforms[f"linux/{host_arch()}"]
+    child_manifest = json.loads((layout.path / "blobs" / "sha256" / child.split(":", 1)[1]).read_bytes())
+    config_digest = child_manifest["config"]["digest"]
+    host_blobs = [config_digest, *(layer["digest"] for layer in child_manifest["layers"])]
+    reference = f"{short}:{TAG}"
 
     upstream.proxy.reset()
-    docker("pull", f"{short}:{TAG}", timeout=TRANSFER_TIMEOUT)
-    image = json.loads(docker("image", "inspect", f"{short}:{TAG}").stdout)[0]
+    docker("pull", reference, timeout=TRANSFER_TIMEOUT)
+    image = json.loads(docker("image", "inspect", reference).stdout)[0]
     assert image["Id"] == config_digest
     assert f"{short}@{layout.digest}" in image["RepoDigests"], image["RepoDigests"]
     # It came from the mirror rule's upstream, through Skyport (dockerd cannot reach Docker Hub).
     assert any("/manifests/" in path for _, path in upstream_saw(upstream, name)), upstream.requests()
 
-    cache.wait_filled(blob_digests(layout))  # where mirror content lives is the cache's choice
-    docker("rmi", f"{short}:{TAG}")
+    cache.wait_filled(host_blobs)  # where mirror content lives is the cache's choice
+    docker("rmi", reference)
     upstream.proxy.reset()
-    docker("pull", f"{short}:{TAG}", timeout=TRANSFER_TIMEOUT)
-    image = json.loads(docker("image", "inspect", f"{short}:{TAG}").stdout)[0]
+    docker("pull", reference, timeout=TRANSFER_TIMEOUT)
+    image = json.loads(docker("image", "inspect", reference).stdout)[0]
     assert image["Id"] == config_digest
     assert upstream.requests() == [], "the second pull reached the upstream"
-    docker("rmi", f"{short}:{TAG}")
+    docker("rmi", reference)
 
 
 # --------------------------------------------------------------------------- upstream stopped
