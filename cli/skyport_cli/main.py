@@ -126,6 +126,9 @@ def _parser() -> argparse.ArgumentParser:
     from . import gc  # `skyport gc` (issue 12)
 
     gc.add_command(commands)
+    from . import cache  # `skyport cache add|list|remove` (issue 13)
+
+    cache.add_command(commands)
     return parser
 
 
@@ -171,6 +174,10 @@ def main(argv: list[str] | None = None) -> None:
         from . import gc
 
         sys.exit(gc.run(args))
+    if args.command == "cache":
+        from . import cache
+
+        sys.exit(cache.run(args))
     if args.command == "serve-uploads":
         from .serve import serve_uploads
 

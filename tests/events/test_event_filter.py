@@ -51,6 +51,9 @@ KEY_KINDS = {
     "retention_cursor": (keys.retention_cursor(), False),
     # garbage collection (issue 12): the collector's run item is not registry content
     "gc_run": (keys.gc_run(), False),
+    # pull-through cache (issue 13): rules and fill leases are not registry content
+    "cache_rule": (keys.cache_rule("REPO#x"), False),
+    "cache_fill_lease": (keys.cache_fill_lease("library/app", DIGEST), False),
 }
 
 

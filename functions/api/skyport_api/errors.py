@@ -49,7 +49,7 @@ def _headers(error: RegistryError, request: Request | None) -> dict[str, str]:
             if request is not None
             else upload_location(upload.repository, upload.upload_id),
         }
-    if isinstance(error, TooManyRequests) and error.retry_after is not None:
+    if isinstance(error, (TooManyRequests, Unavailable)) and error.retry_after is not None:
         return {"Retry-After": str(error.retry_after)}
     if isinstance(error, Challenge):
         return {"WWW-Authenticate": error.challenge}

@@ -132,6 +132,22 @@ class Settings:
     # longer than any request, which the collector's argument needs (skyport/gc/__init__.py).
     gc_grace_seconds: int = 24 * 3600
 
+    # --- pull-through cache (issue 13: skyport/pull_through) ---
+    # A cached tag is served this long without asking upstream (SKYPORT_CACHE_TAG_RECHECK_SECONDS);
+    # then one HEAD upstream (HEADs do not count against Docker Hub's pull limit) re-checks it.
+    cache_tag_recheck_seconds: int = 300
+    # Each process reads the cache rules at most this often (SKYPORT_CACHE_RULES_SECONDS).
+    cache_rules_seconds: int = 30
+    # Deployed: the fill function the API invokes asynchronously (SKYPORT_CACHE_FILL_FUNCTION);
+    # unset: fills run in a thread pool of this process (`skyport serve`, tests).
+    cache_fill_function: str | None = None
+    # How long a blob GET waits for a fill when it cannot redirect upstream (an upstream
+    # that serves bytes itself to credentials only): SKYPORT_CACHE_FILL_WAIT_SECONDS.
+    cache_fill_wait_seconds: int = 5
+    # Per upstream call made while a client waits (connect, and read of the headers):
+    # SKYPORT_CACHE_UPSTREAM_TIMEOUT_SECONDS; well under API Gateway's 30 s.
+    cache_upstream_timeout_seconds: int = 10
+
     @property
     def hook_secrets(self) -> str:
         return self.hook_secret_prefix or f"skyport/{self.table}/hooks/"
@@ -201,6 +217,7 @@ class Settings:
             immutability_cache_seconds=_immutability_cache_seconds(env, defaults),
             pull_record_seconds=_pull_record_seconds(env, defaults),
             gc_grace_seconds=_gc_grace_seconds(env, defaults),
+            **_cache_settings(env, defaults),
         )
 
 
@@ -296,3 +313,30 @@ def _gc_grace_seconds(env: Mapping[str, str], defaults: dict) -> int:
         return parse_duration(value) // 1000
     except ValueError as error:
         raise ValueError(f"SKYPORT_GC_GRACE: {error}") from None
+
+
+def _cache_settings(env: Mapping[str, str], defaults: dict) -> dict:
+    """The pull-through cache's settings (issue 13), each ASCII digits within bounds."""
+
+    def seconds(name: str, field_name: str, low: int, high: int) -> int:
+        value = env.get(name)
+        if not value:
+            return defaults[field_name]
+        number = int(value) if value.isascii() and value.isdigit() else -1
+        if not low <= number <= high:
+            raise ValueError(f"{name} must be {low}..{high} seconds, not {value[:20]!r}")
+        return number
+
+    return {
+        "cache_tag_recheck_seconds": seconds(
+            "SKYPORT_CACHE_TAG_RECHECK_SECONDS", "cache_tag_recheck_seconds", 0, 30 * 86400
+        ),
+        "cache_rules_seconds": seconds("SKYPORT_CACHE_RULES_SECONDS", "cache_rules_seconds", 0, 3600),
+        "cache_fill_function": env.get("SKYPORT_CACHE_FILL_FUNCTION") or None,
+        "cache_fill_wait_seconds": seconds(
+            "SKYPORT_CACHE_FILL_WAIT_SECONDS", "cache_fill_wait_seconds", 0, 20
+        ),
+        "cache_upstream_timeout_seconds": seconds(
+            "SKYPORT_CACHE_UPSTREAM_TIMEOUT_SECONDS", "cache_upstream_timeout_seconds", 1, 25
+        ),
+    }

@@ -110,7 +110,6 @@ PaginationNumberInvalid = _error("PAGINATION_NUMBER_INVALID")
 PayloadTooLarge = _error("PAYLOAD_TOO_LARGE")
 NotFound = _error("NOT_FOUND")
 UploadBusy = _error("UPLOAD_BUSY")
-Unavailable = _error("UNAVAILABLE")
 Unknown = _error("UNKNOWN")
 
 
@@ -143,6 +142,19 @@ class TooManyRequests(RegistryError):
     should wait (answered as ``Retry-After``, RFC 9110 section 10.2.3)."""
 
     code_name = "TOOMANYREQUESTS"
+
+    def __init__(
+        self, detail: Any = None, *, message: str | None = None, retry_after: int | None = None
+    ) -> None:
+        super().__init__(detail, message=message)
+        self.retry_after = retry_after
+
+
+class Unavailable(RegistryError):
+    """UNAVAILABLE (503): storage, or a pull-through cache's upstream, cannot answer now;
+    ``retry_after``, when known, is answered as ``Retry-After`` (RFC 9110 section 10.2.3)."""
+
+    code_name = "UNAVAILABLE"
 
     def __init__(
         self, detail: Any = None, *, message: str | None = None, retry_after: int | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -240,10 +240,14 @@ class ManifestService:
         index: ManifestIndex,
         settings: Settings,
         immutability: ImmutabilityRules | None = None,
+        before_push: Callable[[str], None] | None = None,
     ) -> None:
         self._objects = objects
         self._index = index
         self._settings = settings
+        # Raises to refuse a client's push into ``repository`` once the manifest is parsed
+        # (registry.py: a pull-through cache prefix is read-only to clients).
+        self._before_push = before_push
         # Tag immutability rules (skyport/immutability.py: what is refused, and why); None: none.
         self._immutability = immutability
 
@@ -302,6 +306,8 @@ class ManifestService:
             tag = validate_tag(reference)
             digest = Digest.of(body, CANONICAL_ALGORITHM)
         parsed = parse_manifest(body, content_type, self._settings.max_manifest_references)
+        if self._before_push is not None:
+            self._before_push(repository)
         digest_text = str(digest)
         inline = len(body) <= self._settings.inline_manifest_limit
         record = ManifestRecord(

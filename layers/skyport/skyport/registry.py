@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from .direct_uploads import DirectUploadService
     from .gc import GarbageCollector
     from .immutability import ImmutabilityRules
+    from .pull_through import CacheRules, PullThroughCache
+    from .pull_through.fill import BlobFill
     from .pulls import PullRecorder
     from .retention import RetentionService
     from .storage.ports import AuthStore
@@ -68,7 +70,14 @@ class Registry:
 
     @cached_property
     def manifests(self) -> ManifestService:
-        return ManifestService(self._objects, self._manifest_index, self.settings, self.immutability)
+        return ManifestService(
+            self._objects,
+            self._manifest_index,
+            self.settings,
+            self.immutability,
+            # Clients push nothing into a pull-through cache prefix (skyport/pull_through).
+            before_push=lambda repository: self.cache_rules.refuse_client_write(repository, "push"),
+        )
 
     @cached_property
     def immutability(self) -> ImmutabilityRules:
@@ -206,3 +215,60 @@ class Registry:
         store = DynamoGcStore(self.clients.dynamodb, self.settings.table)
         listing = S3Listings(self.clients.s3, self.settings.bucket)
         return GarbageCollector(store, self._objects, listing, repositories=self._manifest_index)
+
+    # The pull-through cache (issue 13: skyport/pull_through). Rules are read per process
+    # at most every SKYPORT_CACHE_RULES_SECONDS; nothing else is built until a rule matches.
+    @cached_property
+    def cache_rules(self) -> CacheRules:
+        from .pull_through import CacheRules
+        from .storage.dynamodb.pull_through import DynamoPullThroughStore
+
+        return CacheRules(
+            DynamoPullThroughStore(self.clients.dynamodb, self.settings.table),
+            self.settings.cache_rules_seconds,
+            secrets=lambda: self.clients.secretsmanager,
+            secret_prefix=self.settings.hook_secrets,
+        )
+
+    @cached_property
+    def _upstreams(self):
+        from .pull_through.upstream import Upstreams
+
+        return Upstreams(self.settings.cache_upstream_timeout_seconds, lambda: self.clients.secretsmanager)
+
+    @cached_property
+    def cache_fill(self) -> BlobFill:
+        """The blob fill (pull_through/fill.py): CacheFillFunction when
+        SKYPORT_CACHE_FILL_FUNCTION names it, else a thread pool of this process."""
+        from .pull_through.fill import BlobFill, LambdaFills, ThreadFills
+        from .storage.dynamodb.pull_through import DynamoPullThroughStore
+
+        fill = BlobFill(
+            self._objects,
+            self.blobs,
+            DynamoPullThroughStore(self.clients.dynamodb, self.settings.table),
+            self.cache_rules,
+            self._upstreams,
+            self.settings,
+        )
+        if self.settings.cache_fill_function:
+            fill.launcher = LambdaFills(self.clients.lambda_, self.settings.cache_fill_function)
+        else:
+            fill.launcher = ThreadFills(fill.run)
+        return fill
+
+    @cached_property
+    def pull_through(self) -> PullThroughCache:
+        from .pull_through import PullThroughCache
+        from .pull_through.blobs import CachedBlobs
+        from .pull_through.manifests import CachedManifests
+        from .storage.dynamodb.pull_through import DynamoPullThroughStore
+
+        tags = DynamoPullThroughStore(self.clients.dynamodb, self.settings.table)
+        cached_manifests = CachedManifests(
+            self.manifests, self._manifest_index, self._objects, tags, self._upstreams, self.settings
+        )
+        cached_blobs = CachedBlobs(self.blobs, self.cache_fill, self._upstreams, self.settings)
+        return PullThroughCache(
+            self.cache_rules, self.manifests, self.blobs, cached_manifests, cached_blobs, self._manifest_index
+        )

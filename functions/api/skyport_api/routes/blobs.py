@@ -6,7 +6,7 @@ from fastapi import Request
 from skyport.concurrency import run_blocking
 from starlette.responses import Response, StreamingResponse
 
-from . import Routes, inline, registry_of
+from . import Routes, access_of, inline, registry_of
 
 routes = Routes()
 PATH = "/v2/{name:path}/blobs/{digest}"
@@ -14,14 +14,13 @@ PATH = "/v2/{name:path}/blobs/{digest}"
 
 @routes.head(PATH)
 async def head_blob(request: Request, name: str, digest: str) -> Response:
-    blob = await run_blocking(registry_of(request).blobs.stat, name, digest, inline=inline(request))
-    return Response(
-        headers={
-            "Content-Length": str(blob.size),
-            "Docker-Content-Digest": blob.digest,
-            "Content-Type": "application/octet-stream",
-        }
+    known, size = await run_blocking(
+        registry_of(request).pull_through.blob_stat, name, digest, access_of(request), inline=inline(request)
     )
+    headers = {"Docker-Content-Digest": known, "Content-Type": "application/octet-stream"}
+    if size is not None:
+        headers["Content-Length"] = str(size)
+    return Response(headers=headers)
 
 
 @routes.get(PATH)
@@ -35,10 +34,14 @@ async def get_blob(request: Request, name: str, digest: str) -> Response:
             media_type="application/octet-stream",
             headers={"Content-Length": str(blob.size), "Docker-Content-Digest": blob.digest},
         )
-    download = await run_blocking(registry.blobs.download, name, digest, inline=inline(request))
+    # Through the pull-through cache for names a rule covers (skyport/pull_through/blobs.py:
+    # a miss redirects to the upstream's storage while a fill copies it); else as any blob.
+    download = await run_blocking(
+        registry.pull_through.blob, name, digest, access_of(request), inline=inline(request)
+    )
     # Image bytes never pass through the function: 307 keeps the method.
     return Response(
-        status_code=307, headers={"Location": download.url, "Docker-Content-Digest": download.blob.digest}
+        status_code=307, headers={"Location": download.url, "Docker-Content-Digest": download.digest}
     )
 
 
@@ -50,5 +53,8 @@ async def _each(chunks: Iterator[bytes], inline: bool) -> AsyncIterator[bytes]:
 
 @routes.delete(PATH)
 async def delete_blob(request: Request, name: str, digest: str) -> Response:
+    await run_blocking(
+        registry_of(request).pull_through.refuse_client_write, name, "delete", inline=inline(request)
+    )
     await run_blocking(registry_of(request).blobs.delete, name, digest, inline=inline(request))
     return Response(status_code=202)

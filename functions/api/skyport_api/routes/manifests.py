@@ -7,7 +7,7 @@ from skyport.numerals import decimal
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 
-from . import Routes, inline, registry_of
+from . import Routes, access_of, inline, registry_of
 
 routes = Routes()
 PATH = "/v2/{name:path}/manifests/{reference}"
@@ -15,20 +15,26 @@ PATH = "/v2/{name:path}/manifests/{reference}"
 
 async def _manifest_response(request: Request, name: str, reference: str, include_body: bool) -> Response:
     accept = request.headers.getlist("accept")
-    record, body = await run_blocking(
-        registry_of(request).manifests.fetch,
+    # Names under a pull-through cache prefix (and, with a mirror rule, unknown unprefixed
+    # ones) come through the cache; every other name from the manifest service as before.
+    answer = await run_blocking(
+        registry_of(request).pull_through.manifest,
         name,
         reference,
         accept,
-        include_body=include_body,
+        include_body,
+        access_of(request),
         inline=inline(request),
     )
+    record, body = answer.record, answer.body
     headers = {
         "Docker-Content-Digest": record.digest,
         "Content-Type": record.media_type,
         "Content-Length": str(record.size),
         "ETag": f'"{record.digest}"',
     }
+    if answer.warning:
+        headers["Warning"] = answer.warning  # served stale: upstream failed (RFC 7234 5.5.1)
     background = None
     if include_body:
         # A GET is a pull (HEAD is not: skyport/pulls.py says why). Noting it is memory
@@ -83,5 +89,8 @@ async def put_manifest(request: Request, name: str, reference: str) -> Response:
 
 @routes.delete(PATH)
 async def delete_manifest(request: Request, name: str, reference: str) -> Response:
+    await run_blocking(
+        registry_of(request).pull_through.refuse_client_write, name, "delete", inline=inline(request)
+    )
     await run_blocking(registry_of(request).manifests.delete, name, reference, inline=inline(request))
     return Response(status_code=202)

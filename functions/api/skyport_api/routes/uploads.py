@@ -110,6 +110,8 @@ def _created(request: Request, name: str, blob: BlobRecord) -> Response:
 @routes.post(UPLOADS.rstrip("/"))
 async def start_upload(request: Request, name: str) -> Response:
     registry = registry_of(request)
+    # Nothing is pushed into a pull-through cache prefix (skyport/pull_through/cache.py).
+    await run_blocking(registry.pull_through.refuse_client_write, name, "push", inline=inline(request))
     query = request.query_params
     if "mount" in query:
         # Only from a repository the caller may pull (auth on).

@@ -101,6 +101,22 @@
     │                     / CURSOR                        where a scheduled run stopped (the
     │                                                     last repository it finished): the
     │                                                     next invocation resumes after it
+    │   (pull-through cache, issue 13: skyport/pull_through, storage/dynamodb/pull_through.py)
+    ├── CACHE             / RULE#<prefix>                 a cache rule: upstream URL, insecure,
+    │                                                     mirror, username, and where its
+    │                                                     password is (the NAME of an environment
+    │                                                     variable locally, or a Secrets Manager
+    │                                                     secret's name; never the password).
+    │                                                     Read whole and cached by each process;
+    │                                                     no stream event. Cached content lives
+    │                                                     under REPO#<prefix>/... like pushed
+    │                                                     content; its TAG items also hold
+    │                                                     upstream_checked_ms (when upstream was
+    │                                                     last asked; a MODIFY with the same
+    │                                                     digest makes no event)
+    ├── CACHE_FILL#<digest> / REPO#<name>             a fill of that blob into <name> is running
+    │                                                     (lease_owner, lease_until): a hundred
+    │                                                     misses start one copy; TTL `expires_at`
     │   (garbage collection, issue 12: skyport/gc, storage/dynamodb/gc.py)
     └── GC                / RUN                           the collector's current or last run:
                                                           run id, start, grace, phase, cursor
@@ -315,6 +331,22 @@ GC = "GC"
 
 def gc_run() -> dict:
     return _key(GC, "RUN")
+
+
+# --- pull-through cache (issue 13) ------------------------------------------------
+# Neither partition starts with REPO# nor is CATALOG: no registry event comes of them.
+
+CACHE = "CACHE"
+CACHE_RULE_PREFIX = "RULE#"
+CACHE_FILL_PREFIX = "CACHE_FILL#"
+
+
+def cache_rule(prefix: str) -> dict:
+    return _key(CACHE, f"{CACHE_RULE_PREFIX}{prefix}")
+
+
+def cache_fill_lease(repository: str, digest: str) -> dict:
+    return _key(f"{CACHE_FILL_PREFIX}{digest}", repository_partition(repository))
 
 
 def upload_id_of_object(key: str) -> str | None:

@@ -1,0 +1,144 @@
+"""Blobs through the cache (issue 13): a client never waits on a copy.
+
+A blob the repository holds (linked: a fill finished, verified) is a 307 to S3, as any
+blob. On a miss, upstream is asked ``GET /v2/<upstream name>/blobs/<digest>`` with the
+rule's credentials, redirects not followed, and only its status and headers are read:
+
+(a) **3xx with a Location** (Docker Hub, ghcr, quay, ECR, Distribution on S3): 307 to that
+    Location, a short-lived URL of the upstream's storage that needs no credentials. One
+    on the upstream's own host is handed out only by a rule without credentials (it is
+    then what the client would have fetched without us); else it is case (c).
+(b) **200 from a rule without credentials** (an anonymous upstream serving bytes itself,
+    e.g. Distribution on its filesystem driver): 307 to the upstream's blob URL, which the
+    client fetches anonymously, exactly as it would have without us.
+(c) **200 from a rule with credentials**: redirecting would need our credentials, which
+    are never handed out. The request waits for the fill up to
+    settings.cache_fill_wait_seconds (small blobs are in S3 by then) and redirects to S3;
+    else 503 UNAVAILABLE with Retry-After: the client retries, and the fill goes on.
+404: BLOB_UNKNOWN. In every case but 404 a fill starts (fill.py), so the next pull is
+served from S3. A blob is only ever asked of the rule's upstream *repository* the name
+maps to (the upstream enforces its own scoping), never of another repository.
+
+HEAD on a miss asks upstream's HEAD (size and digest) and starts nothing: clients HEAD to
+learn whether to push, and a pull GETs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+from ..blobs import BlobService
+from ..config import Settings
+from ..errors import BlobUnknown, Unavailable
+from .fill import BlobFill
+from .rules import CacheTarget
+from .upstream import UpstreamDenied, UpstreamDown, Upstreams, as_registry_error, check_status, finish
+
+REDIRECTS = (301, 302, 303, 307, 308)
+WAIT_STEP_SECONDS = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class BlobAnswer:
+    """Where the client gets the bytes (``url``), and what is known of the blob."""
+
+    digest: str
+    url: str
+    size: int | None = None
+    cached: bool = False  # from S3 (True), or from upstream's storage (False)
+
+
+class CachedBlobs:
+    def __init__(
+        self,
+        blobs: BlobService,
+        fill: BlobFill,
+        upstreams: Upstreams,
+        settings: Settings,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._blobs = blobs
+        self._fill = fill
+        self._upstreams = upstreams
+        self._settings = settings
+        self._sleep = sleep
+        self._clock = clock
+
+    def download(self, target: CacheTarget, digest: str) -> BlobAnswer:
+        try:
+            found = self._blobs.download(target.repository, digest)
+            return BlobAnswer(digest, found.url, found.blob.size, cached=True)
+        except BlobUnknown:
+            pass
+        try:
+            response = self._upstreams.request(target, "GET", f"/v2/{target.upstream_name}/blobs/{digest}")
+        except (UpstreamDown, UpstreamDenied) as error:
+            raise as_registry_error(error, target) from None
+        try:
+            check_status(response, f"GET blob {digest}")
+            status, location = response.status, response.headers.get("Location")
+            length = response.headers.get("Content-Length") or ""
+        except (UpstreamDown, UpstreamDenied) as error:
+            raise as_registry_error(error, target) from None
+        finally:
+            finish(response)  # the body (case b, c) is never read here
+        if status == 404:
+            raise BlobUnknown({"digest": digest})
+        size = int(length) if length.isascii() and length.isdigit() else None
+        base = target.rule.upstream
+        self._fill.start(target.repository, digest)
+        if status in REDIRECTS and location:
+            url = urljoin(f"{base}/", location)
+            parts = urlsplit(url)
+            on_upstream = f"{parts.scheme}://{parts.netloc}" == base
+            if parts.scheme in ("http", "https") and (not on_upstream or not target.rule.has_credentials):
+                return BlobAnswer(digest, url, size)  # case (a)
+        elif status == 200 and not target.rule.has_credentials:
+            return BlobAnswer(digest, f"{base}/v2/{target.upstream_name}/blobs/{digest}", size)  # case (b)
+        elif status != 200:
+            raise as_registry_error(UpstreamDown(f"GET blob {digest}: HTTP {status}"), target)
+        return self._wait_for_fill(target, digest)  # case (c)
+
+    def _wait_for_fill(self, target: CacheTarget, digest: str) -> BlobAnswer:
+        deadline = self._clock() + self._settings.cache_fill_wait_seconds
+        while True:
+            try:
+                found = self._blobs.download(target.repository, digest)
+                return BlobAnswer(digest, found.url, found.blob.size, cached=True)
+            except BlobUnknown:
+                pass
+            if self._clock() >= deadline:
+                raise Unavailable(
+                    {"digest": digest, "upstream": target.rule.host},
+                    message="the blob is being copied from upstream into the cache; retry shortly",
+                    retry_after=5,
+                )
+            self._sleep(WAIT_STEP_SECONDS)
+
+    def stat(self, target: CacheTarget, digest: str) -> tuple[str, int | None]:
+        """HEAD: (digest, size) from the repository, else from upstream's HEAD."""
+        try:
+            record = self._blobs.stat(target.repository, digest)
+            return record.digest, record.size
+        except BlobUnknown:
+            pass
+        try:
+            response = self._upstreams.request(target, "HEAD", f"/v2/{target.upstream_name}/blobs/{digest}")
+        except (UpstreamDown, UpstreamDenied) as error:
+            raise as_registry_error(error, target) from None
+        try:
+            check_status(response, f"HEAD blob {digest}")
+        except (UpstreamDown, UpstreamDenied) as error:
+            raise as_registry_error(error, target) from None
+        finally:
+            finish(response)
+        if response.status == 404:
+            raise BlobUnknown({"digest": digest})
+        length = response.headers.get("Content-Length") or ""
+        return digest, int(
+            length
+        ) if length.isascii() and length.isdigit() and response.status == 200 else None

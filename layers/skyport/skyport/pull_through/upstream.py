@@ -1,0 +1,227 @@
+"""Calls to a rule's upstream registry: one connection pool per process (made on first
+use, never per request), one RegistryClient (token flow: distribution_client.py) per
+upstream repository kept for reuse, the rule's credentials, and every failure turned into
+one of three outcomes the cache acts on:
+
+- ``UpstreamDown``: unreachable, timed out, 5xx: serve a cached copy (stale, with a
+  Warning) or answer 503 UNAVAILABLE with Retry-After;
+- ``UpstreamLimited``: 429 (Docker Hub's pull limit): the same, but 429 TOOMANYREQUESTS;
+- ``UpstreamDenied``: 401/403 after the token flow: the rule's credentials (or their
+  absence) do not cover that repository. Answered DENIED, naming the rule, never a secret.
+
+The password is read when an upstream call needs it: from the environment variable the
+rule names (locally), or from its Secrets Manager secret (deployed; kept
+SECRET_CACHE_SECONDS per process). It is never logged, put in an event or returned.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import urllib3
+
+from ..distribution_client import RegistryClient, RegistryClientError
+from ..errors import Denied, TooManyRequests, Unavailable
+from .rules import CacheRule, CacheTarget
+
+# Manifest types a cache asks for: every type clients pull, so that what is stored serves
+# them all (an index first: multi-platform clients pick their platform from it).
+MANIFEST_ACCEPT = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+CLIENTS_KEPT = 256
+SECRET_CACHE_SECONDS = 300
+DEFAULT_RETRY_AFTER = 30
+# A fill reads a blob's body: a long read timeout between packets, not for the whole body.
+FILL_READ_TIMEOUT = 120
+
+
+class UpstreamDown(Exception):
+    def __init__(self, reason: str, retry_after: int = DEFAULT_RETRY_AFTER) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class UpstreamLimited(UpstreamDown):
+    pass
+
+
+class UpstreamDenied(Exception):
+    pass
+
+
+def retry_after_of(response: Any) -> int:
+    value = (response.headers.get("Retry-After") or "").strip()
+    if value.isascii() and value.isdigit():
+        return min(int(value), 3600)
+    return DEFAULT_RETRY_AFTER
+
+
+def as_registry_error(error: Exception, target: CacheTarget) -> Exception:
+    """The client-facing error for an upstream failure without a cached copy."""
+    where = f"the upstream of cache rule {target.rule.prefix} ({target.rule.host})"
+    if isinstance(error, UpstreamLimited):
+        return TooManyRequests(
+            {"upstream": target.rule.host},
+            message=f"{where} limits our requests (HTTP 429); retry later",
+            retry_after=error.retry_after,
+        )
+    if isinstance(error, UpstreamDown):
+        return Unavailable(
+            {"upstream": target.rule.host},
+            message=f"{where} is unavailable ({error.reason}) and nothing is cached",
+            retry_after=error.retry_after,
+        )
+    if isinstance(error, UpstreamDenied):
+        return Denied(
+            {"upstream": target.rule.host, "repository": target.upstream_name},
+            message=f"{where} denied access to {target.upstream_name}: it does not exist there, or "
+            "the rule's credentials do not cover it",
+        )
+    return error
+
+
+def check_status(response: Any, what: str) -> None:
+    """UpstreamDown/Limited/Denied for an answer that is none of 2xx, 3xx, 404."""
+    status = response.status
+    if status == 429:
+        raise UpstreamLimited(f"{what}: HTTP 429", retry_after_of(response))
+    if status in (401, 403):
+        raise UpstreamDenied(f"{what}: HTTP {status}")
+    if status >= 500 or status < 200 or status in (408, 425):
+        raise UpstreamDown(f"{what}: HTTP {status}", retry_after_of(response))
+    if 400 <= status < 500 and status != 404:
+        raise UpstreamDown(f"{what}: HTTP {status}")
+
+
+# An error answer's body is read to reuse the connection, up to this much; past it, or for a
+# body nobody wants (a blob), the connection is closed instead.
+DRAIN_LIMIT = 64 * 1024
+
+
+def finish(response: Any) -> None:
+    """Done with ``response``: its connection back to the pool when the body was read (or
+    is short), else closed: never read a blob's body just to reuse a connection."""
+    length = response.headers.get("Content-Length") or ""
+    if response.status >= 300 and length.isascii() and length.isdigit() and int(length) <= DRAIN_LIMIT:
+        response.drain_conn()
+        return
+    if getattr(response, "_fp", None) is not None and not response.isclosed():
+        response.close()
+    response.release_conn()
+
+
+class Upstreams:
+    def __init__(
+        self,
+        timeout_seconds: int,
+        secrets: Callable[[], Any],
+        environ: Mapping[str, str] = os.environ,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._timeout = timeout_seconds
+        self._secrets = secrets
+        self._environ = environ
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._pools: dict[tuple[bool, bool], urllib3.PoolManager] = {}
+        self._clients: OrderedDict[tuple, RegistryClient] = OrderedDict()
+        self._secret_values: dict[str, tuple[float, tuple[str, str]]] = {}
+
+    def _pool(self, verify_tls: bool, for_fill: bool) -> urllib3.PoolManager:
+        with self._lock:
+            pool = self._pools.get((verify_tls, for_fill))
+            if pool is None:
+                read = FILL_READ_TIMEOUT if for_fill else self._timeout
+                tls = {} if verify_tls else {"cert_reqs": "CERT_NONE", "assert_hostname": False}
+                pool = urllib3.PoolManager(
+                    maxsize=16,
+                    retries=False,
+                    timeout=urllib3.Timeout(connect=self._timeout, read=read),
+                    **tls,
+                )
+                self._pools[(verify_tls, for_fill)] = pool
+            return pool
+
+    def credentials(self, rule: CacheRule) -> tuple[str, str] | None:
+        if rule.secret:
+            now = self._clock()
+            kept = self._secret_values.get(rule.secret)
+            if kept and now - kept[0] < SECRET_CACHE_SECONDS:
+                return kept[1]
+            try:
+                value = json.loads(self._secrets().get_secret_value(SecretId=rule.secret)["SecretString"])
+                pair = (str(value["username"]), str(value["password"]))
+            except Exception as error:  # noqa: BLE001 - reported without the secret
+                raise UpstreamDown(f"the rule's secret could not be read ({type(error).__name__})") from None
+            self._secret_values[rule.secret] = (now, pair)
+            return pair
+        if rule.username and rule.password_env:
+            password = self._environ.get(rule.password_env)
+            if password is None:
+                raise UpstreamDown(
+                    f"the server's environment has no {rule.password_env} (the rule's password variable)"
+                )
+            return rule.username, password
+        return None
+
+    def client(self, target: CacheTarget, for_fill: bool = False) -> RegistryClient:
+        rule = target.rule
+        key = (rule.prefix, rule.upstream, rule.created_ms, target.upstream_name, for_fill)
+        with self._lock:
+            found = self._clients.get(key)
+            if found is not None:
+                self._clients.move_to_end(key)
+                return found
+        client = RegistryClient(
+            rule.host,
+            target.upstream_name,
+            credentials=self.credentials(rule),
+            scheme=rule.scheme,
+            http=self._pool(not rule.insecure, for_fill),
+            credentials_hint=f"cache rule {rule.prefix}",
+        )
+        with self._lock:
+            self._clients[key] = client
+            while len(self._clients) > CLIENTS_KEPT:
+                self._clients.popitem(last=False)
+        return client
+
+    def request(
+        self,
+        target: CacheTarget,
+        method: str,
+        path: str,
+        headers: dict | None = None,
+        *,
+        for_fill: bool = False,
+    ) -> Any:
+        """One authorized request (redirects not followed; the body not read), with
+        transport failures and token-endpoint refusals turned into UpstreamDown/Denied."""
+        client = self.client(target, for_fill)
+        try:
+            return client.request(method, path, headers=headers, preload=False)
+        except RegistryClientError as error:
+            # Only the token endpoint raises here: its answer, never our credentials.
+            if " 401" in str(error) or " 403" in str(error):
+                raise UpstreamDenied("the token endpoint refused the rule's credentials") from None
+            raise UpstreamDown("the token endpoint failed") from None
+        except urllib3.exceptions.HTTPError as error:
+            raise UpstreamDown(f"{type(error).__name__}") from None
+
+    def get_url(self, url: str, verify_tls: bool) -> Any:
+        """GET an upstream's storage URL (its blob redirect), without our credentials."""
+        try:
+            return self._pool(verify_tls, True).request("GET", url, redirect=False, preload_content=False)
+        except urllib3.exceptions.HTTPError as error:
+            raise UpstreamDown(f"{type(error).__name__}") from None
