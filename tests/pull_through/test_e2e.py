@@ -427,7 +427,9 @@ def test_cached_tags_still_pull_with_the_upstream_stopped(
     assert response.content == layout.raw
     assert response.headers.get("Docker-Content-Digest") == layout.digest
     warning = response.headers.get("Warning", "")
-    assert warning.startswith("110 "), f"no RFC 7234 stale warning: {dict(response.headers)}"
+    assert warning.startswith("110 "), (
+        f"no RFC 7234 stale warning: {dict(response.headers)}\n{_log_tail(cache.served.log)}"
+    )
 
 
 # --------------------------------------------------------------------------- corrupted upstream blob

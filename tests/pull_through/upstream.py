@@ -26,6 +26,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -93,6 +94,16 @@ def free_port() -> int:
 # --------------------------------------------------------------------------- the proxy
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that hangs up (skopeo closing an idle keep-alive connection, a pull
+        # that failed on purpose) is no error of the proxy's; anything else is printed.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class CountingProxy:
     """A threaded HTTP/1.1 reverse proxy to ``target`` (host:port) that records every
     request it forwards as (method, path). Redirects are passed back, never followed."""
@@ -101,6 +112,7 @@ class CountingProxy:
         self.target = target
         self._lock = threading.Lock()
         self._seen: list[tuple[str, str]] = []
+        self._connections: set[socket.socket] = set()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -108,6 +120,16 @@ class CountingProxy:
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base's name
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                with proxy._lock:
+                    proxy._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with proxy._lock:
+                    proxy._connections.discard(self.connection)
+                super().finish()
 
             def _forward(self) -> None:
                 proxy._record(self.command, self.path)
@@ -152,8 +174,7 @@ class CountingProxy:
 
             do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _forward
 
-        self._server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server((LOOPBACK, 0), Handler)
         self.host = f"{LOOPBACK}:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="counting-proxy", daemon=True)
         self._thread.start()
@@ -177,6 +198,14 @@ class CountingProxy:
             self._stopped = True
             self._server.shutdown()
             self._server.server_close()
+            # Kept-alive connections too: a stopped upstream answers nothing, not a 502.
+            with self._lock:
+                open_connections = list(self._connections)
+            for connection in open_connections:
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
             self._thread.join(10)
 
 
