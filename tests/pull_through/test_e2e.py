@@ -376,7 +376,9 @@ def test_docker_pulls_docker_hub_names_through_the_mirror_rule(
     # It came from the mirror rule's upstream, through Skyport (dockerd cannot reach Docker Hub).
     assert any("/manifests/" in path for _, path in upstream_saw(upstream, name)), upstream.requests()
 
-    cache.wait_filled(host_blobs)  # where mirror content lives is the cache's choice
+    # Mirrored content is kept under the mirror rule's prefix: one copy for both ways of
+    # asking (skyport/pull_through/rules.py).
+    cache.wait_filled(host_blobs, f"{DOCKER_HUB_PREFIX}/{name}")
     docker("rmi", reference)
     upstream.proxy.reset()
     docker("pull", reference, timeout=TRANSFER_TIMEOUT)
@@ -384,6 +386,11 @@ def test_docker_pulls_docker_hub_names_through_the_mirror_rule(
     assert image["Id"] == config_digest
     assert upstream.requests() == [], "the second pull reached the upstream"
     docker("rmi", reference)
+    # The same copy, asked for by its prefixed name: still no upstream.
+    prefixed = f"docker://{cache.host}/{DOCKER_HUB_PREFIX}/{name}:{TAG}"
+    raw = skopeo("inspect", "--raw", "--tls-verify=false", prefixed).stdout.encode()
+    assert raw == layout.raw
+    assert upstream.requests() == [], "the prefixed name reached the upstream"
 
 
 # --------------------------------------------------------------------------- upstream stopped
