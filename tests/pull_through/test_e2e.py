@@ -170,8 +170,11 @@ class Cache:
         )
 
 
-def start_cache(request: pytest.FixtureRequest, base: Path, recheck_seconds: int) -> tuple[Cache, object]:
-    """``skyport serve`` as `make run` starts it, its embedded moto on a known port."""
+def start_cache(
+    request: pytest.FixtureRequest, base: Path, recheck_seconds: int, gateway: str
+) -> tuple[Cache, object]:
+    """``skyport serve`` as `make run` starts it (``gateway``: the app itself, or as deployed
+    behind the local API Gateway and the Lambda handler), its embedded moto on a known port."""
     port, moto_port = _free_port(), _free_port()
     log = base / "skyport.log"
     proc, argv, env = spawn_server(
@@ -183,6 +186,7 @@ def start_cache(request: pytest.FixtureRequest, base: Path, recheck_seconds: int
         SKYPORT_BUCKET="cache-blobs",
         SKYPORT_TABLE="cache-metadata",
         SKYPORT_HOOKS="off",
+        SKYPORT_GATEWAY=gateway,
         SKYPORT_CACHE_TAG_RECHECK_SECONDS=str(recheck_seconds),
     )
     served = Served(host=f"127.0.0.1:{port}", proc=proc, log=log)
@@ -204,10 +208,15 @@ def _own_servers_only() -> None:
         )
 
 
-@pytest.fixture(scope="module")
+# As make run serves it, and as deployed (SKYPORT_GATEWAY=lambda): through the local API
+# Gateway and the Lambda handler, fills still in the process (no fill function configured).
+GATEWAYS = ["asgi", "lambda"]
+
+
+@pytest.fixture(scope="module", params=GATEWAYS)
 def cache(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Cache]:
     _own_servers_only()
-    cache, proc = start_cache(request, tmp_path_factory.mktemp("cache"), RECHECK_SECONDS)
+    cache, proc = start_cache(request, tmp_path_factory.mktemp("cache"), RECHECK_SECONDS, request.param)
     try:
         yield cache
     finally:
@@ -396,12 +405,12 @@ def test_docker_pulls_docker_hub_names_through_the_mirror_rule(
 # --------------------------------------------------------------------------- upstream stopped
 
 
-@pytest.fixture
+@pytest.fixture(params=GATEWAYS)
 def stale_cache(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[tuple[Cache, Upstream]]:
     """A second server whose tags are re-checked after a second, and its own upstream."""
     _own_servers_only()
     base = tmp_path_factory.mktemp("stale")
-    cache, proc = start_cache(request, base, STALE_RECHECK_SECONDS)
+    cache, proc = start_cache(request, base, STALE_RECHECK_SECONDS, request.param)
     upstream = None
     try:
         upstream = start_upstream(base / "upstream", "fs")
