@@ -29,6 +29,8 @@ def lambda_settings(settings: Settings, template: dict) -> Settings:
             # not resolve locally: the upload service variant sets its own.
             "SKYPORT_UPLOAD_ENDPOINT": "",
             "SKYPORT_UPLOAD_KEY_SECRET": "",
+            # Pull-through cache fills: a thread of the test process, not CacheFillFunction.
+            "SKYPORT_CACHE_FILL_FUNCTION": "",
         }
     )
     return replace(

@@ -365,6 +365,8 @@ def _behind_lambda_gateway(settings):
             "SKYPORT_UPLOAD_ENDPOINT": settings.upload_endpoint or "",
             "SKYPORT_UPLOAD_KEY": settings.upload_key or "",
             "SKYPORT_UPLOAD_KEY_SECRET": "",
+            # Pull-through cache fills run in a thread of this process (no fill function here).
+            "SKYPORT_CACHE_FILL_FUNCTION": "",
         }
     )
     from skyport_api.handler import handler  # reads the environment once, as in Lambda's init phase

@@ -214,7 +214,7 @@ GATEWAYS = ["asgi", "lambda"]
 
 
 @pytest.fixture(scope="module", params=GATEWAYS)
-def cache(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Cache]:
+def served_cache(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Cache]:
     _own_servers_only()
     cache, proc = start_cache(request, tmp_path_factory.mktemp("cache"), RECHECK_SECONDS, request.param)
     try:
@@ -224,17 +224,17 @@ def cache(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Cache]:
 
 
 @pytest.fixture(scope="module")
-def upstreams(cache: Cache, tmp_path_factory) -> Iterator[dict[str, Upstream]]:
+def upstreams(served_cache: Cache, tmp_path_factory) -> Iterator[dict[str, Upstream]]:
     """The main server's upstreams, each with its rule (added before any pull)."""
     base = tmp_path_factory.mktemp("upstreams")
     started: dict[str, Upstream] = {}
     try:
         started["fs"] = start_upstream(base / "fs", "fs")
-        started["s3"] = start_upstream(base / "s3", "s3", s3_endpoint=cache.moto)
+        started["s3"] = start_upstream(base / "s3", "s3", s3_endpoint=served_cache.moto)
         started["bad"] = start_upstream(base / "bad", "fs")
-        cache.add_rule(DOCKER_HUB_PREFIX, started["fs"], "--mirror")
-        cache.add_rule(S3_PREFIX, started["s3"])
-        cache.add_rule(BAD_PREFIX, started["bad"])
+        served_cache.add_rule(DOCKER_HUB_PREFIX, started["fs"], "--mirror")
+        served_cache.add_rule(S3_PREFIX, started["s3"])
+        served_cache.add_rule(BAD_PREFIX, started["bad"])
         yield started
     finally:
         for upstream in started.values():
@@ -291,7 +291,7 @@ def upstream_saw(upstream: Upstream, name: str) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("kind", ["fs", "s3"])
 def test_skopeo_pulls_through_the_cache_and_again_without_upstream(
-    skopeo: Client, cache: Cache, upstreams: dict[str, Upstream], kind: str, tmp_path: Path
+    skopeo: Client, served_cache: Cache, upstreams: dict[str, Upstream], kind: str, tmp_path: Path
 ) -> None:
     upstream = upstreams[kind]
     name = unique("library/alpine")
@@ -299,34 +299,34 @@ def test_skopeo_pulls_through_the_cache_and_again_without_upstream(
     local = f"{PREFIXES[kind]}/{name}"
 
     upstream.proxy.reset()
-    pull(skopeo, f"{cache.host}/{local}:{TAG}", tmp_path / "first")
+    pull(skopeo, f"{served_cache.host}/{local}:{TAG}", tmp_path / "first")
     assert_same_image(tmp_path / "first", layout)
     assert any("/manifests/" in path for _, path in upstream_saw(upstream, name)), upstream.requests()
 
-    cache.wait_filled(blob_digests(layout), local)
+    served_cache.wait_filled(blob_digests(layout), local)
     upstream.proxy.reset()
-    pull(skopeo, f"{cache.host}/{local}:{TAG}", tmp_path / "second")
+    pull(skopeo, f"{served_cache.host}/{local}:{TAG}", tmp_path / "second")
     assert_same_image(tmp_path / "second", layout)
     assert upstream.requests() == [], "the second pull reached the upstream"
     # And by digest: immutable, never asked upstream again.
-    pull(skopeo, f"{cache.host}/{local}@{layout.digest}", tmp_path / "by-digest")
+    pull(skopeo, f"{served_cache.host}/{local}@{layout.digest}", tmp_path / "by-digest")
     assert upstream.requests() == []
 
 
 def test_podman_pulls_through_the_cache_and_again_without_upstream(
-    podman: Client, skopeo: Client, cache: Cache, upstreams: dict[str, Upstream], tmp_path: Path
+    podman: Client, skopeo: Client, served_cache: Cache, upstreams: dict[str, Upstream], tmp_path: Path
 ) -> None:
     upstream = upstreams["s3"]
     name = unique("library/busybox")
     layout = seed(skopeo, upstream, name, tmp_path, [200 * 1024, 30 * 1024])
-    reference = f"{cache.host}/{S3_PREFIX}/{name}:{TAG}"
+    reference = f"{served_cache.host}/{S3_PREFIX}/{name}:{TAG}"
 
     upstream.proxy.reset()
     podman("pull", "--tls-verify=false", reference, timeout=TRANSFER_TIMEOUT)
     assert podman("image", "inspect", "--format", "{{.Digest}}", reference).stdout.strip() == layout.digest
     assert upstream_saw(upstream, name), upstream.requests()
 
-    cache.wait_filled(blob_digests(layout), f"{S3_PREFIX}/{name}")
+    served_cache.wait_filled(blob_digests(layout), f"{S3_PREFIX}/{name}")
     podman("rmi", reference)
     upstream.proxy.reset()
     podman("pull", "--tls-verify=false", reference, timeout=TRANSFER_TIMEOUT)
@@ -339,17 +339,21 @@ def test_podman_pulls_through_the_cache_and_again_without_upstream(
 
 
 @pytest.fixture(scope="module")
-def mirrored_dockerd(cache: Cache) -> Iterator[Client]:
+def mirrored_dockerd(served_cache: Cache) -> Iterator[Client]:
     """A private dockerd whose daemon.json names the cache as its Docker Hub mirror (plain
     http on loopback: also an insecure registry). Its own daemon: the session's dockerd
     was started before the cache's port was known."""
-    config = {"registry-mirrors": [f"http://{cache.host}"], "insecure-registries": [cache.host]}
+    config = {"registry-mirrors": [f"http://{served_cache.host}"], "insecure-registries": [served_cache.host]}
     with private_dockerd(prefix="skyport-mirror-", daemon_config=config) as docker:
         yield docker.client
 
 
 def test_docker_pulls_docker_hub_names_through_the_mirror_rule(
-    mirrored_dockerd: Client, skopeo: Client, cache: Cache, upstreams: dict[str, Upstream], tmp_path: Path
+    mirrored_dockerd: Client,
+    skopeo: Client,
+    served_cache: Cache,
+    upstreams: dict[str, Upstream],
+    tmp_path: Path,
 ) -> None:
     """As Docker Hub's official images are: a multi-platform index, of which dockerd pulls
     the host's platform (the cache fetches that child manifest by digest)."""
@@ -387,7 +391,7 @@ def test_docker_pulls_docker_hub_names_through_the_mirror_rule(
 
     # Mirrored content is kept under the mirror rule's prefix: one copy for both ways of
     # asking (skyport/pull_through/rules.py).
-    cache.wait_filled(host_blobs, f"{DOCKER_HUB_PREFIX}/{name}")
+    served_cache.wait_filled(host_blobs, f"{DOCKER_HUB_PREFIX}/{name}")
     docker("rmi", reference)
     upstream.proxy.reset()
     docker("pull", reference, timeout=TRANSFER_TIMEOUT)
@@ -396,7 +400,7 @@ def test_docker_pulls_docker_hub_names_through_the_mirror_rule(
     assert upstream.requests() == [], "the second pull reached the upstream"
     docker("rmi", reference)
     # The same copy, asked for by its prefixed name: still no upstream.
-    prefixed = f"docker://{cache.host}/{DOCKER_HUB_PREFIX}/{name}:{TAG}"
+    prefixed = f"docker://{served_cache.host}/{DOCKER_HUB_PREFIX}/{name}:{TAG}"
     raw = skopeo("inspect", "--raw", "--tls-verify=false", prefixed).stdout.encode()
     assert raw == layout.raw
     assert upstream.requests() == [], "the prefixed name reached the upstream"
@@ -452,7 +456,7 @@ def test_cached_tags_still_pull_with_the_upstream_stopped(
 
 
 def test_a_corrupted_upstream_blob_is_refused_and_never_stored(
-    skopeo: Client, cache: Cache, upstreams: dict[str, Upstream], tmp_path: Path
+    skopeo: Client, served_cache: Cache, upstreams: dict[str, Upstream], tmp_path: Path
 ) -> None:
     upstream = upstreams["bad"]
     name = unique("library/redis")
@@ -472,7 +476,7 @@ def test_a_corrupted_upstream_blob_is_refused_and_never_stored(
         "copy",
         "--src-tls-verify=false",
         "--retry-times=0",
-        f"docker://{cache.host}/{local}:{TAG}",
+        f"docker://{served_cache.host}/{local}:{TAG}",
         f"oci:{tmp_path / 'pulled'}:{TAG}",
         timeout=TRANSFER_TIMEOUT,
     )
@@ -482,24 +486,23 @@ def test_a_corrupted_upstream_blob_is_refused_and_never_stored(
     # server logs the refusal, naming the digest); the config's fill (asked for here) shows
     # that fills do run and store beside it.
     with httpx.Client(trust_env=False, timeout=30, follow_redirects=True) as http:
-        config = http.get(f"http://{cache.host}/v2/{local}/blobs/{config_digest}")
+        config = http.get(f"http://{served_cache.host}/v2/{local}/blobs/{config_digest}")
     assert config.status_code == 200 and hashlib.sha256(config.content).hexdigest() == config_digest[7:]
-    cache.wait_filled([config_digest], local)
+    served_cache.wait_filled([config_digest], local)
     deadline = time.monotonic() + FILL_TIMEOUT
-    while time.monotonic() < deadline and bad not in _log_tail(cache.served.log, max_bytes=200_000):
+    while time.monotonic() < deadline and bad not in _log_tail(served_cache.served.log, max_bytes=200_000):
         time.sleep(0.5)
-    assert bad in _log_tail(cache.served.log, max_bytes=200_000), (
-        f"no fill of the corrupted blob ended (the server never named it)\n{_log_tail(cache.served.log)}"
-    )
+    log = _log_tail(served_cache.served.log, max_bytes=200_000)
+    assert bad in log, f"no fill of the corrupted blob ended (the server never named it)\n{log[-20_000:]}"
 
-    assert cache.linked_in(bad) == set()
-    assert cache.blob_record(bad) is None
-    assert cache.open_multipart_uploads() == []
+    assert served_cache.linked_in(bad) == set()
+    assert served_cache.blob_record(bad) is None
+    assert served_cache.open_multipart_uploads() == []
     bad_sha = hashlib.sha256(corrupted).hexdigest()
-    stored = {key: hashlib.sha256(body).hexdigest() for key, body in cache.objects().items()}
+    stored = {key: hashlib.sha256(body).hexdigest() for key, body in served_cache.objects().items()}
     assert bad_sha not in stored.values() and bad[7:] not in stored.values(), stored
     # Asked again, Skyport still never serves bytes of its own for it.
     with httpx.Client(trust_env=False, timeout=30) as http:
-        again = http.get(f"http://{cache.host}/v2/{local}/blobs/{bad}")
+        again = http.get(f"http://{served_cache.host}/v2/{local}/blobs/{bad}")
     assert again.status_code != 200 or hashlib.sha256(again.content).hexdigest() != bad_sha
-    assert cache.blob_record(bad) is None
+    assert served_cache.blob_record(bad) is None

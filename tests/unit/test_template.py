@@ -69,6 +69,8 @@ NOT_RUN_BY_THE_API = [
         # Garbage collection (issue 12): the GC function's (tests/unit/test_gc_template.py).
         "gc",
         "storage/dynamodb/gc.py",
+        # The cache rules' secrets are put in by the CLI (issue 13: pull_through/admin.py).
+        "pull_through/admin.py",
     )
 ]
 SERVICES = ("s3", "dynamodb", "secretsmanager", "ssm")
@@ -77,7 +79,7 @@ SERVICES = ("s3", "dynamodb", "secretsmanager", "ssm")
 CONFIGURED_BY = {
     "secretsmanager": ("SKYPORT_SIGNING_KEY_SECRET", "SKYPORT_ADMIN_SECRET", "SKYPORT_UPLOAD_KEY_SECRET"),
     "ssm": ("SKYPORT_SIGNING_KEY_PARAMETER",),
-    "lambda": ("SKYPORT_VERIFY_FUNCTION",),
+    "lambda": ("SKYPORT_VERIFY_FUNCTION", "SKYPORT_CACHE_FILL_FUNCTION"),
 }
 # Operations whose IAM actions are not simply service:Operation (Service Authorization
 # Reference, "Actions defined by Amazon S3" / "Amazon DynamoDB").
@@ -112,6 +114,8 @@ POWERTOOLS = {
     # Direct uploads start the verifier function (lambda is not scanned: its operation
     # names, list_tags among them, are our own methods' names too).
     "LambdaVerifier": ("lambda", "Invoke"),
+    # The pull-through cache starts its fill function the same way (issue 13).
+    "LambdaFills": ("lambda", "Invoke"),
 }
 
 

@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+import urllib3
+
 from ..config import Settings
 from ..digest import CANONICAL_ALGORITHM, Digest, is_digest
 from ..errors import ManifestInvalid, ManifestUnknown, Unavailable
@@ -204,7 +206,10 @@ class CachedManifests:
                 return None
             if response.status != 200:
                 raise UpstreamDown(f"GET manifest {reference}: HTTP {response.status}")
-            body = response.read(limit + 1)
+            try:
+                body = response.read(limit + 1)
+            except urllib3.exceptions.HTTPError as error:
+                raise UpstreamDown(f"GET manifest {reference}: {type(error).__name__}") from None
         finally:
             finish(response)
         content_type = response.headers.get("Content-Type")

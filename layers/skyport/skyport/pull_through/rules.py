@@ -335,7 +335,9 @@ class CacheRules:
         if secret is not None:
             import json
 
-            self._put_secret(secret, json.dumps({"username": username, "password": password}))
+            from .admin import store_login
+
+            store_login(self._secrets(), secret, json.dumps({"username": username, "password": password}))
         if not self._store.add_rule(rule.fields()):
             raise CacheRuleInvalid(f"a rule for {prefix} exists already")
         self.forget()
@@ -354,19 +356,8 @@ class CacheRules:
         if rule is None or not self._store.remove_rule(prefix):
             raise CacheRuleUnknown(f"no cache rule for {prefix} (`skyport cache list` shows them)")
         if rule.secret:
-            client = self._secrets()
-            try:
-                client.delete_secret(SecretId=rule.secret, ForceDeleteWithoutRecovery=True)
-            except client.exceptions.ResourceNotFoundException:
-                pass
+            from .admin import remove_login
+
+            remove_login(self._secrets(), rule.secret)
         self.forget()
         return rule
-
-    def _put_secret(self, name: str, value: str) -> None:
-        client = self._secrets()
-        try:
-            client.create_secret(
-                Name=name, SecretString=value, Description="Skyport pull-through cache credentials"
-            )
-        except client.exceptions.ResourceExistsException:
-            client.put_secret_value(SecretId=name, SecretString=value)

@@ -1,0 +1,1 @@
+"""CacheFillFunction: copies a pull-through cache's blob from upstream into S3."""

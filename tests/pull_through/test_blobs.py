@@ -1,0 +1,116 @@
+"""Blobs through the cache: a miss is a redirect the client follows without our upstream
+credentials (case a: upstream's storage; case b: an anonymous upstream's own URL), while
+one de-duplicated fill copies the blob into S3, verified; later pulls redirect to S3."""
+
+from __future__ import annotations
+
+import threading
+from urllib.parse import urlsplit
+
+from direct.running import serve
+from oci import assert_error, fetch, make_image, push_image, sha256
+from skyport_api.app import create_app
+from starlette.testclient import TestClient
+
+from .conftest import PREFIX, wait_for, with_settings
+
+
+def linked(registry, repository: str, digest: str) -> bool:
+    item = registry.clients.dynamodb.get_item(
+        TableName=registry.settings.table,
+        Key={"PK": {"S": f"REPO#{repository}"}, "SK": {"S": f"BLOB#{digest}"}},
+    )
+    return "Item" in item
+
+
+def test_miss_redirects_to_upstream_storage_then_to_ours(cache, cache_client, upstream, upstream_client):
+    image = make_image((2048,))
+    push_image(upstream_client, "team/app", image, "v1")
+    layer = image.layers[0]
+    digest = sha256(layer)
+    response = cache_client.get(f"/v2/{PREFIX}/team/app/blobs/{digest}")
+    assert response.status_code == 307
+    location = response.headers["Location"]
+    # Case (a): the upstream's own redirect (a presigned URL of its bucket), never ours.
+    assert upstream.settings.bucket in location and cache.settings.bucket not in location
+    assert fetch(location) == layer
+    wait_for(lambda: linked(cache, f"{PREFIX}/team/app", digest))
+    again = cache_client.get(f"/v2/{PREFIX}/team/app/blobs/{digest}")
+    assert again.status_code == 307 and cache.settings.bucket in again.headers["Location"]
+    assert fetch(again.headers["Location"]) == layer
+    head = cache_client.head(f"/v2/{PREFIX}/team/app/blobs/{digest}")
+    assert head.status_code == 200 and head.headers["Content-Length"] == str(len(layer))
+
+
+def test_an_anonymous_upstream_serving_bytes_itself_is_redirected_to(
+    cache, upstream, upstream_client, control
+):
+    # Case (b): an upstream that answers 200 with the bytes (its blob delivery is "proxy").
+    proxying = with_settings(upstream, blob_delivery="proxy")
+    with serve(proxying) as served:
+        cache.cache_rules.add("anon", served.url)
+        image = make_image((1024,))
+        push_image(upstream_client, "team/app", image, "v1")
+        digest = sha256(image.layers[0])
+        with TestClient(create_app(cache), follow_redirects=False) as client:
+            response = client.get(f"/v2/anon/team/app/blobs/{digest}")
+            assert response.status_code == 307
+            assert response.headers["Location"] == f"{served.url}/v2/team/app/blobs/{digest}"
+            wait_for(lambda: linked(cache, "anon/team/app", digest))
+
+
+def test_a_hundred_concurrent_misses_start_one_fill(cache, upstream_client, control):
+    image = make_image((4096,))
+    push_image(upstream_client, "team/app", image, "v1")
+    digest = sha256(image.layers[0])
+    statuses: list[int] = []
+    with TestClient(create_app(cache), follow_redirects=False) as client:
+
+        def pull() -> None:
+            statuses.append(client.get(f"/v2/{PREFIX}/team/app/blobs/{digest}").status_code)
+
+        threads = [threading.Thread(target=pull) for _ in range(30)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert statuses == [307] * 30
+    wait_for(lambda: linked(cache, f"{PREFIX}/team/app", digest))
+    fills = cache.cache_fill.launcher
+    assert fills.launched == 1, fills.outcomes
+    # Each miss asked upstream for its redirect once, and one fill fetched the blob.
+    assert control.count("GET", f"/blobs/{digest}") <= 30 + 1
+
+
+def test_a_corrupted_upstream_blob_is_never_stored(cache, cache_client, upstream, upstream_client, storage):
+    image = make_image((3000,))
+    push_image(upstream_client, "team/app", image, "v1")
+    digest = sha256(image.layers[0])
+    record = upstream.clients.dynamodb.get_item(
+        TableName=upstream.settings.table, Key={"PK": {"S": f"BLOB#{digest}"}, "SK": {"S": "META"}}
+    )["Item"]
+    upstream.clients.s3.put_object(
+        Bucket=upstream.settings.bucket, Key=record["s3_key"]["S"], Body=b"x" * 3000
+    )
+    before = storage.snapshot()
+    response = cache_client.get(f"/v2/{PREFIX}/team/app/blobs/{digest}")
+    assert response.status_code == 307  # upstream's own URL: the client checks the digest itself
+    fills = cache.cache_fill.launcher
+    wait_for(lambda: fills.outcomes.get(f"{PREFIX}/team/app@{digest}") is not None)
+    assert fills.outcomes[f"{PREFIX}/team/app@{digest}"] == "mismatch"
+    assert storage.snapshot() == before  # no object, no upload, no record; the lease is gone
+
+
+def test_unknown_blob_upstream(cache_client, storage):
+    before = storage.snapshot()
+    response = cache_client.get(f"/v2/{PREFIX}/team/app/blobs/sha256:{'1' * 64}")
+    assert_error(response, 404, "BLOB_UNKNOWN")
+    assert storage.snapshot() == before
+
+
+def test_redirects_carry_no_credentials(cache_client, upstream_client, served_upstream):
+    image = make_image((1024,))
+    push_image(upstream_client, "team/app", image, "v1")
+    response = cache_client.get(f"/v2/{PREFIX}/team/app/blobs/{sha256(image.layers[0])}")
+    location = urlsplit(response.headers["Location"])
+    assert location.username is None and location.password is None
