@@ -443,6 +443,11 @@ def test_cached_tags_still_pull_with_the_upstream_stopped(
 
     with httpx.Client(base_url=f"http://{cache.host}", trust_env=False, timeout=30) as http:
         response = http.get(f"/v2/{local}/manifests/{TAG}", headers={"Accept": ACCEPT})
+        # A tag never cached cannot be served: a clear OCI error, to be retried later.
+        never = http.get(f"/v2/stale/{unique('library/never')}/manifests/{TAG}", headers={"Accept": ACCEPT})
+    assert never.status_code == 503, never.text
+    assert never.json()["errors"][0]["code"] == "UNAVAILABLE", never.text
+    assert never.headers.get("Retry-After", "").isdigit(), dict(never.headers)
     assert response.status_code == 200, response.text
     assert response.content == layout.raw
     assert response.headers.get("Docker-Content-Digest") == layout.digest
