@@ -1,7 +1,9 @@
 """End to end: the pull-through cache (issue 13) with real clients against a real upstream.
 
 Skyport runs as `make run` starts it (``skyport serve``, its embedded moto on a port of
-ours so that the tests can read its table and bucket); the rules are added with the CLI
+ours so that the tests can read its table and bucket), once serving the app itself and
+once as deployed (``SKYPORT_GATEWAY=lambda``: the local API Gateway and the Lambda
+handler; fills in threads of the process either way); the rules are added with the CLI
 (``skyport cache add``), finding the server through its state file. The upstreams are
 Distribution registries (tests/pull_through/upstream.py), each behind a counting proxy
 that the rule names, seeded by the tests with images they build (no network):
