@@ -114,3 +114,25 @@ def test_redirects_carry_no_credentials(cache_client, upstream_client, served_up
     response = cache_client.get(f"/v2/{PREFIX}/team/app/blobs/{sha256(image.layers[0])}")
     location = urlsplit(response.headers["Location"])
     assert location.username is None and location.password is None
+
+
+def test_cached_content_takes_part_in_events_and_usage(cache, cache_client, upstream_client):
+    from skyport.events import registry_events
+    from stream_reader import stream_records
+
+    image = make_image((1024,))
+    digest = push_image(upstream_client, "team/app", image, "v1")
+    repository = f"{PREFIX}/team/app"
+    assert (
+        cache_client.get(f"/v2/{repository}/manifests/v1", headers={"Accept": image.media_type}).status_code
+        == 200
+    )
+    layer = sha256(image.layers[0])
+    cache_client.get(f"/v2/{repository}/blobs/{layer}")
+    wait_for(lambda: linked(cache, repository, layer))
+    events = [event for record in stream_records(cache) for event in registry_events(record)]
+    kinds = {(event.type, event.repository, event.digest) for event in events}
+    assert ("manifest.pushed", repository, digest) in kinds
+    assert ("tag.created", repository, digest) in kinds
+    usage = cache.usage.of(repository)
+    assert usage.fields()["blobs"] >= 1 and usage.stored_bytes >= len(image.layers[0])

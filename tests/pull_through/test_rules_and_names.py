@@ -101,6 +101,18 @@ def test_add_refusals_store_nothing(capsys, served, registry, argv, message):
     assert rule_items(registry) == before
 
 
+def test_a_prefix_with_pushed_repositories_is_refused(capsys, served, registry):
+    with TestClient(create_app(registry), follow_redirects=False) as client:
+        push_image(client, "team/app", make_image(), "v1")
+        push_image(client, "solo", make_image(), "v1")
+    for prefix in ("team", "solo"):
+        code, _, err = run(capsys, "cache", "add", prefix, "https://ghcr.io")
+        assert code == 1 and "holds repositories" in err
+    code, _, err = run(capsys, "cache", "add", "tea", "https://ghcr.io")
+    assert code == 0, err
+    assert [rule.prefix for rule in registry.cache_rules.list_rules()] == ["tea"]
+
+
 def test_against_a_table(capsys, registry):
     code, _, err = run(capsys, "cache", "add", "ghcr", "ghcr.io", *table_flags(registry.settings))
     assert code == 0, err

@@ -228,7 +228,15 @@ class Registry:
             self.settings.cache_rules_seconds,
             secrets=lambda: self.clients.secretsmanager,
             secret_prefix=self.settings.hook_secrets,
+            holds_repositories=self._holds_repositories,
         )
+
+    def _holds_repositories(self, prefix: str) -> bool:
+        """Whether the catalog lists ``prefix`` or a name under ``prefix/`` (names under it
+        sort right after ``prefix/``)."""
+        index = self._manifest_index
+        under = index.list_repositories(1, f"{prefix}/").items
+        return index.repository_exists(prefix) or bool(under and under[0].startswith(f"{prefix}/"))
 
     @cached_property
     def _upstreams(self):

@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator, Iterator
 
 from fastapi import Request
 from skyport.concurrency import run_blocking
+from skyport.errors import BlobUnknown
 from starlette.responses import Response, StreamingResponse
 
 from . import Routes, access_of, inline, registry_of
@@ -28,12 +29,21 @@ async def get_blob(request: Request, name: str, digest: str) -> Response:
     registry = registry_of(request)
     if registry.settings.blob_delivery == "proxy":
         one_at_a_time = inline(request)
-        blob, chunks = await run_blocking(registry.blobs.stream, name, digest, inline=one_at_a_time)
-        return StreamingResponse(
-            _each(chunks, one_at_a_time),
-            media_type="application/octet-stream",
-            headers={"Content-Length": str(blob.size), "Docker-Content-Digest": blob.digest},
-        )
+        try:
+            blob, chunks = await run_blocking(registry.blobs.stream, name, digest, inline=one_at_a_time)
+            return StreamingResponse(
+                _each(chunks, one_at_a_time),
+                media_type="application/octet-stream",
+                headers={"Content-Length": str(blob.size), "Docker-Content-Digest": blob.digest},
+            )
+        except BlobUnknown:
+            # Not here: a pull-through cache miss is still a redirect; anything else, 404.
+            download = await run_blocking(
+                registry.pull_through.blob, name, digest, access_of(request), True, inline=one_at_a_time
+            )
+            return Response(
+                status_code=307, headers={"Location": download.url, "Docker-Content-Digest": download.digest}
+            )
     # Through the pull-through cache for names a rule covers (skyport/pull_through/blobs.py:
     # a miss redirects to the upstream's storage while a fill copies it); else as any blob.
     download = await run_blocking(

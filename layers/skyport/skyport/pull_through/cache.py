@@ -73,10 +73,16 @@ class PullThroughCache:
                 raise
         return self._cached_manifests.fetch(mirror, reference, accept, include_body)
 
-    def blob(self, name: str, digest: str, reader: Access | None = None) -> BlobAnswer:
+    def blob(
+        self, name: str, digest: str, reader: Access | None = None, known_missing: bool = False
+    ) -> BlobAnswer:
+        """GET: where the client fetches the blob. ``known_missing``: the caller found no
+        blob ``name`` holds (proxy delivery): only the cache may still answer."""
         target = self.rules.target(name)
         if target is None:
             try:
+                if known_missing:
+                    raise BlobUnknown({"digest": digest})
                 found = self._blobs.download(name, digest)
                 return BlobAnswer(found.blob.digest, found.url, found.blob.size, cached=True)
             except BlobUnknown:

@@ -199,6 +199,7 @@ class CacheRules:
         clock: Callable[[], float] = time.monotonic,
         secrets: Any = None,
         secret_prefix: str = "",
+        holds_repositories: Callable[[str], bool] | None = None,
     ) -> None:
         self._store = store
         self._cache_seconds = cache_seconds
@@ -208,6 +209,8 @@ class CacheRules:
         self._loaded_at = 0.0
         self._secrets = secrets  # a factory of the Secrets Manager client (for add/remove)
         self._secret_prefix = secret_prefix
+        # Whether pushed repositories live at or under a prefix (a rule there would hide them).
+        self._holds_repositories = holds_repositories
 
     # --- lookup -----------------------------------------------------------------------
 
@@ -317,6 +320,11 @@ class CacheRules:
                 )
         if len(existing) >= MAX_RULES:
             raise CacheRuleInvalid(f"at most {MAX_RULES} cache rules: remove one first")
+        if self._holds_repositories is not None and self._holds_repositories(prefix):
+            raise CacheRuleInvalid(
+                f"the registry holds repositories at or under {prefix}/: a rule would answer their "
+                "names from upstream; choose a prefix nothing is pushed under"
+            )
         secret = None
         if password is not None:
             if username is None:
