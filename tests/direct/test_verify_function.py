@@ -87,5 +87,9 @@ def test_the_verifier_role_is_least_privilege() -> None:
         for s in p["Statement"]
         if "lambda:InvokeFunction" in s["Action"]
     ]
-    assert [s["Resource"] for s in invoke] == [{"Fn::GetAtt": ["VerifyFunction", "Arn"]}]
+    # The verifier, and the pull-through cache's fill function (issue 13), each by its own ARN.
+    assert [s["Resource"] for s in invoke] == [
+        {"Fn::GetAtt": ["VerifyFunction", "Arn"]},
+        {"Fn::GetAtt": ["CacheFillFunction", "Arn"]},
+    ]
     assert api["Environment"]["Variables"]["SKYPORT_VERIFY_FUNCTION"] == {"Ref": "VerifyFunction"}

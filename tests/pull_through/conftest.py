@@ -24,7 +24,8 @@ PREFIX = "up"
 @dataclass
 class UpstreamControl:
     """An ASGI middleware: records (method, path) of every request; ``mode`` "down" answers
-    503, "limit" answers 429 with Retry-After, None passes through."""
+    503, "limit" answers 429 with Retry-After, "metadata-redirect" redirects blob GETs to a
+    link-local address; None passes through."""
 
     app: object = None
     requests: list[tuple[str, str]] = field(default_factory=list)
@@ -48,6 +49,12 @@ class UpstreamControl:
                     headers.append((b"retry-after", b"7"))
                 await send({"type": "http.response.start", "status": status, "headers": headers})
                 await send({"type": "http.response.body", "body": body})
+                return
+            if self.mode == "metadata-redirect" and "/blobs/" in scope["path"]:
+                location = b"http://169.254.169.254/latest/meta-data/"
+                headers = [(b"location", location), (b"content-length", b"0")]
+                await send({"type": "http.response.start", "status": 307, "headers": headers})
+                await send({"type": "http.response.body", "body": b""})
                 return
         await self.app(scope, receive, send)
 

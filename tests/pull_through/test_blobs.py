@@ -136,3 +136,14 @@ def test_cached_content_takes_part_in_events_and_usage(cache, cache_client, upst
     assert ("tag.created", repository, digest) in kinds
     usage = cache.usage.of(repository)
     assert usage.fields()["blobs"] >= 1 and usage.stored_bytes >= len(image.layers[0])
+
+
+def test_an_upstream_redirect_to_a_link_local_address_is_not_followed(cache, cache_client, control, storage):
+    before = storage.snapshot()
+    control.mode = "metadata-redirect"
+    response = cache_client.get(f"/v2/{PREFIX}/team/app/blobs/sha256:{'2' * 64}")
+    error = assert_error(response, 503, "UNAVAILABLE")
+    assert "169.254" not in response.headers.get("Location", "")
+    assert "not followed" in error["message"]
+    assert cache.cache_fill.launcher.launched == 0
+    assert storage.snapshot() == before

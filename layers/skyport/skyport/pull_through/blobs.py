@@ -28,14 +28,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 from ..blobs import BlobService
 from ..config import Settings
 from ..errors import BlobUnknown, Unavailable
 from .fill import BlobFill
 from .rules import CacheTarget
-from .upstream import UpstreamDenied, UpstreamDown, Upstreams, as_registry_error, check_status, finish
+from .upstream import (
+    UpstreamDenied,
+    UpstreamDown,
+    Upstreams,
+    as_registry_error,
+    check_status,
+    checked_redirect,
+    finish,
+)
 
 REDIRECTS = (301, 302, 303, 307, 308)
 WAIT_STEP_SECONDS = 0.2
@@ -90,18 +98,24 @@ class CachedBlobs:
             raise BlobUnknown({"digest": digest})
         size = int(length) if length.isascii() and length.isdigit() else None
         base = target.rule.upstream
-        self._fill.start(target.repository, digest)
+        answer: BlobAnswer | None = None
         if status in REDIRECTS and location:
             url = urljoin(f"{base}/", location)
-            parts = urlsplit(url)
+            try:
+                # Only where a client may safely be sent (http(s), no credentials in it).
+                parts = checked_redirect(url)
+            except UpstreamDown as refused:
+                raise as_registry_error(refused, target) from None
             on_upstream = f"{parts.scheme}://{parts.netloc}" == base
-            if parts.scheme in ("http", "https") and (not on_upstream or not target.rule.has_credentials):
-                return BlobAnswer(digest, url, size)  # case (a)
+            if not on_upstream or not target.rule.has_credentials:
+                answer = BlobAnswer(digest, url, size)  # case (a)
         elif status == 200 and not target.rule.has_credentials:
-            return BlobAnswer(digest, f"{base}/v2/{target.upstream_name}/blobs/{digest}", size)  # case (b)
+            answer = BlobAnswer(digest, f"{base}/v2/{target.upstream_name}/blobs/{digest}", size)  # case (b)
         elif status != 200:
             raise as_registry_error(UpstreamDown(f"GET blob {digest}: HTTP {status}"), target)
-        return self._wait_for_fill(target, digest)  # case (c)
+        # Upstream has it (and answered sanely): the next pull is served from S3.
+        self._fill.start(target.repository, digest)
+        return answer or self._wait_for_fill(target, digest)  # case (c) waits
 
     def _wait_for_fill(self, target: CacheTarget, digest: str) -> BlobAnswer:
         deadline = self._clock() + self._settings.cache_fill_wait_seconds

@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 from ..blobs import BlobService
 from ..config import Settings
@@ -45,7 +45,7 @@ from ..errors import BlobUnknown
 from ..storage import keys
 from ..storage.ports import BlobRecord, ObjectStore, StorageUnavailable
 from .rules import CacheRules, CacheTarget
-from .upstream import UpstreamDenied, UpstreamDown, Upstreams, check_status, finish
+from .upstream import UpstreamDenied, UpstreamDown, Upstreams, check_status, checked_redirect, finish
 
 logger = logging.getLogger("skyport.pull_through")
 
@@ -174,7 +174,8 @@ class BlobFill:
                 break
             location = urljoin(f"{base}/", response.headers.get("Location") or "")
             finish(response)
-            parts = urlsplit(location)
+            # Followed only to http(s), never to a link-local (metadata) address.
+            parts = checked_redirect(location)
             if f"{parts.scheme}://{parts.netloc}" == base:
                 path = parts.path + (f"?{parts.query}" if parts.query else "")
                 response = self._upstreams.request(target, "GET", path, for_fill=True)

@@ -16,6 +16,7 @@ SECRET_CACHE_SECONDS per process). It is never logged, put in an event or return
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import threading
@@ -23,6 +24,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import SplitResult, urlsplit
 
 import urllib3
 
@@ -119,6 +121,32 @@ def finish(response: Any) -> None:
     if getattr(response, "_fp", None) is not None and not response.isclosed():
         response.close()
     response.release_conn()
+
+
+# An upstream's redirect to its storage: presigned URLs with session tokens run long.
+MAX_REDIRECT_LENGTH = 16 * 1024
+
+
+def checked_redirect(url: str) -> SplitResult:
+    """``url``'s parts, when an upstream's redirect may be followed or handed to a client:
+    http(s), a host that is not link-local (cloud metadata lives there), no credentials,
+    ASCII without spaces; else UpstreamDown saying why."""
+    parts = urlsplit(url)
+    try:
+        address = ipaddress.ip_address(parts.hostname or "")
+    except ValueError:
+        address = None
+    if (
+        len(url) > MAX_REDIRECT_LENGTH
+        or not url.isascii()
+        or any(ch.isspace() or ord(ch) < 32 for ch in url)
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username is not None
+        or (address is not None and address.is_link_local)
+    ):
+        raise UpstreamDown("upstream redirected to a URL that is not followed")
+    return parts
 
 
 class Upstreams:
