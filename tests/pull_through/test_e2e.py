@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -173,10 +174,11 @@ class Cache:
 
 
 def start_cache(
-    request: pytest.FixtureRequest, base: Path, recheck_seconds: int, gateway: str
+    request: pytest.FixtureRequest, base: Path, recheck_seconds: int, gateway: str, **extra: str
 ) -> tuple[Cache, object]:
     """``skyport serve`` as `make run` starts it (``gateway``: the app itself, or as deployed
-    behind the local API Gateway and the Lambda handler), its embedded moto on a known port."""
+    behind the local API Gateway and the Lambda handler), its embedded moto on a known port;
+    ``extra``: more of its environment (auth)."""
     port, moto_port = _free_port(), _free_port()
     log = base / "skyport.log"
     proc, argv, env = spawn_server(
@@ -190,9 +192,10 @@ def start_cache(
         SKYPORT_HOOKS="off",
         SKYPORT_GATEWAY=gateway,
         SKYPORT_CACHE_TAG_RECHECK_SECONDS=str(recheck_seconds),
+        **extra,
     )
     served = Served(host=f"127.0.0.1:{port}", proc=proc, log=log)
-    why = _wait_ready(served, time.monotonic() + READY_TIMEOUT)
+    why = _wait_ready(served, time.monotonic() + READY_TIMEOUT, auth=extra.get("SKYPORT_AUTH") == "on")
     if why:
         _stop(proc, "the registry")
         pytest.fail(f"`{' '.join(argv)}` did not start: {why}\n{_log_tail(log)}", pytrace=False)
@@ -516,3 +519,82 @@ def test_a_corrupted_upstream_blob_is_refused_and_never_stored(
         again = http.get(f"http://{served_cache.host}/v2/{local}/blobs/{bad}")
     assert again.status_code != 200 or hashlib.sha256(again.content).hexdigest() != bad_sha
     assert served_cache.blob_record(bad) is None
+
+
+# --------------------------------------------------------------------------- auth
+
+
+ADMIN_PASSWORD = "e2e-" + secrets.token_urlsafe(12)
+
+
+@pytest.fixture(params=GATEWAYS)
+def auth_cache(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[tuple[Cache, Upstream]]:
+    """A server with auth on (`SKYPORT_AUTH=on make run`), a rule ``hub`` and its upstream."""
+    _own_servers_only()
+    base = tmp_path_factory.mktemp("auth")
+    cache, proc = start_cache(
+        request,
+        base,
+        RECHECK_SECONDS,
+        request.param,
+        SKYPORT_AUTH="on",
+        SKYPORT_ADMIN_PASSWORD=ADMIN_PASSWORD,
+    )
+    upstream = None
+    try:
+        upstream = start_upstream(base / "upstream", "fs")
+        cache.add_rule(DOCKER_HUB_PREFIX, upstream)
+        yield cache, upstream
+    finally:
+        if upstream is not None:
+            upstream.stop()
+        _stop(proc, "the registry")
+
+
+def _robot(cache: Cache, name: str, pattern: str) -> str:
+    """A robot with pull on ``pattern``; returns skopeo's ``USER:SECRET``."""
+    added = cache.skyport("robot", "add", name)
+    assert added.returncode == 0, added.stdout + added.stderr
+    secret = added.stdout.split("secret (shown once, store it in your CI's secrets): ")[1].split()[0]
+    granted = cache.skyport("grant", pattern, "pull", "--to", f"robot+{name}")
+    assert granted.returncode == 0, granted.stdout + granted.stderr
+    return f"robot+{name}:{secret}"
+
+
+def test_pulling_through_the_cache_needs_pull_on_the_local_prefix(
+    skopeo: Client, auth_cache: tuple[Cache, Upstream], tmp_path: Path
+) -> None:
+    cache, upstream = auth_cache
+    name = unique("library/postgres")
+    layout = seed(skopeo, upstream, name, tmp_path, [50 * 1024])
+    local = f"{DOCKER_HUB_PREFIX}/{name}"
+    puller = _robot(cache, unique("puller"), f"{DOCKER_HUB_PREFIX}/*")
+    outsider = _robot(cache, unique("outsider"), "team/*")
+
+    def copy(*creds: str, into: str) -> subprocess.CompletedProcess[str]:
+        return skopeo(
+            "copy",
+            *creds,
+            "--src-tls-verify=false",
+            "--retry-times=0",
+            f"docker://{cache.host}/{local}:{TAG}",
+            f"oci:{tmp_path / into}:{TAG}",
+            timeout=TRANSFER_TIMEOUT,
+            check=False,
+        )
+
+    upstream.proxy.reset()
+    anonymous = copy(into="anonymous")
+    assert anonymous.returncode != 0
+    assert any(w in anonymous.stderr.lower() for w in ("unauthorized", "denied")), anonymous.stderr
+    refused = copy(f"--src-creds={outsider}", into="outsider")
+    assert refused.returncode != 0
+    assert any(w in refused.stderr.lower() for w in ("unauthorized", "denied")), refused.stderr
+    # A caller without pull on the prefix never makes the cache spend an upstream request.
+    assert upstream_saw(upstream, name) == [], upstream.requests()
+
+    pulled = copy(f"--src-creds={puller}", into="puller")
+    assert pulled.returncode == 0, pulled.stderr
+    assert_same_image(tmp_path / "puller", layout)
+    assert upstream_saw(upstream, name), upstream.requests()
+    assert puller.split(":", 1)[1] not in _log_tail(cache.served.log, max_bytes=200_000)
