@@ -147,3 +147,17 @@ def test_an_upstream_redirect_to_a_link_local_address_is_not_followed(cache, cac
     assert "not followed" in error["message"]
     assert cache.cache_fill.launcher.launched == 0
     assert storage.snapshot() == before
+
+
+def test_a_blob_miss_while_upstream_is_down_or_limiting(cache_client, control, storage):
+    before = storage.snapshot()
+    path = f"/v2/{PREFIX}/team/app/blobs/sha256:{'3' * 64}"
+    control.mode = "down"
+    response = cache_client.get(path)
+    assert_error(response, 503, "UNAVAILABLE")
+    assert response.headers["Retry-After"].isdigit()
+    control.mode = "limit"
+    response = cache_client.get(path)
+    assert_error(response, 429, "TOOMANYREQUESTS")
+    assert response.headers["Retry-After"] == "7"
+    assert storage.snapshot() == before

@@ -163,6 +163,13 @@ def test_client_pushes_and_deletes_into_a_cache_prefix_are_refused(cache_client,
     ):
         error = assert_error(response, 403, "DENIED")
         assert "read-only to clients" in error["message"]
+    for response in (
+        cache_client.post(f"/v2/{PREFIX}/blobs/uploads/"),
+        cache_client.put(
+            f"/v2/{PREFIX}/manifests/v2", content=image.manifest, headers={"Content-Type": OCI_MANIFEST}
+        ),
+    ):
+        assert "cache prefix" in assert_error(response, 403, "DENIED")["message"]
     assert storage.snapshot() == before
 
 

@@ -261,7 +261,14 @@ class CacheRules:
     def refuse_client_write(self, name: str, action: str) -> None:
         """DENIED for a client's push or delete into a cache prefix (as ECR refuses them):
         its content is upstream's. Admin and lifecycle deletes do not come this way."""
-        target = self.target(name)
+        try:
+            target = self.target(name)
+        except NameUnknown:
+            # The prefix itself: no repository may live there either.
+            raise Denied(
+                {"name": name, "action": action},
+                message=f"{name} is a pull-through cache prefix: it is read-only to clients",
+            ) from None
         if target is not None:
             raise Denied(
                 {"name": name, "rule": target.rule.prefix, "action": action},
