@@ -64,7 +64,7 @@ from e2e.images import (
 )
 from machine import cannot_run
 
-from .upstream import Upstream, start_upstream
+from .upstream import Upstream, htpasswd_line, start_upstream
 
 pytestmark = pytest.mark.e2e
 
@@ -598,3 +598,75 @@ def test_pulling_through_the_cache_needs_pull_on_the_local_prefix(
     assert_same_image(tmp_path / "puller", layout)
     assert upstream_saw(upstream, name), upstream.requests()
     assert puller.split(":", 1)[1] not in _log_tail(cache.served.log, max_bytes=200_000)
+
+
+# --------------------------------------------------------------------------- upstream credentials
+
+UPSTREAM_USER = "e2e-mirror"
+UPSTREAM_PASSWORD = "e2e-" + secrets.token_urlsafe(16)
+PASSWORD_ENV = "SKYPORT_E2E_UPSTREAM_PASSWORD"
+
+
+@pytest.fixture(params=GATEWAYS)
+def private_cache(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[tuple[Cache, Upstream]]:
+    """A server started with the upstream's password in ``PASSWORD_ENV`` (`make run` reads
+    the rule's variable when it calls upstream), a rule ``private`` naming that variable, and
+    a Distribution upstream (filesystem driver: it serves blob bytes itself) that requires
+    those credentials."""
+    _own_servers_only()
+    line = htpasswd_line(UPSTREAM_USER, UPSTREAM_PASSWORD)
+    if line is None:
+        cannot_run("no bcrypt in this Python (crypt module) for Distribution's htpasswd file")
+    base = tmp_path_factory.mktemp("private")
+    cache, proc = start_cache(
+        request, base, RECHECK_SECONDS, request.param, **{PASSWORD_ENV: UPSTREAM_PASSWORD}
+    )
+    upstream = None
+    try:
+        upstream = start_upstream(base / "upstream", "fs", htpasswd=line)
+        cache.add_rule("private", upstream, "--username", UPSTREAM_USER, "--password-env", PASSWORD_ENV)
+        yield cache, upstream
+    finally:
+        if upstream is not None:
+            upstream.stop()
+        _stop(proc, "the registry")
+
+
+def test_an_upstream_with_credentials_serving_bytes_itself_is_filled_then_redirected_to_s3(
+    skopeo: Client, private_cache: tuple[Cache, Upstream], tmp_path: Path
+) -> None:
+    """Case (c): the client cannot be sent upstream (it has no credentials, and ours are never
+    handed out), so a small blob's miss waits for the fill and redirects to Skyport's S3."""
+    cache, upstream = private_cache
+    name = unique("library/private")
+    layout = build_oci_layout(tmp_path / "seed", [64 * 1024, 8 * 1024], tag=TAG)
+    skopeo(
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        f"--dest-creds={UPSTREAM_USER}:{UPSTREAM_PASSWORD}",
+        layout.ref,
+        f"docker://{upstream.direct_host}/{name}:{TAG}",
+        timeout=TRANSFER_TIMEOUT,
+    )
+    local = f"private/{name}"
+    listed = cache.skyport("cache", "list", "--json")
+    assert listed.returncode == 0 and UPSTREAM_PASSWORD not in listed.stdout + listed.stderr
+
+    # The client has no upstream credentials: it pulls only because nothing sends it upstream.
+    pull(skopeo, f"{cache.host}/{local}:{TAG}", tmp_path / "first")
+    assert_same_image(tmp_path / "first", layout)
+    layer = json.loads(layout.raw)["layers"][0]["digest"]
+    with httpx.Client(trust_env=False, timeout=30) as http:
+        response = http.get(f"http://{cache.host}/v2/{local}/blobs/{layer}")
+    assert response.status_code == 307, response.text
+    location = response.headers["Location"]
+    assert upstream.host not in location and upstream.direct_host not in location, location
+    assert UPSTREAM_PASSWORD not in location and UPSTREAM_USER not in location, location
+    assert UPSTREAM_PASSWORD not in _log_tail(cache.served.log, max_bytes=500_000)
+
+    cache.wait_filled(blob_digests(layout), local)
+    upstream.proxy.reset()
+    pull(skopeo, f"{cache.host}/{local}:{TAG}", tmp_path / "second")
+    assert_same_image(tmp_path / "second", layout)
+    assert upstream.requests() == [], "the second pull reached the upstream"

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -271,7 +272,7 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _wait_ready(proc: subprocess.Popen, url: str, log: Path) -> None:
+def _wait_ready(proc: subprocess.Popen, url: str, log: Path, ready: tuple[int, ...] = (200,)) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
     last = "no answer"
     with httpx.Client(trust_env=False, timeout=2) as http:
@@ -281,7 +282,7 @@ def _wait_ready(proc: subprocess.Popen, url: str, log: Path) -> None:
                 break
             try:
                 response = http.get(url)
-                if response.status_code == 200:
+                if response.status_code in ready:
                     return
                 last = f"GET {url} answered {response.status_code}"
             except httpx.HTTPError as exc:
@@ -315,9 +316,26 @@ def distribution_config(
     return text
 
 
-def start_upstream(base: Path, kind: str, s3_endpoint: str | None = None) -> Upstream:
+def htpasswd_line(user: str, password: str) -> str | None:
+    """A bcrypt htpasswd line (what Distribution's htpasswd auth reads), or None when this
+    Python has no bcrypt (the ``crypt`` module: deprecated, gone in 3.13)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt
+    except ImportError:
+        return None
+    if crypt.METHOD_BLOWFISH not in crypt.methods:
+        return None
+    return f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))}"
+
+
+def start_upstream(
+    base: Path, kind: str, s3_endpoint: str | None = None, htpasswd: str | None = None
+) -> Upstream:
     """Distribution on ``kind`` storage ("fs", or "s3" on the moto at ``s3_endpoint``),
-    ready, behind a counting proxy. The caller stops it (``Upstream.stop``)."""
+    ready, behind a counting proxy; with ``htpasswd`` (a line of htpasswd_line), every
+    request needs those credentials (Basic). The caller stops it (``Upstream.stop``)."""
     if shutil.which("docker-registry") is None:
         raise FileNotFoundError("docker-registry")
     base.mkdir(parents=True, exist_ok=True)
@@ -345,6 +363,10 @@ def start_upstream(base: Path, kind: str, s3_endpoint: str | None = None) -> Ups
             f"{LOOPBACK}:{port}", root=root, s3_endpoint=s3_endpoint if kind == "s3" else None, bucket=bucket
         )
     )
+    if htpasswd:
+        (base / "htpasswd").write_text(htpasswd + "\n")
+        with config.open("a") as text:
+            text.write(f"auth:\n  htpasswd:\n    realm: skyport-e2e\n    path: {base / 'htpasswd'}\n")
     log = base / "docker-registry.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -357,7 +379,7 @@ def start_upstream(base: Path, kind: str, s3_endpoint: str | None = None) -> Ups
         )
     direct = f"{LOOPBACK}:{port}"
     try:
-        _wait_ready(proc, f"http://{direct}/v2/", log)
+        _wait_ready(proc, f"http://{direct}/v2/", log, ready=(401,) if htpasswd else (200,))
     except RuntimeError:
         proc.kill()
         proc.wait(15)
