@@ -226,6 +226,10 @@ def render(result: dict) -> str:
         lines += calls(result["aws_calls"]) + [""]
     if result.get("memory"):
         lines += memory(result["memory"]) + [""]
+    if result.get("pull_through"):  # issue 13: bench/pull_through.py
+        from .pull_through import render as pull_through
+
+        lines += pull_through(result["pull_through"]) + [""]
     if result.get("lambda"):
         lines += lambda_(result["lambda"]) + [""]
     lines.append(f"total bench time {result['duration_s']:.0f} s")

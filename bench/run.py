@@ -31,7 +31,7 @@ from .images import build_layout
 from .profiles import PROFILES, human
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("transfer", "calls", "memory", "lambda", "direct", "uploads")
+SECTIONS = ("transfer", "calls", "memory", "lambda", "direct", "uploads", "pullthrough")
 MEMORY_BUDGET_PARTS = 4  # per concurrent stream: "a few part sizes"
 
 
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
     absent = missing_tools()
-    if absent and sections & {"transfer", "memory", "direct", "uploads"}:
+    if absent and sections & {"transfer", "memory", "direct", "uploads", "pullthrough"}:
         _log(
             f"bench: {', '.join(absent)} not installed; run `bash bench/setup.sh` as root "
             "(Debian packages skopeo and docker-registry)"
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _log(f"bench: profile {profile.name}, scratch {work}")
         skopeo = Skopeo(work / "skopeo", profile.timeout)
-        if sections & {"transfer", "calls", "memory", "direct", "uploads"}:
+        if sections & {"transfer", "calls", "memory", "direct", "uploads", "pullthrough"}:
             # The one moto server of the run: every registry on S3 uses it, each with
             # its own bucket (and Skyport its own table); emptied between groups.
             with services.Backend(work) as backend:
@@ -161,6 +161,17 @@ def main(argv: list[str] | None = None) -> int:
                     _log("bench: section uploads, skopeo through the upload service vs straight")
                     backend.reset()
                     result["upload_service"] = uploadsvc.run(profile, work, backend.endpoint, skopeo, _log)
+                if "pullthrough" in sections:  # issue 13: bench/pull_through.py
+                    from . import pull_through
+
+                    _log("bench: section pullthrough, Skyport's cache vs Distribution's proxy mode")
+                    t = time.monotonic()
+                    try:
+                        result["pull_through"] = pull_through.run(profile, work, backend, skopeo, _log)
+                    except Exception as exc:  # noqa: BLE001 - the row says why; the others stand
+                        _log(f"bench: section pullthrough failed: {exc}")
+                        result["pull_through"] = {"error": str(exc).splitlines()[0][:300]}
+                    _log(f"bench: section pullthrough took {time.monotonic() - t:.0f} s")
         if "lambda" in sections:
             if profile.lambda_runs:
                 _log("bench: section 4, Lambda cold start and per request (bench/coldstart.py)")

@@ -86,6 +86,12 @@ def test_tiny_bench_writes_results(tmp_path: Path) -> None:
     for case in cases:
         assert case["skyport"]["peak_rss_bytes"] >= case["skyport"]["idle_rss_bytes"] > 0
 
+    pull_through = latest["pull_through"]  # issue 13: bench/pull_through.py
+    assert "error" not in pull_through, pull_through["error"]
+    for key in ("skyport_cold_s", "skyport_warm_s", "proxy_cold_s", "proxy_warm_s"):
+        assert pull_through[key] > 0
+    assert "Pull-through cache: Skyport vs Distribution proxy mode" in result.stdout
+
     assert "skipped" in latest["lambda"]
     from bench.report import markdown
 

@@ -289,11 +289,14 @@ class Docker:
 
 
 @contextmanager
-def private_dockerd(*network: str, prefix: str = "skyport-dockerd-") -> Iterator[Docker]:
+def private_dockerd(
+    *network: str, prefix: str = "skyport-dockerd-", daemon_config: dict | None = None
+) -> Iterator[Docker]:
     """Start a private dockerd (no iptables) and a client for it; stop it and remove
     its state on exit. When it cannot run here: cannot_run, saying why. ``network``: the
     daemon's options for its default network, none unless a caller brings a bridge of
-    its own (tests/e2e/test_sam_local.py)."""
+    its own (tests/e2e/test_sam_local.py). ``daemon_config``: a daemon.json of its own
+    (e.g. ``registry-mirrors``, tests/pull_through/test_e2e.py), as ``--config-file``."""
     why = _missing("dockerd", "docker")
     if why:
         cannot_run(why)
@@ -305,6 +308,10 @@ def private_dockerd(*network: str, prefix: str = "skyport-dockerd-") -> Iterator
     config.mkdir()
     (config / "config.json").write_text("{}")
     sock = base / "docker.sock"
+    config_file = []
+    if daemon_config is not None:
+        (base / "daemon.json").write_text(json.dumps(daemon_config))
+        config_file = [f"--config-file={base / 'daemon.json'}"]
     failures = []
     proc = None
     try:
@@ -320,6 +327,7 @@ def private_dockerd(*network: str, prefix: str = "skyport-dockerd-") -> Iterator
                 f"--exec-root={base / 'exec'}",
                 f"--pidfile={base / 'dockerd.pid'}",
                 f"--host=unix://{sock}",
+                *config_file,
             ]
             with log.open("wb") as out:
                 proc = subprocess.Popen(

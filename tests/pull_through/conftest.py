@@ -107,3 +107,7 @@ def wait_for(predicate, seconds: float = 15.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("timed out")
         time.sleep(0.05)
+
+
+# The real-client tests (test_e2e.py) drive skopeo and podman as tests/e2e does, with its fixtures.
+from e2e.conftest import podman, skopeo  # noqa: E402, F401
