@@ -26,6 +26,14 @@ _PASSED_THROUGH = (
     "SKYPORT_AUTOMATIC_MOUNT",
     "SKYPORT_IMMUTABILITY_CACHE_SECONDS",  # issue 12: how stale a rule change may be here
     "SKYPORT_PULL_RECORD_SECONDS",  # issue 12: how often a manifest's last pull is written
+    # Issue 13: the pull-through cache's timings (a local fill runs in a thread: no
+    # SKYPORT_CACHE_FILL_FUNCTION), and the blob link cache's bounds.
+    "SKYPORT_CACHE_TAG_RECHECK_SECONDS",
+    "SKYPORT_CACHE_RULES_SECONDS",
+    "SKYPORT_CACHE_FILL_WAIT_SECONDS",
+    "SKYPORT_CACHE_UPSTREAM_TIMEOUT_SECONDS",
+    "SKYPORT_BLOB_CACHE_ENTRIES",
+    "SKYPORT_BLOB_CACHE_SECONDS",
 )
 ADMIN_USER = "admin"
 # Keep-alive of `skyport serve-uploads`: above the load balancer's idle timeout.

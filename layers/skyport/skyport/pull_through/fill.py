@@ -34,6 +34,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
@@ -71,7 +72,10 @@ class ThreadFills:
         self._run = run
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="skyport-cache-fill")
         self.launched = 0
-        self.outcomes: dict[str, str] = {}
+        self.outcomes: dict[str, str] = {}  # the last outcome per repository@digest
+        # Every outcome counted: a miss that arrives as a fill ends takes the freed lease
+        # and launches again, to find the blob PRESENT; what is de-duplicated is the copy.
+        self.tally: Counter[str] = Counter()
         self._lock = threading.Lock()
 
     def launch(self, repository: str, digest: str, owner: str) -> None:
@@ -85,9 +89,11 @@ class ThreadFills:
         except Exception as error:  # noqa: BLE001 - reported through outcomes, like a Lambda error
             logger.exception("cache fill of %s in %s failed", digest, repository)
             outcome = f"error: {type(error).__name__}"
-        if len(self.outcomes) >= 1000:
-            self.outcomes.clear()
-        self.outcomes[f"{repository}@{digest}"] = outcome
+        with self._lock:
+            if len(self.outcomes) >= 1000:
+                self.outcomes.clear()
+            self.outcomes[f"{repository}@{digest}"] = outcome
+            self.tally[outcome] += 1
 
 
 class LambdaFills:
