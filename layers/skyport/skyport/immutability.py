@@ -62,14 +62,13 @@ from __future__ import annotations
 
 import re
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .auth.policy import InvalidName, pattern_matches, validate_pattern
-from .storage.ports import StorageUnavailable
+from .rule_snapshot import RuleSnapshot
 
 # Bounds that keep rule matching cheap on every push, and the rule set one small Query.
 MAX_RULES = 100
@@ -78,8 +77,6 @@ MAX_EXCLUSIONS = 20
 _TAG_PATTERN = re.compile(r"[A-Za-z0-9_*][A-Za-z0-9._*-]{0,127}")
 _RULE_ID = re.compile(r"im-[0-9a-f]{8}")
 DEFAULT_CACHE_SECONDS = 30
-# After a failed refresh, the rules known are kept this long before the next read.
-RETRY_SECONDS = 5
 
 
 class InvalidRule(ValueError):
@@ -179,40 +176,22 @@ class ImmutabilityRules:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
-        self._cache_seconds = cache_seconds
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._rules: tuple[ImmutabilityRule, ...] | None = None
-        self._loaded_at = 0.0
+        self._snapshot: RuleSnapshot[ImmutabilityRule] = RuleSnapshot(self._load, cache_seconds, clock)
 
     # --- enforcement --------------------------------------------------------------------
 
     def rules(self) -> tuple[ImmutabilityRule, ...]:
-        """Every rule, read at most once per ``cache_seconds`` (module docstring). A
-        failed refresh keeps the rules known before, if any (enforcement does not lapse
-        while DynamoDB throttles); with none known, the failure propagates (503)."""
-        now = self._clock()
-        with self._lock:
-            if self._rules is not None and now - self._loaded_at < self._cache_seconds:
-                return self._rules
-            previous = self._rules
-        try:
-            loaded = tuple(
-                sorted(
-                    (ImmutabilityRule.from_fields(fields) for fields in self._store.list_rules()),
-                    key=lambda rule: (rule.created_ms, rule.id),
-                )
+        """Every rule, from the per-process snapshot (skyport/rule_snapshot.py: read at most
+        once per ``cache_seconds``; a failed refresh keeps the rules known before)."""
+        return self._snapshot.get()
+
+    def _load(self) -> tuple[ImmutabilityRule, ...]:
+        return tuple(
+            sorted(
+                (ImmutabilityRule.from_fields(fields) for fields in self._store.list_rules()),
+                key=lambda rule: (rule.created_ms, rule.id),
             )
-        except StorageUnavailable:
-            if previous is None:
-                raise
-            with self._lock:
-                # Tried again after RETRY_SECONDS, not on every request while throttled.
-                self._loaded_at = now - max(self._cache_seconds - RETRY_SECONDS, 0)
-            return previous
-        with self._lock:
-            self._rules, self._loaded_at = loaded, now
-        return loaded
+        )
 
     def covering(self, repository: str, tag: str) -> ImmutabilityRule | None:
         """The first rule (by creation time) that makes ``tag`` of ``repository``
@@ -229,8 +208,7 @@ class ImmutabilityRules:
 
     def forget(self) -> None:
         """Drop the cache: the next lookup reads the rules (after a change made here)."""
-        with self._lock:
-            self._rules = None
+        self._snapshot.forget()
 
     # --- administration -------------------------------------------------------------------
 

@@ -134,6 +134,23 @@ def _check_reference_count(count: int, limit: int | None) -> None:
         )
 
 
+def manifest_record(digest: str, body: bytes, parsed: ParsedManifest, inline_limit: int) -> ManifestRecord:
+    """What the index stores for a manifest (a push's, or one the pull-through cache
+    fetched): the body inline up to ``inline_limit`` bytes, else its S3 key (the caller
+    puts the body there first)."""
+    inline = len(body) <= inline_limit
+    return ManifestRecord(
+        digest=digest,
+        media_type=parsed.media_type,
+        size=len(body),
+        body=body if inline else None,
+        body_key=None if inline else keys.manifest_object(digest),
+        subject=parsed.subject,
+        artifact_type=parsed.artifact_type,
+        annotations=parsed.annotations,
+    )
+
+
 def parse_manifest(
     body: bytes, content_type: str | None, max_references: int | None = None
 ) -> ParsedManifest:
@@ -309,17 +326,8 @@ class ManifestService:
         if self._before_push is not None:
             self._before_push(repository)
         digest_text = str(digest)
-        inline = len(body) <= self._settings.inline_manifest_limit
-        record = ManifestRecord(
-            digest=digest_text,
-            media_type=parsed.media_type,
-            size=len(body),
-            body=body if inline else None,
-            body_key=None if inline else keys.manifest_object(digest_text),
-            subject=parsed.subject,
-            artifact_type=parsed.artifact_type,
-            annotations=parsed.annotations,
-        )
+        record = manifest_record(digest_text, body, parsed, self._settings.inline_manifest_limit)
+        inline = record.body is not None
         rule: ImmutabilityRule | None = None
         try:
             if not inline:

@@ -34,9 +34,8 @@ import urllib3
 from ..config import Settings
 from ..digest import CANONICAL_ALGORITHM, Digest, is_digest
 from ..errors import ManifestInvalid, ManifestUnknown, Unavailable
-from ..manifests import ManifestService, accepts, parse_manifest
+from ..manifests import ManifestService, accepts, manifest_record, parse_manifest
 from ..reference import validate_tag
-from ..storage import keys
 from ..storage.ports import ManifestIndex, ManifestRecord, ObjectStore
 from .rules import CacheTarget
 from .upstream import (
@@ -252,18 +251,8 @@ class CachedManifests:
             parsed = parse_manifest(body, content_type, self._settings.max_manifest_references)
         except ManifestInvalid as invalid:
             raise _NotAManifest(invalid.message) from None
-        inline = len(body) <= self._settings.inline_manifest_limit
-        record = ManifestRecord(
-            digest=digest,
-            media_type=parsed.media_type,
-            size=len(body),
-            body=body if inline else None,
-            body_key=None if inline else keys.manifest_object(digest),
-            subject=parsed.subject,
-            artifact_type=parsed.artifact_type,
-            annotations=parsed.annotations,
-        )
-        if not inline:
+        record = manifest_record(digest, body, parsed, self._settings.inline_manifest_limit)
+        if record.body is None:
             self._objects.put(record.body_key or "", body)
         # No reference checks (blobs come when pulled); the tag follows upstream, whatever
         # immutability rules say: a cache mirrors, it does not decide.

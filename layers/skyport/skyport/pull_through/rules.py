@@ -26,7 +26,6 @@ immutability rules are (skyport/immutability.py says why that staleness is accep
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from ..distribution_client import is_loopback
 from ..errors import Denied, NameInvalid, NameUnknown
 from ..outbound_urls import UrlRefused, check_http_url
 from ..reference import MAX_NAME_LENGTH, validate_name
-from ..storage.ports import StorageUnavailable
+from ..rule_snapshot import RuleSnapshot
 
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 _PREFIX = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT}){{0,3}}")
@@ -49,7 +48,6 @@ _USERNAME = re.compile(r"[^\s:]{1,256}")
 DOCKER_HUB = "https://registry-1.docker.io"
 # What people write for Docker Hub: its registry API lives on registry-1.docker.io.
 _DOCKER_HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io", "hub.docker.com"}
-RETRY_SECONDS = 5
 
 
 class CacheRuleInvalid(ValueError):
@@ -202,11 +200,7 @@ class CacheRules:
         holds_repositories: Callable[[str], bool] | None = None,
     ) -> None:
         self._store = store
-        self._cache_seconds = cache_seconds
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._rules: tuple[CacheRule, ...] | None = None
-        self._loaded_at = 0.0
+        self._snapshot: RuleSnapshot[CacheRule] = RuleSnapshot(self._load, cache_seconds, clock)
         self._secrets = secrets  # a factory of the Secrets Manager client (for add/remove)
         self._secret_prefix = secret_prefix
         # Whether pushed repositories live at or under a prefix (a rule there would hide them).
@@ -215,31 +209,19 @@ class CacheRules:
     # --- lookup -----------------------------------------------------------------------
 
     def rules(self) -> tuple[CacheRule, ...]:
-        now = self._clock()
-        with self._lock:
-            if self._rules is not None and now - self._loaded_at < self._cache_seconds:
-                return self._rules
-            previous = self._rules
-        try:
-            loaded = tuple(
-                sorted(
-                    (CacheRule.from_fields(f) for f in self._store.list_rules()),
-                    key=lambda rule: (rule.created_ms, rule.prefix),
-                )
+        """Every rule, from the per-process snapshot (skyport/rule_snapshot.py)."""
+        return self._snapshot.get()
+
+    def _load(self) -> tuple[CacheRule, ...]:
+        return tuple(
+            sorted(
+                (CacheRule.from_fields(f) for f in self._store.list_rules()),
+                key=lambda rule: (rule.created_ms, rule.prefix),
             )
-        except StorageUnavailable:
-            if previous is None:
-                raise
-            with self._lock:
-                self._loaded_at = now - max(self._cache_seconds - RETRY_SECONDS, 0)
-            return previous
-        with self._lock:
-            self._rules, self._loaded_at = loaded, now
-        return loaded
+        )
 
     def forget(self) -> None:
-        with self._lock:
-            self._rules = None
+        self._snapshot.forget()
 
     def target(self, name: str) -> CacheTarget | None:
         """The cache target of repository ``name`` when a rule's prefix covers it; None
