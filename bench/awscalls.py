@@ -73,6 +73,15 @@ def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def _read_rule_snapshots(registry: Any) -> None:
+    """Each process reads the tag immutability rules and the pull-through cache rules once
+    per SKYPORT_IMMUTABILITY_CACHE_SECONDS / SKYPORT_CACHE_RULES_SECONDS (one Query each,
+    30 s by default: skyport/rule_snapshot.py), whatever it serves meanwhile. Read here,
+    before counting, so each row is what its operation costs, not which row came first."""
+    registry.immutability.rules()
+    registry.cache_rules.rules()
+
+
 def run(endpoint: str, profile: Profile) -> dict:
     from skyport.config import Settings
     from skyport.registry import Registry
@@ -100,6 +109,7 @@ def run(endpoint: str, profile: Profile) -> dict:
     counting = Counting()
     counting.attach(registry.clients.s3, "s3")
     counting.attach(registry.clients.dynamodb, "dynamodb")
+    _read_rule_snapshots(registry)
     part = settings.part_size
     size = profile.calls_blob
     rows: list[dict] = []
@@ -201,6 +211,8 @@ def run(endpoint: str, profile: Profile) -> dict:
         cold = Registry(settings)  # a second instance: same table, its own (empty) cache
         counting.attach(cold.clients.dynamodb, "dynamodb")
         counting.attach(cold.clients.s3, "s3")
+        _read_rule_snapshots(cold)
+        counting.take()
         with TestClient(create_app(cold), follow_redirects=False) as other:
             ok(other.head(f"/v2/{repo}/blobs/{_digest(layer)}"), 200)
             row("HEAD blob", counting.take(), blob_budget, "cold: a first read in this instance")
