@@ -119,6 +119,9 @@ lock:
 		requirements/hooks-function.in -o functions/hooks/requirements.txt
 	$(UV_COMPILE) --annotation-style line -c $(LOCK) --python-version 3.12 \
 		--python-platform aarch64-manylinux2014 --only-binary :all: \
+		requirements/scan-function.in -o functions/scan/requirements.txt
+	$(UV_COMPILE) --annotation-style line -c $(LOCK) --python-version 3.12 \
+		--python-platform aarch64-manylinux2014 --only-binary :all: \
 		requirements/upload-service.in -o requirements/upload-service.txt
 	$(UV_COMPILE) --universal --python-version 3.11 requirements/sam.in -o $(SAM_LOCK)
 

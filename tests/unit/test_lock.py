@@ -27,6 +27,7 @@ LAMBDA = {
     ROOT / "functions" / "api" / "requirements.txt": ROOT / "requirements" / "function.in",
     ROOT / "functions" / "events" / "requirements.txt": ROOT / "requirements" / "events-function.in",
     ROOT / "functions" / "hooks" / "requirements.txt": ROOT / "requirements" / "hooks-function.in",
+    ROOT / "functions" / "scan" / "requirements.txt": ROOT / "requirements" / "scan-function.in",
 }
 # Every file derived from the lock for one platform: the Lambda packages', and the upload
 # service image's (Dockerfile), which runs python3.12 on arm64 as the function does.
