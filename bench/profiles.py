@@ -29,6 +29,10 @@ class Profile:
     lambda_requests: int  # bench/coldstart.py --requests
     timeout: float  # seconds any single client command may take
     fresh_backends: bool = True  # an emptied moto and new registries per group of scenarios
+    # Each pushed image of the 3-layer and big-layer rows is pulled this many times, the
+    # registries taking turns: a pull costs a second or less, so its row gets more samples
+    # than its push row for little time, and its median moves less with the machine.
+    pulls_per_push: int = 1
 
 
 FULL = Profile(
@@ -49,6 +53,7 @@ FULL = Profile(
     lambda_runs=5,
     lambda_requests=1000,
     timeout=600.0,
+    pulls_per_push=3,
 )
 
 # Seconds, not minutes: run by tests/bench so the scripts never rot. No figure means anything.

@@ -87,6 +87,9 @@ def transfer(result: dict) -> list[str]:
         if short == runs
         else f"median of {runs} runs, {short} for the 3-layer image"
     )
+    pulls = result["profile"].get("pulls_per_push", 1)
+    if pulls > 1:
+        how_many += f"; each pushed image pulled {pulls} times"
     slower = [r for r in result["rows"] if r["ratio"] is not None and r["ratio"] > 1.0]
     footer = []
     for kind in ("push", "pull"):

@@ -75,9 +75,10 @@ def run(
             skopeo.drop(target)
 
     def single(key: str, layout: Layout, registries: list[Registry], runs: int) -> None:
+        pulls = profile.pulls_per_push
         for run in range(runs):
+            ref = f"bench/{key}-r{run}:1"
             for reg in _rotate(registries, run):
-                ref = f"bench/{key}-r{run}:1"
                 record(
                     f"push_{key}",
                     reg,
@@ -85,7 +86,10 @@ def run(
                     run,
                     runs,
                 )
-                record(f"pull_{key}", reg, pull_once(reg, ref), run, runs)
+            # Then the pulls of what this run pushed, the order rotating from pull to pull.
+            for pull in range(pulls):
+                for reg in _rotate(registries, run * pulls + pull):
+                    record(f"pull_{key}", reg, pull_once(reg, ref), run * pulls + pull, runs * pulls)
 
     with environment("multi") as registries:
         single("multi", images.multi, registries, profile.short_runs)
