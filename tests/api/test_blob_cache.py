@@ -4,12 +4,16 @@ asks nothing of DynamoDB; a delete through this process is seen at once, one beh
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import threading
 import time
 from collections.abc import Iterator
+from concurrent import futures
 
 import pytest
 from oci import assert_error, fetch, push_blob, sha256
+from skyport.concurrency import MAX_THREADS, start_blocking
 from skyport.config import Settings
 from skyport.registry import Registry
 from skyport.storage import keys
@@ -151,3 +155,33 @@ def test_a_collector_in_this_process_invalidates_at_once(registry, asgi_client):
     assert report["removed"]["links"] >= 1, report
     assert asgi_client.head(f"/v2/team/app/blobs/{digest}").status_code == 404
     assert_error(asgi_client.get(f"/v2/team/app/blobs/{digest}"), 404, "BLOB_UNKNOWN")
+
+
+def test_warm_head_and_get_need_no_worker_thread(asgi_client, other_instance):
+    """Every worker thread of the process (skyport/concurrency.py's pool) is held busy: a warm
+    blob HEAD/GET is still answered, on the event loop; a cold one, which must read DynamoDB
+    in a thread, waits until a thread is free (which shows the pool really is held)."""
+    warm = push_blob(asgi_client, "team/app", b"warm: answered on the loop", mode="post")
+    cold = push_blob(other_instance, "team/app", b"pushed through another instance: cold here", mode="post")
+    release = threading.Event()
+    loop = asyncio.new_event_loop()
+
+    async def hold_every_thread() -> list:
+        return [start_blocking(release.wait) for _ in range(MAX_THREADS)]
+
+    held = loop.run_until_complete(hold_every_thread())
+    requests = futures.ThreadPoolExecutor(2)
+    try:
+        head = requests.submit(asgi_client.head, f"/v2/team/app/blobs/{warm}").result(timeout=10)
+        get = requests.submit(asgi_client.get, f"/v2/team/app/blobs/{warm}").result(timeout=10)
+        assert head.status_code == 200 and get.status_code == 307
+        waiting = requests.submit(asgi_client.head, f"/v2/team/app/blobs/{cold}")
+        with pytest.raises(futures.TimeoutError):
+            waiting.result(timeout=1)
+        release.set()
+        assert waiting.result(timeout=10).status_code == 200
+    finally:
+        release.set()  # before anything waits on a request that may still need a thread
+        requests.shutdown(wait=True)
+        loop.run_until_complete(asyncio.gather(*held))
+        loop.close()
