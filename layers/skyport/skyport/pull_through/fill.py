@@ -180,8 +180,9 @@ class BlobFill:
                 break
             location = urljoin(f"{base}/", response.headers.get("Location") or "")
             finish(response)
-            # Followed only to http(s), never to a link-local (metadata) address.
-            parts = checked_redirect(location)
+            # Followed only to http(s), never to a link-local (metadata) address, nor from an
+            # upstream on the internet to an internal one (upstream.checked_redirect).
+            parts = checked_redirect(location, base)
             if f"{parts.scheme}://{parts.netloc}" == base:
                 path = parts.path + (f"?{parts.query}" if parts.query else "")
                 response = self._upstreams.request(target, "GET", path, for_fill=True)

@@ -127,10 +127,27 @@ def finish(response: Any) -> None:
 MAX_REDIRECT_LENGTH = 16 * 1024
 
 
-def checked_redirect(url: str) -> SplitResult:
-    """``url``'s parts, when an upstream's redirect may be followed or handed to a client:
-    http(s), a host that is not link-local (cloud metadata lives there), no credentials,
-    ASCII without spaces; else UpstreamDown saying why."""
+def _internal(host: str) -> bool:
+    """Whether ``host`` names this machine or a private network by itself: a literal
+    address that is not global (loopback, RFC 1918, unique-local, link-local, reserved) or
+    ``localhost``. A DNS name is judged by its spelling only; what it resolves to is not
+    looked up here."""
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return not ipaddress.ip_address(host).is_global
+    except ValueError:
+        return False
+
+
+def checked_redirect(url: str, upstream: str) -> SplitResult:
+    """``url``'s parts, when a redirect from ``upstream`` (the rule's URL) may be followed or
+    handed to a client: http(s), a host that is not link-local (cloud metadata lives there),
+    no credentials, ASCII without spaces; and, from an upstream on the internet, no internal
+    address (a public registry has no business sending the fill function into the VPC or
+    onto its own loopback; an upstream an admin put on a private address may keep its
+    storage there too). Else UpstreamDown saying why."""
     parts = urlsplit(url)
     try:
         address = ipaddress.ip_address(parts.hostname or "")
@@ -144,6 +161,7 @@ def checked_redirect(url: str) -> SplitResult:
         or not parts.hostname
         or parts.username is not None
         or (address is not None and address.is_link_local)
+        or (_internal(parts.hostname) and not _internal(urlsplit(upstream).hostname or ""))
     ):
         raise UpstreamDown("upstream redirected to a URL that is not followed")
     return parts
