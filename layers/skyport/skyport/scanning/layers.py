@@ -317,6 +317,8 @@ def walk_layer(layer: LayerSource, budget: Budget) -> Iterator[Entry | tuple[str
         except zstandard.ZstdError as error:
             raise LayerUnreadable(f"corrupt zstd stream: {error}") from None
         except (tarfile.TarError, EOFError) as error:
+            if str(error).startswith("zlib error: "):  # tarfile's own wrapping of zlib.error
+                raise LayerUnreadable(f"corrupt gzip stream: {str(error)[len('zlib error: ') :]}") from None
             raise LayerUnreadable(f"corrupt or truncated tar stream: {error}") from None
         except (OSError, ValueError, UnicodeError) as error:
             raise LayerUnreadable(f"unreadable layer: {type(error).__name__}: {error}") from None
@@ -347,3 +349,7 @@ def _walk_tar(counted: _Counted) -> Iterator[Entry | tuple[str, str]]:
     if block is not None and block.strip(b"\0"):
         offset = archive.offset
         raise LayerUnreadable(f"invalid tar header at offset {offset}; the rest of the layer was not read")
+    # Read to the end of the stream: the padding after the tar, and the gzip trailer, whose
+    # CRC is what tells a layer corrupted inside a file's content from a sound one.
+    while counted.read(CHUNK):
+        pass
