@@ -39,7 +39,10 @@ GOOD_STATUS = (
 )
 
 
-def scan(*layers: Layer, limits: ScanLimits = ScanLimits()):
+DEFAULT = ScanLimits()
+
+
+def scan(*layers: Layer, limits: ScanLimits = DEFAULT):
     return scan_image([layer.source() for layer in layers], limits)
 
 
