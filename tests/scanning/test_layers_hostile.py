@@ -12,7 +12,7 @@ import time
 
 import pytest
 from skyport.scanning.image import scan_image
-from skyport.scanning.layers import MiB, ScanLimits
+from skyport.scanning.layers import MiB, ScanLimits, StoreReadFailed
 from skyport.scanning.model import Skipped
 
 from .images import (
@@ -292,3 +292,34 @@ def test_a_layer_full_of_unusable_paths_gives_a_bounded_report() -> None:
     assert len(inventory.skipped) == 101
     assert inventory.skipped[-1].reason.startswith("400 more paths")
     assert_rest_scanned(inventory)
+
+
+def test_a_layer_longer_than_its_declared_size_stops_at_the_stored_limit() -> None:
+    big = gzip_tar_layer([("srv/data", 4 * MiB, os.urandom(MiB))])
+    lying = dataclasses.replace(big.source(), size=1000)
+    inventory = scan_image([lying, GOOD.source()], ScanLimits(max_layer_bytes=1 * MiB))
+    assert inventory.skipped[0].layer == big.digest and "larger than 1 MiB" in inventory.skipped[0].reason
+    assert_rest_scanned(inventory)
+
+
+class FailingBody(io.RawIOBase):
+    """A stored body whose connection drops after some bytes."""
+
+    def __init__(self, data: bytes, fail_after: int) -> None:
+        self.data, self.fail_after, self.position = data, fail_after, 0
+
+    def read(self, size: int = -1) -> bytes:
+        if self.position >= self.fail_after:
+            raise ConnectionResetError("connection reset by peer")
+        chunk = self.data[self.position : self.position + min(size, self.fail_after - self.position)]
+        self.position += len(chunk)
+        return chunk
+
+
+def test_a_store_failure_is_not_a_skipped_layer_but_fails_the_scan() -> None:
+    """The store failing is not something the layer holds: the scan raises, to be retried,
+    rather than report a gap that a retry would not have."""
+    layer = gzip_tar_layer([("srv/data", 2 * MiB, os.urandom(MiB))])
+    failing = dataclasses.replace(layer.source(), open=lambda: FailingBody(layer.data, 100_000))
+    with pytest.raises(StoreReadFailed, match="ConnectionResetError"):
+        scan_image([GOOD.source(), failing])

@@ -75,6 +75,12 @@ class ScanStopped(LayerUnreadable):
     """The scan as a whole may read no more: its expanded-byte budget or its deadline."""
 
 
+class StoreReadFailed(RuntimeError):
+    """Reading the layer's stored bytes failed (S3 reset the connection, the object went
+    away): not something the layer holds, so not a Skipped. It propagates, and the scan is
+    retried as a whole."""
+
+
 def describe_bytes(count: int) -> str:
     for unit, size in (("GiB", GiB), ("MiB", MiB), ("KiB", 1024)):
         if count >= size:
@@ -115,25 +121,41 @@ class Budget:
 
 
 class _Stored(io.RawIOBase):
-    """The layer's stored bytes: what was sniffed first, then the rest of the source, counted
-    against the layer's stored-size limit (the size a manifest declares may lie)."""
+    """The layer's stored bytes, counted against the layer's stored-size limit (the size a
+    manifest declares may lie). The first bytes, read to sniff the compression, are given
+    again first."""
 
-    def __init__(self, source: BinaryIO, head: bytes, limit: int) -> None:
-        self._source, self._head, self._limit, self.count = source, head, limit, len(head)
+    def __init__(self, source: BinaryIO, limit: int) -> None:
+        self._source, self._limit, self.count, self._head = source, limit, 0, b""
 
     def readable(self) -> bool:
         return True
 
-    def read(self, size: int = -1) -> bytes:
-        if self._head:
-            head, self._head = self._head, b""
-            return head
-        data = self._source.read(CHUNK if size is None or size < 0 else min(size, CHUNK))
+    def head(self, count: int) -> bytes:
+        """The first ``count`` bytes (fewer if the layer is shorter), to sniff."""
+        head = b""
+        while len(head) < count and (data := self._read_source(count - len(head))):
+            head += data
+        self._head = head
+        return head
+
+    def _read_source(self, size: int) -> bytes:
+        try:
+            data = self._source.read(size)
+        except Exception as error:  # noqa: BLE001 - whatever the store's client raises
+            failure = f"{type(error).__name__}: {error}"
+            raise StoreReadFailed(f"reading the stored layer failed: {failure}") from error
         self.count += len(data)
         if self.count > self._limit:
             most = describe_bytes(self._limit)
             raise LayerUnreadable(f"layer is larger than {most}, the most one scan reads")
         return data
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            head, self._head = self._head, b""
+            return head
+        return self._read_source(CHUNK if size is None or size < 0 else min(size, CHUNK))
 
     def readinto(self, buffer) -> int:  # for zstandard's stream_reader
         data = self.read(len(buffer))
@@ -226,16 +248,6 @@ def sniff(stored_head: bytes) -> str:
     return "tar"
 
 
-def _read_head(source: BinaryIO, count: int) -> bytes:
-    head = b""
-    while len(head) < count:
-        data = source.read(count - len(head))
-        if not data:
-            break
-        head += data
-    return head
-
-
 @dataclass(frozen=True)
 class Entry:
     """One tar entry of a layer, its path normalised (no leading ``/`` or ``./``)."""
@@ -287,7 +299,8 @@ def link_target(path: str, member: tarfile.TarInfo) -> tuple[str, str]:
 def walk_layer(layer: LayerSource, budget: Budget) -> Iterator[Entry | tuple[str, str]]:
     """The entries of one layer in stream order: an :class:`Entry`, or (name, why it is not
     used) for an unusable path. Raises :class:`LayerUnreadable` when the layer cannot be read
-    on (corrupt compression or tar, a limit reached); entries already given stand."""
+    on (corrupt compression or tar, a limit reached; entries already given stand), and
+    :class:`StoreReadFailed` when the store fails to give its bytes."""
     limits = budget.limits
     if layer.size > limits.max_layer_bytes:
         raise LayerUnreadable(
@@ -297,9 +310,8 @@ def walk_layer(layer: LayerSource, budget: Budget) -> Iterator[Entry | tuple[str
     budget.start_layer()
     source = layer.open()
     try:
-        head = _read_head(source, len(ZSTD_MAGIC))
-        stored = _Stored(source, head, limits.max_layer_bytes)
-        compression = sniff(head)
+        stored = _Stored(source, limits.max_layer_bytes)
+        compression = sniff(stored.head(len(ZSTD_MAGIC)))
         if compression == "gzip":
             expanded: BinaryIO = _Inflated(stored)
         elif compression == "zstd":
