@@ -12,7 +12,7 @@ import time
 
 import pytest
 from skyport.scanning.image import scan_image
-from skyport.scanning.layers import MiB, ScanLimits, StoreReadFailed
+from skyport.scanning.layers import MiB, ScanLimits
 from skyport.scanning.model import Skipped
 
 from .images import (
@@ -316,10 +316,11 @@ class FailingBody(io.RawIOBase):
         return chunk
 
 
-def test_a_store_failure_is_not_a_skipped_layer_but_fails_the_scan() -> None:
-    """The store failing is not something the layer holds: the scan raises, to be retried,
-    rather than report a gap that a retry would not have."""
+@pytest.mark.parametrize("fail_after", [0, 100_000], ids=["first-read", "mid-stream"])
+def test_a_store_failure_is_not_a_skipped_layer_but_fails_the_scan(fail_after: int) -> None:
+    """The store failing is not something the layer holds: the scan raises the stream's own
+    error (to be retried), rather than report a gap that a retry would not have."""
     layer = gzip_tar_layer([("srv/data", 2 * MiB, os.urandom(MiB))])
-    failing = dataclasses.replace(layer.source(), open=lambda: FailingBody(layer.data, 100_000))
-    with pytest.raises(StoreReadFailed, match="ConnectionResetError"):
+    failing = dataclasses.replace(layer.source(), open=lambda: FailingBody(layer.data, fail_after))
+    with pytest.raises(ConnectionResetError):
         scan_image([GOOD.source(), failing])

@@ -75,10 +75,14 @@ class ScanStopped(LayerUnreadable):
     """The scan as a whole may read no more: its expanded-byte budget or its deadline."""
 
 
-class StoreReadFailed(RuntimeError):
-    """Reading the layer's stored bytes failed (S3 reset the connection, the object went
-    away): not something the layer holds, so not a Skipped. It propagates, and the scan is
-    retried as a whole."""
+class _StoreFailed(Exception):
+    """Carries an error of the store's stream (S3 reset the connection, the object went away)
+    past the handlers for what a layer holds: it is not a Skipped, and ``walk_layer`` raises
+    it as the stream raised it, for the caller to retry the scan."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def describe_bytes(count: int) -> str:
@@ -143,8 +147,7 @@ class _Stored(io.RawIOBase):
         try:
             data = self._source.read(size)
         except Exception as error:  # noqa: BLE001 - whatever the store's client raises
-            failure = f"{type(error).__name__}: {error}"
-            raise StoreReadFailed(f"reading the stored layer failed: {failure}") from error
+            raise _StoreFailed(error) from error
         self.count += len(data)
         if self.count > self._limit:
             most = describe_bytes(self._limit)
@@ -299,8 +302,8 @@ def link_target(path: str, member: tarfile.TarInfo) -> tuple[str, str]:
 def walk_layer(layer: LayerSource, budget: Budget) -> Iterator[Entry | tuple[str, str]]:
     """The entries of one layer in stream order: an :class:`Entry`, or (name, why it is not
     used) for an unusable path. Raises :class:`LayerUnreadable` when the layer cannot be read
-    on (corrupt compression or tar, a limit reached; entries already given stand), and
-    :class:`StoreReadFailed` when the store fails to give its bytes."""
+    on (corrupt compression or tar, a limit reached; entries already given stand). An error
+    of the stored stream itself is raised as the stream raised it: not the layer's fault."""
     limits = budget.limits
     if layer.size > limits.max_layer_bytes:
         raise LayerUnreadable(
@@ -334,6 +337,8 @@ def walk_layer(layer: LayerSource, budget: Budget) -> Iterator[Entry | tuple[str
             raise LayerUnreadable(f"corrupt or truncated tar stream: {error}") from None
         except (OSError, ValueError, UnicodeError) as error:
             raise LayerUnreadable(f"unreadable layer: {type(error).__name__}: {error}") from None
+    except _StoreFailed as failed:
+        raise failed.error from None
     finally:
         close = getattr(source, "close", None)
         if close is not None:
