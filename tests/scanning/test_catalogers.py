@@ -141,3 +141,17 @@ def test_rpm_headers_that_lie_about_their_sizes_are_counted_not_trusted() -> Non
         "pkg:rpm/almalinux/bash@5.1.8-6.el9?arch=x86_64&distro=almalinux-9.3"
     ]
     assert [gap.reason for gap in inventory.skipped] == ["3 malformed rpm header(s) not read"]
+
+
+def test_names_no_purl_can_hold_are_reported() -> None:
+    scoped = "app/node_modules/@scope/x/package.json"
+    modinfo = "path\tx\nmod\tx\t(devel)\t\ndep\texample.com/\tv1.0.0\t\n"
+    files = {
+        scoped: b'{"name": "@scope/", "version": "1.0.0"}',
+        "app/node_modules/ok/package.json": b'{"name": "ok", "version": "1.0.0"}',
+        "usr/bin/tool": go_binary("go1.22.1", modinfo, filler=8192),
+    }
+    inventory = scan_image([gzip_layer(files).source()])
+    purls = [package.purl for package in inventory.packages]
+    assert purls == ["pkg:golang/stdlib@v1.22.1", "pkg:npm/ok@1.0.0"]
+    assert {gap.path for gap in inventory.skipped} == {scoped, "usr/bin/tool"}

@@ -299,11 +299,13 @@ def link_target(path: str, member: tarfile.TarInfo) -> tuple[str, str]:
     return "/".join(parts), ""
 
 
-def walk_layer(layer: LayerSource, budget: Budget) -> Iterator[Entry | tuple[str, str]]:
-    """The entries of one layer in stream order: an :class:`Entry`, or (name, why it is not
-    used) for an unusable path. Raises :class:`LayerUnreadable` when the layer cannot be read
-    on (corrupt compression or tar, a limit reached; entries already given stand). An error
-    of the stored stream itself is raised as the stream raised it: not the layer's fault."""
+def read_layer(layer: LayerSource, budget: Budget, visit: Callable[[Entry | tuple[str, str]], None]) -> None:
+    """Call ``visit`` with each entry of one layer in stream order: an :class:`Entry` (whose
+    content ``visit`` may read then, and only then), or (name, why it is not used) for an
+    unusable path. Raises :class:`LayerUnreadable` when the layer cannot be read on (corrupt
+    compression or tar, a limit reached), whether the walk or ``visit``'s read found it;
+    what was visited before stands. An error of the stored stream itself is raised as the
+    stream raised it: it is not the layer's fault, and a retry may not meet it."""
     limits = budget.limits
     if layer.size > limits.max_layer_bytes:
         raise LayerUnreadable(
@@ -323,22 +325,22 @@ def walk_layer(layer: LayerSource, budget: Budget) -> Iterator[Entry | tuple[str
         else:
             expanded = stored
         counted = _Counted(expanded, budget)
-        try:
-            yield from _walk_tar(counted)
-        except LayerUnreadable:
-            raise
-        except zlib.error as error:
-            raise LayerUnreadable(f"corrupt gzip stream: {error}") from None
-        except zstandard.ZstdError as error:
-            raise LayerUnreadable(f"corrupt zstd stream: {error}") from None
-        except (tarfile.TarError, EOFError) as error:
-            if str(error).startswith("zlib error: "):  # tarfile's own wrapping of zlib.error
-                raise LayerUnreadable(f"corrupt gzip stream: {str(error)[len('zlib error: ') :]}") from None
-            raise LayerUnreadable(f"corrupt or truncated tar stream: {error}") from None
-        except (OSError, ValueError, UnicodeError) as error:
-            raise LayerUnreadable(f"unreadable layer: {type(error).__name__}: {error}") from None
+        for entry in _walk_tar(counted):
+            visit(entry)
     except _StoreFailed as failed:
         raise failed.error from None
+    except LayerUnreadable:
+        raise
+    except zlib.error as error:
+        raise LayerUnreadable(f"corrupt gzip stream: {error}") from None
+    except zstandard.ZstdError as error:
+        raise LayerUnreadable(f"corrupt zstd stream: {error}") from None
+    except (tarfile.TarError, EOFError) as error:
+        if str(error).startswith("zlib error: "):  # tarfile's own wrapping of zlib.error
+            raise LayerUnreadable(f"corrupt gzip stream: {str(error)[len('zlib error: ') :]}") from None
+        raise LayerUnreadable(f"corrupt or truncated tar stream: {error}") from None
+    except (OSError, ValueError, UnicodeError) as error:
+        raise LayerUnreadable(f"unreadable layer: {type(error).__name__}: {error}") from None
     finally:
         close = getattr(source, "close", None)
         if close is not None:
