@@ -155,3 +155,28 @@ def test_names_no_purl_can_hold_are_reported() -> None:
     purls = [package.purl for package in inventory.packages]
     assert purls == ["pkg:golang/stdlib@v1.22.1", "pkg:npm/ok@1.0.0"]
     assert {gap.path for gap in inventory.skipped} == {scoped, "usr/bin/tool"}
+
+
+def test_declared_licenses_are_kept_when_they_are_names() -> None:
+    site = "usr/lib/python3/dist-packages"
+    rpm = {RPMTAG_NAME: "bash", RPMTAG_VERSION: "5.1.8", RPMTAG_RELEASE: "6.el9", RPMTAG_ARCH: "x86_64"}
+    modules = "app/node_modules"
+    files = {
+        "lib/apk/db/installed": b"P:musl\nV:1.2.4-r2\nA:x86_64\nL:MIT\no:musl\n\n",
+        f"{modules}/a/package.json": b'{"name": "a", "version": "1", "license": "(MIT OR Apache-2.0)"}',
+        f"{modules}/b/package.json": b'{"name": "b", "version": "1", "license": {"type": "BSD-3-Clause"}}',
+        f"{modules}/c/package.json": b'{"name": "c", "version": "1", "license": ["not", "a", "name"]}',
+        f"{site}/x-1.dist-info/METADATA": b"Name: x\nVersion: 1\nLicense-Expression: MIT\nLicense: no\n",
+        f"{site}/y-1.dist-info/METADATA": b"Name: y\nVersion: 1\nLicense: " + b"long text " * 40 + b"\n",
+        "var/lib/rpm/rpmdb.sqlite": rpmdb_sqlite([{**rpm, 1014: "GPL-3.0-or-later"}]),
+    }
+    inventory = scan_image([gzip_layer(files).source()])
+    assert {package.name: package.licenses for package in inventory.packages} == {
+        "musl": ("MIT",),
+        "a": ("(MIT OR Apache-2.0)",),
+        "b": ("BSD-3-Clause",),
+        "c": (),
+        "x": ("MIT",),
+        "y": (),
+        "bash": ("GPL-3.0-or-later",),
+    }

@@ -188,7 +188,9 @@ def _inventory(kept: dict[str, Kept], skipped: list[Skipped]) -> Inventory:
                 reason = f"no valid purl for {candidate.name!r}: {error}"
                 skipped.append(Skipped(held.layer, location, reason))
                 continue
-            packages.append(Package(candidate.name, candidate.version, purl, location, held.layer))
+            packages.append(
+                Package(candidate.name, candidate.version, purl, location, held.layer, candidate.licenses)
+            )
     packages.sort(key=lambda package: (package.purl, package.location))
     return Inventory(distro=distro, packages=packages, skipped=skipped)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 
-from skyport.scanning.catalogers import NOTHING, Candidate, Cataloger, Found, text
+from skyport.scanning.catalogers import NOTHING, Candidate, Cataloger, Found, licenses, text
 
 _PACKAGE_JSON = re.compile(r"(?:^|/)node_modules/(?:@[^/]+/)?[^/@][^/]*/package\.json$")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
@@ -45,7 +45,19 @@ def read(path: str, data: bytes, _nested_limit: int) -> Found:
     if len(name) > MAX_NAME or len(version) > 256:
         return Found(gaps=((path, "package.json name or version longer than npm allows"),))
     scope, _, bare = name.rpartition("/") if name.startswith("@") else ("", "", name)
-    return Found((Candidate("npm", scope or None, bare, version, name=name, version=version),))
+    declared = manifest.get("license")
+    if isinstance(declared, dict):  # the older {"type": "MIT", "url": ...} form
+        declared = declared.get("type")
+    candidate = Candidate(
+        "npm",
+        scope or None,
+        bare,
+        version,
+        name=name,
+        version=version,
+        licenses=licenses(declared),
+    )
+    return Found((candidate,))
 
 
 CATALOGER = Cataloger("npm", matches, read)
