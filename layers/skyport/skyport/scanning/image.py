@@ -89,12 +89,12 @@ class _LayerChanges:
         self.opaque: list[str] = []
 
     def apply_to(self, kept: dict[str, Kept]) -> None:
-        prefixes = [directory + "/" for directory in self.opaque] + [path + "/" for path in self.deleted]
+        prefixes = tuple(directory + "/" for directory in [*self.opaque, *self.deleted])
         exact = set(self.deleted)
         if "/" in prefixes:  # an opaque whiteout at the image root
             kept.clear()
         elif prefixes:
-            for path in [path for path in kept if path in exact or path.startswith(tuple(prefixes))]:
+            for path in [path for path in kept if path in exact or path.startswith(prefixes)]:
                 del kept[path]
         kept.update(self.files)
 
@@ -130,7 +130,7 @@ def _read_entry(entry: Entry, digest: str, limits: ScanLimits, kept: dict[str, K
             changes.files[path] = Kept(digest, found)
     elif member.isreg() and member.size >= MIN_BINARY:
         stream = entry.open()
-        head = stream.read(len(golang.EXECUTABLE_MAGICS[1]))
+        head = stream.read(golang.SNIFF_BYTES)
         if golang.is_executable(head):
             found = golang.read_stream(path, stream, head)
             for gap_path, reason in found.gaps:
