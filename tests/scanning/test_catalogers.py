@@ -180,3 +180,10 @@ def test_declared_licenses_are_kept_when_they_are_names() -> None:
         "y": (),
         "bash": ("GPL-3.0-or-later",),
     }
+
+
+def test_a_package_json_bigger_than_any_real_one_is_not_parsed() -> None:
+    huge = b'{"name": "huge", "version": "1.0.0", "x": "' + b"[" * (5 << 20) + b'"}'
+    inventory = scan_image([gzip_layer({"app/node_modules/huge/package.json": huge}).source()])
+    assert inventory.packages == []
+    assert [gap.reason for gap in inventory.skipped] == ["package.json larger than 4 MiB: not read"]
