@@ -9,6 +9,7 @@ import json
 import os
 import tarfile
 import time
+import zipfile
 
 import pytest
 from skyport.scanning.image import scan_image
@@ -324,3 +325,15 @@ def test_a_store_failure_is_not_a_skipped_layer_but_fails_the_scan(fail_after: i
     failing = dataclasses.replace(layer.source(), open=lambda: FailingBody(layer.data, fail_after))
     with pytest.raises(ConnectionResetError):
         scan_image([GOOD.source(), failing])
+
+
+def test_a_jar_of_too_many_entries_is_not_opened() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for index in range(200_001):
+            archive.writestr(f"{index:x}", b"")
+    inventory = scan(GOOD, gzip_layer({"app/many.jar": buffer.getvalue()}))
+    assert reasons(inventory.skipped) == {
+        "app/many.jar": "archive declares 200001 entries, more than 200000: not read"
+    }
+    assert_rest_scanned(inventory)
