@@ -337,3 +337,12 @@ def test_a_jar_of_too_many_entries_is_not_opened() -> None:
         "app/many.jar": "archive declares 200001 entries, more than 200000: not read"
     }
     assert_rest_scanned(inventory)
+
+
+def test_a_flood_of_packages_stops_the_scan_at_the_package_limit() -> None:
+    manifests = {f"app/node_modules/p{i}/package.json": b'{"name": "p%d", "version": "1"}' % i for i in range(30)}
+    flood = gzip_layer(manifests)
+    inventory = scan(flood, GOOD, limits=ScanLimits(max_packages=10))
+    assert [(gap.layer, gap.path) for gap in inventory.skipped] == [(flood.digest, ""), (GOOD.digest, "")]
+    assert "more than 10 packages" in inventory.skipped[0].reason
+    assert len(inventory.packages) == 10
