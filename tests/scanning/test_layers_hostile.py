@@ -340,7 +340,8 @@ def test_a_jar_of_too_many_entries_is_not_opened() -> None:
 
 
 def test_a_flood_of_packages_stops_the_scan_at_the_package_limit() -> None:
-    manifests = {f"app/node_modules/p{i}/package.json": b'{"name": "p%d", "version": "1"}' % i for i in range(30)}
+    manifest = b'{"name": "p%d", "version": "1"}'
+    manifests = {f"app/node_modules/p{i}/package.json": manifest % i for i in range(30)}
     flood = gzip_layer(manifests)
     inventory = scan(flood, GOOD, limits=ScanLimits(max_packages=10))
     assert [(gap.layer, gap.path) for gap in inventory.skipped] == [(flood.digest, ""), (GOOD.digest, "")]
