@@ -394,7 +394,12 @@ class ScanService:
     def _limits(self, deadline: float | None) -> Any:
         from .layers import ScanLimits
 
-        return ScanLimits(deadline=deadline)
+        # Settings of 0 keep the scanner's defaults (suited to the scan function's Lambda).
+        bounds = {
+            "max_layer_bytes": self._settings.scan_max_layer_bytes,
+            "max_expanded_bytes": self._settings.scan_max_total_bytes,
+        }
+        return ScanLimits(deadline=deadline, **{name: value for name, value in bounds.items() if value})
 
     def _layers(self, repository: str, document: dict[str, Any]) -> tuple[list[Any], list[Skipped]]:
         """The image's layers as LayerSources (base first), and those the registry does not
