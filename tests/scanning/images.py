@@ -34,9 +34,11 @@ import struct
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import Mapping
+import zlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import zstandard
 from skyport.scanning.layers import LayerSource
@@ -545,3 +547,31 @@ IMAGES = {
     "distroless-java-go": DISTROLESS_JAVA_GO,
     "rocky-rpm": ROCKY_RPM,
 }
+
+
+# --- big layers, written as a stream ----------------------------------------------------------
+
+
+def write_gzip_tar(out: BinaryIO, files: Iterable[tuple[str, int, bytes]], level: int = 1) -> None:
+    """A gzip'd tar of (path, size, block) written to ``out`` as it is made: each file's content
+    is ``block`` repeated to ``size`` bytes. Nothing holds the whole layer, so a test can make
+    a gzip bomb (zeros compress ~1000:1) or a layer of hundreds of MiB."""
+    deflate = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    for path, size, block in files:
+        info = tarfile.TarInfo(path)
+        info.size, info.mode = size, 0o644
+        out.write(deflate.compress(info.tobuf(format=tarfile.PAX_FORMAT)))
+        left = size
+        while left:
+            piece = block[: min(left, len(block))]
+            out.write(deflate.compress(piece))
+            left -= len(piece)
+        out.write(deflate.compress(bytes(-size % tarfile.BLOCKSIZE)))
+    out.write(deflate.compress(bytes(2 * tarfile.BLOCKSIZE)))
+    out.write(deflate.flush())
+
+
+def gzip_tar_layer(files: Iterable[tuple[str, int, bytes]]) -> Layer:
+    buffer = io.BytesIO()
+    write_gzip_tar(buffer, files)
+    return Layer(buffer.getvalue(), TAR_GZIP)
