@@ -268,7 +268,7 @@ def parse_record(data: Any) -> Advisory:
     return Advisory(
         id=record_id,
         aliases=tuple(alias for alias in aliases if alias != record_id),
-        modified=_text(data, "modified"),
+        modified=_text(data, "modified", required=True),  # required by the schema
         summary=summary,
         severity=severity,
         affected=affected,
