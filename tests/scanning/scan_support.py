@@ -20,6 +20,8 @@ from oci import OCI_CONFIG, OCI_MANIFEST, descriptor, push_blob
 from skyport.event_bus import DETAIL_TYPES, SOURCE, detail
 from skyport.events import RegistryEvent, registry_events
 from skyport.registry import Registry
+from skyport.storage.s3 import S3ObjectStore
+from skyport.vulnerabilities.mirror import DEFAULT_ECOSYSTEMS, mirror, shipped_data
 from skyport_cli.gateway import LambdaContext
 from skyport_cli.pipeline import lambda_sqs_record
 from skyport_cli.stack import load_template
@@ -65,12 +67,10 @@ def push_scan_image(client, repository: str, image: Image, reference: str | None
 
 
 def mirror_sample_osv(registry: Registry) -> None:
-    """The shipped OSV data into the registry's bucket, as the mirror function loads it."""
-    try:
-        from skyport.vulnerabilities import mirror as osv_mirror
-    except ImportError:  # TODO(P): V's mirror, once merged
-        return
-    osv_mirror.mirror_sample(registry) if hasattr(osv_mirror, "mirror_sample") else None
+    """The shipped OSV data into the registry's bucket, by the mirror function's code."""
+    store = S3ObjectStore(registry.clients.s3, registry.settings.bucket)
+    result = mirror(str(shipped_data()), store, DEFAULT_ECOSYSTEMS)
+    assert result.failed == {}, result.failed
 
 
 class ScanPipeline:
