@@ -144,8 +144,8 @@ def dpkg_stanza(
     return "\n".join(lines) + "\n"
 
 
-def apk_entry(name: str, version: str, *, origin: str, arch: str = "x86_64") -> str:
-    return f"C:Q1fabricated=\nP:{name}\nV:{version}\nA:{arch}\nS:1000\nI:2000\nT:a package\no:{origin}\n\n"
+def apk_entry(name: str, version: str, *, origin: str, arch: str = "x86_64", license: str = "MIT") -> str:
+    return f"C:Q1fabricated=\nP:{name}\nV:{version}\nA:{arch}\nS:1000\nL:{license}\no:{origin}\n\n"
 
 
 def python_metadata(name: str, version: str) -> bytes:
@@ -357,7 +357,7 @@ ALPINE_NODE = Image(
             {
                 "etc/os-release": os_release("alpine", "3.19.1", ALPINE_319.pretty_name),
                 APK_DB: (
-                    apk_entry("busybox", "1.36.1-r15", origin="busybox")
+                    apk_entry("busybox", "1.36.1-r15", origin="busybox", license="GPL-2.0-only")
                     + apk_entry("musl", "1.2.4_git20230717-r4", origin="musl")
                     + apk_entry("libcrypto3", "3.1.4-r2", origin="openssl")
                     + apk_entry("libssl3", "3.1.4-r2", origin="openssl")

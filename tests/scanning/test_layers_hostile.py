@@ -9,6 +9,7 @@ import json
 import os
 import tarfile
 import time
+import zipfile
 
 import pytest
 from skyport.scanning.image import scan_image
@@ -292,3 +293,57 @@ def test_a_layer_full_of_unusable_paths_gives_a_bounded_report() -> None:
     assert len(inventory.skipped) == 101
     assert inventory.skipped[-1].reason.startswith("400 more paths")
     assert_rest_scanned(inventory)
+
+
+def test_a_layer_longer_than_its_declared_size_stops_at_the_stored_limit() -> None:
+    big = gzip_tar_layer([("srv/data", 4 * MiB, os.urandom(MiB))])
+    lying = dataclasses.replace(big.source(), size=1000)
+    inventory = scan_image([lying, GOOD.source()], ScanLimits(max_layer_bytes=1 * MiB))
+    assert inventory.skipped[0].layer == big.digest and "larger than 1 MiB" in inventory.skipped[0].reason
+    assert_rest_scanned(inventory)
+
+
+class FailingBody(io.RawIOBase):
+    """A stored body whose connection drops after some bytes."""
+
+    def __init__(self, data: bytes, fail_after: int) -> None:
+        self.data, self.fail_after, self.position = data, fail_after, 0
+
+    def read(self, size: int = -1) -> bytes:
+        if self.position >= self.fail_after:
+            raise ConnectionResetError("connection reset by peer")
+        chunk = self.data[self.position : self.position + min(size, self.fail_after - self.position)]
+        self.position += len(chunk)
+        return chunk
+
+
+@pytest.mark.parametrize("fail_after", [0, 100_000], ids=["first-read", "mid-stream"])
+def test_a_store_failure_is_not_a_skipped_layer_but_fails_the_scan(fail_after: int) -> None:
+    """The store failing is not something the layer holds: the scan raises the stream's own
+    error (to be retried), rather than report a gap that a retry would not have."""
+    layer = gzip_tar_layer([("srv/data", 2 * MiB, os.urandom(MiB))])
+    failing = dataclasses.replace(layer.source(), open=lambda: FailingBody(layer.data, fail_after))
+    with pytest.raises(ConnectionResetError):
+        scan_image([GOOD.source(), failing])
+
+
+def test_a_jar_of_too_many_entries_is_not_opened() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for index in range(200_001):
+            archive.writestr(f"{index:x}", b"")
+    inventory = scan(GOOD, gzip_layer({"app/many.jar": buffer.getvalue()}))
+    assert reasons(inventory.skipped) == {
+        "app/many.jar": "archive declares 200001 entries, more than 200000: not read"
+    }
+    assert_rest_scanned(inventory)
+
+
+def test_a_flood_of_packages_stops_the_scan_at_the_package_limit() -> None:
+    manifest = b'{"name": "p%d", "version": "1"}'
+    manifests = {f"app/node_modules/p{i}/package.json": manifest % i for i in range(30)}
+    flood = gzip_layer(manifests)
+    inventory = scan(flood, GOOD, limits=ScanLimits(max_packages=10))
+    assert [(gap.layer, gap.path) for gap in inventory.skipped] == [(flood.digest, ""), (GOOD.digest, "")]
+    assert "more than 10 packages" in inventory.skipped[0].reason
+    assert len(inventory.packages) == 10
