@@ -173,8 +173,9 @@ class OsvDatabase:
     # --- what the matcher asks ------------------------------------------------------
 
     def has(self, base: str) -> bool:
-        """Whether data for this base ecosystem ("Debian", "PyPI") is mirrored."""
-        return base in self._current_index()
+        """Whether data for this base ecosystem ("Debian", "PyPI") is mirrored and readable
+        (loading it if needed): when False, the matcher says so in the report."""
+        return self._load(base) is not None
 
     def advisories(self, ecosystem: str, name: str) -> list[Advisory]:
         """The records whose ``affected`` names ``name`` (normalised) in ``ecosystem``
