@@ -254,19 +254,17 @@ def test_a_version_univers_cannot_read_gives_no_finding_and_a_reason() -> None:
     )
     assert result.findings == []
     assert [gap.reason for gap in result.skipped] == [
-        "x 0.5: BAD-1 names 'not a version!' is not a valid PEP 440 version, so BAD-1 was not compared"
+        "x 0.5: BAD-1 names version 'not a version!', not a valid PEP 440 version, so it was not compared"
     ]
-    good_record = advisory("PyPI", "x", FIXED_1_0)
+    # An installed version univers cannot read: one line for the package, naming every
+    # record left out.
+    records = [advisory("PyPI", "x", FIXED_1_0), advisory("PyPI", "x", FIXED_1_0, id_="OSV-2")]
     result = match_inventory(
-        Inventory(None, [package("pkg:pypi/x@what?", "what?")]), OsvDatabase.from_advisories([good_record])
+        Inventory(None, [package("pkg:pypi/x@what?", "what?")]), OsvDatabase.from_advisories(records)
     )
     assert result.findings == []
     assert [(gap.path, gap.reason) for gap in result.skipped] == [
-        (
-            "somewhere",
-            "x what?: the installed version 'what?' is not a valid PEP 440 version,"
-            " so OSV-1 was not compared",
-        )
+        ("somewhere", "x what?: not a valid PEP 440 version, so 2 records (OSV-1, OSV-2) not compared")
     ]
 
 
