@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 import zipfile
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import IO, Any
@@ -107,7 +108,7 @@ class _Zipped(_Ecosystem):
                 return self._cache[key]
         try:
             advisory: Advisory | None = self.read(key)
-        except (MalformedRecord, zipfile.BadZipFile, OSError, KeyError):
+        except (MalformedRecord, zipfile.BadZipFile, OSError, KeyError, zlib.error):
             advisory = None
         with self._lock:
             self._cache[key] = advisory
@@ -127,7 +128,7 @@ def index_zip(file: IO[bytes], base: str, version: str) -> _Zipped:
     for member in data.members():
         try:
             advisory = data.read(member)
-        except (MalformedRecord, zipfile.BadZipFile, OSError, EOFError):
+        except (MalformedRecord, zipfile.BadZipFile, OSError, EOFError, zlib.error):
             data.malformed += 1
             continue
         data.add(member, advisory, base)
