@@ -42,6 +42,8 @@ MALFORMED = [
     b'"a string"',
     raw(record(id="")),
     raw(record(id=7)),
+    raw(record(id="GHSA-\x1b[31m-red")),  # a terminal escape
+    raw(record(id="x" * 200)),
     raw(record(aliases="CVE-1")),
     raw(record(aliases=[1])),
     raw(record(affected={"package": {}})),
@@ -272,3 +274,9 @@ def test_any_record_is_an_advisory_or_malformed_never_an_error(data) -> None:
         parse_json(json.dumps(data).encode())
     except MalformedRecord:
         pass
+
+
+def test_aliases_and_summaries_are_made_printable() -> None:
+    advisory = parse_record(record(aliases=["CVE-2024-1", "bad alias\x1b[2J", ""], summary="a\x1b[2Jb\nc"))
+    assert advisory.aliases == ("CVE-2024-1",)
+    assert advisory.summary == "a [2Jb c"
