@@ -16,8 +16,9 @@ from oci import OCI_INDEX, descriptor, push_blob
 from skyport.events import MANIFEST_PUSHED, SCAN_COMPLETED, SCAN_FAILED
 from skyport.registry import Registry
 from skyport.scanning.model import REPORT_ARTIFACT_TYPE, SBOM_ARTIFACT_TYPE
-from skyport.scanning.service import ALREADY_SCANNED, RUNNING, SCANNED
+from skyport.scanning.service import ALREADY_SCANNED, RUNNING, SCANNED, SUPERSEDED, ScanService
 from skyport.storage import keys
+from skyport.storage.dynamodb.scans import DynamoScanStore
 from skyport_api.app import create_app
 from starlette.testclient import TestClient
 from vulnerabilities.expected import FINDINGS
@@ -290,3 +291,38 @@ def test_scan_on_push_off_scans_nothing_on_push(api, registry, pipeline, monkeyp
     # `skyport scan` still works.
     (result,) = off.scanning.scan(REPO, digest)
     assert result.status == SCANNED
+
+
+def test_a_manifest_deleted_during_its_scan_leaves_nothing_behind(api, registry, pipeline):
+    digest = push_scan_image(api, REPO, DEBIAN_PYTHON, "1.0")
+
+    def database_after_a_delete():
+        # The SBOM is pushed by now; the image goes before the report is.
+        assert api.delete(f"/v2/{REPO}/manifests/{digest}").status_code == 202
+        return registry.osv_database
+
+    service = ScanService(
+        registry._objects,
+        registry.manifests,
+        registry.blobs,
+        registry._manifest_index,
+        DynamoScanStore(registry.clients.dynamodb, registry.settings.table),
+        registry.settings,
+        database=database_after_a_delete,
+    )
+    (result,) = service.scan(REPO, digest)
+    assert result.status == SUPERSEDED
+    assert referrers(api, digest) == []
+    assert registry.scanning.record(REPO, digest) is None
+    # Every manifest the scan pushed went again: nothing is left in the repository.
+    left = registry.clients.dynamodb.query(
+        TableName=registry.settings.table,
+        KeyConditionExpression="PK = :pk AND begins_with(SK, :manifest)",
+        ExpressionAttributeValues={
+            ":pk": {"S": keys.repository_partition(REPO)},
+            ":manifest": {"S": "MANIFEST#"},
+        },
+    )["Items"]
+    assert left == []
+    pipeline.run()
+    assert pipeline.of_type(SCAN_COMPLETED) == [] and pipeline.of_type(SCAN_FAILED) == []

@@ -305,8 +305,18 @@ class Registry:
             database=lambda: self.osv_database,
             pulls=DynamoPullStore(self.clients.dynamodb, self.settings.table),
             # A pull-through cache prefix is read-only: nothing is pushed there, scans included.
-            writable=lambda repository: self.cache_rules.target(repository) is None,
+            writable=self._clients_may_push,
         )
+
+    def _clients_may_push(self, repository: str) -> bool:
+        """Whether ``repository`` takes pushes: not under a pull-through cache rule (nor the
+        rule's prefix itself, which CacheRules.target refuses as a name)."""
+        from .errors import RegistryError
+
+        try:
+            return self.cache_rules.target(repository) is None
+        except RegistryError:
+            return False
 
     @cached_property
     def osv_database(self):

@@ -80,6 +80,9 @@ SCANNED = "scanned"  # scanned now: SBOM and report pushed
 ALREADY_SCANNED = "already-scanned"  # a scan ran to its end before; nothing done
 RUNNING = "running"  # another scan holds the record's lease; nothing done
 SCAN_FAILED = "failed"  # the scan failed: the record says why (scan.failed)
+# The manifest was deleted (its record with it), or another scan took the lease over, while
+# this one ran: it recorded nothing and deleted what it had pushed.
+SUPERSEDED = "superseded"
 
 # Layer media types the scanner reads (image-spec "Image Layer Filesystem Changeset";
 # Docker image manifest v2.2). A manifest with any other layer is an artifact.
@@ -170,7 +173,7 @@ class ScanResult:
 
     repository: str
     digest: str  # the platform manifest
-    status: str  # SCANNED, ALREADY_SCANNED, RUNNING, SCAN_FAILED
+    status: str  # SCANNED, ALREADY_SCANNED, RUNNING, SCAN_FAILED, SUPERSEDED
     sbom_digest: str | None = None
     report_digest: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
@@ -184,7 +187,7 @@ class RescanSummary:
 
     rescanned: int = 0
     failed: int = 0
-    skipped: int = 0  # pulled, but never scanned (or running): left alone
+    skipped: int = 0  # pulled, but never scanned, or being scanned: left alone
     finished: bool = True  # False: the deadline came first
     new_findings: dict[str, tuple[str, ...]] = field(default_factory=dict)  # repo@digest -> ids
 
@@ -502,7 +505,7 @@ class ScanService:
             self._delete_quietly(repository, report_digest)
             if pushed_sbom and sbom_digest:
                 self._delete_quietly(repository, sbom_digest)
-            return ScanResult(repository, image.digest, RUNNING)
+            return ScanResult(repository, image.digest, SUPERSEDED)
         if replaced:
             self._delete_quietly(repository, replaced)
         return ScanResult(repository, image.digest, SCANNED, sbom_digest, report_digest, counts, new_findings)
@@ -645,8 +648,11 @@ class ScanService:
                     if deadline is not None and time.monotonic() > deadline:
                         summary.finished = False
                         return summary
+                    # Never scanned (scan on push off, or pushed before it): left to `skyport
+                    # scan`. A failed scan is tried again; a running one keeps its lease
+                    # (_scan_one answers RUNNING).
                     existing = self.record(repository, image.digest)
-                    if existing is None or existing.status != COMPLETE:
+                    if existing is None:
                         summary.skipped += 1
                         continue
                     result = self._scan_one(repository, image, document, force=True, deadline=deadline)
