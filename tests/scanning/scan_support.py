@@ -76,7 +76,9 @@ def mirror_sample_osv(registry: Registry) -> None:
 class ScanPipeline:
     """manifest.pushed events from the stream to the ScanFunction handler, as deployed."""
 
-    def __init__(self, registry: Registry, moto_endpoint: str, monkeypatch) -> None:
+    def __init__(
+        self, registry: Registry, moto_endpoint: str, monkeypatch, environment: dict[str, str] | None = None
+    ) -> None:
         for service in ("SQS", "EVENTBRIDGE"):
             monkeypatch.setenv(f"AWS_ENDPOINT_URL_{service}", moto_endpoint)
         self.registry = registry
@@ -97,6 +99,7 @@ class ScanPipeline:
                     "SKYPORT_HOOK_MAX_ATTEMPTS": "2",
                     "SKYPORT_HOOK_BACKOFF_SECONDS": "1",
                     "POWERTOOLS_SERVICE_NAME": "skyport-scan",
+                    **(environment or {}),
                 },
                 module,
             ),

@@ -229,3 +229,22 @@ def test_the_roles_grant_what_a_scan_and_a_rescan_call(api, registry, moto_endpo
     assert rescan.actions <= rescan_role, rescan.actions - rescan_role
     # Not exercised: our copy of a report blob deleted when the same bytes were registered first.
     assert rescan_role - rescan.actions <= {"s3:DeleteObject"}, rescan_role - rescan.actions
+
+
+def test_a_storage_outage_is_retried_with_backoff_not_lost(api, registry, moto_endpoint, monkeypatch):
+    """The function's S3 is unreachable (its bucket is not there): the scan fails as a
+    partial batch failure, to be retried after its backoff, and a later delivery scans."""
+    mirror_sample_osv(registry)
+    broken = ScanPipeline(registry, moto_endpoint, monkeypatch, {"SKYPORT_BUCKET": "no-such-bucket-here"})
+    digest = push_scan_image(api, REPO, DEBIAN_PYTHON, "1.0")
+    broken.run()
+    (response,) = broken.responses
+    assert [failure["itemIdentifier"] for failure in response["batchItemFailures"]] != []
+    record = registry.scanning.record(REPO, digest)
+    assert record.status == "failed" and "S3" in record.error
+    # The retry, once S3 answers again (the queue redelivers the same event).
+    healthy = ScanPipeline(registry, moto_endpoint, monkeypatch)
+    healthy.deliver(broken.delivered)
+    assert healthy.responses == [{"batchItemFailures": []}]
+    assert registry.scanning.record(REPO, digest).status == "complete"
+    assert len(api.get(f"/v2/{REPO}/referrers/{digest}").json()["manifests"]) == 2
