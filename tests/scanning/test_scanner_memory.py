@@ -53,13 +53,16 @@ def test_scanning_a_300_mib_layer_keeps_memory_far_below_its_size(tmp_path: Path
         write_gzip_tar(out, files)
     assert layer.stat().st_size > 290 * MiB
 
-    result = subprocess.run(
-        [sys.executable, "-c", SCAN, str(layer), str(layer.stat().st_size)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", SCAN, str(layer), str(layer.stat().st_size)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+    finally:
+        layer.unlink()  # pytest keeps the last runs' temporary directories: not 300 MiB each
     measured = json.loads(result.stdout)
 
     assert measured["packages"] == [

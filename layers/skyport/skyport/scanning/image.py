@@ -1,6 +1,6 @@
 """Scanning an image (issue 14): its layers, in order, into an :class:`Inventory`.
 
-Each layer is streamed once (``layers.walk_layer``); only files that identify software are
+Each layer is streamed once (``layers.read_layer``); only files that identify software are
 read (``catalogers``), each into a small :class:`Found` kept by path, so what a later layer
 does applies to it as the image-spec's layer changesets say ("layer.md", Changeset and
 Whiteouts): a file at the same path replaces it, ``.wh.<name>`` deletes ``<name>`` and

@@ -80,7 +80,7 @@ class ScanStopped(LayerUnreadable):
 
 class _StoreFailed(Exception):
     """Carries an error of the store's stream (S3 reset the connection, the object went away)
-    past the handlers for what a layer holds: it is not a Skipped, and ``walk_layer`` raises
+    past the handlers for what a layer holds: it is not a Skipped, and ``read_layer`` raises
     it as the stream raised it, for the caller to retry the scan."""
 
     def __init__(self, error: Exception) -> None:
