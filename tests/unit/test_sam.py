@@ -112,3 +112,10 @@ def test_sam_build(tmp_path):
         assert (hook / "skyport_hooks" / "__pycache__" / f"batch.{tag}.pyc").exists(), name
         assert _installed(hook) == _pinned(ROOT / "functions" / "hooks" / "requirements.txt"), name
         assert "botocore" not in _installed(hook) and not (hook / "skyport").exists(), name
+    # The scan functions (issue 14): one package (functions/scan), an entry point each, and
+    # exactly the scanning pins (CycloneDX, univers, ...), no botocore or core of their own.
+    for name, entry in (("ScanFunction", "scan_on_push"), ("RescanFunction", "rescan")):
+        scan = build / name
+        assert (scan / "skyport_scan" / "__pycache__" / f"{entry}.{tag}.pyc").exists(), name
+        assert _installed(scan) == _pinned(ROOT / "functions" / "scan" / "requirements.txt"), name
+        assert "botocore" not in _installed(scan) and not (scan / "skyport").exists(), name

@@ -156,6 +156,31 @@ class Settings:
     # keeps working anyway (presign_expiry_seconds). Either 0: no cache.
     blob_cache_entries: int = 4096
     blob_cache_seconds: int = 60
+    # --- scan on push (issue 14: skyport/scanning/service.py) ---
+    # Every pushed platform image is scanned (SKYPORT_SCAN_ON_PUSH on|off; `skyport scan`
+    # and the daily re-scan work either way).
+    scan_on_push: bool = True
+    # A scan's lease on its record (SKYPORT_SCAN_LEASE_SECONDS): above the scan function's
+    # 900 s timeout, so a live scan is never taken over; a dead one is after it.
+    scan_lease_seconds: int = 960
+    # The daily re-scan covers images pulled within this many days (SKYPORT_RESCAN_PULLED_DAYS).
+    rescan_pulled_days: int = 7
+    # Handed to the scanner's ScanLimits (0: its default): compressed bytes of one layer,
+    # and expanded bytes of one whole scan (SKYPORT_SCAN_MAX_LAYER_BYTES, _MAX_TOTAL_BYTES).
+    scan_max_layer_bytes: int = 0
+    scan_max_total_bytes: int = 0
+
+    # --- vulnerability data (issue 14: skyport/vulnerabilities) ---
+    # Where the OSV mirror copies from (SKYPORT_OSV_SOURCE): an http(s) base URL serving
+    # <Ecosystem>/all.zip (template.yaml: OSV's export site), or a directory of
+    # <Ecosystem>/<ID>.json records. Unset: the data set shipped with the core, never the
+    # network (`skyport serve`, tests).
+    osv_source: str = ""
+    # The OSV ecosystems mirrored (SKYPORT_OSV_ECOSYSTEMS, comma-separated export names).
+    osv_ecosystems: tuple[str, ...] = ("Debian", "Ubuntu", "Alpine", "PyPI", "npm", "Maven", "Go")
+    # How often a scanning process looks for a newer mirror (osv/index.json):
+    # SKYPORT_OSV_REFRESH_SECONDS.
+    osv_refresh_seconds: int = 300
 
     @property
     def hook_secrets(self) -> str:
@@ -228,6 +253,8 @@ class Settings:
             gc_grace_seconds=_gc_grace_seconds(env, defaults),
             **_cache_settings(env, defaults),
             **_blob_cache_settings(env, defaults),
+            **_scan_settings(env, defaults),
+            **_osv_settings(env, defaults),
         )
 
 
@@ -367,3 +394,50 @@ def _cache_settings(env: Mapping[str, str], defaults: dict) -> dict:
             "SKYPORT_CACHE_UPSTREAM_TIMEOUT_SECONDS", "cache_upstream_timeout_seconds", 1, 25
         ),
     }
+
+
+def _scan_settings(env: Mapping[str, str], defaults: dict) -> dict:
+    """The scan on push's settings (issue 14), each ASCII digits within bounds."""
+    switch = (env.get("SKYPORT_SCAN_ON_PUSH") or "on").lower()
+    if switch not in ("on", "off"):
+        raise ValueError(f"SKYPORT_SCAN_ON_PUSH must be on or off, not {switch[:20]!r}")
+
+    def number(name: str, field_name: str, low: int, high: int) -> int:
+        value = env.get(name)
+        if not value:
+            return defaults[field_name]
+        parsed = int(value) if value.isascii() and value.isdigit() else -1
+        if not low <= parsed <= high:
+            raise ValueError(f"{name} must be {low}..{high}, not {value[:20]!r}")
+        return parsed
+
+    return {
+        "scan_on_push": switch == "on",
+        "scan_lease_seconds": number("SKYPORT_SCAN_LEASE_SECONDS", "scan_lease_seconds", 60, 86400),
+        "rescan_pulled_days": number("SKYPORT_RESCAN_PULLED_DAYS", "rescan_pulled_days", 1, 3650),
+        "scan_max_layer_bytes": number("SKYPORT_SCAN_MAX_LAYER_BYTES", "scan_max_layer_bytes", 0, 2**50),
+        "scan_max_total_bytes": number("SKYPORT_SCAN_MAX_TOTAL_BYTES", "scan_max_total_bytes", 0, 2**50),
+    }
+
+
+def _osv_settings(env: Mapping[str, str], defaults: dict) -> dict:
+    """Vulnerability data (issue 14): the mirror's source and ecosystems, the scans' refresh."""
+    from .vulnerabilities.osv import ECOSYSTEM_NAME, is_url_source
+
+    source = (env.get("SKYPORT_OSV_SOURCE") or "").strip()
+    if source and "://" in source and not is_url_source(source):
+        raise ValueError(f"SKYPORT_OSV_SOURCE must be an http(s) URL or a directory, not {source[:60]!r}")
+    ecosystems = defaults["osv_ecosystems"]
+    if env.get("SKYPORT_OSV_ECOSYSTEMS"):
+        ecosystems = tuple(name.strip() for name in env["SKYPORT_OSV_ECOSYSTEMS"].split(",") if name.strip())
+        bad = [name for name in ecosystems if not ECOSYSTEM_NAME.fullmatch(name)]
+        if bad or not ecosystems:
+            raise ValueError(f"SKYPORT_OSV_ECOSYSTEMS: not OSV ecosystem names: {', '.join(bad)[:80]!r}")
+    refresh = env.get("SKYPORT_OSV_REFRESH_SECONDS")
+    seconds = defaults["osv_refresh_seconds"]
+    if refresh:
+        # ASCII digits only, as above: a typo fails at start.
+        seconds = int(refresh) if refresh.isascii() and refresh.isdigit() else -1
+        if not 0 <= seconds <= 86400:
+            raise ValueError(f"SKYPORT_OSV_REFRESH_SECONDS must be 0..86400 seconds, not {refresh[:20]!r}")
+    return {"osv_source": source, "osv_ecosystems": ecosystems, "osv_refresh_seconds": seconds}

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .pull_through.fill import BlobFill
     from .pulls import PullRecorder
     from .retention import RetentionService
+    from .scanning.service import ScanService
     from .storage.ports import AuthStore
     from .upload_expiry import UploadExpiry
     from .usage import UsageService
@@ -285,3 +286,43 @@ class Registry:
         return PullThroughCache(
             self.cache_rules, self.manifests, self.blobs, cached_manifests, cached_blobs, self._manifest_index
         )
+
+    # Scanning (issue 14: skyport/scanning/service.py): the scan function, the daily
+    # re-scan, `skyport scan|sbom|vulns`, the extension endpoint and the scan policy.
+    @cached_property
+    def scanning(self) -> ScanService:
+        from .scanning.service import ScanService
+        from .storage.dynamodb.pulls import DynamoPullStore
+        from .storage.dynamodb.scans import DynamoScanStore
+
+        return ScanService(
+            self._objects,
+            self.manifests,
+            self.blobs,
+            self._manifest_index,
+            DynamoScanStore(self.clients.dynamodb, self.settings.table),
+            self.settings,
+            database=lambda: self.osv_database,
+            pulls=DynamoPullStore(self.clients.dynamodb, self.settings.table),
+            # A pull-through cache prefix is read-only: nothing is pushed there, scans included.
+            writable=self._clients_may_push,
+        )
+
+    def _clients_may_push(self, repository: str) -> bool:
+        """Whether ``repository`` takes pushes: not under a pull-through cache rule (nor the
+        rule's prefix itself, which CacheRules.target refuses as a name)."""
+        from .errors import RegistryError
+
+        try:
+            return self.cache_rules.target(repository) is None
+        except RegistryError:
+            return False
+
+    @cached_property
+    def osv_database(self):
+        """The OSV data mirrored into the bucket (skyport/vulnerabilities): one per process,
+        loading each ecosystem lazily and looking for a newer mirror at most every
+        SKYPORT_OSV_REFRESH_SECONDS."""
+        from .vulnerabilities.database import OsvDatabase
+
+        return OsvDatabase.from_store(self._objects, refresh_seconds=self.settings.osv_refresh_seconds)

@@ -12,6 +12,13 @@
     │                                       it only at this key) to be copied into a new one,
     │                                       then deleted before the session is saved.
     ├── manifests/<algorithm>/<encoded>     manifest bodies too big to live inline in DynamoDB
+    ├── osv/<Ecosystem>/all.zip             (vulnerability data, issue 14: skyport/vulnerabilities)
+    │                                       the mirrored OSV export of one ecosystem ("Debian",
+    │                                       "PyPI", ...: OSV's per-ecosystem export name), only
+    │                                       ever replaced by a complete, validated zip
+    ├── osv/index.json                      what is mirrored: per ecosystem its sha256, size,
+    │                                       record count, newest "modified", and the source's
+    │                                       validator (ETag / Last-Modified) for the next run
     └── uploads/<upload-id>/tail-<offset>-<writer>
                                             the tail (< 5 MiB) of an upload in progress, kept
                                             until enough data arrives for a part (or put in as
@@ -38,6 +45,17 @@
     │                     / PULL#<digest>                 when the manifest was last pulled
     │                                                     (last_pulled_ms), written at most once
     │                                                     an interval per process, never per pull
+    │   (scan on push, issue 14: skyport/scanning/service.py, storage/dynamodb/scans.py)
+    │                     / SCAN#<digest>                 the scan of that platform manifest:
+    │                                                     scan_status (scanning, complete,
+    │                                                     failed), lease (lease_owner,
+    │                                                     lease_until), sbom and report digests,
+    │                                                     counts by severity, scanned_at, OSV
+    │                                                     database version, new_findings of a
+    │                                                     re-scan, error. Goes with its manifest
+    │                                                     (the manifest delete's transaction);
+    │                                                     its terminal writes are scan.completed
+    │                                                     and scan.failed (skyport/events.py)
     ├── CATALOG           / REPO#<name>                   <name> holds a manifest (push_id: the last push)
     ├── UPLOAD#<id>       / META                          an upload session (offset, parts, tail,
     │                                                     hash state, lease, owner when auth is
@@ -129,8 +147,8 @@ Sort keys within a partition are compared bytewise, which is the lexical
 order the spec asks of tag and catalog listings.
 
 The table's stream (NEW_AND_OLD_IMAGES) carries every write to the table. Registry
-events (skyport/events.py) come from three kinds of item only: REPO#<name> / MANIFEST#,
-REPO#<name> / TAG# and CATALOG / REPO#<name>; the events function's event source
+events (skyport/events.py) come from four kinds of item only: REPO#<name> / MANIFEST#,
+REPO#<name> / TAG#, REPO#<name> / SCAN# and CATALOG / REPO#<name>; the events function's event source
 mapping lets nothing else through (events.EVENT_SOURCE_FILTER). A new kind of key here
 goes into tests/events/test_event_filter.py's KEY_KINDS, which fails until it does.
 """
@@ -148,6 +166,7 @@ TAG_PREFIX = "TAG#"
 REFERRER_PREFIX = "REFERRER#"
 REPO_PREFIX = "REPO#"
 PULL_PREFIX = "PULL#"
+SCAN_PREFIX = "SCAN#"  # issue 14: the scan record of a manifest
 CATALOG = "CATALOG"
 
 
@@ -352,3 +371,22 @@ def cache_fill_lease(repository: str, digest: str) -> dict:
 def upload_id_of_object(key: str) -> str | None:
     """The upload a blobs/<upload-id> or uploads/<upload-id>/... object belongs to."""
     return upload_of_blob_object(key) or upload_of_tail_object(key)
+
+
+# --- scan on push (issue 14) -----------------------------------------------------------
+# In the repository's partition, so the manifest delete removes it in its transaction.
+
+
+def scan_record(name: str, digest: str) -> dict:
+    return _key(repository_partition(name), f"{SCAN_PREFIX}{digest}")
+
+
+# --- vulnerability data (issue 14) ---------------------------------------------------
+# Written by the mirror function only (skyport/vulnerabilities/mirror.py), read by scans.
+
+OSV_INDEX_OBJECT = "osv/index.json"
+
+
+def osv_export_object(ecosystem: str) -> str:
+    """``ecosystem`` is an OSV export name (mirror.ECOSYSTEM_NAME checks it): no slash."""
+    return f"osv/{ecosystem}/all.zip"

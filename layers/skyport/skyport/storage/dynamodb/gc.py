@@ -353,7 +353,9 @@ class DynamoGcStore:
                     "ConditionExpression": MANIFEST_UNUSED_SINCE,
                     "ExpressionAttributeValues": {":cutoff": N(cutoff_ms)},
                 }
-            }
+            },
+            # Its scan record goes with it, as in the manifest delete (there may be none).
+            {"Delete": {"TableName": self._table.name, "Key": keys.scan_record(repository, digest)}},
         ]
         if subject:
             deletes.append(
