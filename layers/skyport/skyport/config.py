@@ -156,6 +156,10 @@ class Settings:
     # keeps working anyway (presign_expiry_seconds). Either 0: no cache.
     blob_cache_entries: int = 4096
     blob_cache_seconds: int = 60
+    # --- scan policies (issue 14: skyport/scan_policy.py) ---
+    # Each process reads the policies, and the report of an image a policy covers, at most
+    # this often (SKYPORT_SCAN_POLICY_CACHE_SECONDS): a pull costs no read for them.
+    scan_policy_cache_seconds: int = 30
 
     @property
     def hook_secrets(self) -> str:
@@ -228,6 +232,7 @@ class Settings:
             gc_grace_seconds=_gc_grace_seconds(env, defaults),
             **_cache_settings(env, defaults),
             **_blob_cache_settings(env, defaults),
+            **_scan_policy_settings(env, defaults),
         )
 
 
@@ -367,3 +372,14 @@ def _cache_settings(env: Mapping[str, str], defaults: dict) -> dict:
             "SKYPORT_CACHE_UPSTREAM_TIMEOUT_SECONDS", "cache_upstream_timeout_seconds", 1, 25
         ),
     }
+
+
+def _scan_policy_settings(env: Mapping[str, str], defaults: dict) -> dict:
+    """Scan policies' cache (issue 14): ASCII digits, 0..3600 seconds."""
+    value = env.get("SKYPORT_SCAN_POLICY_CACHE_SECONDS")
+    if not value:
+        return {"scan_policy_cache_seconds": defaults["scan_policy_cache_seconds"]}
+    seconds = int(value) if value.isascii() and value.isdigit() else -1
+    if not 0 <= seconds <= 3600:
+        raise ValueError(f"SKYPORT_SCAN_POLICY_CACHE_SECONDS must be 0..3600 seconds, not {value[:20]!r}")
+    return {"scan_policy_cache_seconds": seconds}
