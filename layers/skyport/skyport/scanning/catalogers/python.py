@@ -1,0 +1,34 @@
+"""Python distributions: ``*.dist-info/METADATA`` (wheels, pip) and ``*.egg-info/PKG-INFO``
+(setuptools), both in the core metadata format (email headers; only Name and Version are
+read). The purl's name is normalised as PEP 503 says (runs of ``-_.`` become ``-``, lower
+case), which is how PyPI and OSV name a project."""
+
+from __future__ import annotations
+
+import re
+from email.parser import HeaderParser
+from email.policy import compat32
+
+from skyport.scanning.catalogers import NOTHING, Candidate, Cataloger, Found, text
+
+
+def matches(path: str) -> bool:
+    directory, _, name = path.rpartition("/")
+    return (name == "METADATA" and directory.endswith(".dist-info")) or (
+        name == "PKG-INFO" and directory.endswith(".egg-info")
+    )
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def read(path: str, data: bytes, _nested_limit: int) -> Found:
+    headers = HeaderParser(policy=compat32).parsestr(text(data), headersonly=True)
+    name, version = str(headers.get("Name") or "").strip(), str(headers.get("Version") or "").strip()
+    if not name or not version:
+        return NOTHING
+    return Found((Candidate("pypi", None, normalise(name), version, name=name, version=version),))
+
+
+CATALOGER = Cataloger("python", matches, read)
