@@ -93,6 +93,9 @@ def scan(args: argparse.Namespace) -> int:
 
     repository, reference = parse_ref(args.ref)
     registry = _registry(args)
+    # First what the reference names: NAME_UNKNOWN for a repository that does not exist,
+    # SCAN_UNKNOWN for an artifact (nothing to scan), before any scan starts.
+    registry.scan_results.view(repository, reference, require_scan=False)
     results = registry.scanning.scan(repository, reference, force=True)
     if not results:
         print(
