@@ -34,6 +34,12 @@ _PASSED_THROUGH = (
     "SKYPORT_CACHE_UPSTREAM_TIMEOUT_SECONDS",
     "SKYPORT_BLOB_CACHE_ENTRIES",
     "SKYPORT_BLOB_CACHE_SECONDS",
+    # Issue 14: the scan on push (the local pipeline runs the scan functions).
+    "SKYPORT_SCAN_ON_PUSH",
+    "SKYPORT_SCAN_LEASE_SECONDS",
+    "SKYPORT_RESCAN_PULLED_DAYS",
+    "SKYPORT_SCAN_MAX_LAYER_BYTES",
+    "SKYPORT_SCAN_MAX_TOTAL_BYTES",
 )
 ADMIN_USER = "admin"
 # Keep-alive of `skyport serve-uploads`: above the load balancer's idle timeout.

@@ -156,6 +156,19 @@ class Settings:
     # keeps working anyway (presign_expiry_seconds). Either 0: no cache.
     blob_cache_entries: int = 4096
     blob_cache_seconds: int = 60
+    # --- scan on push (issue 14: skyport/scanning/service.py) ---
+    # Every pushed platform image is scanned (SKYPORT_SCAN_ON_PUSH on|off; `skyport scan`
+    # and the daily re-scan work either way).
+    scan_on_push: bool = True
+    # A scan's lease on its record (SKYPORT_SCAN_LEASE_SECONDS): above the scan function's
+    # 900 s timeout, so a live scan is never taken over; a dead one is after it.
+    scan_lease_seconds: int = 960
+    # The daily re-scan covers images pulled within this many days (SKYPORT_RESCAN_PULLED_DAYS).
+    rescan_pulled_days: int = 7
+    # Handed to the scanner's ScanLimits (0: its default): compressed bytes of one layer,
+    # and expanded bytes of one whole scan (SKYPORT_SCAN_MAX_LAYER_BYTES, _MAX_TOTAL_BYTES).
+    scan_max_layer_bytes: int = 0
+    scan_max_total_bytes: int = 0
     # --- scan policies (issue 14: skyport/scan_policy.py) ---
     # Each process reads the policies, and the report of an image a policy covers, at most
     # this often (SKYPORT_SCAN_POLICY_CACHE_SECONDS): a pull costs no read for them.
@@ -232,6 +245,7 @@ class Settings:
             gc_grace_seconds=_gc_grace_seconds(env, defaults),
             **_cache_settings(env, defaults),
             **_blob_cache_settings(env, defaults),
+            **_scan_settings(env, defaults),
             **_scan_policy_settings(env, defaults),
         )
 
@@ -371,6 +385,30 @@ def _cache_settings(env: Mapping[str, str], defaults: dict) -> dict:
         "cache_upstream_timeout_seconds": seconds(
             "SKYPORT_CACHE_UPSTREAM_TIMEOUT_SECONDS", "cache_upstream_timeout_seconds", 1, 25
         ),
+    }
+
+
+def _scan_settings(env: Mapping[str, str], defaults: dict) -> dict:
+    """The scan on push's settings (issue 14), each ASCII digits within bounds."""
+    switch = (env.get("SKYPORT_SCAN_ON_PUSH") or "on").lower()
+    if switch not in ("on", "off"):
+        raise ValueError(f"SKYPORT_SCAN_ON_PUSH must be on or off, not {switch[:20]!r}")
+
+    def number(name: str, field_name: str, low: int, high: int) -> int:
+        value = env.get(name)
+        if not value:
+            return defaults[field_name]
+        parsed = int(value) if value.isascii() and value.isdigit() else -1
+        if not low <= parsed <= high:
+            raise ValueError(f"{name} must be {low}..{high}, not {value[:20]!r}")
+        return parsed
+
+    return {
+        "scan_on_push": switch == "on",
+        "scan_lease_seconds": number("SKYPORT_SCAN_LEASE_SECONDS", "scan_lease_seconds", 60, 86400),
+        "rescan_pulled_days": number("SKYPORT_RESCAN_PULLED_DAYS", "rescan_pulled_days", 1, 3650),
+        "scan_max_layer_bytes": number("SKYPORT_SCAN_MAX_LAYER_BYTES", "scan_max_layer_bytes", 0, 2**50),
+        "scan_max_total_bytes": number("SKYPORT_SCAN_MAX_TOTAL_BYTES", "scan_max_total_bytes", 0, 2**50),
     }
 
 

@@ -11,7 +11,8 @@ Each registry event becomes one entry::
     DetailType    one per event type (DETAIL_TYPES):
                   "Skyport Manifest Pushed", "Skyport Manifest Deleted",
                   "Skyport Tag Created", "Skyport Tag Moved", "Skyport Tag Deleted",
-                  "Skyport Repository Created", "Skyport Repository Deleted"
+                  "Skyport Repository Created", "Skyport Repository Deleted",
+                  "Skyport Scan Completed", "Skyport Scan Failed" (issue 14)
     Resources     []
     Detail        JSON, modelled on ECR's "ECR Image Action" detail, so rules written
                   for ECR adapt by changing source and detail-type:
@@ -31,6 +32,12 @@ Each registry event becomes one entry::
       previous-digest      tag.moved and tag.deleted: the digest the tag named before
       size                 the manifest's size in bytes (when known)
       subject              the digest of the manifest's subject (when present)
+      scan events (issue 14; image-digest is the scanned platform manifest):
+      counts               scan.completed: findings by severity {"CRITICAL": 1, ...}
+      report-digest        scan.completed: the report artifact's manifest digest
+      sbom-digest          scan.completed: the SBOM artifact's manifest digest
+      new-findings         scan.completed of a re-scan: the ids the previous report had not
+      error                scan.failed: why, for a person
 
 Fields that do not apply are left out. The registry event itself
 (``RegistryEvent.to_dict()``, events/registry/) carries the same facts in camelCase.
@@ -65,6 +72,8 @@ from .events import (
     MANIFEST_PUSHED,
     REPOSITORY_CREATED,
     REPOSITORY_DELETED,
+    SCAN_COMPLETED,
+    SCAN_FAILED,
     TAG_CREATED,
     TAG_DELETED,
     TAG_MOVED,
@@ -83,6 +92,8 @@ DETAIL_TYPES = {
     TAG_DELETED: "Skyport Tag Deleted",
     REPOSITORY_CREATED: "Skyport Repository Created",
     REPOSITORY_DELETED: "Skyport Repository Deleted",
+    SCAN_COMPLETED: "Skyport Scan Completed",
+    SCAN_FAILED: "Skyport Scan Failed",
 }
 _DELETIONS = (MANIFEST_DELETED, TAG_DELETED, REPOSITORY_DELETED)
 
@@ -111,6 +122,11 @@ def detail(event: RegistryEvent) -> dict[str, Any]:
         "previous-digest": event.previous_digest,
         "size": event.size,
         "subject": event.subject,
+        "counts": event.counts,
+        "report-digest": event.report_digest,
+        "sbom-digest": event.sbom_digest,
+        "new-findings": list(event.new_findings) if event.new_findings is not None else None,
+        "error": event.error,
     }
     return {name: value for name, value in fields.items() if value is not None}
 

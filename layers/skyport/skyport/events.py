@@ -18,6 +18,12 @@ tag.deleted          same item, REMOVE                      tag, previousDigest 
                                                             named)
 repository.created   CATALOG / REPO#<name> INSERT           -
 repository.deleted   same item, REMOVE                      -
+scan.completed       REPO#<name> / SCAN#<digest> written    digest, counts (by severity),
+                     with scan_status complete, from        reportDigest, sbomDigest; on a
+                     another status (issue 14)              re-scan newFindings (ids the previous
+                                                            report had not)
+scan.failed          same item, written with scan_status    digest, error
+                     failed, from another status
 ==================== ===================================== ======================================
 
 artifactType is the manifest's as the referrers API lists it: its own artifactType, or for
@@ -52,6 +58,11 @@ Why each event has exactly one source item, so nothing is reported twice:
   (distribution-spec "Deleting Manifests"): manifest.deleted, and tag.deleted for each tag.
   Deleting a repository's last manifest then removes its CATALOG entry
   (``forget_repository_if_empty``): repository.deleted.
+- A scan (skyport/scanning/service.py) writes its record three times or so: the lease
+  (status scanning: no event), then its outcome (complete or failed: one event). Only a
+  write that changes the status to complete or failed is an event, so a redelivered
+  record or the next lease yields nothing twice; the record's removal (it goes with its
+  manifest) is none. ``orderingKey`` is ``<repository>@<digest>#scan``.
 - Blob links (REPO#<name> / BLOB#<digest>), blobs, uploads, identities, grants, lockouts and
   auth keys are not registry content here and yield nothing; ``EVENT_SOURCE_FILTER`` keeps
   them from invoking the events function at all.
@@ -93,6 +104,8 @@ TAG_MOVED = "tag.moved"
 TAG_DELETED = "tag.deleted"
 REPOSITORY_CREATED = "repository.created"
 REPOSITORY_DELETED = "repository.deleted"
+SCAN_COMPLETED = "scan.completed"  # issue 14
+SCAN_FAILED = "scan.failed"
 
 EVENT_TYPES = (
     MANIFEST_PUSHED,
@@ -102,7 +115,12 @@ EVENT_TYPES = (
     TAG_DELETED,
     REPOSITORY_CREATED,
     REPOSITORY_DELETED,
+    SCAN_COMPLETED,
+    SCAN_FAILED,
 )
+SCAN_EVENTS = (SCAN_COMPLETED, SCAN_FAILED)
+# The scan record's statuses that end a scan (storage/dynamodb/scans.py), and their events.
+_SCAN_OUTCOMES = {"complete": SCAN_COMPLETED, "failed": SCAN_FAILED}
 
 INSERT, MODIFY, REMOVE = "INSERT", "MODIFY", "REMOVE"
 
@@ -116,7 +134,13 @@ _MANIFEST_OR_TAG_PATTERN = {
     "dynamodb": {
         "Keys": {
             "PK": {"S": [{"prefix": keys.REPO_PREFIX}]},
-            "SK": {"S": [{"prefix": keys.MANIFEST_PREFIX}, {"prefix": keys.TAG_PREFIX}]},
+            "SK": {
+                "S": [
+                    {"prefix": keys.MANIFEST_PREFIX},
+                    {"prefix": keys.TAG_PREFIX},
+                    {"prefix": keys.SCAN_PREFIX},
+                ]
+            },
         }
     }
 }
@@ -147,6 +171,12 @@ class RegistryEvent:
     artifact_type: str | None = None
     subject: str | None = None
     tags: tuple[str, ...] | None = None  # manifest.pushed only
+    # scan.completed and scan.failed (issue 14)
+    counts: dict[str, int] | None = None
+    report_digest: str | None = None
+    sbom_digest: str | None = None
+    new_findings: tuple[str, ...] | None = None  # a re-scan's newly found ids
+    error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The documented JSON shape (module docstring): camelCase, absent fields left out."""
@@ -165,6 +195,11 @@ class RegistryEvent:
             "artifactType": self.artifact_type,
             "subject": self.subject,
             "tags": list(self.tags) if self.tags is not None else None,
+            "counts": dict(self.counts) if self.counts is not None else None,
+            "reportDigest": self.report_digest,
+            "sbomDigest": self.sbom_digest,
+            "newFindings": list(self.new_findings) if self.new_findings is not None else None,
+            "error": self.error,
         }
         return {name: value for name, value in fields.items() if value is not None}
 
@@ -189,10 +224,14 @@ class RegistryEvent:
             "previousDigest": "previous_digest",
             "mediaType": "media_type",
             "artifactType": "artifact_type",
+            "reportDigest": "report_digest",
+            "sbomDigest": "sbom_digest",
+            "newFindings": "new_findings",
         }
         values = {names.get(name, name): value for name, value in fields.items()}
-        if values.get("tags") is not None:
-            values["tags"] = tuple(values["tags"])
+        for name in ("tags", "new_findings"):
+            if values.get(name) is not None:
+                values[name] = tuple(values[name])
         return cls(**values)
 
     @classmethod
@@ -228,6 +267,7 @@ class RegistryEvent:
         # image-tag is a tag event's tag, or the tag a manifest.pushed named (its tags).
         image_tag = text("image-tag", required=False)
         is_tag_event = kind in (TAG_CREATED, TAG_MOVED, TAG_DELETED)
+        scan = _scan_detail(detail) if kind in SCAN_EVENTS else {}
         return cls(
             id=text("event-id"),  # type: ignore[arg-type]
             type=kind,  # type: ignore[arg-type]
@@ -243,7 +283,42 @@ class RegistryEvent:
             artifact_type=text("artifact-media-type", required=False),
             subject=text("subject", required=False),
             tags=((image_tag,) if image_tag else ()) if kind == MANIFEST_PUSHED else None,
+            **scan,
         )
+
+
+def _scan_detail(detail: Mapping[str, Any]) -> dict[str, Any]:
+    """A scan event's own fields from an EventBridge detail (event_bus.detail), read as
+    untrusted: ValueError for a field of the wrong type."""
+    counts = detail.get("counts")
+    if counts is not None and not (
+        isinstance(counts, Mapping)
+        and all(
+            isinstance(name, str) and isinstance(number, int) and not isinstance(number, bool) and number >= 0
+            for name, number in counts.items()
+        )
+    ):
+        raise ValueError("detail field 'counts' is not a map of severities to counts")
+    new_findings = detail.get("new-findings")
+    if new_findings is not None and not (
+        isinstance(new_findings, list) and all(isinstance(item, str) for item in new_findings)
+    ):
+        raise ValueError("detail field 'new-findings' is not a list of ids")
+    texts = {}
+    for name, attribute in (
+        ("report-digest", "report_digest"),
+        ("sbom-digest", "sbom_digest"),
+        ("error", "error"),
+    ):
+        value = detail.get(name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"detail field {name!r} is not a string")
+        texts[attribute] = value
+    return {
+        "counts": dict(counts) if counts is not None else None,
+        "new_findings": tuple(new_findings) if new_findings is not None else None,
+        **texts,
+    }
 
 
 # --- reading a stream record ------------------------------------------------------------
@@ -297,7 +372,7 @@ def is_registry_item(record_keys: Any) -> bool:
     if pk is None or sk is None:
         return False
     if pk.startswith(keys.REPO_PREFIX):
-        return sk.startswith((keys.MANIFEST_PREFIX, keys.TAG_PREFIX))
+        return sk.startswith((keys.MANIFEST_PREFIX, keys.TAG_PREFIX, keys.SCAN_PREFIX))
     return pk == keys.CATALOG and sk.startswith(keys.REPO_PREFIX)
 
 
@@ -330,6 +405,12 @@ def registry_events(record: Mapping) -> list[RegistryEvent]:
         kind = {INSERT: REPOSITORY_CREATED, REMOVE: REPOSITORY_DELETED}.get(name)
         if kind:
             drafts.append({"type": kind, "repository": repository, "ordering_key": repository})
+    elif sk.startswith(keys.SCAN_PREFIX):
+        scan_event = _scan_event(
+            pk.removeprefix(keys.REPO_PREFIX), sk.removeprefix(keys.SCAN_PREFIX), name, new, old
+        )
+        if scan_event:
+            drafts.append(scan_event)
     else:
         repository = pk.removeprefix(keys.REPO_PREFIX)
         if sk.startswith(keys.MANIFEST_PREFIX):
@@ -379,6 +460,38 @@ def registry_events(record: Mapping) -> list[RegistryEvent]:
                 drafts.append({"type": TAG_DELETED, **tagged, "previous_digest": old_digest})
 
     return [RegistryEvent(id=f"{event_id}-{index}", **common, **draft) for index, draft in enumerate(drafts)]
+
+
+def _scan_event(repository: str, digest: str, name: str, new: Any, old: Any) -> dict[str, Any] | None:
+    """scan.completed or scan.failed from a write of a scan record that ended a scan
+    (module docstring); None for any other write."""
+    status = _string(new, "scan_status") if name in (INSERT, MODIFY) else None
+    kind = _SCAN_OUTCOMES.get(status or "")
+    if kind is None or _string(old, "scan_status") == status:
+        return None
+    draft: dict[str, Any] = {
+        "type": kind,
+        "repository": repository,
+        "ordering_key": f"{repository}@{digest}#scan",
+        "digest": digest,
+    }
+    if kind == SCAN_FAILED:
+        draft["error"] = _string(new, "error") or ""
+        return draft
+    counts = _attribute(new, "counts", "M")
+    draft["counts"] = {
+        severity: number
+        for severity, value in (counts.items() if isinstance(counts, Mapping) else ())
+        if isinstance(severity, str) and (number := _number({"n": value}, "n")) is not None
+    }
+    draft["report_digest"] = _string(new, "report_digest")
+    draft["sbom_digest"] = _string(new, "sbom_digest")
+    found = _attribute(new, "new_findings", "L")
+    if _attribute(new, "rescan", "BOOL") is True and isinstance(found, list):
+        draft["new_findings"] = tuple(
+            item["S"] for item in found if isinstance(item, Mapping) and isinstance(item.get("S"), str)
+        )
+    return draft
 
 
 def record_as_json(record: Mapping) -> dict:

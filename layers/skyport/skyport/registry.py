@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .retention import RetentionService
     from .scan_policy import ScanPolicies
     from .scan_results import ScanResults
+    from .scanning.service import ScanService
     from .storage.ports import AuthStore
     from .upload_expiry import UploadExpiry
     from .usage import UsageService
@@ -287,6 +288,34 @@ class Registry:
         return PullThroughCache(
             self.cache_rules, self.manifests, self.blobs, cached_manifests, cached_blobs, self._manifest_index
         )
+
+    # Scanning (issue 14: skyport/scanning/service.py): the scan function, the daily
+    # re-scan, `skyport scan|sbom|vulns`, the extension endpoint and the scan policy.
+    @cached_property
+    def scanning(self) -> ScanService:
+        from .scanning.service import ScanService
+        from .storage.dynamodb.pulls import DynamoPullStore
+        from .storage.dynamodb.scans import DynamoScanStore
+
+        return ScanService(
+            self._objects,
+            self.manifests,
+            self.blobs,
+            self._manifest_index,
+            DynamoScanStore(self.clients.dynamodb, self.settings.table),
+            self.settings,
+            database=self._osv_database,
+            pulls=DynamoPullStore(self.clients.dynamodb, self.settings.table),
+            # A pull-through cache prefix is read-only: nothing is pushed there, scans included.
+            writable=lambda repository: self.cache_rules.target(repository) is None,
+        )
+
+    def _osv_database(self):
+        """The OSV data mirrored into the bucket (skyport/vulnerabilities): loaded lazily,
+        per ecosystem, and kept per process while its objects do not change."""
+        from .vulnerabilities.database import OsvDatabase
+
+        return OsvDatabase.from_store(self._objects)
 
     # Scan policies and results (issue 14, "Using it"): the manifest GET and HEAD ask
     # scan_policies.check (no policy covering the repository: nothing read); `skyport

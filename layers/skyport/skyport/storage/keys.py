@@ -38,6 +38,17 @@
     │                     / PULL#<digest>                 when the manifest was last pulled
     │                                                     (last_pulled_ms), written at most once
     │                                                     an interval per process, never per pull
+    │   (scan on push, issue 14: skyport/scanning/service.py, storage/dynamodb/scans.py)
+    │                     / SCAN#<digest>                 the scan of that platform manifest:
+    │                                                     scan_status (scanning, complete,
+    │                                                     failed), lease (lease_owner,
+    │                                                     lease_until), sbom and report digests,
+    │                                                     counts by severity, scanned_at, OSV
+    │                                                     database version, new_findings of a
+    │                                                     re-scan, error. Goes with its manifest
+    │                                                     (the manifest delete's transaction);
+    │                                                     its terminal writes are scan.completed
+    │                                                     and scan.failed (skyport/events.py)
     ├── CATALOG           / REPO#<name>                   <name> holds a manifest (push_id: the last push)
     ├── UPLOAD#<id>       / META                          an upload session (offset, parts, tail,
     │                                                     hash state, lease, owner when auth is
@@ -136,8 +147,8 @@ Sort keys within a partition are compared bytewise, which is the lexical
 order the spec asks of tag and catalog listings.
 
 The table's stream (NEW_AND_OLD_IMAGES) carries every write to the table. Registry
-events (skyport/events.py) come from three kinds of item only: REPO#<name> / MANIFEST#,
-REPO#<name> / TAG# and CATALOG / REPO#<name>; the events function's event source
+events (skyport/events.py) come from four kinds of item only: REPO#<name> / MANIFEST#,
+REPO#<name> / TAG#, REPO#<name> / SCAN# and CATALOG / REPO#<name>; the events function's event source
 mapping lets nothing else through (events.EVENT_SOURCE_FILTER). A new kind of key here
 goes into tests/events/test_event_filter.py's KEY_KINDS, which fails until it does.
 """
@@ -155,6 +166,7 @@ TAG_PREFIX = "TAG#"
 REFERRER_PREFIX = "REFERRER#"
 REPO_PREFIX = "REPO#"
 PULL_PREFIX = "PULL#"
+SCAN_PREFIX = "SCAN#"  # issue 14: the scan record of a manifest
 CATALOG = "CATALOG"
 
 
@@ -359,6 +371,14 @@ def cache_fill_lease(repository: str, digest: str) -> dict:
 def upload_id_of_object(key: str) -> str | None:
     """The upload a blobs/<upload-id> or uploads/<upload-id>/... object belongs to."""
     return upload_of_blob_object(key) or upload_of_tail_object(key)
+
+
+# --- scan on push (issue 14) -----------------------------------------------------------
+# In the repository's partition, so the manifest delete removes it in its transaction.
+
+
+def scan(name: str, digest: str) -> dict:
+    return _key(repository_partition(name), f"{SCAN_PREFIX}{digest}")
 
 
 # --- scan policies (issue 14) ---------------------------------------------------------

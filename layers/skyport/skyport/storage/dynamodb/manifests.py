@@ -335,6 +335,8 @@ class DynamoManifestIndex:
             {"Delete": manifest_delete},
             # Its last-pull record goes with it (skyport/pulls.py); there may be none.
             {"Delete": {"TableName": name, "Key": keys.manifest_pull(repository, digest)}},
+            # So does its scan record (skyport/scanning/service.py); there may be none.
+            {"Delete": {"TableName": name, "Key": keys.scan(repository, digest)}},
         ]
         if record.subject:
             deletes.append(
