@@ -12,6 +12,13 @@
     │                                       it only at this key) to be copied into a new one,
     │                                       then deleted before the session is saved.
     ├── manifests/<algorithm>/<encoded>     manifest bodies too big to live inline in DynamoDB
+    ├── osv/<Ecosystem>/all.zip             (vulnerability data, issue 14: skyport/vulnerabilities)
+    │                                       the mirrored OSV export of one ecosystem ("Debian",
+    │                                       "PyPI", ...: OSV's per-ecosystem export name), only
+    │                                       ever replaced by a complete, validated zip
+    ├── osv/index.json                      what is mirrored: per ecosystem its sha256, size,
+    │                                       record count, newest "modified", and the source's
+    │                                       validator (ETag / Last-Modified) for the next run
     └── uploads/<upload-id>/tail-<offset>-<writer>
                                             the tail (< 5 MiB) of an upload in progress, kept
                                             until enough data arrives for a part (or put in as
@@ -389,3 +396,14 @@ SCAN_POLICY = "SCAN_POLICY"
 
 def scan_policy(pattern: str) -> dict:
     return _key(SCAN_POLICY, pattern)
+
+
+# --- vulnerability data (issue 14) ---------------------------------------------------
+# Written by the mirror function only (skyport/vulnerabilities/mirror.py), read by scans.
+
+OSV_INDEX_OBJECT = "osv/index.json"
+
+
+def osv_export_object(ecosystem: str) -> str:
+    """``ecosystem`` is an OSV export name (mirror.ECOSYSTEM_NAME checks it): no slash."""
+    return f"osv/{ecosystem}/all.zip"
