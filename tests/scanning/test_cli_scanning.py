@@ -16,8 +16,13 @@ from skyport.registry import Registry
 from skyport_api.app import create_app
 from starlette.testclient import TestClient
 
-from scanning.scan_support import mirror_sample_osv, push_scan_image
-from scanning.using_support import VULNERABLE, push_and_scan, worst_severity
+from scanning.using_support import (
+    VULNERABLE,
+    mirror_sample_osv,
+    push_and_scan,
+    push_scan_image,
+    worst_severity,
+)
 
 REPO = "team/app"
 
