@@ -156,10 +156,10 @@ def _shown(report: Any, severity: str | None) -> list:
 SEVERITY_STYLES = {"CRITICAL": "bold red", "HIGH": "red", "MEDIUM": "yellow", "LOW": "cyan", "UNKNOWN": "dim"}
 
 
-def _table(title: str, findings: list):
+def _table(findings: list):
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left", show_lines=False)
+    table = Table(show_lines=False)
     table.add_column("ID", no_wrap=True)
     table.add_column("SEVERITY", no_wrap=True)
     table.add_column("PACKAGE", no_wrap=True)
@@ -217,10 +217,10 @@ def vulns(args: argparse.Namespace) -> int:
                 f"{where}: {len(shown)} vulnerabilities{scope} in {report.packages} packages; "
                 f"all: {_counts_text(report.counts())}; scanned {report.scanned_at} ({report.database})"
             )
+            # The heading on a line of its own: a table title would wrap at the table's width.
+            console.print(escape(title), soft_wrap=True)
             if shown:
-                console.print(_table(escape(title), shown))
-            else:
-                console.print(escape(title))
+                console.print(_table(shown))
             if report.skipped:
                 console.print(escape(f"  not read: {len(report.skipped)} (see --json: report.skipped)"))
     if unknown:
