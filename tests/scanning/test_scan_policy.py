@@ -340,3 +340,38 @@ def test_cli_refuses_hostile_input_in_one_line(capsys, registry, tmp_path, monke
     code, out, err = run(capsys, "scan-policy", *argv)
     assert code == 1 and out == "" and err.startswith("skyport scan-policy add: ") and err.count("\n") == 1
     assert policy_items(registry) == []
+
+
+def test_cli_policy_enforced_by_the_served_registry_then_removed(
+    capsys, own_client, registry, tmp_path, monkeypatch
+):
+    digest, report = push_and_scan(own_client, registry, REPO)
+    write_served_state(registry.settings, tmp_path, monkeypatch)
+    severity = worst_severity(report)
+    code, _, err = run(capsys, "scan-policy", "add", "team/*", "--severity", severity)
+    assert code == 0, err
+    error = assert_error(own_client.get(f"/v2/{REPO}/manifests/1.0"), 403, "DENIED")
+    assert error["detail"]["findings"] == len(report.at_or_above(severity))
+    ids = sorted({finding.id for finding in report.at_or_above(severity)})
+    code, _, err = run(
+        capsys, "scan-policy", "add", "team/*", "--severity", severity, "--allow", ",".join(ids), "--replace"
+    )
+    assert code == 0, err
+    assert own_client.get(f"/v2/{REPO}/manifests/1.0").status_code == 200
+    code, _, err = run(capsys, "scan-policy", "add", "team/*", "--severity", severity, "--replace")
+    assert code == 0, err
+    assert own_client.head(f"/v2/{REPO}/manifests/{digest}").status_code == 403
+    code, _, err = run(capsys, "scan-policy", "remove", "team/*")
+    assert code == 0, err
+    assert own_client.get(f"/v2/{REPO}/manifests/1.0").status_code == 200
+
+
+@pytest.mark.parametrize("value", ["-1", "3601", "\u0663\u0660", "30s", " 30"])
+def test_the_cache_setting_is_checked_at_start(value):
+    from skyport.config import Settings
+
+    with pytest.raises(ValueError, match="SKYPORT_SCAN_POLICY_CACHE_SECONDS"):
+        Settings.from_env(
+            {"SKYPORT_BUCKET": "b", "SKYPORT_TABLE": "t", "SKYPORT_SCAN_POLICY_CACHE_SECONDS": value}
+        )
+    assert Settings.from_env({"SKYPORT_BUCKET": "b", "SKYPORT_TABLE": "t"}).scan_policy_cache_seconds == 30
