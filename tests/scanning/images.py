@@ -34,9 +34,11 @@ import struct
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import Mapping
+import zlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import zstandard
 from skyport.scanning.layers import LayerSource
@@ -142,8 +144,8 @@ def dpkg_stanza(
     return "\n".join(lines) + "\n"
 
 
-def apk_entry(name: str, version: str, *, origin: str, arch: str = "x86_64") -> str:
-    return f"C:Q1fabricated=\nP:{name}\nV:{version}\nA:{arch}\nS:1000\nI:2000\nT:a package\no:{origin}\n\n"
+def apk_entry(name: str, version: str, *, origin: str, arch: str = "x86_64", license: str = "MIT") -> str:
+    return f"C:Q1fabricated=\nP:{name}\nV:{version}\nA:{arch}\nS:1000\nL:{license}\no:{origin}\n\n"
 
 
 def python_metadata(name: str, version: str) -> bytes:
@@ -355,7 +357,7 @@ ALPINE_NODE = Image(
             {
                 "etc/os-release": os_release("alpine", "3.19.1", ALPINE_319.pretty_name),
                 APK_DB: (
-                    apk_entry("busybox", "1.36.1-r15", origin="busybox")
+                    apk_entry("busybox", "1.36.1-r15", origin="busybox", license="GPL-2.0-only")
                     + apk_entry("musl", "1.2.4_git20230717-r4", origin="musl")
                     + apk_entry("libcrypto3", "3.1.4-r2", origin="openssl")
                     + apk_entry("libssl3", "3.1.4-r2", origin="openssl")
@@ -545,3 +547,31 @@ IMAGES = {
     "distroless-java-go": DISTROLESS_JAVA_GO,
     "rocky-rpm": ROCKY_RPM,
 }
+
+
+# --- big layers, written as a stream ----------------------------------------------------------
+
+
+def write_gzip_tar(out: BinaryIO, files: Iterable[tuple[str, int, bytes]], level: int = 1) -> None:
+    """A gzip'd tar of (path, size, block) written to ``out`` as it is made: each file's content
+    is ``block`` repeated to ``size`` bytes. Nothing holds the whole layer, so a test can make
+    a gzip bomb (zeros compress ~1000:1) or a layer of hundreds of MiB."""
+    deflate = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    for path, size, block in files:
+        info = tarfile.TarInfo(path)
+        info.size, info.mode = size, 0o644
+        out.write(deflate.compress(info.tobuf(format=tarfile.PAX_FORMAT)))
+        left = size
+        while left:
+            piece = block[: min(left, len(block))]
+            out.write(deflate.compress(piece))
+            left -= len(piece)
+        out.write(deflate.compress(bytes(-size % tarfile.BLOCKSIZE)))
+    out.write(deflate.compress(bytes(2 * tarfile.BLOCKSIZE)))
+    out.write(deflate.flush())
+
+
+def gzip_tar_layer(files: Iterable[tuple[str, int, bytes]]) -> Layer:
+    buffer = io.BytesIO()
+    write_gzip_tar(buffer, files)
+    return Layer(buffer.getvalue(), TAR_GZIP)

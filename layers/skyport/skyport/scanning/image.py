@@ -23,6 +23,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from packageurl import PackageURL
 
@@ -37,7 +38,7 @@ from skyport.scanning.layers import (
     ScanStopped,
     describe_bytes,
     link_target,
-    walk_layer,
+    read_layer,
 )
 from skyport.scanning.model import Distro, Inventory, Package, Skipped
 
@@ -88,12 +89,12 @@ class _LayerChanges:
         self.opaque: list[str] = []
 
     def apply_to(self, kept: dict[str, Kept]) -> None:
-        prefixes = [directory + "/" for directory in self.opaque] + [path + "/" for path in self.deleted]
+        prefixes = tuple(directory + "/" for directory in [*self.opaque, *self.deleted])
         exact = set(self.deleted)
         if "/" in prefixes:  # an opaque whiteout at the image root
             kept.clear()
         elif prefixes:
-            for path in [path for path in kept if path in exact or path.startswith(tuple(prefixes))]:
+            for path in [path for path in kept if path in exact or path.startswith(prefixes)]:
                 del kept[path]
         kept.update(self.files)
 
@@ -129,7 +130,7 @@ def _read_entry(entry: Entry, digest: str, limits: ScanLimits, kept: dict[str, K
             changes.files[path] = Kept(digest, found)
     elif member.isreg() and member.size >= MIN_BINARY:
         stream = entry.open()
-        head = stream.read(len(golang.EXECUTABLE_MAGICS[1]))
+        head = stream.read(golang.SNIFF_BYTES)
         if golang.is_executable(head):
             found = golang.read_stream(path, stream, head)
             for gap_path, reason in found.gaps:
@@ -138,6 +139,14 @@ def _read_entry(entry: Entry, digest: str, limits: ScanLimits, kept: dict[str, K
                 changes.files[path] = Kept(digest, found)
     if path not in changes.files and path in kept:
         changes.files[path] = Kept(digest, SHADOWED)
+
+
+def _visit(digest: str, limits: ScanLimits, kept: dict[str, Kept], changes: _LayerChanges, gaps: _Gaps,
+           entry: Entry | tuple[str, str]) -> None:  # fmt: skip
+    if isinstance(entry, Entry):
+        _read_entry(entry, digest, limits, kept, changes, gaps)
+    else:
+        gaps.add(*entry)
 
 
 def _catalog(cataloger: catalog.Cataloger, path: str, data: bytes, limits: ScanLimits, gaps: _Gaps) -> Found:
@@ -169,17 +178,19 @@ def _inventory(kept: dict[str, Kept], skipped: list[Skipped]) -> Inventory:
         (kept[path].found.distro for path in OS_RELEASE_ORDER if path in kept and kept[path].found.distro),
         None,
     )
-    packages = [
-        Package(
-            name=candidate.name,
-            version=candidate.version,
-            purl=_purl(candidate, distro),
-            location=candidate.location or path,
-            layer=held.layer,
-        )
-        for path, held in kept.items()
-        for candidate in held.found.candidates
-    ]
+    packages = []
+    for path, held in kept.items():
+        for candidate in held.found.candidates:
+            location = candidate.location or path
+            try:
+                purl = _purl(candidate, distro)
+            except ValueError as error:  # an empty name or version: the file said so
+                reason = f"no valid purl for {candidate.name!r}: {error}"
+                skipped.append(Skipped(held.layer, location, reason))
+                continue
+            packages.append(
+                Package(candidate.name, candidate.version, purl, location, held.layer, candidate.licenses)
+            )
     packages.sort(key=lambda package: (package.purl, package.location))
     return Inventory(distro=distro, packages=packages, skipped=skipped)
 
@@ -198,11 +209,7 @@ def scan_image(layers: Sequence[LayerSource], limits: ScanLimits = DEFAULT_LIMIT
             continue
         changes = _LayerChanges()
         try:
-            for entry in walk_layer(layer, budget):
-                if isinstance(entry, Entry):
-                    _read_entry(entry, layer.digest, limits, kept, changes, gaps)
-                else:
-                    gaps.add(*entry)
+            read_layer(layer, budget, partial(_visit, layer.digest, limits, kept, changes, gaps))
         except ScanStopped as stop:
             stopped = stop.reason
             gaps.whole_layer(stop.reason)

@@ -75,6 +75,16 @@ class ScanStopped(LayerUnreadable):
     """The scan as a whole may read no more: its expanded-byte budget or its deadline."""
 
 
+class _StoreFailed(Exception):
+    """Carries an error of the store's stream (S3 reset the connection, the object went away)
+    past the handlers for what a layer holds: it is not a Skipped, and ``walk_layer`` raises
+    it as the stream raised it, for the caller to retry the scan."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def describe_bytes(count: int) -> str:
     for unit, size in (("GiB", GiB), ("MiB", MiB), ("KiB", 1024)):
         if count >= size:
@@ -115,25 +125,40 @@ class Budget:
 
 
 class _Stored(io.RawIOBase):
-    """The layer's stored bytes: what was sniffed first, then the rest of the source, counted
-    against the layer's stored-size limit (the size a manifest declares may lie)."""
+    """The layer's stored bytes, counted against the layer's stored-size limit (the size a
+    manifest declares may lie). The first bytes, read to sniff the compression, are given
+    again first."""
 
-    def __init__(self, source: BinaryIO, head: bytes, limit: int) -> None:
-        self._source, self._head, self._limit, self.count = source, head, limit, len(head)
+    def __init__(self, source: BinaryIO, limit: int) -> None:
+        self._source, self._limit, self.count, self._head = source, limit, 0, b""
 
     def readable(self) -> bool:
         return True
 
-    def read(self, size: int = -1) -> bytes:
-        if self._head:
-            head, self._head = self._head, b""
-            return head
-        data = self._source.read(CHUNK if size is None or size < 0 else min(size, CHUNK))
+    def head(self, count: int) -> bytes:
+        """The first ``count`` bytes (fewer if the layer is shorter), to sniff."""
+        head = b""
+        while len(head) < count and (data := self._read_source(count - len(head))):
+            head += data
+        self._head = head
+        return head
+
+    def _read_source(self, size: int) -> bytes:
+        try:
+            data = self._source.read(size)
+        except Exception as error:  # noqa: BLE001 - whatever the store's client raises
+            raise _StoreFailed(error) from error
         self.count += len(data)
         if self.count > self._limit:
             most = describe_bytes(self._limit)
             raise LayerUnreadable(f"layer is larger than {most}, the most one scan reads")
         return data
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            head, self._head = self._head, b""
+            return head
+        return self._read_source(CHUNK if size is None or size < 0 else min(size, CHUNK))
 
     def readinto(self, buffer) -> int:  # for zstandard's stream_reader
         data = self.read(len(buffer))
@@ -226,16 +251,6 @@ def sniff(stored_head: bytes) -> str:
     return "tar"
 
 
-def _read_head(source: BinaryIO, count: int) -> bytes:
-    head = b""
-    while len(head) < count:
-        data = source.read(count - len(head))
-        if not data:
-            break
-        head += data
-    return head
-
-
 @dataclass(frozen=True)
 class Entry:
     """One tar entry of a layer, its path normalised (no leading ``/`` or ``./``)."""
@@ -284,10 +299,13 @@ def link_target(path: str, member: tarfile.TarInfo) -> tuple[str, str]:
     return "/".join(parts), ""
 
 
-def walk_layer(layer: LayerSource, budget: Budget) -> Iterator[Entry | tuple[str, str]]:
-    """The entries of one layer in stream order: an :class:`Entry`, or (name, why it is not
-    used) for an unusable path. Raises :class:`LayerUnreadable` when the layer cannot be read
-    on (corrupt compression or tar, a limit reached); entries already given stand."""
+def read_layer(layer: LayerSource, budget: Budget, visit: Callable[[Entry | tuple[str, str]], None]) -> None:
+    """Call ``visit`` with each entry of one layer in stream order: an :class:`Entry` (whose
+    content ``visit`` may read then, and only then), or (name, why it is not used) for an
+    unusable path. Raises :class:`LayerUnreadable` when the layer cannot be read on (corrupt
+    compression or tar, a limit reached), whether the walk or ``visit``'s read found it;
+    what was visited before stands. An error of the stored stream itself is raised as the
+    stream raised it: it is not the layer's fault, and a retry may not meet it."""
     limits = budget.limits
     if layer.size > limits.max_layer_bytes:
         raise LayerUnreadable(
@@ -297,9 +315,8 @@ def walk_layer(layer: LayerSource, budget: Budget) -> Iterator[Entry | tuple[str
     budget.start_layer()
     source = layer.open()
     try:
-        head = _read_head(source, len(ZSTD_MAGIC))
-        stored = _Stored(source, head, limits.max_layer_bytes)
-        compression = sniff(head)
+        stored = _Stored(source, limits.max_layer_bytes)
+        compression = sniff(stored.head(len(ZSTD_MAGIC)))
         if compression == "gzip":
             expanded: BinaryIO = _Inflated(stored)
         elif compression == "zstd":
@@ -308,18 +325,22 @@ def walk_layer(layer: LayerSource, budget: Budget) -> Iterator[Entry | tuple[str
         else:
             expanded = stored
         counted = _Counted(expanded, budget)
-        try:
-            yield from _walk_tar(counted)
-        except LayerUnreadable:
-            raise
-        except zlib.error as error:
-            raise LayerUnreadable(f"corrupt gzip stream: {error}") from None
-        except zstandard.ZstdError as error:
-            raise LayerUnreadable(f"corrupt zstd stream: {error}") from None
-        except (tarfile.TarError, EOFError) as error:
-            raise LayerUnreadable(f"corrupt or truncated tar stream: {error}") from None
-        except (OSError, ValueError, UnicodeError) as error:
-            raise LayerUnreadable(f"unreadable layer: {type(error).__name__}: {error}") from None
+        for entry in _walk_tar(counted):
+            visit(entry)
+    except _StoreFailed as failed:
+        raise failed.error from None
+    except LayerUnreadable:
+        raise
+    except zlib.error as error:
+        raise LayerUnreadable(f"corrupt gzip stream: {error}") from None
+    except zstandard.ZstdError as error:
+        raise LayerUnreadable(f"corrupt zstd stream: {error}") from None
+    except (tarfile.TarError, EOFError) as error:
+        if str(error).startswith("zlib error: "):  # tarfile's own wrapping of zlib.error
+            raise LayerUnreadable(f"corrupt gzip stream: {str(error)[len('zlib error: ') :]}") from None
+        raise LayerUnreadable(f"corrupt or truncated tar stream: {error}") from None
+    except (OSError, ValueError, UnicodeError) as error:
+        raise LayerUnreadable(f"unreadable layer: {type(error).__name__}: {error}") from None
     finally:
         close = getattr(source, "close", None)
         if close is not None:
@@ -347,3 +368,7 @@ def _walk_tar(counted: _Counted) -> Iterator[Entry | tuple[str, str]]:
     if block is not None and block.strip(b"\0"):
         offset = archive.offset
         raise LayerUnreadable(f"invalid tar header at offset {offset}; the rest of the layer was not read")
+    # Read to the end of the stream: the padding after the tar, and the gzip trailer, whose
+    # CRC is what tells a layer corrupted inside a file's content from a sound one.
+    while counted.read(CHUNK):
+        pass

@@ -22,6 +22,7 @@ import uuid
 from cyclonedx.model import Property
 from cyclonedx.model.bom import Bom
 from cyclonedx.model.component import Component, ComponentType
+from cyclonedx.model.license import DisjunctiveLicense, LicenseExpression
 from cyclonedx.output.json import JsonV1Dot6
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
@@ -45,6 +46,7 @@ def _component(index: int, package: Package) -> Component:
         group=purl.namespace if purl.type == "maven" else None,
         version=package.version,
         purl=purl,
+        licenses=[DisjunctiveLicense(name=name) for name in package.licenses],
         properties=[
             Property(name=LOCATION, value=package.location),
             Property(name=LAYER, value=package.layer),
@@ -78,6 +80,16 @@ def cyclonedx_json(inventory: Inventory, *, repository: str, digest: str) -> byt
     return JsonV1Dot6(bom).output_as_string(indent=None).encode()
 
 
+def _license_names(component: Component) -> tuple[str, ...]:
+    names = set()
+    for declared in component.licenses:
+        if isinstance(declared, LicenseExpression):
+            names.add(declared.value)
+        elif isinstance(declared, DisjunctiveLicense) and (declared.id or declared.name):
+            names.add(declared.id or declared.name)
+    return tuple(sorted(names))
+
+
 def inventory_from_sbom(data: bytes) -> Inventory:
     """The inventory an SBOM written by :func:`cyclonedx_json` records. ValueError when ``data``
     is not a CycloneDX 1.6 JSON document."""
@@ -109,6 +121,7 @@ def inventory_from_sbom(data: bytes) -> Inventory:
                     purl=component.purl.to_string(),
                     location=properties.get(LOCATION, ""),
                     layer=properties.get(LAYER, ""),
+                    licenses=_license_names(component),
                 )
             )
     for item in bom.properties:

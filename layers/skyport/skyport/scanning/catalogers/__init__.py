@@ -34,6 +34,7 @@ class Candidate:
     version: str = ""  # as the ecosystem writes it (an rpm's "1:3.0.7-25.el9_3")
     location: str = ""  # "" for the file's own path; a jar nested in a jar says which
     os_package: bool = False
+    licenses: tuple[str, ...] = ()  # as the package declares them (apk L:, npm license, ...)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,15 @@ def cataloger_for(path: str) -> Cataloger | None:
         if cataloger.matches(path):
             return cataloger
     return None
+
+
+MAX_LICENSE = 200  # a declared license longer than this is a text, not a name
+
+
+def licenses(*declared: object) -> tuple[str, ...]:
+    """The declared license names that are short strings, sorted, once each."""
+    names = {value.strip() for value in declared if isinstance(value, str)}
+    return tuple(sorted(name for name in names if name and len(name) <= MAX_LICENSE and "\n" not in name))
 
 
 def text(data: bytes) -> str:

@@ -5,7 +5,7 @@ are per origin."""
 
 from __future__ import annotations
 
-from skyport.scanning.catalogers import Candidate, Cataloger, Found, stanzas, text
+from skyport.scanning.catalogers import Candidate, Cataloger, Found, licenses, stanzas, text
 
 INSTALLED = "lib/apk/db/installed"
 
@@ -27,7 +27,15 @@ def read(path: str, data: bytes, _nested_limit: int) -> Found:
             qualifiers.append(("upstream", fields["o"]))
         candidates.append(
             Candidate(
-                "apk", None, name, version, tuple(qualifiers), name=name, version=version, os_package=True
+                "apk",
+                None,
+                name,
+                version,
+                tuple(qualifiers),
+                name=name,
+                version=version,
+                os_package=True,
+                licenses=licenses(fields.get("L")),
             )
         )
     return Found(tuple(candidates))

@@ -32,6 +32,7 @@ EXECUTABLE_MAGICS = (
     b"\xcf\xfa\xed\xfe",
     b"MZ",
 )
+SNIFF_BYTES = max(len(magic) for magic in EXECUTABLE_MAGICS)
 _GO_VERSION = re.compile(r"^go(\d+(?:\.\d+)*)$")
 
 

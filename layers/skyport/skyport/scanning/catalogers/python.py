@@ -9,7 +9,7 @@ import re
 from email.parser import HeaderParser
 from email.policy import compat32
 
-from skyport.scanning.catalogers import NOTHING, Candidate, Cataloger, Found, text
+from skyport.scanning.catalogers import NOTHING, Candidate, Cataloger, Found, licenses, text
 
 
 def matches(path: str) -> bool:
@@ -28,7 +28,18 @@ def read(path: str, data: bytes, _nested_limit: int) -> Found:
     name, version = str(headers.get("Name") or "").strip(), str(headers.get("Version") or "").strip()
     if not name or not version:
         return NOTHING
-    return Found((Candidate("pypi", None, normalise(name), version, name=name, version=version),))
+    # PEP 639's License-Expression, else the older free-text License when it is a name.
+    declared = licenses(str(headers.get("License-Expression") or headers.get("License") or ""))
+    candidate = Candidate(
+        "pypi",
+        None,
+        normalise(name),
+        version,
+        name=name,
+        version=version,
+        licenses=declared,
+    )
+    return Found((candidate,))
 
 
 CATALOGER = Cataloger("python", matches, read)

@@ -19,13 +19,13 @@ import sqlite3
 import struct
 import tempfile
 
-from skyport.scanning.catalogers import Candidate, Cataloger, Found
+from skyport.scanning.catalogers import Candidate, Cataloger, Found, licenses
 
 SQLITE_PATHS = ("var/lib/rpm/rpmdb.sqlite", "usr/lib/sysimage/rpm/rpmdb.sqlite")
 OTHER_PATHS = ("var/lib/rpm/Packages", "var/lib/rpm/Packages.db", "usr/lib/sysimage/rpm/Packages.db")
 SQLITE_MAGIC = b"SQLite format 3\0"
 
-TAG_NAME, TAG_VERSION, TAG_RELEASE, TAG_EPOCH, TAG_ARCH = 1000, 1001, 1002, 1003, 1022
+TAG_NAME, TAG_VERSION, TAG_RELEASE, TAG_EPOCH, TAG_LICENSE, TAG_ARCH = 1000, 1001, 1002, 1003, 1014, 1022
 TYPE_INT32, TYPE_STRING, TYPE_I18NSTRING = 4, 6, 9
 MAX_INDEX_ENTRIES = 1 << 16  # rpm's own limit on a header's tags
 
@@ -42,7 +42,7 @@ def header_tags(blob: bytes) -> dict[int, str | int]:
     tags: dict[int, str | int] = {}
     for index in range(entries):
         tag, kind, offset, count = struct.unpack_from(">iiii", blob, 8 + 16 * index)
-        if tag not in (TAG_NAME, TAG_VERSION, TAG_RELEASE, TAG_EPOCH, TAG_ARCH):
+        if tag not in (TAG_NAME, TAG_VERSION, TAG_RELEASE, TAG_EPOCH, TAG_LICENSE, TAG_ARCH):
             continue
         if not 0 <= offset < len(data) or count < 1:
             raise ValueError(f"tag {tag} points outside the header")
@@ -70,7 +70,15 @@ def candidate(tags: dict[int, str | int]) -> Candidate | None:
         qualifiers.append(("epoch", str(epoch)))
     full = f"{epoch}:{version}-{release}" if isinstance(epoch, int) and epoch else f"{version}-{release}"
     return Candidate(
-        "rpm", None, name, f"{version}-{release}", tuple(qualifiers), name=name, version=full, os_package=True
+        "rpm",
+        None,
+        name,
+        f"{version}-{release}",
+        tuple(qualifiers),
+        name=name,
+        version=full,
+        os_package=True,
+        licenses=licenses(tags.get(TAG_LICENSE)),
     )
 
 
