@@ -60,7 +60,9 @@ log = logging.getLogger("skyport.pipeline")
 
 FUNCTION_TYPE = "AWS::Serverless::Function"
 # Environment names this shell may set for every function (its own value wins).
-_SHELL_OVERRIDES = re.compile(r"^(SKYPORT_HOOK_|POWERTOOLS_|SKYPORT_GC_|SKYPORT_SCAN_|SKYPORT_RESCAN_)")
+_SHELL_OVERRIDES = re.compile(
+    r"^(SKYPORT_HOOK_|POWERTOOLS_|SKYPORT_GC_|SKYPORT_OSV_|SKYPORT_SCAN_|SKYPORT_RESCAN_)"
+)
 # The services the handlers reach through boto3's AWS_ENDPOINT_URL_<SERVICE> settings.
 AWS_ENDPOINT_VARIABLES = (
     "AWS_ENDPOINT_URL_SQS",

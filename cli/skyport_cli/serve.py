@@ -26,6 +26,11 @@ _PASSED_THROUGH = (
     "SKYPORT_AUTOMATIC_MOUNT",
     "SKYPORT_IMMUTABILITY_CACHE_SECONDS",  # issue 12: how stale a rule change may be here
     "SKYPORT_PULL_RECORD_SECONDS",  # issue 12: how often a manifest's last pull is written
+    # Issue 14: the OSV data's source (a directory locally: the shipped data set by default),
+    # ecosystems and how often scans look for a newer mirror.
+    "SKYPORT_OSV_SOURCE",
+    "SKYPORT_OSV_ECOSYSTEMS",
+    "SKYPORT_OSV_REFRESH_SECONDS",
     # Issue 13: the pull-through cache's timings (a local fill runs in a thread: no
     # SKYPORT_CACHE_FILL_FUNCTION), and the blob link cache's bounds.
     "SKYPORT_CACHE_TAG_RECHECK_SECONDS",
@@ -140,6 +145,7 @@ def serve(args: argparse.Namespace) -> int:
         ensure_stack(
             registry.clients.s3, registry.clients.dynamodb, args.bucket, args.table, region=args.region
         )
+        _mirror_local_osv_data(registry)
         hooks, hooks_banner = (
             None,
             "  hooks: off (--hooks on runs the events, replication and webhook functions here)\n",
@@ -221,6 +227,23 @@ def _local_hook_resources(args, registry, endpoint: str):
             f"  hooks: off: {endpoint} serves no SQS or EventBridge ({error}); point --dynamodb-endpoint "
             "at a moto server (skyport moto) for them\n"
         )
+
+
+def _mirror_local_osv_data(registry) -> None:
+    """Issue 14: scans need the OSV data in the bucket from the first push, not from the
+    scheduled mirror's first run a day later. Locally the source is a directory (the data
+    set shipped with the core unless SKYPORT_OSV_SOURCE names another), mirrored now; the
+    pipeline's OsvMirrorFunction gets the same source (pipeline.py lets SKYPORT_OSV_* of
+    this shell replace the template's URL): a local run never fetches from the network.
+    A URL in SKYPORT_OSV_SOURCE, explicitly set, is left to the scheduled runs."""
+    from skyport.storage.s3 import S3ObjectStore
+    from skyport.vulnerabilities.mirror import is_url, mirror, shipped_data
+
+    source = registry.settings.osv_source or str(shipped_data())
+    os.environ["SKYPORT_OSV_SOURCE"] = source
+    if not is_url(source):
+        store = S3ObjectStore(registry.clients.s3, registry.settings.bucket)
+        mirror(source, store, registry.settings.osv_ecosystems)
 
 
 def _start_local_pipeline(stack, args, registry, hooks, s3_endpoint: str, dynamodb_endpoint: str) -> str:

@@ -56,6 +56,8 @@ KEY_KINDS = {
     "cache_fill_lease": (keys.cache_fill_lease("library/app", DIGEST), False),
     # scan policies (issue 14): a policy is not registry content
     "scan_policy": (keys.scan_policy("REPO#x/*"), False),
+    # scan on push (issue 14): a scan record's outcome is scan.completed or scan.failed
+    "scan_record": (keys.scan_record("library/app", DIGEST), True),
 }
 
 

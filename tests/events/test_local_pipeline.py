@@ -71,6 +71,7 @@ def pipeline(registry: Registry, template: dict, hooks_env, moto_endpoint: str) 
         "EventsFunction <- the table's stream",
         f"ReplicationFunction <- {local_name(settings.table, 'ReplicationQueue')}",
         f"WebhookFunction <- {local_name(settings.table, 'WebhookQueue')}",
+        f"ScanFunction <- {local_name(settings.table, 'ScanQueue')}",  # issue 14
     ]
     # The scheduled functions follow (GcFunction, issue 12: tests/gc/test_schedule.py).
     assert lines[: len(mappings)] == mappings
@@ -103,7 +104,7 @@ def test_the_local_stack_matches_the_template(pipeline, template):
     events = pipeline.clients.events
     bus = pipeline.hooks.refs["RegistryEventBus"]
     rules = {rule["Name"]: rule for rule in events.list_rules(EventBusName=bus)["Rules"]}
-    assert set(rules) == {"ReplicationRule", "WebhookRule"}
+    assert set(rules) == {"ReplicationRule", "WebhookRule", "ScanRule"}
     for rule, queue in (("ReplicationRule", "ReplicationQueue"), ("WebhookRule", "WebhookQueue")):
         assert (
             json.loads(rules[rule]["EventPattern"])

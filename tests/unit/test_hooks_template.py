@@ -193,7 +193,7 @@ def test_outputs_name_the_queues():
 
 def test_event_source_mappings_come_from_the_template():
     mappings = {m.function: m for m in event_source_mappings(load_template())}
-    assert set(mappings) == {"EventsFunction", "ReplicationFunction", "WebhookFunction"}
+    assert set(mappings) == {"EventsFunction", "ReplicationFunction", "WebhookFunction", "ScanFunction"}
     events = mappings["EventsFunction"]
     assert (events.kind, events.source, events.on_failure) == (
         "DynamoDB",

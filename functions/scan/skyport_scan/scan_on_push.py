@@ -84,4 +84,6 @@ def handler(event: dict, context: object = None) -> dict:
     _deadline[0] = (
         time.monotonic() + remaining() / 1000 - DEADLINE_MARGIN_SECONDS if callable(remaining) else None
     )
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

@@ -174,6 +174,18 @@ class Settings:
     # this often (SKYPORT_SCAN_POLICY_CACHE_SECONDS): a pull costs no read for them.
     scan_policy_cache_seconds: int = 30
 
+    # --- vulnerability data (issue 14: skyport/vulnerabilities) ---
+    # Where the OSV mirror copies from (SKYPORT_OSV_SOURCE): an http(s) base URL serving
+    # <Ecosystem>/all.zip (template.yaml: OSV's export site), or a directory of
+    # <Ecosystem>/<ID>.json records. Unset: the data set shipped with the core, never the
+    # network (`skyport serve`, tests).
+    osv_source: str = ""
+    # The OSV ecosystems mirrored (SKYPORT_OSV_ECOSYSTEMS, comma-separated export names).
+    osv_ecosystems: tuple[str, ...] = ("Debian", "Ubuntu", "Alpine", "PyPI", "npm", "Maven", "Go")
+    # How often a scanning process looks for a newer mirror (osv/index.json):
+    # SKYPORT_OSV_REFRESH_SECONDS.
+    osv_refresh_seconds: int = 300
+
     @property
     def hook_secrets(self) -> str:
         return self.hook_secret_prefix or f"skyport/{self.table}/hooks/"
@@ -247,6 +259,7 @@ class Settings:
             **_blob_cache_settings(env, defaults),
             **_scan_settings(env, defaults),
             **_scan_policy_settings(env, defaults),
+            **_osv_settings(env, defaults),
         )
 
 
@@ -421,3 +434,26 @@ def _scan_policy_settings(env: Mapping[str, str], defaults: dict) -> dict:
     if not 0 <= seconds <= 3600:
         raise ValueError(f"SKYPORT_SCAN_POLICY_CACHE_SECONDS must be 0..3600 seconds, not {value[:20]!r}")
     return {"scan_policy_cache_seconds": seconds}
+
+
+def _osv_settings(env: Mapping[str, str], defaults: dict) -> dict:
+    """Vulnerability data (issue 14): the mirror's source and ecosystems, the scans' refresh."""
+    from .vulnerabilities.osv import ECOSYSTEM_NAME, is_url_source
+
+    source = (env.get("SKYPORT_OSV_SOURCE") or "").strip()
+    if source and "://" in source and not is_url_source(source):
+        raise ValueError(f"SKYPORT_OSV_SOURCE must be an http(s) URL or a directory, not {source[:60]!r}")
+    ecosystems = defaults["osv_ecosystems"]
+    if env.get("SKYPORT_OSV_ECOSYSTEMS"):
+        ecosystems = tuple(name.strip() for name in env["SKYPORT_OSV_ECOSYSTEMS"].split(",") if name.strip())
+        bad = [name for name in ecosystems if not ECOSYSTEM_NAME.fullmatch(name)]
+        if bad or not ecosystems:
+            raise ValueError(f"SKYPORT_OSV_ECOSYSTEMS: not OSV ecosystem names: {', '.join(bad)[:80]!r}")
+    refresh = env.get("SKYPORT_OSV_REFRESH_SECONDS")
+    seconds = defaults["osv_refresh_seconds"]
+    if refresh:
+        # ASCII digits only, as above: a typo fails at start.
+        seconds = int(refresh) if refresh.isascii() and refresh.isdigit() else -1
+        if not 0 <= seconds <= 86400:
+            raise ValueError(f"SKYPORT_OSV_REFRESH_SECONDS must be 0..86400 seconds, not {refresh[:20]!r}")
+    return {"osv_source": source, "osv_ecosystems": ecosystems, "osv_refresh_seconds": seconds}

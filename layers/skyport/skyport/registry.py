@@ -304,18 +304,20 @@ class Registry:
             self._manifest_index,
             DynamoScanStore(self.clients.dynamodb, self.settings.table),
             self.settings,
-            database=self._osv_database,
+            database=lambda: self.osv_database,
             pulls=DynamoPullStore(self.clients.dynamodb, self.settings.table),
             # A pull-through cache prefix is read-only: nothing is pushed there, scans included.
             writable=lambda repository: self.cache_rules.target(repository) is None,
         )
 
-    def _osv_database(self):
-        """The OSV data mirrored into the bucket (skyport/vulnerabilities): loaded lazily,
-        per ecosystem, and kept per process while its objects do not change."""
+    @cached_property
+    def osv_database(self):
+        """The OSV data mirrored into the bucket (skyport/vulnerabilities): one per process,
+        loading each ecosystem lazily and looking for a newer mirror at most every
+        SKYPORT_OSV_REFRESH_SECONDS."""
         from .vulnerabilities.database import OsvDatabase
 
-        return OsvDatabase.from_store(self._objects)
+        return OsvDatabase.from_store(self._objects, refresh_seconds=self.settings.osv_refresh_seconds)
 
     # Scan policies and results (issue 14, "Using it"): the manifest GET and HEAD ask
     # scan_policies.check (no policy covering the repository: nothing read); `skyport

@@ -334,7 +334,7 @@ class ScanService:
         if event.subject or event.artifact_type in (SBOM_ARTIFACT_TYPE, REPORT_ARTIFACT_TYPE):
             return []  # a referrer (ours among them): never an image to scan
         try:
-            return self.scan(event.repository, event.digest, deadline=deadline)
+            return self._scan_reference(event.repository, event.digest, False, deadline)
         except ManifestUnknown:
             return []
 
@@ -345,6 +345,11 @@ class ScanService:
         again even if scanned (the report replaced, the SBOM kept). ``deadline``: a
         ``time.monotonic()`` after which layers are no longer read (the rest is Skipped).
         ManifestUnknown if the manifest does not exist."""
+        return self._scan_reference(repository, reference, force, deadline)
+
+    def _scan_reference(
+        self, repository: str, reference: str, force: bool, deadline: float | None
+    ) -> list[ScanResult]:
         record = self._manifests.resolve(repository, reference)
         if not self._writable(repository):
             return []
@@ -471,10 +476,13 @@ class ScanService:
         report_digest = self._push_artifact(
             repository, image, REPORT_ARTIFACT_TYPE, report_bytes, "vulnerability-report.json", annotations
         )
-        replaced = previous.report_digest if previous and previous.report_digest != report_digest else None
+        # A re-scan: the report this one replaces (the same one when nothing changed within
+        # the second: the same bytes, the same digest).
+        earlier = previous.report_digest if previous else None
+        replaced = earlier if earlier != report_digest else None
         new_findings: tuple[str, ...] | None = None
-        if replaced:
-            old = self._read_report(repository, replaced)
+        if earlier:
+            old = self._read_report(repository, earlier)
             old_ids = {finding.id for finding in old.findings} if old else set()
             new_findings = tuple(sorted({finding.id for finding in report.findings} - old_ids))
         written = self._store.complete(

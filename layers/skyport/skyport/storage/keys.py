@@ -384,7 +384,7 @@ def upload_id_of_object(key: str) -> str | None:
 # In the repository's partition, so the manifest delete removes it in its transaction.
 
 
-def scan(name: str, digest: str) -> dict:
+def scan_record(name: str, digest: str) -> dict:
     return _key(repository_partition(name), f"{SCAN_PREFIX}{digest}")
 
 

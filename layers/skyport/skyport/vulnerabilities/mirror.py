@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
-import re
 import tempfile
 import time
 import urllib.error
@@ -45,15 +44,12 @@ from typing import IO, Any
 
 from ..storage import keys
 from ..storage.ports import ObjectMissing, StorageUnavailable
-from .osv import MAX_RECORD_BYTES, MalformedRecord, parse_json
+from .osv import ECOSYSTEM_NAME, MAX_RECORD_BYTES, MalformedRecord, is_url_source, parse_json
 
 OSV_EXPORTS = "https://osv-vulnerabilities.storage.googleapis.com"
 # The ecosystems, by OSV's export names (each release's records are in its base
 # ecosystem's export: "Debian:12" records in Debian/all.zip).
 DEFAULT_ECOSYSTEMS = ("Debian", "Ubuntu", "Alpine", "PyPI", "npm", "Maven", "Go")
-# OSV ecosystem names: letters, digits, space, ".", ":", "_", "-"; never a slash (they
-# become a URL path segment and an S3 key segment).
-ECOSYSTEM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 .:_-]{0,63}")
 READ_CHUNK = 1024 * 1024
 PART_SIZE = 8 * 1024 * 1024  # S3 multipart: >= 5 MiB but the last
 MAX_EXPORT_BYTES = 4 * 1024**3  # the biggest export (npm) is well under this
@@ -88,7 +84,7 @@ def shipped_data() -> Path:
 
 
 def is_url(source: str) -> bool:
-    return urllib.parse.urlsplit(source).scheme in ("http", "https")
+    return is_url_source(source)
 
 
 @dataclass

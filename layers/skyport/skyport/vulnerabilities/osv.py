@@ -27,6 +27,7 @@ urgency); anything else is UNKNOWN. A severity given inside an ``affected`` entr
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,10 @@ from typing import Any
 # a few hundred; anything larger is refused rather than parsed (a zip bomb's member).
 MAX_RECORD_BYTES = 4 * 1024 * 1024
 SUMMARY_CHARACTERS = 300
+
+# OSV ecosystem names: letters, digits, space, ".", ":", "_", "-"; never a slash (they
+# become a URL path segment and an S3 key segment: mirror.py, storage/keys.py).
+ECOSYSTEM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 .:_-]{0,63}")
 
 RANGE_TYPES = ("ECOSYSTEM", "SEMVER")  # GIT ranges are skipped: commits, not versions
 EVENT_KINDS = ("introduced", "fixed", "last_affected", "limit")
@@ -263,7 +268,7 @@ def parse_record(data: Any) -> Advisory:
     return Advisory(
         id=record_id,
         aliases=tuple(alias for alias in aliases if alias != record_id),
-        modified=_text(data, "modified"),
+        modified=_text(data, "modified", required=True),  # required by the schema
         summary=summary,
         severity=severity,
         affected=affected,
@@ -328,11 +333,16 @@ def normalise_name(ecosystem: str, name: str) -> str:
     PyPI per PEP 503 (runs of ``-_.`` are one ``-``, case-insensitive); Maven
     ``group:artifact`` and the distros' package names case-insensitively; npm and Go as
     written (npm names and Go module paths are case-sensitive)."""
-    import re
-
     base = base_ecosystem(ecosystem)
     if base == "PyPI":
         return re.sub(r"[-_.]+", "-", name).lower()
     if base in ("npm", "Go"):
         return name
     return name.lower()
+
+
+def is_url_source(source: str) -> bool:
+    """Whether a mirror source (SKYPORT_OSV_SOURCE) is an http(s) URL, not a directory."""
+    from urllib.parse import urlsplit
+
+    return urlsplit(source).scheme in ("http", "https")

@@ -336,7 +336,7 @@ class DynamoManifestIndex:
             # Its last-pull record goes with it (skyport/pulls.py); there may be none.
             {"Delete": {"TableName": name, "Key": keys.manifest_pull(repository, digest)}},
             # So does its scan record (skyport/scanning/service.py); there may be none.
-            {"Delete": {"TableName": name, "Key": keys.scan(repository, digest)}},
+            {"Delete": {"TableName": name, "Key": keys.scan_record(repository, digest)}},
         ]
         if record.subject:
             deletes.append(

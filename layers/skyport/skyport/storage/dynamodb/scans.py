@@ -61,7 +61,10 @@ class DynamoScanStore:
 
     def get(self, repository: str, digest: str) -> dict[str, Any] | None:
         item = self._table.call(
-            "get_item", TableName=self._table.name, Key=keys.scan(repository, digest), ConsistentRead=True
+            "get_item",
+            TableName=self._table.name,
+            Key=keys.scan_record(repository, digest),
+            ConsistentRead=True,
         ).get("Item")
         return record_from_item(item) if item else None
 
@@ -74,7 +77,7 @@ class DynamoScanStore:
             lambda: self._table.call(
                 "update_item",
                 TableName=self._table.name,
-                Key=keys.scan(repository, digest),
+                Key=keys.scan_record(repository, digest),
                 UpdateExpression="SET scan_status = :scanning, lease_owner = :owner, lease_until = :until"
                 " REMOVE #error",
                 ConditionExpression=SCAN_NOT_RUNNING if force else SCAN_NOT_DONE_NOR_RUNNING,
@@ -154,7 +157,7 @@ class DynamoScanStore:
             lambda: self._table.call(
                 "update_item",
                 TableName=self._table.name,
-                Key=keys.scan(repository, digest),
+                Key=keys.scan_record(repository, digest),
                 UpdateExpression=update,
                 ConditionExpression=SCAN_LEASE_HELD,
                 ExpressionAttributeValues=values,
@@ -164,4 +167,4 @@ class DynamoScanStore:
         return ok
 
     def forget(self, repository: str, digest: str) -> None:
-        self._table.call("delete_item", TableName=self._table.name, Key=keys.scan(repository, digest))
+        self._table.call("delete_item", TableName=self._table.name, Key=keys.scan_record(repository, digest))
