@@ -9,6 +9,7 @@ import json
 import os
 import tarfile
 import time
+import zipfile
 
 import pytest
 from skyport.scanning.image import scan_image
@@ -324,3 +325,25 @@ def test_a_store_failure_is_not_a_skipped_layer_but_fails_the_scan(fail_after: i
     failing = dataclasses.replace(layer.source(), open=lambda: FailingBody(layer.data, fail_after))
     with pytest.raises(ConnectionResetError):
         scan_image([GOOD.source(), failing])
+
+
+def test_a_jar_of_too_many_entries_is_not_opened() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for index in range(200_001):
+            archive.writestr(f"{index:x}", b"")
+    inventory = scan(GOOD, gzip_layer({"app/many.jar": buffer.getvalue()}))
+    assert reasons(inventory.skipped) == {
+        "app/many.jar": "archive declares 200001 entries, more than 200000: not read"
+    }
+    assert_rest_scanned(inventory)
+
+
+def test_a_flood_of_packages_stops_the_scan_at_the_package_limit() -> None:
+    manifest = b'{"name": "p%d", "version": "1"}'
+    manifests = {f"app/node_modules/p{i}/package.json": manifest % i for i in range(30)}
+    flood = gzip_layer(manifests)
+    inventory = scan(flood, GOOD, limits=ScanLimits(max_packages=10))
+    assert [(gap.layer, gap.path) for gap in inventory.skipped] == [(flood.digest, ""), (GOOD.digest, "")]
+    assert "more than 10 packages" in inventory.skipped[0].reason
+    assert len(inventory.packages) == 10

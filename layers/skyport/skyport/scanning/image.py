@@ -99,8 +99,9 @@ class _LayerChanges:
         kept.update(self.files)
 
 
-def _read_entry(entry: Entry, digest: str, limits: ScanLimits, kept: dict[str, Kept], changes: _LayerChanges,
+def _read_entry(entry: Entry, digest: str, budget: Budget, kept: dict[str, Kept], changes: _LayerChanges,
                 gaps: _Gaps) -> None:  # fmt: skip
+    limits = budget.limits
     path, member = entry.path, entry.member
     directory, name = posixpath.split(path)
     if name == OPAQUE:
@@ -127,6 +128,7 @@ def _read_entry(entry: Entry, digest: str, limits: ScanLimits, kept: dict[str, K
             gaps.add(path, f"{size}, more than the {most} one {cataloger.name} file may have: not read")
         else:
             found = _catalog(cataloger, path, entry.open().read(bound + 1), limits, gaps)
+            budget.list_packages(len(found.candidates))
             changes.files[path] = Kept(digest, found)
     elif member.isreg() and member.size >= MIN_BINARY:
         stream = entry.open()
@@ -136,15 +138,16 @@ def _read_entry(entry: Entry, digest: str, limits: ScanLimits, kept: dict[str, K
             for gap_path, reason in found.gaps:
                 gaps.add(gap_path, reason)
             if found.candidates:
+                budget.list_packages(len(found.candidates))
                 changes.files[path] = Kept(digest, found)
     if path not in changes.files and path in kept:
         changes.files[path] = Kept(digest, SHADOWED)
 
 
-def _visit(digest: str, limits: ScanLimits, kept: dict[str, Kept], changes: _LayerChanges, gaps: _Gaps,
+def _visit(digest: str, budget: Budget, kept: dict[str, Kept], changes: _LayerChanges, gaps: _Gaps,
            entry: Entry | tuple[str, str]) -> None:  # fmt: skip
     if isinstance(entry, Entry):
-        _read_entry(entry, digest, limits, kept, changes, gaps)
+        _read_entry(entry, digest, budget, kept, changes, gaps)
     else:
         gaps.add(*entry)
 
@@ -209,7 +212,7 @@ def scan_image(layers: Sequence[LayerSource], limits: ScanLimits = DEFAULT_LIMIT
             continue
         changes = _LayerChanges()
         try:
-            read_layer(layer, budget, partial(_visit, layer.digest, limits, kept, changes, gaps))
+            read_layer(layer, budget, partial(_visit, layer.digest, budget, kept, changes, gaps))
         except ScanStopped as stop:
             stopped = stop.reason
             gaps.whole_layer(stop.reason)

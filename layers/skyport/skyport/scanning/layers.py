@@ -60,6 +60,9 @@ class ScanLimits:
     max_expanded_bytes: int = 64 * GiB  # expanded bytes of all layers of one scan
     max_file_bytes: int = 64 * MiB  # one identifying file (dpkg status, METADATA, rpmdb.sqlite)
     max_jar_bytes: int = 256 * MiB  # one jar/war/ear opened in memory (and one nested jar in it)
+    # Packages listed in all: real images list a few thousand; each costs memory here and
+    # in the SBOM, so a layer of a million tiny package.json files stops the scan instead.
+    max_packages: int = 50_000
     deadline: float | None = None  # a time.monotonic() value: past it, the rest is Skipped
 
 
@@ -99,6 +102,7 @@ class Budget:
         self.limits = limits
         self.expanded = 0
         self.layer_expanded = 0
+        self.packages = 0
 
     def start_layer(self) -> None:
         self.layer_expanded = 0
@@ -107,6 +111,13 @@ class Budget:
     def check_deadline(self) -> None:
         if self.limits.deadline is not None and time.monotonic() > self.limits.deadline:
             raise ScanStopped("the scan ran out of time (its deadline passed)")
+
+    def list_packages(self, count: int) -> None:
+        """Count packages found (a later layer may delete them: they were read all the same)."""
+        self.packages += count
+        if self.packages > self.limits.max_packages:
+            most = self.limits.max_packages
+            raise ScanStopped(f"the image lists more than {most} packages, the most one scan lists")
 
     def spend(self, count: int) -> None:
         self.expanded += count

@@ -19,6 +19,9 @@ from skyport.scanning.catalogers import Candidate, Cataloger, Found
 ARCHIVE_SUFFIXES = (".jar", ".war", ".ear")
 _POM_PROPERTIES = re.compile(r"^META-INF/maven/[^/]+/[^/]+/pom\.properties$")
 MAX_POM_PROPERTIES = 64 * 1024
+# zipfile parses the whole central directory into ZipInfo objects (~0.5 KiB each) when it
+# opens an archive: the count is checked first. Real jars, fat ones included, hold far fewer.
+MAX_ENTRIES = 200_000
 COORDINATES = ("groupId", "artifactId", "version")
 # Reading a broken or hostile zip raises any of these.
 ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, ValueError,
@@ -51,10 +54,22 @@ def read_bounded(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) ->
     return None if len(content) > limit else content
 
 
+def entry_count(data: bytes) -> int | None:
+    """The entry count the archive's end record declares (None without one), read before
+    zipfile parses every entry. zipfile's own reader of that record is used: a private
+    name, stable since Python 2."""
+    record = zipfile._EndRecData(io.BytesIO(data))
+    return None if record is None else record[zipfile._ECD_ENTRIES_TOTAL]
+
+
 def scan_archive(location: str, data: bytes, nested_limit: int, depth: int) -> Found:
     candidates: list[Candidate] = []
     gaps: list[tuple[str, str]] = []
     try:
+        entries = entry_count(data)
+        if entries is not None and entries > MAX_ENTRIES:
+            reason = f"archive declares {entries} entries, more than {MAX_ENTRIES}: not read"
+            return Found(gaps=((location, reason),))
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             for info in archive.infolist():
                 where = f"{location}!{info.filename}"
