@@ -53,6 +53,7 @@ def test_every_scheduled_function_of_the_template_runs_locally_with_its_input(te
         "GcFunction": 86400,
         "RetentionFunction": 86400,
         "UploadExpiryFunction": 3600,
+        "OsvMirrorFunction": 86400,  # issue 14: the OSV data mirror
     }
     upload_expiry = jobs["UploadExpiryFunction"]
     assert scheduler_event(upload_expiry, "us-east-1") == {

@@ -4,6 +4,8 @@ events, enumerated versions, and the gaps a report must name."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from skyport.scanning.model import Distro, Inventory, Package
 from skyport.vulnerabilities.database import OsvDatabase
 from skyport.vulnerabilities.matching import match_inventory
@@ -254,19 +256,17 @@ def test_a_version_univers_cannot_read_gives_no_finding_and_a_reason() -> None:
     )
     assert result.findings == []
     assert [gap.reason for gap in result.skipped] == [
-        "x 0.5: BAD-1 names 'not a version!' is not a valid PEP 440 version, so BAD-1 was not compared"
+        "x 0.5: BAD-1 names version 'not a version!', not a valid PEP 440 version, so it was not compared"
     ]
-    good_record = advisory("PyPI", "x", FIXED_1_0)
+    # An installed version univers cannot read: one line for the package, naming every
+    # record left out.
+    records = [advisory("PyPI", "x", FIXED_1_0), advisory("PyPI", "x", FIXED_1_0, id_="OSV-2")]
     result = match_inventory(
-        Inventory(None, [package("pkg:pypi/x@what?", "what?")]), OsvDatabase.from_advisories([good_record])
+        Inventory(None, [package("pkg:pypi/x@what?", "what?")]), OsvDatabase.from_advisories(records)
     )
     assert result.findings == []
     assert [(gap.path, gap.reason) for gap in result.skipped] == [
-        (
-            "somewhere",
-            "x what?: the installed version 'what?' is not a valid PEP 440 version,"
-            " so OSV-1 was not compared",
-        )
+        ("somewhere", "x what?: not a valid PEP 440 version, so 2 records (OSV-1, OSV-2) not compared")
     ]
 
 
@@ -309,3 +309,25 @@ def test_aliased_records_are_one_finding_and_findings_are_sorted() -> None:
         ("GHSA-aaaa-aaaa-aaaa", "HIGH", ("CVE-1", "PYSEC-1")),
         ("A-LOW", "LOW", ()),
     ]
+
+
+SHIPPED = OsvDatabase.from_advisories(
+    read_records(path.read_bytes() for path in shipped_data().rglob("*.json")).advisories
+)
+PURLS = [
+    ("pkg:deb/debian/openssl?distro=debian-12", DEBIAN_12),
+    ("pkg:deb/ubuntu/openssl?distro=ubuntu-22.04", UBUNTU_2204),
+    ("pkg:apk/alpine/busybox?distro=alpine-3.19.1", Distro("alpine", "3.19.1")),
+    ("pkg:pypi/requests", None),
+    ("pkg:npm/lodash", None),
+    ("pkg:maven/org.apache.logging.log4j/log4j-core", None),
+    ("pkg:golang/stdlib", None),
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(PURLS), st.text(max_size=30))
+def test_any_installed_version_gives_findings_or_a_named_gap_never_an_error(purl_distro, version) -> None:
+    purl, distro = purl_distro
+    result = match_inventory(Inventory(distro, [package(purl, version)]), SHIPPED)
+    assert all(finding.version == version for finding in result.findings)

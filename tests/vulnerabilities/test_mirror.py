@@ -130,6 +130,31 @@ def test_a_truncated_or_broken_download_never_replaces_the_previous_copy(server,
         assert store.read(keys.osv_export_object("PyPI")) == good
 
 
+def test_a_zip_with_a_damaged_record_is_refused(server, store) -> None:
+    good = export(pypi_record("PYSEC-1", "1.0"))
+    server.exports["PyPI"] = good
+    mirror(server.url, store, ["PyPI"])
+    damaged = bytearray(export(pypi_record("PYSEC-1", "1.0"), pypi_record("PYSEC-2", "2.0")))
+    # The first member's data starts after its 30-byte local header and its name.
+    offset = 30 + len("PYSEC-1.json") + 5
+    damaged[offset] ^= 0xFF
+    server.exports["PyPI"] = bytes(damaged)
+    result = mirror(server.url, store, ["PyPI"])
+    assert "PyPI" in result.failed
+    assert store.read(keys.osv_export_object("PyPI")) == good
+
+
+def test_a_zip_bomb_stops_at_the_expansion_cap(server, store, monkeypatch) -> None:
+    monkeypatch.setattr(mirror_module, "MAX_EXPANDED_BYTES", 1_000_000)
+    padding = {"details": " " * 600_000}  # compresses to almost nothing
+    server.exports["PyPI"] = export(
+        {**pypi_record("PYSEC-1", "1.0"), **padding}, {**pypi_record("PYSEC-2", "1.0"), **padding}
+    )
+    result = mirror(server.url, store, ["PyPI"])
+    assert "expand to more than" in result.failed["PyPI"]
+    assert len(server.exports["PyPI"]) < 10_000
+
+
 def test_one_ecosystem_failing_does_not_stop_the_others(server, store) -> None:
     server.exports["npm"] = export({**pypi_record("GHSA-1", "1.0"), "affected": []})
     result = mirror(server.url, store, ["Missing", "npm", "../etc"])
@@ -163,9 +188,8 @@ def test_the_database_reads_each_version_once_and_picks_up_a_new_one(server, sto
     database = OsvDatabase.from_store(store, refresh_seconds=0)
     assert [a.id for a in database.advisories("PyPI", "example")] == ["PYSEC-1"]
     assert database.version == "osv 2024-01-01T00:00:00Z"
-    loaded = database._ecosystems["PyPI"]
     assert [a.id for a in database.advisories("PyPI", "example")] == ["PYSEC-1"]
-    assert database._ecosystems["PyPI"] is loaded  # same version: not read again
+    assert database.downloads == 1  # same version: not read again
 
     server.exports["PyPI"] = export(
         pypi_record("PYSEC-1", "1.0", "2024-01-01T00:00:00Z"),
@@ -173,4 +197,41 @@ def test_the_database_reads_each_version_once_and_picks_up_a_new_one(server, sto
     )
     mirror(server.url, store, ["PyPI"])
     assert sorted(a.id for a in database.advisories("PyPI", "example")) == ["PYSEC-1", "PYSEC-2"]
+    assert database.downloads == 2
     assert database.version == "osv 2024-03-01T00:00:00Z"
+
+
+def test_the_database_counts_a_damaged_record_in_the_bucket_and_reads_the_rest(server, store) -> None:
+    """The bucket's copy is checked when mirrored; should it be damaged anyway (written by
+    something else), a scan still reads every good record and counts the rest."""
+    server.exports["PyPI"] = export(pypi_record("PYSEC-1", "1.0"))
+    mirror(server.url, store, ["PyPI"])
+    damaged = bytearray(export(pypi_record("PYSEC-1", "1.0"), pypi_record("PYSEC-2", "2.0")))
+    damaged[30 + len("PYSEC-1.json") + 5] ^= 0xFF
+    store.put(keys.osv_export_object("PyPI"), bytes(damaged))
+    database = OsvDatabase.from_store(store)
+    assert [a.id for a in database.advisories("PyPI", "example")] == ["PYSEC-2"]
+    assert database.malformed == 1
+
+
+def test_a_zip_newer_than_the_index_this_process_read_is_loaded_once(server, store) -> None:
+    server.exports["PyPI"] = export(pypi_record("PYSEC-1", "1.0"))
+    mirror(server.url, store, ["PyPI"])
+    database = OsvDatabase.from_store(store, refresh_seconds=3600)
+    assert database.version  # reads the index now
+    server.exports["PyPI"] = export(pypi_record("PYSEC-1", "1.0"), pypi_record("PYSEC-2", "2.0"))
+    mirror(server.url, store, ["PyPI"])  # the zip and the index change; this process's index is stale
+    first = database.advisories("PyPI", "example")
+    assert database.advisories("PyPI", "example") == first
+    assert database.downloads == 1  # not downloaded again for each package
+
+
+def test_an_unreadable_export_is_a_gap_and_is_not_downloaded_again(server, store) -> None:
+    server.exports["PyPI"] = export(pypi_record("PYSEC-1", "1.0"))
+    mirror(server.url, store, ["PyPI"])
+    store.put(keys.osv_export_object("PyPI"), b"overwritten with something else")
+    database = OsvDatabase.from_store(store)
+    assert not database.has("PyPI")
+    assert database.advisories("PyPI", "example") == []
+    assert not database.has("PyPI")
+    assert database.downloads == 1

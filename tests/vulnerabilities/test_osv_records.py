@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from skyport.vulnerabilities.osv import (
     MAX_RECORD_BYTES,
     MalformedRecord,
@@ -40,6 +42,8 @@ MALFORMED = [
     b'"a string"',
     raw(record(id="")),
     raw(record(id=7)),
+    raw(record(id="GHSA-\x1b[31m-red")),  # a terminal escape
+    raw(record(id="x" * 200)),
     raw(record(aliases="CVE-1")),
     raw(record(aliases=[1])),
     raw(record(affected={"package": {}})),
@@ -187,3 +191,92 @@ def test_a_severity_inside_affected_wins_for_that_package() -> None:
     )
     assert advisory.severity.level == "LOW"
     assert advisory.affected[0].severity.level == "HIGH"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=30,
+)
+# Records shaped like OSV's, with any value in any field: the loader's contract is "an
+# Advisory or MalformedRecord", never another exception.
+record_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": st.text(max_size=10) | json_values,
+        "modified": st.just("2024-01-01T00:00:00Z") | json_values,
+        "aliases": st.lists(st.text(max_size=8), max_size=3) | json_values,
+        "summary": json_values,
+        "details": json_values,
+        "withdrawn": json_values,
+        "severity": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "type": st.sampled_from(["CVSS_V2", "CVSS_V3", "CVSS_V4", "Ubuntu"]) | json_values,
+                    "score": st.text(max_size=60) | json_values,
+                }
+            ),
+            max_size=2,
+        )
+        | json_values,
+        "database_specific": st.dictionaries(st.sampled_from(["severity", "urgency"]), json_values)
+        | json_values,
+        "affected": st.lists(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "package": st.fixed_dictionaries(
+                        {},
+                        optional={
+                            "ecosystem": st.sampled_from(["PyPI", "Debian:12"]) | json_values,
+                            "name": st.text(max_size=8) | json_values,
+                        },
+                    )
+                    | json_values,
+                    "ranges": st.lists(
+                        st.fixed_dictionaries(
+                            {},
+                            optional={
+                                "type": st.sampled_from(["ECOSYSTEM", "SEMVER", "GIT"]) | json_values,
+                                "events": st.lists(
+                                    st.dictionaries(
+                                        st.sampled_from(["introduced", "fixed", "last_affected", "limit"]),
+                                        st.text(max_size=8) | json_values,
+                                        max_size=2,
+                                    )
+                                    | json_values,
+                                    max_size=3,
+                                )
+                                | json_values,
+                            },
+                        )
+                        | json_values,
+                        max_size=2,
+                    )
+                    | json_values,
+                    "versions": st.lists(st.text(max_size=6), max_size=3) | json_values,
+                },
+            )
+            | json_values,
+            max_size=2,
+        )
+        | json_values,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(record_like)
+def test_any_record_is_an_advisory_or_malformed_never_an_error(data) -> None:
+    try:
+        parse_json(json.dumps(data).encode())
+    except MalformedRecord:
+        pass
+
+
+def test_aliases_and_summaries_are_made_printable() -> None:
+    advisory = parse_record(record(aliases=["CVE-2024-1", "bad alias\x1b[2J", ""], summary="a\x1b[2Jb\nc"))
+    assert advisory.aliases == ("CVE-2024-1",)
+    assert advisory.summary == "a [2Jb c"

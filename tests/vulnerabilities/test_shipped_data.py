@@ -63,6 +63,17 @@ def test_a_bucket_the_mirror_has_not_filled_says_so(store) -> None:
     assert database.version == "osv (no data)"
 
 
+def test_an_export_missing_from_the_bucket_is_a_gap_not_a_clean_report(mirrored) -> None:
+    from skyport.storage import keys
+
+    mirrored.delete(keys.osv_export_object("PyPI"))
+    result = match_inventory(inventory("debian-python"), OsvDatabase.from_store(mirrored))
+    assert {f.package for f in result.findings} == {"openssl", "libc6"}
+    assert [gap.reason for gap in result.skipped] == [
+        "3 PyPI packages: no OSV data for PyPI mirrored yet, not matched"
+    ]
+
+
 def test_the_copied_package_lists_equal_the_scanning_suites() -> None:
     """expected.py copies tests/scanning/images.py's constants (the scanner's part owns
     them): if they drift apart, the findings above test the wrong images."""

@@ -24,12 +24,12 @@ and skipped; withdrawn ones are left out.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 import threading
 import time
 import zipfile
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import IO, Any
@@ -107,7 +107,7 @@ class _Zipped(_Ecosystem):
                 return self._cache[key]
         try:
             advisory: Advisory | None = self.read(key)
-        except (MalformedRecord, zipfile.BadZipFile, OSError, KeyError):
+        except (MalformedRecord, zipfile.BadZipFile, OSError, KeyError, zlib.error):
             advisory = None
         with self._lock:
             self._cache[key] = advisory
@@ -127,7 +127,7 @@ def index_zip(file: IO[bytes], base: str, version: str) -> _Zipped:
     for member in data.members():
         try:
             advisory = data.read(member)
-        except (MalformedRecord, zipfile.BadZipFile, OSError, EOFError):
+        except (MalformedRecord, zipfile.BadZipFile, OSError, EOFError, zlib.error):
             data.malformed += 1
             continue
         data.add(member, advisory, base)
@@ -144,6 +144,10 @@ class OsvDatabase:
         self._index: dict[str, dict[str, Any]] = {}
         self._index_read_at: float | None = None
         self._ecosystems: dict[str, _Ecosystem] = {}
+        self._unreadable: dict[str, str] = {}  # base -> the index version that could not be read
+        # Exports downloaded by this process (each costs a GetObject and an indexing pass):
+        # one per ecosystem and mirrored version is the contract.
+        self.downloads = 0
 
     # --- construction ---------------------------------------------------------------
 
@@ -173,8 +177,9 @@ class OsvDatabase:
     # --- what the matcher asks ------------------------------------------------------
 
     def has(self, base: str) -> bool:
-        """Whether data for this base ecosystem ("Debian", "PyPI") is mirrored."""
-        return base in self._current_index()
+        """Whether data for this base ecosystem ("Debian", "PyPI") is mirrored and readable
+        (loading it if needed): when False, the matcher says so in the report."""
+        return self._load(base) is not None
 
     def advisories(self, ecosystem: str, name: str) -> list[Advisory]:
         """The records whose ``affected`` names ``name`` (normalised) in ``ecosystem``
@@ -239,32 +244,33 @@ class OsvDatabase:
             data = self._ecosystems.get(base)
             if data is not None and (self._store is None or data.version == version):
                 return data
-            if self._store is None:
-                return None
+            if self._store is None or self._unreadable.get(base) == version:
+                return data
             fresh = self._fetch(base, version)
             if fresh is None:
-                return data  # the export vanished meanwhile: keep what we have, if anything
+                # Gone or not a zip: not asked again for this version (a scan asks once per
+                # package); keep what we had, if anything.
+                self._unreadable[base] = version
+                return data
             if data is not None:
                 data.close()
             self._ecosystems[base] = fresh
             return fresh
 
     def _fetch(self, base: str, version: str) -> _Zipped | None:
-        """Stream osv/<base>/all.zip to a temporary file and index it."""
+        """Stream osv/<base>/all.zip to a temporary file and index it. It is named by the
+        index's version even when the mirror replaced the zip after this process read the
+        index: the next index read then loads it once more, rather than every call until."""
+        self.downloads += 1
         spool = tempfile.TemporaryFile()
-        digest = hashlib.sha256()
         try:
             for chunk in self._store.stream(keys.osv_export_object(base)):
-                digest.update(chunk)
                 spool.write(chunk)
-        except ObjectMissing:
+            spool.seek(0)
+            return index_zip(spool, base, version)
+        except (ObjectMissing, zipfile.BadZipFile, OSError, EOFError):
             spool.close()
             return None
-        spool.seek(0)
-        # The zip may have been replaced after the index was read: name it by what it is.
-        actual = digest.hexdigest()
-        try:
-            return index_zip(spool, base, actual if actual != version else version)
-        except zipfile.BadZipFile:
+        except BaseException:
             spool.close()
-            return None
+            raise

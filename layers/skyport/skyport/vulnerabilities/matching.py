@@ -50,6 +50,7 @@ class Uncomparable(ValueError):
     def __init__(self, version: str, kind: str) -> None:
         super().__init__(f"{version!r} is not a valid {kind} version")
         self.version = version
+        self.kind = kind
 
 
 # --- which ecosystem ------------------------------------------------------------------
@@ -268,7 +269,10 @@ def match_inventory(inventory: Inventory, database: OsvDatabase) -> MatchResult:
     return result
 
 
-def _plural(count: int) -> str:
+def _plural(count: int, noun: str = "") -> str:
+    """``_plural(2)`` -> "packages"; ``_plural(2, "record")`` -> "2 records"."""
+    if noun:
+        return f"{count} {noun}" + ("" if count == 1 else "s")
     return "package" if count == 1 else "packages"
 
 
@@ -276,7 +280,11 @@ def _match_package(
     package: Package, target: Target, candidates: list[tuple[str, Advisory]], result: MatchResult
 ) -> None:
     parsers: dict[tuple[str, str], Callable[[str], Any]] = {}
+    # The installed version per (ecosystem, range type): a univers version, or the
+    # Uncomparable it raised (asked once, whatever the number of records).
     installed: dict[tuple[str, str], Any] = {}
+    not_compared: list[str] = []  # records left out for want of a readable installed version
+    unreadable: Uncomparable | None = None
     for ecosystem, advisory in candidates:
         name = normalise_name(ecosystem, target.name)
         base = ecosystem.split(":", 1)[0]
@@ -290,9 +298,15 @@ def _match_package(
                 # Each range in its own type's order (an entry may hold ECOSYSTEM and SEMVER).
                 for range_type in sorted({r.type for r in affected.ranges} or {"ECOSYSTEM"}):
                     key = (ecosystem, range_type)
-                    if key not in parsers:
+                    if key not in installed:
                         parsers[key] = version_parser(ecosystem, range_type)[1]
-                        installed[key] = parsers[key](package.version)
+                        try:
+                            installed[key] = parsers[key](package.version)
+                        except Uncomparable as error:
+                            installed[key] = error
+                    if isinstance(installed[key], Uncomparable):
+                        unreadable = installed[key]
+                        raise unreadable
                     only = replace(affected, ranges=tuple(r for r in affected.ranges if r.type == range_type))
                     found = _affects(only, package.version, installed[key], parsers[key], base)
                     if found is not None:
@@ -300,14 +314,17 @@ def _match_package(
                         fixed = fixed or found
                         severity = severity or affected.severity
         except Uncomparable as error:
-            whose = "the installed version" if error.version == package.version else f"{advisory.id} names"
-            result.skipped.append(
-                Skipped(
-                    package.layer,
-                    package.location,
-                    f"{target.name} {package.version}: {whose} {error}, so {advisory.id} was not compared",
+            if error is unreadable:
+                not_compared.append(advisory.id)
+            else:
+                result.skipped.append(
+                    Skipped(
+                        package.layer,
+                        package.location,
+                        f"{target.name} {package.version}: {advisory.id} names version {error.version!r},"
+                        f" not a valid {error.kind} version, so it was not compared",
+                    )
                 )
-            )
             continue
         if not hit:
             continue
@@ -323,6 +340,15 @@ def _match_package(
                 purl=package.purl,
                 fixed_version=fixed,
                 score=severity.score,
+            )
+        )
+    if unreadable is not None:
+        result.skipped.append(
+            Skipped(
+                package.layer,
+                package.location,
+                f"{target.name} {package.version}: not a valid {unreadable.kind} version, so"
+                f" {_plural(len(not_compared), 'record')} ({', '.join(not_compared)}) not compared",
             )
         )
 

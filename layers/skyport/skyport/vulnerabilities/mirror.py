@@ -37,6 +37,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,9 @@ READ_CHUNK = 1024 * 1024
 PART_SIZE = 8 * 1024 * 1024  # S3 multipart: >= 5 MiB but the last
 MAX_EXPORT_BYTES = 4 * 1024**3  # the biggest export (npm) is well under this
 MAX_MEMBERS = 2_000_000  # npm's export has ~220,000 records
+# What one export may expand to, all records together (npm's: about 1 GiB): a zip bomb
+# stops here, not when /tmp or the function's time runs out.
+MAX_EXPANDED_BYTES = 16 * 1024**3
 
 
 class MirrorError(Exception):
@@ -265,6 +269,7 @@ def _validate(file: IO[bytes]) -> _Contents:
     except (zipfile.BadZipFile, OSError, EOFError) as error:
         raise MirrorError(f"not a zip (truncated?): {error}") from None
     contents = _Contents(0, 0, "")
+    expanded = 0
     with archive:
         members = [info for info in archive.infolist() if info.filename.endswith(".json")]
         if len(members) > MAX_MEMBERS:
@@ -275,9 +280,12 @@ def _validate(file: IO[bytes]) -> _Contents:
                     raw = stream.read(MAX_RECORD_BYTES + 1)
                     if len(raw) <= MAX_RECORD_BYTES:
                         stream.read(1)  # reaches the end: zipfile checks the CRC there
-            except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as error:
+            except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, zlib.error) as error:
                 # A damaged member: the zip as a whole is not to be trusted.
                 raise MirrorError(f"{info.filename}: {error}") from None
+            expanded += len(raw)
+            if expanded > MAX_EXPANDED_BYTES:
+                raise MirrorError(f"records expand to more than {MAX_EXPANDED_BYTES} bytes")
             try:
                 advisory = parse_json(raw)
             except MalformedRecord:

@@ -41,6 +41,12 @@ SUMMARY_CHARACTERS = 300
 # become a URL path segment and an S3 key segment: mirror.py, storage/keys.py).
 ECOSYSTEM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 .:_-]{0,63}")
 
+# OSV ids and aliases: "<DB>-<entry>" such as GHSA-xxxx-xxxx-xxxx, CVE-2024-1234,
+# ALPINE-CVE-2023-1, DEBIAN-DLA-3000-1, BIT-x; they reach reports, events and terminals.
+RECORD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}")
+# Control characters (terminal escapes among them) are replaced in what a record says.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
 RANGE_TYPES = ("ECOSYSTEM", "SEMVER")  # GIT ranges are skipped: commits, not versions
 EVENT_KINDS = ("introduced", "fixed", "last_affected", "limit")
 
@@ -246,12 +252,15 @@ def parse_record(data: Any) -> Advisory:
     if not isinstance(data, dict):
         raise MalformedRecord("a record is a JSON object")
     record_id = _text(data, "id", required=True)
-    if len(record_id) > 200:
-        raise MalformedRecord("id: too long")
+    if not RECORD_ID.fullmatch(record_id):
+        raise MalformedRecord("id: not an OSV id")
     aliases = _list(data, "aliases")
     if not all(isinstance(alias, str) for alias in aliases):
         raise MalformedRecord("aliases: expected strings")
+    # An alias we would not print is left out, not the record with it.
+    aliases = [alias for alias in aliases if RECORD_ID.fullmatch(alias)]
     summary = _text(data, "summary") or _text(data, "details").strip().split("\n", 1)[0]
+    summary = _CONTROL.sub(" ", summary).strip()
     if len(summary) > SUMMARY_CHARACTERS:
         summary = summary[: SUMMARY_CHARACTERS - 1] + "…"
     severity = (
