@@ -11,11 +11,12 @@ from collections.abc import Iterator
 import pytest
 from cli_support import run_cli as run
 from cli_support import table_flags, write_served_state
-from oci import make_image, push_image
+from oci import OCI_INDEX, OCI_MANIFEST, make_image, push_image, put_manifest
 from skyport.registry import Registry
 from skyport_api.app import create_app
 from starlette.testclient import TestClient
 
+from scanning.images import ALPINE_NODE
 from scanning.using_support import (
     VULNERABLE,
     mirror_sample_osv,
@@ -159,3 +160,33 @@ def test_no_registry_to_work_on(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("SKYPORT_STATE_DIR", str(tmp_path / "none"))
     code, out, err = run(capsys, "vulns", "team/app:1")
     assert code == 2 and out == "" and "no registry to administer" in err
+
+
+def test_vulns_and_sbom_of_an_index_one_table_per_platform(capsys, api, registry, target):
+    digest, report = push_and_scan(api, registry, REPO)
+    second, _ = push_and_scan(api, registry, REPO, "alpine", ALPINE_NODE)
+    children = [(digest, "amd64"), (second, "arm64")]
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": child,
+                    "size": registry.manifests.resolve(REPO, child).size,
+                    "platform": {"os": "linux", "architecture": arch},
+                }
+                for child, arch in children
+            ],
+        }
+    ).encode()
+    assert put_manifest(api, REPO, "multi", index, OCI_INDEX).status_code == 201
+    code, out, err = run(capsys, "vulns", f"{REPO}:multi", *target)
+    assert code == 0, err
+    assert f"{REPO}@{digest} (linux/amd64): " in out and f"{REPO}@{second} (linux/arm64): " in out
+    assert out.count("┃ ID") == sum(1 for d in (digest, second) if registry.scanning.report(REPO, d).findings)
+    code, out, err = run(capsys, "sbom", f"{REPO}:multi", *target)
+    assert code == 1 and "name a platform" in err and "linux/amd64" in err
+    code, out, err = run(capsys, "sbom", f"{REPO}:multi", "--platform", "linux/arm64", *target)
+    assert code == 0 and json.loads(out) == json.loads(registry.scanning.sbom(REPO, second))
