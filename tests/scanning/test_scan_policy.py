@@ -18,6 +18,7 @@ import pytest
 from cli_support import run_cli as run
 from cli_support import write_served_state
 from oci import OCI_INDEX, assert_error, descriptor, make_image, push_image, put_manifest
+from skyport.errors import Denied
 from skyport.registry import Registry
 from skyport.scan_policy import InvalidPolicy, PolicyNotFound
 from skyport.storage import keys
@@ -375,3 +376,72 @@ def test_the_cache_setting_is_checked_at_start(value):
             {"SKYPORT_BUCKET": "b", "SKYPORT_TABLE": "t", "SKYPORT_SCAN_POLICY_CACHE_SECONDS": value}
         )
     assert Settings.from_env({"SKYPORT_BUCKET": "b", "SKYPORT_TABLE": "t"}).scan_policy_cache_seconds == 30
+
+
+# --- the report cache, and failures (the core, on the test's table) -----------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _image_record(digest: str):
+    from skyport.storage.ports import ManifestRecord
+
+    return ManifestRecord(digest, "application/vnd.oci.image.manifest.v1+json", 10, artifact_type=None)
+
+
+def test_reports_are_looked_up_once_per_ttl_and_the_cache_is_bounded(registry):
+    from skyport.scan_policy import MAX_CACHED_REPORTS, ScanPolicies
+    from skyport.scanning.model import Finding, Report
+    from skyport.storage.dynamodb.scan_policy import DynamoScanPolicyStore
+
+    looked_up: list[str] = []
+    finding = Finding("CVE-1", (), "HIGH", "", "p", "1", "pkg:pypi/p@1")
+
+    def report_of(repository: str, digest: str) -> Report:
+        looked_up.append(digest)
+        return Report(repository, digest, "2026-01-01T00:00:00Z", "osv", [finding])
+
+    clock = Clock()
+    policies = ScanPolicies(
+        DynamoScanPolicyStore(registry.clients.dynamodb, registry.settings.table), report_of, 30, clock
+    )
+    policies.add("team/*", "HIGH")
+    first = "sha256:" + "1" * 64
+    for _ in range(5):
+        with pytest.raises(Denied):
+            policies.check(REPO, _image_record(first))
+    assert looked_up == [first]
+    clock.now += 31  # past the TTL: looked up again (and the policies read again)
+    with pytest.raises(Denied):
+        policies.check(REPO, _image_record(first))
+    assert looked_up == [first, first]
+    for number in range(MAX_CACHED_REPORTS + 1):
+        with pytest.raises(Denied):
+            policies.check(REPO, _image_record(f"sha256:{number:064x}"))
+    looked_up.clear()
+    with pytest.raises(Denied):
+        policies.check(REPO, _image_record(first))  # the oldest entry was dropped
+    assert looked_up == [first]
+
+
+def test_a_report_that_cannot_be_read_fails_closed(registry):
+    from skyport.scan_policy import ScanPolicies
+    from skyport.storage.dynamodb.scan_policy import DynamoScanPolicyStore
+    from skyport.storage.ports import StorageUnavailable
+
+    def report_of(repository: str, digest: str):
+        raise StorageUnavailable("S3 GetObject: SlowDown")
+
+    policies = ScanPolicies(
+        DynamoScanPolicyStore(registry.clients.dynamodb, registry.settings.table), report_of
+    )
+    policies.add("team/*", "LOW")
+    with pytest.raises(StorageUnavailable):  # answered 503 UNAVAILABLE, never served
+        policies.check(REPO, _image_record("sha256:" + "2" * 64))
+    policies.check(OTHER, _image_record("sha256:" + "2" * 64))  # not covered: nothing read
