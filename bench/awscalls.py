@@ -74,12 +74,14 @@ def _digest(data: bytes) -> str:
 
 
 def _read_rule_snapshots(registry: Any) -> None:
-    """Each process reads the tag immutability rules and the pull-through cache rules once
-    per SKYPORT_IMMUTABILITY_CACHE_SECONDS / SKYPORT_CACHE_RULES_SECONDS (one Query each,
-    30 s by default: skyport/rule_snapshot.py), whatever it serves meanwhile. Read here,
-    before counting, so each row is what its operation costs, not which row came first."""
+    """Each process reads the tag immutability rules, the pull-through cache rules and the
+    scan policies once per SKYPORT_IMMUTABILITY_CACHE_SECONDS / SKYPORT_CACHE_RULES_SECONDS /
+    SKYPORT_SCAN_POLICY_CACHE_SECONDS (one Query each, 30 s by default:
+    skyport/rule_snapshot.py), whatever it serves meanwhile. Read here, before counting, so
+    each row is what its operation costs, not which row came first."""
     registry.immutability.rules()
     registry.cache_rules.rules()
+    registry.scan_policies.policies()  # the manifest GET and HEAD ask it (issue 14)
 
 
 def run(endpoint: str, profile: Profile) -> dict:

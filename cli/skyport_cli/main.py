@@ -129,6 +129,10 @@ def _parser() -> argparse.ArgumentParser:
     from . import cache  # `skyport cache add|list|remove` (issue 13)
 
     cache.add_command(commands)
+    from . import scan_policy, scanning  # `skyport scan|sbom|vulns`, `skyport scan-policy` (issue 14)
+
+    scanning.add_command(commands)
+    scan_policy.add_command(commands)
     return parser
 
 
@@ -178,6 +182,14 @@ def main(argv: list[str] | None = None) -> None:
         from . import cache
 
         sys.exit(cache.run(args))
+    if args.command in ("scan", "sbom", "vulns"):
+        from . import scanning
+
+        sys.exit(scanning.run(args))
+    if args.command == "scan-policy":
+        from . import scan_policy
+
+        sys.exit(scan_policy.run(args))
     if args.command == "serve-uploads":
         from .serve import serve_uploads
 

@@ -54,6 +54,8 @@ KEY_KINDS = {
     # pull-through cache (issue 13): rules and fill leases are not registry content
     "cache_rule": (keys.cache_rule("REPO#x"), False),
     "cache_fill_lease": (keys.cache_fill_lease("library/app", DIGEST), False),
+    # scan policies (issue 14): a policy is not registry content
+    "scan_policy": (keys.scan_policy("REPO#x/*"), False),
     # scan on push (issue 14): a scan record's outcome is scan.completed or scan.failed
     "scan_record": (keys.scan_record("library/app", DIGEST), True),
 }

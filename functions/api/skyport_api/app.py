@@ -6,7 +6,18 @@ from fastapi import Depends, FastAPI
 from skyport.registry import Registry
 
 from . import auth, errors
-from .routes import base, blobs, catalog, direct_uploads, manifests, referrers, tags, uploads, usage
+from .routes import (
+    base,
+    blobs,
+    catalog,
+    direct_uploads,
+    manifests,
+    referrers,
+    scanning,
+    tags,
+    uploads,
+    usage,
+)
 
 API_VERSION_HEADER = (b"docker-distribution-api-version", b"registry/2.0")
 
@@ -52,6 +63,7 @@ def create_app(registry: Registry, *, one_request_at_a_time: bool = False) -> Fa
     concepts = [base, catalog, tags, referrers, manifests, uploads, blobs]
     concepts.append(direct_uploads)  # the `skyport push` extension (/v2/<name>/_skyport/uploads)
     concepts.append(usage)  # the usage extension (/v2/_skyport/usage, /v2/<name>/_skyport/usage)
+    concepts.append(scanning)  # the scan extension (/v2/<name>/_skyport/scan|sbom/<reference>)
     if registry.settings.auth_enabled:
         concepts.append(auth)  # the token endpoint (the authorizer lets it through)
     for concept in concepts:

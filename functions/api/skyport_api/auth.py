@@ -37,7 +37,7 @@ from skyport.registry import Registry
 from starlette.responses import Response
 
 from .errors import Challenge
-from .routes import Routes, blobs, direct_uploads, inline, manifests, registry_of, uploads, usage
+from .routes import Routes, blobs, direct_uploads, inline, manifests, registry_of, scanning, uploads, usage
 
 TOKEN_PATH = "/auth/token"
 MAX_FORM_BYTES = 64 * 1024
@@ -87,6 +87,9 @@ REQUIREMENTS: dict[tuple[str, str], Requirement] = {
     ("GET", usage.REGISTRY_USAGE): CATALOG,
     ("GET", usage.TOTAL_USAGE): CATALOG,
     ("GET", usage.REPOSITORY_USAGE): PULL,
+    # The scan extension (issue 14): what the scans of an image found, to those who may pull it.
+    ("GET", scanning.SCAN): PULL,
+    ("GET", scanning.SBOM): PULL,
 }
 
 

@@ -169,6 +169,10 @@ class Settings:
     # and expanded bytes of one whole scan (SKYPORT_SCAN_MAX_LAYER_BYTES, _MAX_TOTAL_BYTES).
     scan_max_layer_bytes: int = 0
     scan_max_total_bytes: int = 0
+    # --- scan policies (issue 14: skyport/scan_policy.py) ---
+    # Each process reads the policies, and the report of an image a policy covers, at most
+    # this often (SKYPORT_SCAN_POLICY_CACHE_SECONDS): a pull costs no read for them.
+    scan_policy_cache_seconds: int = 30
 
     # --- vulnerability data (issue 14: skyport/vulnerabilities) ---
     # Where the OSV mirror copies from (SKYPORT_OSV_SOURCE): an http(s) base URL serving
@@ -254,6 +258,7 @@ class Settings:
             **_cache_settings(env, defaults),
             **_blob_cache_settings(env, defaults),
             **_scan_settings(env, defaults),
+            **_scan_policy_settings(env, defaults),
             **_osv_settings(env, defaults),
         )
 
@@ -418,6 +423,17 @@ def _scan_settings(env: Mapping[str, str], defaults: dict) -> dict:
         "scan_max_layer_bytes": number("SKYPORT_SCAN_MAX_LAYER_BYTES", "scan_max_layer_bytes", 0, 2**50),
         "scan_max_total_bytes": number("SKYPORT_SCAN_MAX_TOTAL_BYTES", "scan_max_total_bytes", 0, 2**50),
     }
+
+
+def _scan_policy_settings(env: Mapping[str, str], defaults: dict) -> dict:
+    """Scan policies' cache (issue 14): ASCII digits, 0..3600 seconds."""
+    value = env.get("SKYPORT_SCAN_POLICY_CACHE_SECONDS")
+    if not value:
+        return {"scan_policy_cache_seconds": defaults["scan_policy_cache_seconds"]}
+    seconds = int(value) if value.isascii() and value.isdigit() else -1
+    if not 0 <= seconds <= 3600:
+        raise ValueError(f"SKYPORT_SCAN_POLICY_CACHE_SECONDS must be 0..3600 seconds, not {value[:20]!r}")
+    return {"scan_policy_cache_seconds": seconds}
 
 
 def _osv_settings(env: Mapping[str, str], defaults: dict) -> dict:

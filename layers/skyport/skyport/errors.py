@@ -49,6 +49,8 @@ ERROR_CODES: dict[str, ErrorCode] = {
         ErrorCode("NOT_FOUND", 404, "no such endpoint"),
         ErrorCode("UPLOAD_BUSY", 409, "another request is writing to this upload"),
         ErrorCode("UNAVAILABLE", 503, "storage is temporarily unavailable, retry"),
+        # Scanning (issue 14): the scan extension asked of an image no scan has reached yet.
+        ErrorCode("SCAN_UNKNOWN", 404, "the image has not been scanned yet"),
         ErrorCode("UNKNOWN", 500, "unknown error"),
     )
 }
@@ -111,6 +113,7 @@ PayloadTooLarge = _error("PAYLOAD_TOO_LARGE")
 NotFound = _error("NOT_FOUND")
 UploadBusy = _error("UPLOAD_BUSY")
 Unknown = _error("UNKNOWN")
+ScanUnknown = _error("SCAN_UNKNOWN")
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from .pull_through.fill import BlobFill
     from .pulls import PullRecorder
     from .retention import RetentionService
+    from .scan_policy import ScanPolicies
+    from .scan_results import ScanResults
     from .scanning.service import ScanService
     from .storage.ports import AuthStore
     from .upload_expiry import UploadExpiry
@@ -326,3 +328,24 @@ class Registry:
         from .vulnerabilities.database import OsvDatabase
 
         return OsvDatabase.from_store(self._objects, refresh_seconds=self.settings.osv_refresh_seconds)
+
+    # Scan policies and results (issue 14, "Using it"): the manifest GET and HEAD ask
+    # scan_policies.check (no policy covering the repository: nothing read); `skyport
+    # scan|sbom|vulns` and the scan extension endpoint read scan_results. Both read what
+    # the scan service (self.scanning) stored.
+    @cached_property
+    def scan_policies(self) -> ScanPolicies:
+        from .scan_policy import ScanPolicies
+        from .storage.dynamodb.scan_policy import DynamoScanPolicyStore
+
+        return ScanPolicies(
+            DynamoScanPolicyStore(self.clients.dynamodb, self.settings.table),
+            lambda repository, digest: self.scanning.report(repository, digest),
+            self.settings.scan_policy_cache_seconds,
+        )
+
+    @cached_property
+    def scan_results(self) -> ScanResults:
+        from .scan_results import ScanResults
+
+        return ScanResults(self.manifests, self.scanning, self._manifest_index.repository_exists)

@@ -4,6 +4,7 @@ from fastapi import Request
 from skyport.concurrency import run_blocking
 from skyport.errors import PayloadTooLarge
 from skyport.numerals import decimal
+from skyport.registry import Registry
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 
@@ -13,12 +14,22 @@ routes = Routes()
 PATH = "/v2/{name:path}/manifests/{reference}"
 
 
-async def _manifest_response(request: Request, name: str, reference: str, include_body: bool) -> Response:
-    accept = request.headers.getlist("accept")
+def _served_manifest(registry: Registry, name: str, reference: str, accept, include_body: bool, access):
     # Names under a pull-through cache prefix (and, with a mirror rule, unknown unprefixed
     # ones) come through the cache; every other name from the manifest service as before.
+    answer = registry.pull_through.manifest(name, reference, accept, include_body, access)
+    # Scan policies (skyport/scan_policy.py): an image whose report has findings at or
+    # above a covering policy's severity is refused, GET and HEAD alike; with no policy
+    # covering the repository this reads nothing. In the same blocking call: no second hop.
+    registry.scan_policies.check(name, answer.record)
+    return answer
+
+
+async def _manifest_response(request: Request, name: str, reference: str, include_body: bool) -> Response:
+    accept = request.headers.getlist("accept")
     answer = await run_blocking(
-        registry_of(request).pull_through.manifest,
+        _served_manifest,
+        registry_of(request),
         name,
         reference,
         accept,

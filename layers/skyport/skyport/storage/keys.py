@@ -135,6 +135,13 @@
     ├── CACHE_FILL#<digest> / REPO#<name>             a fill of that blob into <name> is running
     │                                                     (lease_owner, lease_until): a hundred
     │                                                     misses start one copy; TTL `expires_at`
+    │   (scan policies, issue 14: skyport/scan_policy.py, storage/dynamodb/scan_policy.py)
+    ├── SCAN_POLICY       / <repository pattern>          a policy: refuse manifests whose report
+    │                                                     has findings at or above a severity;
+    │                                                     allowed vulnerability ids, require-scan
+    │                                                     flag, created_ms. Read whole (one
+    │                                                     Query) and cached by each process; no
+    │                                                     stream event
     │   (garbage collection, issue 12: skyport/gc, storage/dynamodb/gc.py)
     └── GC                / RUN                           the collector's current or last run:
                                                           run id, start, grace, phase, cursor
@@ -379,6 +386,16 @@ def upload_id_of_object(key: str) -> str | None:
 
 def scan_record(name: str, digest: str) -> dict:
     return _key(repository_partition(name), f"{SCAN_PREFIX}{digest}")
+
+
+# --- scan policies (issue 14) ---------------------------------------------------------
+# Not REPO# nor CATALOG: no registry event comes of a policy.
+
+SCAN_POLICY = "SCAN_POLICY"
+
+
+def scan_policy(pattern: str) -> dict:
+    return _key(SCAN_POLICY, pattern)
 
 
 # --- vulnerability data (issue 14) ---------------------------------------------------
