@@ -146,6 +146,29 @@ def target_registry(args: argparse.Namespace):
     )
 
 
+def bucket_registry(args: argparse.Namespace, needs: str) -> tuple[Any, str]:
+    """The Registry of a command that reads or writes the bucket as well as the table (gc,
+    the upload sweep, scans), and where it is: resolve_target, with ``--bucket`` and
+    ``--s3-endpoint`` on top; TargetError when no bucket is known (``needs`` says who
+    needs it: "garbage collection needs the bucket too")."""
+    from skyport.config import Settings
+    from skyport.registry import Registry
+
+    target = resolve_target(args)
+    if args.bucket:
+        target["SKYPORT_BUCKET"] = args.bucket
+    if args.s3_endpoint:
+        target["SKYPORT_S3_ENDPOINT"] = args.s3_endpoint
+    if target.get("SKYPORT_BUCKET", "-") in ("", "-"):
+        raise TargetError(f"{needs}: --bucket NAME (with --table)")
+    if target.get("SKYPORT_DYNAMODB_ENDPOINT") or target.get("SKYPORT_S3_ENDPOINT"):
+        # moto accepts any credentials, but boto3 wants some; never override real ones.
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "skyport-local")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "skyport-local")
+    settings = {k: v for k, v in target.items() if k != "where"}
+    return Registry(Settings.from_env(settings)), target["where"]
+
+
 def _identities(args: argparse.Namespace):
     return target_registry(args).identities
 

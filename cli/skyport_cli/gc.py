@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from . import admin
@@ -22,21 +21,7 @@ KINDS = ("manifests", "links", "blobs", "objects")
 
 
 def _registry(args: argparse.Namespace):
-    from skyport.config import Settings
-    from skyport.registry import Registry
-
-    target = admin.resolve_target(args)
-    if args.bucket:
-        target["SKYPORT_BUCKET"] = args.bucket
-    if args.s3_endpoint:
-        target["SKYPORT_S3_ENDPOINT"] = args.s3_endpoint
-    if target.get("SKYPORT_BUCKET", "-") == "-":
-        raise admin.TargetError("garbage collection needs the bucket too: --bucket NAME")
-    if target.get("SKYPORT_DYNAMODB_ENDPOINT") or target.get("SKYPORT_S3_ENDPOINT"):
-        # moto accepts any credentials, but boto3 wants some; never override real ones.
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "skyport-local")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "skyport-local")
-    return Registry(Settings.from_env({k: v for k, v in target.items() if k != "where"})), target["where"]
+    return admin.bucket_registry(args, "garbage collection needs the bucket too")
 
 
 def _print_text(report: dict, where: str) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
@@ -58,21 +57,7 @@ def parse_ref(ref: str) -> tuple[str, str]:
 def _registry(args: argparse.Namespace):
     """The Registry of the target: its table and its bucket (scans read layers and
     artifacts from S3)."""
-    from skyport.config import Settings
-    from skyport.registry import Registry
-
-    target = admin.resolve_target(args)
-    if args.bucket:
-        target["SKYPORT_BUCKET"] = args.bucket
-    if args.s3_endpoint:
-        target["SKYPORT_S3_ENDPOINT"] = args.s3_endpoint
-    if target.get("SKYPORT_BUCKET", "-") == "-":
-        raise admin.TargetError("scans read the bucket too: --bucket NAME")
-    if target.get("SKYPORT_DYNAMODB_ENDPOINT") or target.get("SKYPORT_S3_ENDPOINT"):
-        # moto accepts any credentials, but boto3 wants some; never override real ones.
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "skyport-local")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "skyport-local")
-    return Registry(Settings.from_env({k: v for k, v in target.items() if k != "where"}))
+    return admin.bucket_registry(args, "scans read the bucket too")[0]
 
 
 def _counts_text(counts: dict[str, int]) -> str:

@@ -13,25 +13,12 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 
 from . import admin
 
 
 def _registry(args: argparse.Namespace):
-    registry = admin.target_registry(args)
-    settings = registry.settings
-    if args.bucket or args.s3_endpoint:
-        settings = replace(
-            settings,
-            bucket=args.bucket or settings.bucket,
-            s3_endpoint=args.s3_endpoint or settings.s3_endpoint,
-        )
-    if settings.bucket in ("", "-"):
-        raise admin.TargetError("the sweep needs the bucket too: --bucket NAME (with --table)")
-    from skyport.registry import Registry
-
-    return Registry(settings)
+    return admin.bucket_registry(args, "the sweep needs the bucket too")[0]
 
 
 def expire(args: argparse.Namespace) -> None:
