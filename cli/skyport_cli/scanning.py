@@ -98,6 +98,8 @@ def scan(args: argparse.Namespace) -> int:
         if result.status == "scanned":
             counts = platform.report.counts() if platform and platform.report else result.counts
             print(f"{repository}@{where}: scanned: {_counts_text(counts)}")
+        elif result.status == "nothing-to-scan":
+            print(f"{repository}@{where}: nothing to scan: its layers hold no files")
         elif result.status == "running":
             failed += 1
             print(f"{repository}@{where}: another scan of it is running; its report will follow")

@@ -39,6 +39,15 @@ ADMIN_PASSWORD = "conformance-" + secrets.token_urlsafe(12)
 # The specs that show a mode really exercised what it is about (their titles in junit.xml).
 MOUNT_ON_SPEC = "Cross-mounting without from, and automatic content discovery enabled should return a 201"
 MOUNT_OFF_SPEC = "Cross-mounting without from, and automatic content discovery disabled should return a 202"
+# The one spec that counts the referrers of its subject image exactly (five, the ones it
+# pushed). With scan on push (issue 14) the registry adds two of its own to any image it can
+# read, the SBOM and the report (distribution-spec "Listing Referrers": every manifest
+# whose subject is the digest is listed), so the count is seven once the scan has landed.
+REFERRERS_COUNT_SPEC = (
+    "Test content discovery endpoints (listing references) GET request to existing blob should yield 200"
+)
+# Every mode but "scan-on-push" runs with scan on push off: what they test is the API.
+SCAN_OFF = {"SKYPORT_SCAN_ON_PUSH": "off"}
 
 
 def _main_worktree_root() -> Path | None:
@@ -149,18 +158,31 @@ class Mode:
     server_env: dict[str, str] = field(default_factory=dict)
     suite_env: dict[str, str] = field(default_factory=dict)
     must_pass: tuple[str, ...] = ()  # specs that prove the mode was exercised
+    may_fail: tuple[str, ...] = ()  # specs that fail for a known, documented reason
 
 
 MODES = {
-    "asgi": Mode("asgi", suite_env={"OCI_AUTOMATIC_CROSSMOUNT": "1"}, must_pass=(MOUNT_ON_SPEC,)),
+    "asgi": Mode("asgi", SCAN_OFF, {"OCI_AUTOMATIC_CROSSMOUNT": "1"}, (MOUNT_ON_SPEC,)),
     "lambda-gateway": Mode(
-        "lambda", {"SKYPORT_GATEWAY": "lambda"}, {"OCI_AUTOMATIC_CROSSMOUNT": "1"}, (MOUNT_ON_SPEC,)
+        "lambda",
+        {"SKYPORT_GATEWAY": "lambda", **SCAN_OFF},
+        {"OCI_AUTOMATIC_CROSSMOUNT": "1"},
+        (MOUNT_ON_SPEC,),
+    ),
+    # As deployed by default (ScanOnPush on): everything passes but, once the scan of the
+    # subject image has landed, the exact referrers count (REFERRERS_COUNT_SPEC).
+    "scan-on-push": Mode(
+        "scan-on",
+        {"SKYPORT_GATEWAY": "lambda", "SKYPORT_SCAN_ON_PUSH": "on"},
+        {"OCI_AUTOMATIC_CROSSMOUNT": "1"},
+        (MOUNT_ON_SPEC,),
+        may_fail=(REFERRERS_COUNT_SPEC,),
     ),
     # The mount's challenge asks for pull on its source too (as Distribution's does), so
     # the suite's token may mount, and the automatic-mount spec runs with auth on as well.
     "auth-on-admin": Mode(
         "auth",
-        {"SKYPORT_AUTH": "on", "SKYPORT_ADMIN_PASSWORD": ADMIN_PASSWORD},
+        {"SKYPORT_AUTH": "on", "SKYPORT_ADMIN_PASSWORD": ADMIN_PASSWORD, **SCAN_OFF},
         {"OCI_USERNAME": "admin", "OCI_PASSWORD": ADMIN_PASSWORD, "OCI_AUTOMATIC_CROSSMOUNT": "1"},
         (MOUNT_ON_SPEC,),
     ),
@@ -169,7 +191,7 @@ MODES = {
     # Location (and its capability) the POST answered.
     "upload-service": Mode(
         "uploadsvc",
-        {"SKYPORT_GATEWAY": "lambda", "SKYPORT_UPLOAD_SERVICE": "on"},
+        {"SKYPORT_GATEWAY": "lambda", "SKYPORT_UPLOAD_SERVICE": "on", **SCAN_OFF},
         {"OCI_AUTOMATIC_CROSSMOUNT": "1"},
         (MOUNT_ON_SPEC,),
     ),
@@ -180,12 +202,16 @@ MODES = {
             "SKYPORT_UPLOAD_SERVICE": "on",
             "SKYPORT_AUTH": "on",
             "SKYPORT_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            **SCAN_OFF,
         },
         {"OCI_USERNAME": "admin", "OCI_PASSWORD": ADMIN_PASSWORD, "OCI_AUTOMATIC_CROSSMOUNT": "1"},
         (MOUNT_ON_SPEC,),
     ),
     "automatic-mount-off": Mode(
-        "mount-off", {"SKYPORT_AUTOMATIC_MOUNT": "off"}, {"OCI_AUTOMATIC_CROSSMOUNT": "0"}, (MOUNT_OFF_SPEC,)
+        "mount-off",
+        {"SKYPORT_AUTOMATIC_MOUNT": "off", **SCAN_OFF},
+        {"OCI_AUTOMATIC_CROSSMOUNT": "0"},
+        (MOUNT_OFF_SPEC,),
     ),
 }
 
@@ -273,8 +299,16 @@ def test_conformance(mode: str, server_for, conformance_summaries: dict[str, str
         f"--- suite output (tail) ---\n{output[-6000:]}\n"
         f"--- registry log ---\n{_log_tail(server.log, log_start)}"
     )
-    assert outcome.failed == [], context
-    assert result.returncode == 0, context
     missing = [name for name in spec.must_pass if not any(name in p for p in outcome.passed)]
     assert missing == [], f"specs this mode is about did not pass: {missing}\n{context}"
-    assert " 0 Failed " in summary, context
+    unexpected = [
+        failure
+        for failure in outcome.failed
+        if not failure.startswith("testsuite ")  # the suite's count of the failures below
+        and not any(allowed in failure for allowed in spec.may_fail)
+    ]
+    assert unexpected == [], context
+    if not any(allowed in failure for failure in outcome.failed for allowed in spec.may_fail):
+        assert outcome.failed == [], context
+        assert result.returncode == 0, context
+        assert " 0 Failed " in summary, context

@@ -16,7 +16,14 @@ from oci import OCI_INDEX, descriptor, push_blob
 from skyport.events import MANIFEST_PUSHED, SCAN_COMPLETED, SCAN_FAILED
 from skyport.registry import Registry
 from skyport.scanning.model import REPORT_ARTIFACT_TYPE, SBOM_ARTIFACT_TYPE
-from skyport.scanning.service import ALREADY_SCANNED, RUNNING, SCANNED, SUPERSEDED, ScanService
+from skyport.scanning.service import (
+    ALREADY_SCANNED,
+    NOTHING_TO_SCAN,
+    RUNNING,
+    SCANNED,
+    SUPERSEDED,
+    ScanService,
+)
 from skyport.storage import keys
 from skyport.storage.dynamodb.scans import DynamoScanStore
 from skyport_api.app import create_app
@@ -254,6 +261,62 @@ def test_an_unreadable_layer_fails_or_skips_and_changes_nothing_else(api, regist
     assert api.get(f"/v2/{REPO}/manifests/bad").content == manifest_before
     assert registry.scanning.record("team/other", good) == before_other
     assert len(referrers(api, good, "team/other")) == 2
+
+
+def test_an_image_no_layer_of_which_can_be_read_is_a_failed_scan_without_referrers(api, registry, pipeline):
+    """Layers of random bytes (the conformance suite's images, test tools' artifacts): no
+    SBOM of nothing and no clean-looking report, so a referrers listing holds only what the
+    pusher put there; scan.failed says why. One readable layer is enough for a report."""
+    noise = Layer(b"\x00\x01 not a tar, nor gzip, nor zstd " * 64, "application/vnd.oci.image.layer.v1.tar")
+    unreadable = type(DEBIAN_PYTHON)(layers=(noise,), distro=None, packages=frozenset(), absent=frozenset())
+    digest = push_scan_image(api, REPO, unreadable, "noise")
+    since = len(pipeline.events)
+    pipeline.run()
+
+    assert referrers(api, digest) == []
+    (failed,) = pipeline.of_type(SCAN_FAILED, since)
+    assert failed.digest == digest and "no layer of the image could be read" in failed.error
+    assert not pipeline.of_type(SCAN_COMPLETED, since)
+    assert registry.scanning.report(REPO, digest) is None
+
+    readable = type(DEBIAN_PYTHON)(
+        layers=(noise, gzip_layer({"etc/os-release": b"ID=debian\nVERSION_ID=12\n"})),
+        distro=None,
+        packages=frozenset(),
+        absent=frozenset(),
+    )
+    partly = push_scan_image(api, REPO, readable, "partly")
+    pipeline.run()
+    assert sorted(entry["artifactType"] for entry in referrers(api, partly)) == sorted(
+        [SBOM_ARTIFACT_TYPE, REPORT_ARTIFACT_TYPE]
+    )
+    report = registry.scanning.report(REPO, partly)
+    assert report is not None and any(gap.layer == noise.digest for gap in report.skipped)
+
+
+def test_an_image_manifest_without_layers_is_not_scanned(api, registry, pipeline):
+    """A config-only image manifest (the conformance suite's referrers subject) holds no
+    software: no scan, no scan event, and its referrers are exactly what was pushed."""
+    empty = type(DEBIAN_PYTHON)(layers=(), distro=None, packages=frozenset(), absent=frozenset())
+    digest = push_scan_image(api, REPO, empty, "config-only")
+    since = len(pipeline.events)
+    pipeline.run()
+
+    assert referrers(api, digest) == []
+    assert not pipeline.of_type(SCAN_FAILED, since) and not pipeline.of_type(SCAN_COMPLETED, since)
+    assert registry.scanning.record(REPO, digest) is None
+
+    # Layers that are empty tars (the suite's "empty layer" image): read, nothing to report.
+    hollow = type(DEBIAN_PYTHON)(
+        layers=(gzip_layer({}),), distro=None, packages=frozenset(), absent=frozenset()
+    )
+    digest = push_scan_image(api, REPO, hollow, "empty-layer")
+    since = len(pipeline.events)
+    pipeline.run()
+    assert referrers(api, digest) == []
+    assert not pipeline.of_type(SCAN_FAILED, since) and not pipeline.of_type(SCAN_COMPLETED, since)
+    assert registry.scanning.record(REPO, digest) is None
+    assert [result.status for result in registry.scanning.scan(REPO, digest)] == [NOTHING_TO_SCAN]
 
 
 def test_a_manifest_deleted_before_its_scan_is_not_scanned(api, registry, pipeline):

@@ -205,6 +205,13 @@ def scan_image(layers: Sequence[LayerSource], limits: ScanLimits = DEFAULT_LIMIT
     kept: dict[str, Kept] = {}
     skipped: list[Skipped] = []
     stopped = ""
+    entries = 0
+
+    def visit(digest: str, changes: _LayerChanges, gaps: _Gaps, entry: Entry | tuple[str, str]) -> None:
+        nonlocal entries
+        entries += isinstance(entry, Entry)
+        _visit(digest, budget, kept, changes, gaps, entry)
+
     for layer in layers:
         gaps = _Gaps(layer.digest, skipped)
         if stopped:
@@ -212,7 +219,7 @@ def scan_image(layers: Sequence[LayerSource], limits: ScanLimits = DEFAULT_LIMIT
             continue
         changes = _LayerChanges()
         try:
-            read_layer(layer, budget, partial(_visit, layer.digest, budget, kept, changes, gaps))
+            read_layer(layer, budget, partial(visit, layer.digest, changes, gaps))
         except ScanStopped as stop:
             stopped = stop.reason
             gaps.whole_layer(stop.reason)
@@ -221,4 +228,6 @@ def scan_image(layers: Sequence[LayerSource], limits: ScanLimits = DEFAULT_LIMIT
         # What was read before a layer stopped stands: its files and whiteouts are real.
         changes.apply_to(kept)
         gaps.close()
-    return _inventory(kept, skipped)
+    inventory = _inventory(kept, skipped)
+    inventory.entries = entries
+    return inventory

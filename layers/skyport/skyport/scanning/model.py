@@ -137,6 +137,11 @@ class Inventory:
     distro: Distro | None = None
     packages: list[Package] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    # How many tar entries the scanner met in all the layers (files, directories, links,
+    # whiteouts): 0 for an image whose layers hold nothing at all. Not serialised (an
+    # inventory read back from an SBOM says 0): it only decides whether a first scan has
+    # anything to report (scanning/service.py).
+    entries: int = field(default=0, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -8,8 +8,11 @@ The scan function (functions/scan: ``scan_on_push``) hands each manifest.pushed 
 What is scanned: each platform image. An index is expanded to its platform manifests
 (two levels at most); attestation manifests (``vnd.docker.reference.type:
 attestation-manifest``), artifacts (an ``artifactType``, a ``subject``, a config that is
-not an image config, layers that are not tar layers) are never scanned. So our own SBOM and
-report artifacts, whose manifest.pushed events come back to the scan queue, are not either.
+not an image config, layers that are not tar layers) and image manifests without layers
+are never scanned; an image whose layers hold no entry at all is read and left without
+SBOM or report (NOTHING_TO_SCAN). So our own SBOM and report artifacts, whose manifest.pushed events come
+back to the scan queue, are not either. A scan that can read none of an image's layers
+fails (scan.failed) and pushes nothing (``_require_something_read``).
 Repositories under a pull-through cache prefix are read-only to clients and to the
 scanner alike (skyport/pull_through): they are not scanned.
 
@@ -83,6 +86,9 @@ SCAN_FAILED = "failed"  # the scan failed: the record says why (scan.failed)
 # The manifest was deleted (its record with it), or another scan took the lease over, while
 # this one ran: it recorded nothing and deleted what it had pushed.
 SUPERSEDED = "superseded"
+# The image's layers hold no entry at all (empty tars): no software, nothing to report; no
+# SBOM or report is pushed and no record kept (_holds_nothing).
+NOTHING_TO_SCAN = "nothing-to-scan"
 
 # Layer media types the scanner reads (image-spec "Image Layer Filesystem Changeset";
 # Docker image manifest v2.2). A manifest with any other layer is an artifact.
@@ -173,7 +179,7 @@ class ScanResult:
 
     repository: str
     digest: str  # the platform manifest
-    status: str  # SCANNED, ALREADY_SCANNED, RUNNING, SCAN_FAILED, SUPERSEDED
+    status: str  # SCANNED, ALREADY_SCANNED, RUNNING, SCAN_FAILED, SUPERSEDED, NOTHING_TO_SCAN
     sbom_digest: str | None = None
     report_digest: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
@@ -221,6 +227,33 @@ class _ChunkReader(io.RawIOBase):
         super().close()
 
 
+def _holds_nothing(inventory: Inventory) -> bool:
+    """Whether every layer was read to its end and held no entry at all (an empty tar, as
+    the conformance suite's "empty layer" image has): no software to list, so no SBOM of
+    nothing and no report of nothing, and a referrers listing keeps exactly what its
+    pushers put there."""
+    return inventory.entries == 0 and not inventory.skipped and not inventory.packages
+
+
+class NothingReadable(ValueError):
+    """Not one layer of the image could be read (none is a tar, gzip or zstd stream)."""
+
+
+def _require_something_read(sources: list[Any], inventory: Inventory) -> None:
+    """A scan that could read no layer at all is a failed scan (scan.failed, the reasons in
+    the record), not a report: an SBOM of nothing and a report of no findings would look
+    like a clean image to a person and to a scan policy. Such manifests are test tools'
+    images of random bytes, and artifacts that call their blobs layers; they get no
+    referrers from us, so a referrers listing holds only what their pushers put there.
+    (An image manifest without layers is not scanned at all: is_platform_image.)"""
+    if not sources or inventory.packages or inventory.distro is not None:
+        return
+    unreadable = {gap.layer: gap.reason for gap in inventory.skipped if not gap.path}
+    if all(source.digest in unreadable for source in sources):
+        first = unreadable[sources[0].digest]
+        raise NothingReadable(f"no layer of the image could be read ({len(sources)} tried; first: {first})")
+
+
 def _now_rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -236,7 +269,10 @@ def is_attestation(descriptor: dict[str, Any]) -> bool:
 
 def is_platform_image(media_type: str, document: dict[str, Any]) -> bool:
     """Whether an image manifest is an image to scan: no artifactType, no subject, an image
-    config, and tar layers only (non-distributable ones allowed; they are skipped)."""
+    config, and at least one layer, tar layers only (non-distributable ones allowed; they
+    are skipped). A manifest without layers holds no software to list (config-only
+    manifests are artifacts in all but name): an SBOM of nothing and a report of no
+    findings would only add referrers nobody asked for."""
     if media_type not in media_types.IMAGE_MANIFESTS:
         return False
     if document.get("artifactType") or document.get("subject") is not None:
@@ -245,7 +281,7 @@ def is_platform_image(media_type: str, document: dict[str, Any]) -> bool:
     if not isinstance(config, dict) or config.get("mediaType") not in IMAGE_CONFIGS:
         return False
     layers = document.get("layers")
-    if not isinstance(layers, list):
+    if not isinstance(layers, list) or not layers:
         return False
     return all(
         isinstance(layer, dict)
@@ -461,6 +497,10 @@ class ScanService:
 
             sources, not_held = self._layers(repository, document)
             inventory = scan_image(sources, self._limits(deadline))
+            if _holds_nothing(inventory):
+                self._store.forget(repository, image.digest)  # our lease: nothing to record
+                return ScanResult(repository, image.digest, NOTHING_TO_SCAN)
+            _require_something_read(sources, inventory)
             inventory.skipped[:0] = not_held
             sbom = cyclonedx_json(inventory, repository=repository, digest=image.digest)
             sbom_digest = self._push_artifact(
