@@ -86,6 +86,7 @@ def test_add_list_remove_on_the_served_registry(capsys, served, registry, monkey
         (["ghcr", "ftp://ghcr.io"], "http:// or https://"),
         (["ghcr", "https://ghcr.io/v2/x"], "without a path"),
         (["ghcr", "http://169.254.169.254", "--insecure"], "link-local"),
+        (["ghcr", "http://2852039166", "--insecure"], "link-local"),  # 169.254.169.254
         (["ghcr", "https://ghcr.io", "--username", "me"], "go together"),
         (["ghcr", "https://ghcr.io", "--username", "me", "--password-env", "1BAD"], "environment variable"),
         (["hub/library", "docker.io"], "overlaps the rule for hub"),

@@ -73,6 +73,10 @@ def test_bad_repository_patterns_are_refused(pattern):
         # The same outbound-URL check as webhooks (skyport/outbound_urls.py).
         ("http://169.254.169.254/latest", "link-local"),
         ("http://[fe80::1]:5000", "link-local"),
+        # 169.254.169.254 as the system's resolver also reads it, and EC2's IPv6 metadata.
+        ("http://169.254.43518/latest", "link-local"),
+        ("http://0xa9.0xfe.0xa9.0xfe/latest", "link-local"),
+        ("http://[fd00:ec2::254]/latest", "link-local"),
         ("https://régistry.example.net", "ASCII"),
         ("https://registry.example.net/x\nHost: evil", "no spaces or control characters"),
         ("https://registry.example.net:0", "port is 1-65535"),

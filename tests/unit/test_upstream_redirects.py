@@ -43,6 +43,15 @@ def test_followed(upstream, url):
         (PUBLIC, "http://localhost:8080/blob"),
         (PUBLIC, "http://metadata.localhost/blob"),
         (PUBLIC, "http://0.0.0.0/blob"),
+        # The same addresses as the system's resolver reads other spellings of them.
+        (PUBLIC, "http://2130706433:2375/containers/json"),
+        (PUBLIC, "http://127.1/blob"),
+        (PUBLIC, "http://0x7f.0.0.1/blob"),
+        (PUBLIC, "http://0177.0.0.1/blob"),
+        (PUBLIC, "http://10.1.2.3./blob"),
+        (LOOPBACK, "http://2852039166/latest/meta-data/"),
+        (PRIVATE, "http://169.254.43518/latest/meta-data/"),
+        (PRIVATE, "http://[fd00:ec2::254]/latest/meta-data/"),
         # Link-local (cloud metadata, container credentials): from anywhere, never.
         (PRIVATE, "http://169.254.169.254/latest/meta-data/"),
         (LOOPBACK, "http://169.254.170.2/v2/credentials"),

@@ -141,6 +141,8 @@ def test_a_generated_secret_is_shown_once_and_signs(capsys, target, hook_registr
         (["https://hooks.example.com/#x"], "fragment"),
         (["http://169.254.169.254/latest/meta-data/"], "link-local"),
         (["http://[fe80::1]/"], "link-local"),
+        (["http://2852039166/latest/meta-data/"], "link-local"),  # 169.254.169.254
+        (["http://169.254.170.2./v2/credentials"], "link-local"),
         (["http://hooks.example.com:99999/"], "not a URL"),
         (["http://hooks.example.com/a b"], "no spaces"),
         (["http://hooks.exämple.com/"], "ASCII"),

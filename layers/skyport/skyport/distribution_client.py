@@ -22,6 +22,8 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 import urllib3
 
+from .outbound_urls import guarded_pool
+
 _REFERENCE = re.compile(
     r"^(?P<host>[^/]+)/(?P<name>[a-z0-9._/-]+?)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9._-]{0,127}))?$"
 )
@@ -60,11 +62,19 @@ def is_loopback(host: str) -> bool:
     return bare in ("localhost", "[::1]") or bare.startswith("127.")
 
 
-def new_pool(connections: int = 16, verify_tls: bool = True) -> urllib3.PoolManager:
+def new_pool(
+    connections: int = 16, verify_tls: bool = True, *, outbound: bool = False
+) -> urllib3.PoolManager:
     """A connection pool for RegistryClient; ``verify_tls=False`` accepts any certificate
-    (a replication rule's --insecure, for a registry with a self-signed one)."""
+    (a replication rule's --insecure, for a registry with a self-signed one). ``outbound``:
+    a registry an admin named for a function to call (replication), connected to only
+    through outbound_urls.connect_checked (never link-local or cloud metadata, whatever the
+    name resolves to); the CLI, on the user's own machine, calls where it is told."""
     tls = {} if verify_tls else {"cert_reqs": "CERT_NONE", "assert_hostname": False}
-    return urllib3.PoolManager(maxsize=connections, retries=False, timeout=urllib3.Timeout(30, 300), **tls)
+    settings = {"maxsize": connections, "retries": False, "timeout": urllib3.Timeout(30, 300), **tls}
+    if outbound:
+        return guarded_pool(allow_internal=True, **settings)
+    return urllib3.PoolManager(**settings)
 
 
 class RegistryClient:

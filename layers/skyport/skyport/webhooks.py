@@ -89,7 +89,7 @@ from .events import (
     TAG_MOVED,
     RegistryEvent,
 )
-from .outbound_urls import UrlRefused, check_http_url
+from .outbound_urls import AddressRefused, UrlRefused, check_http_url, connect_checked
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -382,6 +382,11 @@ def post(
         )
     else:
         connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=connect_timeout)
+    # Connected only as outbound_urls.connect_checked allows: never link-local or cloud
+    # metadata, whatever the URL's name resolves to or however its address is spelled.
+    connection._create_connection = lambda address, timeout, source_address=None: connect_checked(  # type: ignore[attr-defined]
+        address[0], address[1], timeout, allow_internal=True, source_address=source_address
+    )
     try:
         connection.connect()
         if connection.sock is not None:
@@ -398,6 +403,8 @@ def post(
         return Answer(0, "connection refused")
     except socket.gaierror:
         return Answer(0, "host name not resolved")
+    except AddressRefused as refused:
+        return Answer(0, f"not connected: {refused}")
     except (OSError, http.client.HTTPException) as error:
         return Answer(0, f"{type(error).__name__}: {error}"[:200])
     finally:

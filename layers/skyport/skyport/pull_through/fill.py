@@ -187,7 +187,7 @@ class BlobFill:
                 path = parts.path + (f"?{parts.query}" if parts.query else "")
                 response = self._upstreams.request(target, "GET", path, for_fill=True)
             else:
-                response = self._upstreams.get_url(location, verify_tls=not target.rule.insecure)
+                response = self._upstreams.get_url(target, location)
         return response
 
     def _copy(self, target: CacheTarget, digest: str) -> str:

@@ -12,11 +12,17 @@ one of three outcomes the cache acts on:
 The password is read when an upstream call needs it: from the environment variable the
 rule names (locally), or from its Secrets Manager secret (deployed; kept
 SECRET_CACHE_SECONDS per process). It is never logged, put in an event or returned.
+
+Every connection goes through outbound_urls.guarded_pool: names resolved, the address
+checked and connected to as checked. Never link-local or cloud metadata; and when the
+rule's upstream is on the internet, never an internal address either, whoever names it
+(the upstream's redirect, its token realm, a DNS name, a numeric spelling like 2130706433).
+An upstream an admin put on an internal network (spelled so, or a name resolving only to
+internal addresses) may keep its token service and storage there too.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import threading
@@ -30,6 +36,14 @@ import urllib3
 
 from ..distribution_client import RegistryClient, RegistryClientError
 from ..errors import Denied, TooManyRequests, Unavailable
+from ..outbound_urls import (
+    ConnectionRefusedByPolicy,
+    guarded_pool,
+    is_internal_host,
+    literal_address,
+    refused_address,
+    resolves_internal,
+)
 from .rules import CacheRule, CacheTarget
 
 # Manifest types a cache asks for: every type clients pull, so that what is stored serves
@@ -45,6 +59,8 @@ SECRET_CACHE_SECONDS = 300
 DEFAULT_RETRY_AFTER = 30
 # A fill reads a blob's body: a long read timeout between packets, not for the whole body.
 FILL_READ_TIMEOUT = 120
+# How long whether a rule's upstream host is internal (a DNS lookup) is kept per process.
+UPSTREAM_PLACE_SECONDS = 300
 
 
 class UpstreamDown(Exception):
@@ -127,20 +143,6 @@ def finish(response: Any) -> None:
 MAX_REDIRECT_LENGTH = 16 * 1024
 
 
-def _internal(host: str) -> bool:
-    """Whether ``host`` names this machine or a private network by itself: a literal
-    address that is not global (loopback, RFC 1918, unique-local, link-local, reserved) or
-    ``localhost``. A DNS name is judged by its spelling only; what it resolves to is not
-    looked up here."""
-    host = host.lower().rstrip(".")
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return not ipaddress.ip_address(host).is_global
-    except ValueError:
-        return False
-
-
 def checked_redirect(url: str, upstream: str) -> SplitResult:
     """``url``'s parts, when a redirect from ``upstream`` (the rule's URL) may be followed or
     handed to a client: http(s), a host that is not link-local (cloud metadata lives there),
@@ -149,10 +151,7 @@ def checked_redirect(url: str, upstream: str) -> SplitResult:
     onto its own loopback; an upstream an admin put on a private address may keep its
     storage there too). Else UpstreamDown saying why."""
     parts = urlsplit(url)
-    try:
-        address = ipaddress.ip_address(parts.hostname or "")
-    except ValueError:
-        address = None
+    address = literal_address(parts.hostname or "")
     if (
         len(url) > MAX_REDIRECT_LENGTH
         or not url.isascii()
@@ -160,8 +159,8 @@ def checked_redirect(url: str, upstream: str) -> SplitResult:
         or parts.scheme not in ("http", "https")
         or not parts.hostname
         or parts.username is not None
-        or (address is not None and address.is_link_local)
-        or (_internal(parts.hostname) and not _internal(urlsplit(upstream).hostname or ""))
+        or (address is not None and refused_address(address, allow_internal=True))
+        or (is_internal_host(parts.hostname) and not is_internal_host(urlsplit(upstream).hostname or ""))
     ):
         raise UpstreamDown("upstream redirected to a URL that is not followed")
     return parts
@@ -180,23 +179,40 @@ class Upstreams:
         self._environ = environ
         self._clock = clock
         self._lock = threading.Lock()
-        self._pools: dict[tuple[bool, bool], urllib3.PoolManager] = {}
+        self._pools: dict[tuple[bool, bool, bool], urllib3.PoolManager] = {}
+        # upstream hostname -> (when looked up, whether it is on an internal network)
+        self._places: dict[str, tuple[float, bool]] = {}
         self._clients: OrderedDict[tuple, RegistryClient] = OrderedDict()
         self._secret_values: dict[str, tuple[float, tuple[str, str]]] = {}
 
-    def _pool(self, verify_tls: bool, for_fill: bool) -> urllib3.PoolManager:
+    def internal_allowed(self, rule: CacheRule) -> bool:
+        """Whether the rule's connections may reach internal addresses: only when its
+        upstream is itself on an internal network (outbound_urls.resolves_internal)."""
+        host = urlsplit(rule.upstream).hostname or ""
+        now = self._clock()
         with self._lock:
-            pool = self._pools.get((verify_tls, for_fill))
+            kept = self._places.get(host)
+        if kept is not None and now - kept[0] < UPSTREAM_PLACE_SECONDS:
+            return kept[1]
+        internal = resolves_internal(host)
+        with self._lock:
+            self._places[host] = (now, internal)
+        return internal
+
+    def _pool(self, verify_tls: bool, for_fill: bool, allow_internal: bool) -> urllib3.PoolManager:
+        with self._lock:
+            pool = self._pools.get((verify_tls, for_fill, allow_internal))
             if pool is None:
                 read = FILL_READ_TIMEOUT if for_fill else self._timeout
                 tls = {} if verify_tls else {"cert_reqs": "CERT_NONE", "assert_hostname": False}
-                pool = urllib3.PoolManager(
+                pool = guarded_pool(
+                    allow_internal=allow_internal,
                     maxsize=16,
                     retries=False,
                     timeout=urllib3.Timeout(connect=self._timeout, read=read),
                     **tls,
                 )
-                self._pools[(verify_tls, for_fill)] = pool
+                self._pools[(verify_tls, for_fill, allow_internal)] = pool
             return pool
 
     def credentials(self, rule: CacheRule) -> tuple[str, str] | None:
@@ -223,7 +239,8 @@ class Upstreams:
 
     def client(self, target: CacheTarget, for_fill: bool = False) -> RegistryClient:
         rule = target.rule
-        key = (rule.prefix, rule.upstream, rule.created_ms, target.upstream_name, for_fill)
+        internal = self.internal_allowed(rule)
+        key = (rule.prefix, rule.upstream, rule.created_ms, target.upstream_name, for_fill, internal)
         with self._lock:
             found = self._clients.get(key)
             if found is not None:
@@ -234,7 +251,7 @@ class Upstreams:
             target.upstream_name,
             credentials=self.credentials(rule),
             scheme=rule.scheme,
-            http=self._pool(not rule.insecure, for_fill),
+            http=self._pool(not rule.insecure, for_fill, internal),
             credentials_hint=f"cache rule {rule.prefix}",
         )
         with self._lock:
@@ -263,11 +280,22 @@ class Upstreams:
                 raise UpstreamDenied("the token endpoint refused the rule's credentials") from None
             raise UpstreamDown("the token endpoint failed") from None
         except urllib3.exceptions.HTTPError as error:
-            raise UpstreamDown(f"{type(error).__name__}") from None
+            raise UpstreamDown(transport_failure(error)) from None
 
-    def get_url(self, url: str, verify_tls: bool) -> Any:
+    def get_url(self, target: CacheTarget, url: str) -> Any:
         """GET an upstream's storage URL (its blob redirect), without our credentials."""
+        rule = target.rule
+        pool = self._pool(not rule.insecure, True, self.internal_allowed(rule))
         try:
-            return self._pool(verify_tls, True).request("GET", url, redirect=False, preload_content=False)
+            return pool.request("GET", url, redirect=False, preload_content=False)
         except urllib3.exceptions.HTTPError as error:
-            raise UpstreamDown(f"{type(error).__name__}") from None
+            raise UpstreamDown(transport_failure(error)) from None
+
+
+def transport_failure(error: Exception) -> str:
+    """What UpstreamDown says of a transport failure: the refused address (a fault of the
+    upstream's, worth naming), else the failure's kind only (its text may hold a URL with
+    a presigned signature)."""
+    if isinstance(error, ConnectionRefusedByPolicy):
+        return error.why
+    return type(error).__name__

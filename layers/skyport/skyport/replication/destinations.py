@@ -115,7 +115,7 @@ class OciDestination:
         self._prefix = parts.path.strip("/")
         self._credentials = credentials
         self._verify_tls = not insecure
-        self._http = new_pool(8, verify_tls=self._verify_tls)
+        self._http = new_pool(8, verify_tls=self._verify_tls, outbound=True)
         self._clients: dict[str, RegistryClient] = {}
 
     def _repository(self, repository: str) -> str:
