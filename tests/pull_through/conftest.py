@@ -25,7 +25,8 @@ PREFIX = "up"
 class UpstreamControl:
     """An ASGI middleware: records (method, path) of every request; ``mode`` "down" answers
     503, "limit" answers 429 with Retry-After, "metadata-redirect" redirects blob GETs to a
-    link-local address; None passes through."""
+    link-local address, "head-redirect" answers blob HEADs with a redirect to the blob's
+    GET (as Distribution on S3 does: no size in it); None passes through."""
 
     app: object = None
     requests: list[tuple[str, str]] = field(default_factory=list)
@@ -49,6 +50,11 @@ class UpstreamControl:
                     headers.append((b"retry-after", b"7"))
                 await send({"type": "http.response.start", "status": status, "headers": headers})
                 await send({"type": "http.response.body", "body": body})
+                return
+            if self.mode == "head-redirect" and scope["method"] == "HEAD" and "/blobs/" in scope["path"]:
+                headers = [(b"location", scope["path"].encode()), (b"content-length", b"0")]
+                await send({"type": "http.response.start", "status": 307, "headers": headers})
+                await send({"type": "http.response.body", "body": b""})
                 return
             if self.mode == "metadata-redirect" and "/blobs/" in scope["path"]:
                 location = b"http://169.254.169.254/latest/meta-data/"

@@ -42,6 +42,26 @@ def test_miss_redirects_to_upstream_storage_then_to_ours(cache, cache_client, up
     assert head.status_code == 200 and head.headers["Content-Length"] == str(len(layer))
 
 
+def test_a_head_miss_gives_the_size_when_upstreams_head_is_a_redirect(
+    cache, cache_client, upstream_client, control, storage
+):
+    image = make_image((3000,))
+    push_image(upstream_client, "team/app", image, "v1")
+    digest = sha256(image.layers[0])
+    before = storage.snapshot()
+    control.mode = "head-redirect"
+    head = cache_client.head(f"/v2/{PREFIX}/team/app/blobs/{digest}")
+    assert head.status_code == 200, head.headers
+    assert head.headers["Content-Length"] == "3000" and head.headers["Docker-Content-Digest"] == digest
+    # Asked of upstream: its HEAD, then the first byte by a ranged GET (its redirect to its
+    # storage followed); a HEAD copies nothing.
+    assert control.count("HEAD", f"/blobs/{digest}") == 1 and control.count("GET", f"/blobs/{digest}") == 1
+    assert cache.cache_fill.launcher.launched == 0
+    assert storage.snapshot() == before
+    missing = cache_client.head(f"/v2/{PREFIX}/team/app/blobs/sha256:{'4' * 64}")
+    assert missing.status_code == 404
+
+
 def test_an_anonymous_upstream_serving_bytes_itself_is_redirected_to(
     cache, upstream, upstream_client, control
 ):

@@ -20,7 +20,10 @@ served from S3. A blob is only ever asked of the rule's upstream *repository* th
 maps to (the upstream enforces its own scoping), never of another repository.
 
 HEAD on a miss asks upstream's HEAD (size and digest) and starts nothing: clients HEAD to
-learn whether to push, and a pull GETs.
+learn whether to push, and a pull GETs. An upstream whose HEAD is a redirect (Distribution
+on S3 redirects HEAD too), or says no size, is asked for the blob's first byte (a ranged
+GET, its redirects followed as a fill follows them): the size is in its Content-Range. A
+size still unknown is 503 UNAVAILABLE, never a HEAD claiming 0 bytes.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from ..errors import BlobUnknown, Unavailable
 from .fill import BlobFill
 from .rules import CacheTarget
 from .upstream import (
+    REDIRECTS,
     UpstreamDenied,
     UpstreamDown,
     Upstreams,
@@ -45,7 +49,6 @@ from .upstream import (
     finish,
 )
 
-REDIRECTS = (301, 302, 303, 307, 308)
 WAIT_STEP_SECONDS = 0.2
 
 
@@ -152,7 +155,33 @@ class CachedBlobs:
             finish(response)
         if response.status == 404:
             raise BlobUnknown({"digest": digest})
-        length = response.headers.get("Content-Length") or ""
-        return digest, int(
-            length
-        ) if length.isascii() and length.isdigit() and response.status == 200 else None
+        size = _length(response) if response.status == 200 else None
+        return digest, size if size is not None else self._first_byte_size(target, digest)
+
+    def _first_byte_size(self, target: CacheTarget, digest: str) -> int:
+        """The blob's size from a ``Range: bytes=0-0`` GET of it (its bytes never read)."""
+        try:
+            response = self._upstreams.open_blob(target, digest, {"Range": "bytes=0-0"})
+        except (UpstreamDown, UpstreamDenied) as error:
+            raise as_registry_error(error, target) from None
+        try:
+            check_status(response, f"GET blob {digest} (its first byte, for its size)")
+            status, content_range = response.status, response.headers.get("Content-Range") or ""
+            length = _length(response)
+        except (UpstreamDown, UpstreamDenied) as error:
+            raise as_registry_error(error, target) from None
+        finally:
+            finish(response)
+        if status == 404:
+            raise BlobUnknown({"digest": digest})
+        total = content_range.rpartition("/")[2].strip()
+        if status == 206 and content_range.startswith("bytes ") and total.isascii() and total.isdigit():
+            return int(total)
+        if status == 200 and length is not None:
+            return length
+        raise as_registry_error(UpstreamDown(f"upstream gave no size for blob {digest}"), target)
+
+
+def _length(response: object) -> int | None:
+    value = (response.headers.get("Content-Length") or "").strip()  # type: ignore[attr-defined]
+    return int(value) if value.isascii() and value.isdigit() else None

@@ -38,7 +38,6 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
-from urllib.parse import urljoin
 
 from ..blobs import BlobService
 from ..config import Settings
@@ -46,13 +45,12 @@ from ..errors import BlobUnknown
 from ..storage import keys
 from ..storage.ports import BlobRecord, ObjectStore, StorageUnavailable
 from .rules import CacheRules, CacheTarget
-from .upstream import UpstreamDenied, UpstreamDown, Upstreams, check_status, checked_redirect, finish
+from .upstream import UpstreamDenied, UpstreamDown, Upstreams, check_status, finish
 
 logger = logging.getLogger("skyport.pull_through")
 
 # Longer than a Lambda invocation can run (900 s): a live fill is never taken over.
 LEASE_SECONDS = 960
-MAX_REDIRECTS = 3
 FILLED, PRESENT, LINKED, MISMATCH, GONE, FAILED = "filled", "present", "linked", "mismatch", "gone", "failed"
 
 
@@ -168,31 +166,9 @@ class BlobFill:
             if owner is not None:
                 self._leases.release_fill_lease(repository, digest, owner)
 
-    def _open(self, target: CacheTarget, digest: str) -> Any:
-        """Upstream's answer carrying the blob's bytes: its redirects followed, to its
-        storage without our credentials."""
-        response = self._upstreams.request(
-            target, "GET", f"/v2/{target.upstream_name}/blobs/{digest}", for_fill=True
-        )
-        base = target.rule.upstream
-        for _ in range(MAX_REDIRECTS):
-            if response.status not in (301, 302, 303, 307, 308):
-                break
-            location = urljoin(f"{base}/", response.headers.get("Location") or "")
-            finish(response)
-            # Followed only to http(s), never to a link-local (metadata) address, nor from an
-            # upstream on the internet to an internal one (upstream.checked_redirect).
-            parts = checked_redirect(location, base)
-            if f"{parts.scheme}://{parts.netloc}" == base:
-                path = parts.path + (f"?{parts.query}" if parts.query else "")
-                response = self._upstreams.request(target, "GET", path, for_fill=True)
-            else:
-                response = self._upstreams.get_url(target, location)
-        return response
-
     def _copy(self, target: CacheTarget, digest: str) -> str:
         try:
-            response = self._open(target, digest)
+            response = self._upstreams.open_blob(target, digest, for_fill=True)
         except (UpstreamDown, UpstreamDenied) as error:
             logger.warning("cache fill of %s from %s failed: %s", digest, target.rule.host, error)
             return FAILED

@@ -30,7 +30,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 import urllib3
 
@@ -139,6 +139,9 @@ def finish(response: Any) -> None:
     response.release_conn()
 
 
+# Redirects followed to reach a blob's bytes (the registry, then its storage or CDN).
+MAX_REDIRECTS = 3
+REDIRECTS = (301, 302, 303, 307, 308)
 # An upstream's redirect to its storage: presigned URLs with session tokens run long.
 MAX_REDIRECT_LENGTH = 16 * 1024
 
@@ -282,12 +285,36 @@ class Upstreams:
         except urllib3.exceptions.HTTPError as error:
             raise UpstreamDown(transport_failure(error)) from None
 
-    def get_url(self, target: CacheTarget, url: str) -> Any:
+    def open_blob(
+        self, target: CacheTarget, digest: str, headers: dict | None = None, *, for_fill: bool = False
+    ) -> Any:
+        """Upstream's answer carrying the blob's bytes (the body not read): ``GET
+        /v2/<name>/blobs/<digest>``, its redirects followed, on the upstream's own host with
+        the rule's credentials, elsewhere (its storage) without them, and only where
+        checked_redirect allows."""
+        response = self.request(
+            target, "GET", f"/v2/{target.upstream_name}/blobs/{digest}", headers, for_fill=for_fill
+        )
+        base = target.rule.upstream
+        for _ in range(MAX_REDIRECTS):
+            if response.status not in REDIRECTS:
+                break
+            location = urljoin(f"{base}/", response.headers.get("Location") or "")
+            finish(response)
+            parts = checked_redirect(location, base)
+            if f"{parts.scheme}://{parts.netloc}" == base:
+                path = parts.path + (f"?{parts.query}" if parts.query else "")
+                response = self.request(target, "GET", path, headers, for_fill=for_fill)
+            else:
+                response = self.get_url(target, location, headers)
+        return response
+
+    def get_url(self, target: CacheTarget, url: str, headers: dict | None = None) -> Any:
         """GET an upstream's storage URL (its blob redirect), without our credentials."""
         rule = target.rule
         pool = self._pool(not rule.insecure, True, self.internal_allowed(rule))
         try:
-            return pool.request("GET", url, redirect=False, preload_content=False)
+            return pool.request("GET", url, headers=headers, redirect=False, preload_content=False)
         except urllib3.exceptions.HTTPError as error:
             raise UpstreamDown(transport_failure(error)) from None
 
