@@ -105,6 +105,13 @@ class RegistryClient:
     def url(self, path: str) -> str:
         return f"{self.scheme}://{self.host}{path}"
 
+    @property
+    def authorized(self) -> bool:
+        """Whether the registry asked for authorization (a challenge was answered): its
+        URLs then need more than a plain anonymous GET, even without credentials (an
+        anonymous token)."""
+        return self._authorization is not None
+
     def request(
         self,
         method: str,

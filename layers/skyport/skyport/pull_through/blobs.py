@@ -11,9 +11,12 @@ rule's credentials, redirects not followed, and only its status and headers are 
 (b) **200 from a rule without credentials** (an anonymous upstream serving bytes itself,
     e.g. Distribution on its filesystem driver): 307 to the upstream's blob URL, which the
     client fetches anonymously, exactly as it would have without us.
-(c) **200 from a rule with credentials**: redirecting would need our credentials, which
-    are never handed out. The request waits for the fill up to
-    settings.cache_fill_wait_seconds (small blobs are in S3 by then) and redirects to S3;
+(c) **200 from a rule with credentials**, or from an upstream that asked for a token even
+    without them (Harbor and other token-auth registries serving bytes themselves: the
+    client, sent there, would get a 401 for a registry it never logged in to):
+    redirecting would need our credentials or token, which are never handed out. The
+    request waits for the fill up to settings.cache_fill_wait_seconds (small blobs are in
+    S3 by then) and redirects to S3;
     else 503 UNAVAILABLE with Retry-After: the client retries, and the fill goes on.
 404: BLOB_UNKNOWN. In every case but 404 a fill starts (fill.py), so the next pull is
 served from S3. A blob is only ever asked of the rule's upstream *repository* the name
@@ -110,9 +113,9 @@ class CachedBlobs:
             except UpstreamDown as refused:
                 raise as_registry_error(refused, target) from None
             on_upstream = f"{parts.scheme}://{parts.netloc}" == base
-            if not on_upstream or not target.rule.has_credentials:
+            if not on_upstream or self._upstreams.anonymous_urls(target):
                 answer = BlobAnswer(digest, url, size)  # case (a)
-        elif status == 200 and not target.rule.has_credentials:
+        elif status == 200 and self._upstreams.anonymous_urls(target):
             answer = BlobAnswer(digest, f"{base}/v2/{target.upstream_name}/blobs/{digest}", size)  # case (b)
         elif status != 200:
             raise as_registry_error(UpstreamDown(f"GET blob {digest}: HTTP {status}"), target)

@@ -263,6 +263,13 @@ class Upstreams:
                 self._clients.popitem(last=False)
         return client
 
+    def anonymous_urls(self, target: CacheTarget) -> bool:
+        """Whether the upstream's own URLs for ``target`` can be fetched by a client without
+        anything from us: a rule without credentials, and an upstream that answered without
+        asking for a token (an anonymous token would be ours to hand on: a client sent to
+        the URL gets a 401 on a host it has no login for)."""
+        return not target.rule.has_credentials and not self.client(target).authorized
+
     def request(
         self,
         target: CacheTarget,
