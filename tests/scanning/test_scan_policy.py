@@ -174,6 +174,28 @@ def test_an_unscanned_image_is_served_unless_the_policy_requires_a_scan(own_clie
     assert own_client.head(f"/v2/{REPO}/manifests/raw").status_code == 403
 
 
+def test_deleting_the_report_does_not_free_a_refused_image(own_client, registry, storage):
+    """The report is a referrer a user with delete permission can delete; the image's scan
+    record still names it, so the image stays refused (fail closed) until a new scan."""
+    digest, report = push_and_scan(own_client, registry, REPO)
+    registry.scan_policies.add(REPO, worst_severity(report))
+    assert_error(own_client.get(f"/v2/{REPO}/manifests/1.0"), 403, "DENIED")
+    record = registry.scanning.record(REPO, digest)
+    assert own_client.delete(f"/v2/{REPO}/manifests/{record.report_digest}").status_code == 202
+    for reference in ("1.0", digest):
+        error = assert_error(own_client.get(f"/v2/{REPO}/manifests/{reference}"), 403, "DENIED")
+        assert error["detail"]["reason"] == "scan report deleted"
+        assert error["detail"]["report"] == record.report_digest and "skyport scan" in error["message"]
+        assert own_client.head(f"/v2/{REPO}/manifests/{reference}").status_code == 403
+    # A new scan writes a new report: refused again for its findings, not for a missing report.
+    registry.scanning.scan(REPO, digest, force=True)
+    error = assert_error(own_client.get(f"/v2/{REPO}/manifests/1.0"), 403, "DENIED")
+    assert error["detail"]["reason"] == "vulnerable image"
+    # Under a policy its findings pass, the image is served again.
+    registry.scan_policies.add(REPO, "CRITICAL", allow=[f.id for f in report.findings], replace=True)
+    assert own_client.get(f"/v2/{REPO}/manifests/1.0").status_code == 200
+
+
 # --- what a policy costs ----------------------------------------------------------------------
 
 

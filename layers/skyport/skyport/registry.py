@@ -340,7 +340,7 @@ class Registry:
 
         return ScanPolicies(
             DynamoScanPolicyStore(self.clients.dynamodb, self.settings.table),
-            lambda repository, digest: self.scanning.report(repository, digest),
+            lambda repository, digest: self.scanning.policy_report(repository, digest),
             self.settings.scan_policy_cache_seconds,
         )
 

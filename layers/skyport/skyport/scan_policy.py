@@ -29,7 +29,11 @@ the manifest, before it answers):
 - an image **not scanned yet** (no report: the scan on push has not finished, or failed)
   is served, as ECR serves images whose scan is pending; a policy added with
   ``require_scan`` refuses it instead (DENIED, "not scanned yet"), for those who would
-  rather a deployment wait a minute for the scan than run an unknown image.
+  rather a deployment wait a minute for the scan than run an unknown image;
+- an image whose scan record names a report that is gone (a user with delete permission
+  deleted the report referrer) is refused by every covering policy, ``require_scan`` or
+  not (DENIED, "scan report deleted"): deleting its report must not turn a refused image
+  into an unscanned, served one. ``skyport scan REF`` writes a new report.
 
 Cost: no policy covering the repository, no call at all beyond the rule snapshot (read
 at most every ``cache_seconds`` per process, skyport/rule_snapshot.py, as immutability
@@ -57,7 +61,7 @@ from .auth.policy import InvalidName, pattern_matches, validate_pattern
 from .errors import Denied, RegistryError
 from .media_types import DOCKER_CONFIG, IMAGE_MANIFESTS, OCI_CONFIG
 from .rule_snapshot import RuleSnapshot
-from .scanning.model import SEVERITIES, Report
+from .scanning.model import SEVERITIES, MissingReport, Report
 from .storage.ports import ManifestRecord
 
 DEFAULT_CACHE_SECONDS = 30
@@ -182,7 +186,7 @@ class ReportCache:
 
     def __init__(
         self,
-        lookup: Callable[[str, str], Report | None],
+        lookup: Callable[[str, str], Report | MissingReport | None],
         ttl_seconds: float,
         max_entries: int = MAX_CACHED_REPORTS,
         clock: Callable[[], float] = time.monotonic,
@@ -192,9 +196,11 @@ class ReportCache:
         self._max = max_entries
         self._clock = clock
         self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[str, str], tuple[float, Report | None]] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str], tuple[float, Report | MissingReport | None]] = (
+            OrderedDict()
+        )
 
-    def get(self, repository: str, digest: str) -> Report | None:
+    def get(self, repository: str, digest: str) -> Report | MissingReport | None:
         key, now = (repository, digest), self._clock()
         with self._lock:
             entry = self._entries.get(key)
@@ -253,6 +259,23 @@ def denied_vulnerable(
     return Denied(detail, message=message)
 
 
+def denied_report_missing(
+    repository: str, digest: str, policy: ScanPolicy, missing: MissingReport
+) -> RegistryError:
+    detail = {
+        "reason": "scan report deleted",
+        "repository": repository,
+        "digest": digest,
+        "report": missing.report_digest,
+        "policy": policy.summary(),
+    }
+    message = (
+        f"{repository}@{digest} was scanned but its vulnerability report {missing.report_digest} is gone, "
+        f"so scan policy {policy.repositories} cannot clear it: `skyport scan` writes a new report"
+    )
+    return Denied(detail, message=message)
+
+
 def denied_unscanned(repository: str, digest: str, policy: ScanPolicy) -> RegistryError:
     detail = {
         "reason": "not scanned yet",
@@ -275,7 +298,7 @@ class ScanPolicies:
     def __init__(
         self,
         store: ScanPolicyStore,
-        report_of: Callable[[str, str], Report | None],
+        report_of: Callable[[str, str], Report | MissingReport | None],
         cache_seconds: float = DEFAULT_CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -307,6 +330,8 @@ class ScanPolicies:
         if not covering or not is_scanned_kind(record):
             return
         report = self._reports.get(repository, record.digest)
+        if isinstance(report, MissingReport):
+            raise denied_report_missing(repository, record.digest, covering[0], report)
         if report is None:
             strict = next((policy for policy in covering if policy.require_scan), None)
             if strict is not None:

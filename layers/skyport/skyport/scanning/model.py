@@ -206,6 +206,15 @@ class Finding:
         )
 
 
+@dataclass(frozen=True)
+class MissingReport:
+    """An image's scan record names a report that is no longer there (deleted through the
+    API, or unreadable): what a scan policy sees instead of a Report, so that deleting a
+    report never turns a refused image into an unscanned one (scan_policy.py)."""
+
+    report_digest: str
+
+
 @dataclass
 class Report:
     """The vulnerability report of one platform image, stored as a referrer of it."""

@@ -63,7 +63,7 @@ from .. import media_types
 from ..errors import ManifestUnknown
 from ..storage import keys
 from ..storage.ports import BlobRecord, ManifestRecord, ObjectStore, StorageUnavailable
-from .model import REPORT_ARTIFACT_TYPE, SBOM_ARTIFACT_TYPE, SEVERITIES, Report, Skipped
+from .model import REPORT_ARTIFACT_TYPE, SBOM_ARTIFACT_TYPE, SEVERITIES, MissingReport, Report, Skipped
 
 if TYPE_CHECKING:
     from ..blobs import BlobService
@@ -640,6 +640,25 @@ class ScanService:
         if record is None or not record.report_digest:
             return None
         return self._read_report(repository, record.report_digest)
+
+    def policy_report(self, repository: str, digest: str) -> Report | MissingReport | None:
+        """What a scan policy judges ``digest`` by: its current report; None when it was
+        never scanned to the end; MissingReport when its scan record names a report that
+        is gone. The record is read once more before saying so: a re-scan points the
+        record at its new report before deleting the old one, so a reader that read the
+        record just before may find the old one gone."""
+        gone: str | None = None
+        for _ in range(2):
+            record = self.record(repository, digest)
+            if record is None or not record.report_digest:
+                return None
+            if record.report_digest == gone:
+                break
+            report = self._read_report(repository, record.report_digest)
+            if report is not None:
+                return report
+            gone = record.report_digest
+        return MissingReport(gone or "")
 
     def sbom(self, repository: str, digest: str) -> bytes | None:
         """The CycloneDX JSON of platform image ``digest``; None when there is none."""
