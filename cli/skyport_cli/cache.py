@@ -26,6 +26,7 @@ def _within(registry) -> str:
 
 def add(args: argparse.Namespace) -> None:
     from skyport.pull_through import CacheRuleInvalid
+    from skyport.pull_through.upstream import probe_upstream
 
     if (args.username is None) != (args.password_env is None):
         raise CacheRuleInvalid("--username and --password-env VAR go together")
@@ -44,6 +45,7 @@ def add(args: argparse.Namespace) -> None:
         password=password,
         insecure=args.insecure,
         mirror=args.mirror,
+        probe=None if args.no_probe else probe_upstream,
     )
     print(f"cache rule added: {rule.describe()}")
     if rule.password_env:
@@ -98,6 +100,12 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also answer unprefixed names (dockerd registry-mirrors: library/alpine) from this rule; "
         "at most one rule",
+    )
+    p.add_argument(
+        "--no-probe",
+        action="store_true",
+        help="store the rule without first asking the upstream GET /v2/ from here (an upstream "
+        "only the registry's own network reaches)",
     )
     admin.target_options(p)
     p.set_defaults(run=add)

@@ -4,7 +4,11 @@ registry-mirrors path for unprefixed names."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from cli_support import run_cli as run
@@ -50,10 +54,11 @@ def test_add_list_remove_on_the_served_registry(capsys, served, registry, monkey
         "--password-env",
         "HUB_PASSWORD",
         "--mirror",
+        "--no-probe",  # no internet here: the probe is tested against local upstreams below
     )
     assert code == 0, err
     assert out.startswith("cache rule added: hub/* pulls through from https://registry-1.docker.io as me")
-    code, out, err = run(capsys, "cache", "add", "mirrors/quay", "https://quay.io")
+    code, out, err = run(capsys, "cache", "add", "mirrors/quay", "https://quay.io", "--no-probe")
     assert code == 0, err
     code, out, _ = run(capsys, "cache", "list")
     assert out.splitlines() == [
@@ -109,13 +114,57 @@ def test_a_prefix_with_pushed_repositories_is_refused(capsys, served, registry):
     for prefix in ("team", "solo"):
         code, _, err = run(capsys, "cache", "add", prefix, "https://ghcr.io")
         assert code == 1 and "holds repositories" in err
-    code, _, err = run(capsys, "cache", "add", "tea", "https://ghcr.io")
+    code, _, err = run(capsys, "cache", "add", "tea", "https://ghcr.io", "--no-probe")
     assert code == 0, err
     assert [rule.prefix for rule in registry.cache_rules.list_rules()] == ["tea"]
 
 
+def test_add_probes_the_upstream_first(capsys, served, registry, served_upstream):
+    """GET /v2/ of the upstream before anything is stored: a registry (200, or 401 with a
+    challenge) is added; nothing listening, or something that is not a registry, is
+    refused with what answered, and nothing is stored."""
+    before = rule_items(registry)
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        closed = unused.getsockname()[1]
+    code, out, err = run(capsys, "cache", "add", "gone", f"http://127.0.0.1:{closed}")
+    assert code == 1 and "is unreachable" in err and "--no-probe" in err, (out, err)
+    with _answering(404) as not_a_registry:
+        code, out, err = run(capsys, "cache", "add", "web", not_a_registry)
+    assert code == 1 and "answered HTTP 404, not as a registry" in err, (out, err)
+    assert rule_items(registry) == before
+    code, out, err = run(capsys, "cache", "add", "local", served_upstream.url)
+    assert code == 0, err
+    code, out, err = run(capsys, "cache", "add", "later", f"http://127.0.0.1:{closed}", "--no-probe")
+    assert code == 0, err
+    assert {rule.prefix for rule in registry.cache_rules.list_rules()} == {"local", "later"}
+
+
+@contextlib.contextmanager
+def _answering(status: int):
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_against_a_table(capsys, registry):
-    code, _, err = run(capsys, "cache", "add", "ghcr", "ghcr.io", *table_flags(registry.settings))
+    code, _, err = run(
+        capsys, "cache", "add", "ghcr", "ghcr.io", "--no-probe", *table_flags(registry.settings)
+    )
     assert code == 0, err
     assert registry.cache_rules.list_rules()[0].upstream == "https://ghcr.io"
 

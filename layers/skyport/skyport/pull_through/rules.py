@@ -282,10 +282,13 @@ class CacheRules:
         password: str | None = None,
         insecure: bool = False,
         mirror: bool = False,
+        probe: Callable[[CacheRule], None] | None = None,
     ) -> CacheRule:
         """Check and store a rule. With ``password`` (deployed), it goes to Secrets Manager
         and the rule names the secret; with ``password_env`` alone (locally), the rule names
-        the variable. CacheRuleInvalid, nothing stored, when any part is wrong."""
+        the variable. CacheRuleInvalid, nothing stored, when any part is wrong. ``probe``
+        (the CLI's: upstream.probe_upstream) is asked last, before anything is stored, and
+        refuses the rule by raising CacheRuleInvalid."""
         validate_prefix(prefix)
         base = normalize_upstream(upstream, insecure)
         if (username is None) != (password_env is None):
@@ -329,6 +332,8 @@ class CacheRules:
             secret=secret,
             created_ms=time.time_ns() // 1_000_000,
         )
+        if probe is not None:
+            probe(rule)
         if secret is not None:
             import json
 

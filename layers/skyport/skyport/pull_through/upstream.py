@@ -44,7 +44,7 @@ from ..outbound_urls import (
     refused_address,
     resolves_internal,
 )
-from .rules import CacheRule, CacheTarget
+from .rules import CacheRule, CacheRuleInvalid, CacheTarget
 
 # Manifest types a cache asks for: every type clients pull, so that what is stored serves
 # them all (an index first: multi-platform clients pick their platform from it).
@@ -333,3 +333,33 @@ def transport_failure(error: Exception) -> str:
     if isinstance(error, ConnectionRefusedByPolicy):
         return error.why
     return type(error).__name__
+
+
+PROBE_TIMEOUT = urllib3.Timeout(connect=5, read=10)
+
+
+def probe_upstream(rule: CacheRule) -> None:
+    """``GET /v2/`` of the rule's upstream, without credentials (distribution-spec
+    "Determining support"): 200, or 401 with a challenge, is a registry. Else
+    CacheRuleInvalid saying what answered: a typo in the URL is caught when the rule is
+    added, not at the first pull. Through the same guarded connections as the cache."""
+    allow_internal = resolves_internal(urlsplit(rule.upstream).hostname or "")
+    tls = {} if not rule.insecure else {"cert_reqs": "CERT_NONE", "assert_hostname": False}
+    pool = guarded_pool(allow_internal=allow_internal, retries=False, timeout=PROBE_TIMEOUT, **tls)
+    try:
+        response = pool.request("GET", f"{rule.upstream}/v2/", redirect=False, preload_content=False)
+    except urllib3.exceptions.HTTPError as error:
+        raise CacheRuleInvalid(
+            f"the upstream {rule.upstream} is unreachable ({transport_failure(error)}): check the URL, "
+            "or add --no-probe if only the registry's own network reaches it"
+        ) from None
+    try:
+        challenged = response.status == 401 and response.headers.get("WWW-Authenticate")
+        if response.status != 200 and not challenged:
+            raise CacheRuleInvalid(
+                f"{rule.upstream}/v2/ answered HTTP {response.status}, not as a registry (200, or 401 "
+                "with a challenge): check the URL, or add --no-probe"
+            )
+    finally:
+        finish(response)
+        pool.clear()
