@@ -235,7 +235,21 @@ def render(result: dict) -> str:
         lines += pull_through(result["pull_through"]) + [""]
     if result.get("lambda"):
         lines += lambda_(result["lambda"]) + [""]
+    # The sections after it print after the total, as `make bench` always printed them;
+    # here too, so that `python -m bench.report` shows every section a results file holds.
     lines.append(f"total bench time {result['duration_s']:.0f} s")
+    if result.get("direct"):
+        from . import direct
+
+        lines += ["", direct.render(result["direct"])]
+    if result.get("upload_service"):
+        from . import uploadsvc
+
+        lines += ["", *uploadsvc.render(result["upload_service"])]
+    if result.get("scan"):  # issue 14: bench/scanning.py
+        from . import scanning
+
+        lines += ["", *scanning.render(result["scan"])]
     return "\n".join(lines)
 
 

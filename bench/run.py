@@ -200,16 +200,6 @@ def main(argv: list[str] | None = None) -> int:
 
     result["duration_s"] = round(time.monotonic() - started, 1)
     print(report.render(result), flush=True)
-    if result.get("direct"):
-        from . import direct
-
-        print("\n" + direct.render(result["direct"]), flush=True)
-    if result.get("upload_service"):
-        print("\n" + "\n".join(uploadsvc.render(result["upload_service"])), flush=True)
-    if result.get("scan"):  # issue 14
-        from . import scanning
-
-        print("\n" + "\n".join(scanning.render(result["scan"])), flush=True)
     latest, dated = report.write(result, out)
     print(f"\nresults: {latest} (and {dated.name})", flush=True)
     return 0

@@ -98,6 +98,11 @@ def test_tiny_bench_writes_results(tmp_path: Path) -> None:
     assert len(markdown(latest).splitlines()) == 2 + len(rows)
     for title in ("1. Push and pull wall time", "2. AWS calls per operation", "3. Memory", "4. Lambda"):
         assert title in result.stdout
+    # `python -m bench.report` prints a results file again: every section it holds.
+    reprinted = _run("-m", "bench.report", str(out / "latest.json")).stdout
+    assert "Pull-through cache: Skyport vs Distribution proxy mode" in reprinted
+    assert "error" not in latest["scan"], latest["scan"]
+    assert "Scan (issue 14)" in reprinted and "Scan (issue 14)" in result.stdout
 
 
 @pytest.mark.e2e
