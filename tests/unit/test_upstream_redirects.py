@@ -68,3 +68,18 @@ def test_followed(upstream, url):
 def test_refused(upstream, url):
     with pytest.raises(UpstreamDown, match="not followed"):
         checked_redirect(url, upstream)
+
+
+def test_an_upstream_named_by_dns_is_judged_where_its_name_resolves():
+    """An admin's registry inside the VPC by name (``registry.corp.example``) is internal
+    when its name resolves only to internal addresses (Upstreams.internal_allowed, the same
+    judgement the connections make): its storage on a private address is followed then,
+    and refused when the name resolves to the internet. Link-local stays refused."""
+    corp = "https://registry.corp.example"
+    storage = "http://10.0.4.8:9000/bucket/blob"
+    assert checked_redirect(storage, corp, upstream_internal=True).hostname == "10.0.4.8"
+    for where in (False, None):  # on the internet; or not resolved: judged by its spelling
+        with pytest.raises(UpstreamDown, match="not followed"):
+            checked_redirect(storage, corp, upstream_internal=where)
+    with pytest.raises(UpstreamDown, match="not followed"):
+        checked_redirect("http://169.254.169.254/latest/meta-data/", corp, upstream_internal=True)

@@ -22,7 +22,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 import urllib3
 
-from .outbound_urls import guarded_pool
+from .outbound_urls import guarded_pool, tls_settings
 
 _REFERENCE = re.compile(
     r"^(?P<host>[^/]+)/(?P<name>[a-z0-9._/-]+?)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9._-]{0,127}))?$"
@@ -70,11 +70,10 @@ def new_pool(
     a registry an admin named for a function to call (replication), connected to only
     through outbound_urls.connect_checked (never link-local or cloud metadata, whatever the
     name resolves to); the CLI, on the user's own machine, calls where it is told."""
-    tls = {} if verify_tls else {"cert_reqs": "CERT_NONE", "assert_hostname": False}
-    settings = {"maxsize": connections, "retries": False, "timeout": urllib3.Timeout(30, 300), **tls}
+    settings = {"maxsize": connections, "retries": False, "timeout": urllib3.Timeout(30, 300)}
     if outbound:
-        return guarded_pool(allow_internal=True, **settings)
-    return urllib3.PoolManager(**settings)
+        return guarded_pool(allow_internal=True, verify_tls=verify_tls, **settings)
+    return urllib3.PoolManager(**tls_settings(verify_tls), **settings)
 
 
 class RegistryClient:

@@ -206,11 +206,19 @@ def _pool_classes(allow_internal: bool) -> dict[str, type[HTTPConnectionPool]]:
 _POOL_CLASSES = {allowed: _pool_classes(allowed) for allowed in (False, True)}
 
 
-def guarded_pool(*, allow_internal: bool, **pool_manager_kw: Any) -> urllib3.PoolManager:
+def tls_settings(verify_tls: bool) -> dict[str, Any]:
+    """urllib3.PoolManager arguments: verify certificates, or (an admin's --insecure, for a
+    self-signed certificate) accept any."""
+    return {} if verify_tls else {"cert_reqs": "CERT_NONE", "assert_hostname": False}
+
+
+def guarded_pool(
+    *, allow_internal: bool, verify_tls: bool = True, **pool_manager_kw: Any
+) -> urllib3.PoolManager:
     """A urllib3.PoolManager (``pool_manager_kw`` as its own) whose every connection, to the
     URLs asked and to wherever they lead (a token realm, a storage redirect), goes through
     :func:`connect_checked`."""
-    pool = urllib3.PoolManager(**pool_manager_kw)
+    pool = urllib3.PoolManager(**tls_settings(verify_tls), **pool_manager_kw)
     pool.pool_classes_by_scheme = _POOL_CLASSES[allow_internal]  # type: ignore[assignment]
     return pool
 

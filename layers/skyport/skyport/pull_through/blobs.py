@@ -109,7 +109,7 @@ class CachedBlobs:
             url = urljoin(f"{base}/", location)
             try:
                 # Only where a client may safely be sent (http(s), no credentials in it).
-                parts = checked_redirect(url, base)
+                parts = checked_redirect(url, base, self._upstreams.internal_allowed(target.rule))
             except UpstreamDown as refused:
                 raise as_registry_error(refused, target) from None
             on_upstream = f"{parts.scheme}://{parts.netloc}" == base

@@ -146,14 +146,18 @@ REDIRECTS = (301, 302, 303, 307, 308)
 MAX_REDIRECT_LENGTH = 16 * 1024
 
 
-def checked_redirect(url: str, upstream: str) -> SplitResult:
+def checked_redirect(url: str, upstream: str, upstream_internal: bool | None = None) -> SplitResult:
     """``url``'s parts, when a redirect from ``upstream`` (the rule's URL) may be followed or
     handed to a client: http(s), a host that is not link-local (cloud metadata lives there),
     no credentials, ASCII without spaces; and, from an upstream on the internet, no internal
     address (a public registry has no business sending the fill function into the VPC or
     onto its own loopback; an upstream an admin put on a private address may keep its
-    storage there too). Else UpstreamDown saying why."""
+    storage there too). Else UpstreamDown saying why. ``upstream_internal``: where the
+    upstream is, as Upstreams.internal_allowed found it (its name resolved); None judges
+    it by its spelling."""
     parts = urlsplit(url)
+    if upstream_internal is None:
+        upstream_internal = is_internal_host(urlsplit(upstream).hostname or "")
     address = literal_address(parts.hostname or "")
     if (
         len(url) > MAX_REDIRECT_LENGTH
@@ -163,7 +167,7 @@ def checked_redirect(url: str, upstream: str) -> SplitResult:
         or not parts.hostname
         or parts.username is not None
         or (address is not None and refused_address(address, allow_internal=True))
-        or (is_internal_host(parts.hostname) and not is_internal_host(urlsplit(upstream).hostname or ""))
+        or (is_internal_host(parts.hostname) and not upstream_internal)
     ):
         raise UpstreamDown("upstream redirected to a URL that is not followed")
     return parts
@@ -207,13 +211,12 @@ class Upstreams:
             pool = self._pools.get((verify_tls, for_fill, allow_internal))
             if pool is None:
                 read = FILL_READ_TIMEOUT if for_fill else self._timeout
-                tls = {} if verify_tls else {"cert_reqs": "CERT_NONE", "assert_hostname": False}
                 pool = guarded_pool(
                     allow_internal=allow_internal,
+                    verify_tls=verify_tls,
                     maxsize=16,
                     retries=False,
                     timeout=urllib3.Timeout(connect=self._timeout, read=read),
-                    **tls,
                 )
                 self._pools[(verify_tls, for_fill, allow_internal)] = pool
             return pool
@@ -308,7 +311,7 @@ class Upstreams:
                 break
             location = urljoin(f"{base}/", response.headers.get("Location") or "")
             finish(response)
-            parts = checked_redirect(location, base)
+            parts = checked_redirect(location, base, self.internal_allowed(target.rule))
             if f"{parts.scheme}://{parts.netloc}" == base:
                 path = parts.path + (f"?{parts.query}" if parts.query else "")
                 response = self.request(target, "GET", path, headers, for_fill=for_fill)
@@ -343,9 +346,12 @@ def probe_upstream(rule: CacheRule) -> None:
     "Determining support"): 200, or 401 with a challenge, is a registry. Else
     CacheRuleInvalid saying what answered: a typo in the URL is caught when the rule is
     added, not at the first pull. Through the same guarded connections as the cache."""
-    allow_internal = resolves_internal(urlsplit(rule.upstream).hostname or "")
-    tls = {} if not rule.insecure else {"cert_reqs": "CERT_NONE", "assert_hostname": False}
-    pool = guarded_pool(allow_internal=allow_internal, retries=False, timeout=PROBE_TIMEOUT, **tls)
+    pool = guarded_pool(
+        allow_internal=resolves_internal(urlsplit(rule.upstream).hostname or ""),
+        verify_tls=not rule.insecure,
+        retries=False,
+        timeout=PROBE_TIMEOUT,
+    )
     try:
         response = pool.request("GET", f"{rule.upstream}/v2/", redirect=False, preload_content=False)
     except urllib3.exceptions.HTTPError as error:
