@@ -7,12 +7,12 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from cli_support import run_cli as run
 from cli_support import table_flags, write_served_state
+from http_stub import serve_http, url_of
 from oci import OCI_MANIFEST, assert_error, make_image, push_image, send_raw, sha256
 from skyport.registry import Registry
 from skyport.storage import keys
@@ -151,14 +151,8 @@ def _answering(status: int):
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_http(Handler) as server:
+        yield url_of(server)
 
 
 def test_against_a_table(capsys, registry):

@@ -12,11 +12,12 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 import uvicorn
 from direct.running import free_port
+from http_stub import serve_http, url_of
 from oci import MiB, make_image, push_image, sha256
 from skyport.registry import Registry
 from skyport.replication import ReplicationFailed, Replicator
@@ -49,14 +50,8 @@ def fake_registry(answer_v2: tuple[int, dict], answer_rest: tuple[int, dict]) ->
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_http(Handler) as server:
+        yield url_of(server)
 
 
 def _fails_with(rules, replicator, feed, source_client, url: str, expected: str, **options) -> None:

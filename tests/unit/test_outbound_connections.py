@@ -11,13 +11,13 @@ it is not internal); its connections to 127.0.0.1 are the ones refused.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import urllib3
+from http_stub import serve_http
 from skyport.outbound_urls import (
     AddressRefused,
     ConnectionRefusedByPolicy,
@@ -44,13 +44,9 @@ class _Counting(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server() -> Iterator[ThreadingHTTPServer]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Counting)
-    httpd.hits = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_http(_Counting) as httpd:
+        httpd.hits = []  # type: ignore[attr-defined]
+        yield httpd
 
 
 def _port(server: ThreadingHTTPServer) -> int:
