@@ -94,6 +94,19 @@ def test_link_local_and_cloud_metadata_are_never_connected_to(host, allow_intern
     assert time.monotonic() - started < 1
 
 
+def test_a_host_name_no_resolver_takes_is_refused_not_raised():
+    """A label over 63 characters fails IDNA encoding inside getaddrinfo (UnicodeError, not
+    an OSError): refused like any address, so callers answer it as an upstream fault."""
+    long_label = "a" * 64 + ".example"
+    with pytest.raises(AddressRefused, match="not a valid host name"):
+        connect_checked(long_label, 80, 5.0, allow_internal=True)
+    pool = guarded_pool(allow_internal=False, retries=False)
+    with pytest.raises(ConnectionRefusedByPolicy):
+        pool.request("GET", f"http://{long_label}/v2/", redirect=False)
+    with pytest.raises(UpstreamDown, match="not a valid host name"):
+        _upstreams().get_url(_target("https://registry.invalid"), f"http://{long_label}/blob")
+
+
 def test_a_name_that_does_not_resolve_is_a_resolution_error_not_a_refusal():
     pool = guarded_pool(allow_internal=False, retries=False)
     with pytest.raises(urllib3.exceptions.NameResolutionError):

@@ -132,7 +132,13 @@ def connect_checked(
     allowed ones could not be reached."""
     refusal: str | None = None
     error: OSError | None = None
-    for family, kind, proto, _, sockaddr in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+    try:
+        found = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    except UnicodeError:
+        # The IDNA encoding of the name failed (a label empty or over 63 characters): no
+        # such host can exist. urllib3's own create_connection refuses it the same way.
+        raise AddressRefused(f"{host[:80]!r} is not a valid host name") from None
+    for family, kind, proto, _, sockaddr in found:
         address = literal_address(str(sockaddr[0]))
         why = "not an IP address" if address is None else refused_address(address, allow_internal)
         if why:
