@@ -132,6 +132,8 @@ def test_add_probes_the_upstream_first(capsys, served, registry, served_upstream
     with _answering(404) as not_a_registry:
         code, out, err = run(capsys, "cache", "add", "web", not_a_registry)
     assert code == 1 and "answered HTTP 404, not as a registry" in err, (out, err)
+    code, out, err = run(capsys, "cache", "add", "long", "https://" + "a" * 64 + ".example")
+    assert code == 1 and "not a valid host name" in err, (out, err)
     assert rule_items(registry) == before
     code, out, err = run(capsys, "cache", "add", "local", served_upstream.url)
     assert code == 0, err

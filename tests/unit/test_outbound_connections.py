@@ -118,6 +118,7 @@ def test_where_an_upstream_is_judged_to_be():
     assert resolves_internal("2130706433")
     assert not resolves_internal("8.8.8.8")
     assert not resolves_internal("registry.invalid")  # unresolvable: never internal
+    assert not resolves_internal("a" * 64 + ".example")  # a name no resolver takes
 
 
 def _target(upstream: str) -> CacheTarget:

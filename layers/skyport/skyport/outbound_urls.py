@@ -249,7 +249,7 @@ def resolves_internal(host: str) -> bool:
         return False
     try:
         infos = socket.getaddrinfo(host, None, 0, socket.SOCK_STREAM)
-    except OSError:
+    except (OSError, UnicodeError):  # UnicodeError: a name IDNA cannot encode, no such host
         return False
     addresses = [literal_address(str(info[4][0])) for info in infos]
     return bool(addresses) and all(a is not None and not a.is_global for a in addresses)
